@@ -1,0 +1,228 @@
+#include "config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duration.h"
+
+enum key_type { KEY_STRING, KEY_INT, KEY_DURATION, KEY_LOG_LEVEL };
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    const char *def;
+    int64_t min, max; /* for KEY_INT and KEY_DURATION (milliseconds) */
+    bool restart;     /* only read at start-up */
+};
+
+#define F(field) offsetof(struct mvr_config, field)
+#define DUR_MAX MVR_DURATION_MAX_MS
+
+static const struct key keys[] = {
+    {"dsn", KEY_STRING, F(dsn), "", 0, 0, true},
+    {"application_name", KEY_STRING, F(application_name), "mvrefreshd", 0, 0, true},
+    {"max_concurrent", KEY_INT, F(max_concurrent), "2", 1, MVR_CONFIG_MAX_CONCURRENT, false},
+    {"log_level", KEY_LOG_LEVEL, F(log_level), "info", 0, 0, false},
+    {"lock_timeout", KEY_DURATION, F(lock_timeout_ms), "0", 0, DUR_MAX, false},
+    {"statement_timeout", KEY_DURATION, F(statement_timeout_ms), "0", 0, DUR_MAX, false},
+    {"debounce", KEY_DURATION, F(debounce_ms), "1s", 1, DUR_MAX, false},
+    {"max_wait", KEY_DURATION, F(max_wait_ms), "30s", 1, DUR_MAX, false},
+    {"shutdown_timeout", KEY_DURATION, F(shutdown_timeout_ms), "30s", 0, DUR_MAX, false},
+    {"retry_backoff_max", KEY_DURATION, F(retry_backoff_max_ms), "5min", 1, DUR_MAX, false},
+};
+
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+static const struct key *find_key(const char *name)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].name, name) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static int set_int(const struct key *k, int64_t *slot, const char *value, char *err, size_t len)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+
+    if (errno != 0 || end == value || *end != '\0' || v < k->min || v > k->max) {
+        snprintf(err, len, "%s must be an integer between %lld and %lld, not \"%s\"", k->name,
+                 (long long)k->min, (long long)k->max, value);
+        return -1;
+    }
+    *slot = v;
+    return 0;
+}
+
+static int set_duration(const struct key *k, int64_t *slot, const char *value, char *err,
+                        size_t len)
+{
+    const char *why;
+    int64_t ms;
+
+    if (mvr_duration_parse(value, &ms, &why) != 0) {
+        snprintf(err, len, "%s: %s: \"%s\"", k->name, why, value);
+        return -1;
+    }
+    if (ms < k->min) {
+        snprintf(err, len, "%s must be positive, not \"%s\"", k->name, value);
+        return -1;
+    }
+    *slot = ms;
+    return 0;
+}
+
+static int set_string(char **slot, const char *value, char *err, size_t len)
+{
+    char *copy = strdup(value);
+
+    if (copy == NULL) {
+        snprintf(err, len, "out of memory");
+        return -1;
+    }
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+int mvr_config_set(struct mvr_config *cfg, const char *key, const char *value, char *err,
+                   size_t errlen)
+{
+    const struct key *k = find_key(key);
+    char *slot;
+
+    if (k == NULL) {
+        snprintf(err, errlen, "unknown setting \"%s\"", key);
+        return -1;
+    }
+    slot = (char *)cfg + k->offset;
+    switch (k->type) {
+    case KEY_STRING:
+        return set_string((char **)(void *)slot, value, err, errlen);
+    case KEY_INT:
+        return set_int(k, (int64_t *)(void *)slot, value, err, errlen);
+    case KEY_DURATION:
+        return set_duration(k, (int64_t *)(void *)slot, value, err, errlen);
+    case KEY_LOG_LEVEL:
+        if (mvr_log_level_parse(value, (enum mvr_log_level *)(void *)slot) == 0)
+            return 0;
+        snprintf(err, errlen, "log_level must be error, warning, info or debug, not \"%s\"",
+                 value);
+        return -1;
+    }
+    return -1;
+}
+
+int mvr_config_validate(const struct mvr_config *cfg, char *err, size_t errlen)
+{
+    if (cfg->max_wait_ms < cfg->debounce_ms) {
+        snprintf(err, errlen, "max_wait (%lld ms) must not be less than debounce (%lld ms)",
+                 (long long)cfg->max_wait_ms, (long long)cfg->debounce_ms);
+        return -1;
+    }
+    return 0;
+}
+
+struct parse_state {
+    struct mvr_config *cfg;
+    char msg[512]; /* the first error; ini_parse reports its line */
+};
+
+static int on_entry(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_state *st = user;
+    char msg[sizeof st->msg];
+
+    if (section[0] != '\0' && strcmp(section, MVR_CONFIG_SECTION) != 0)
+        snprintf(msg, sizeof msg, "unknown section [%s] (expected [%s])", section,
+                 MVR_CONFIG_SECTION);
+    else if (name == NULL || mvr_config_set(st->cfg, name, value ? value : "", msg,
+                                            sizeof msg) == 0)
+        return 1;
+    if (st->msg[0] == '\0')
+        memcpy(st->msg, msg, sizeof msg);
+    return 0;
+}
+
+static int set_defaults(struct mvr_config *cfg, char *err, size_t errlen)
+{
+    *cfg = (struct mvr_config){0};
+    for (size_t i = 0; i < NKEYS; i++)
+        if (mvr_config_set(cfg, keys[i].name, keys[i].def, err, errlen) != 0)
+            return -1;
+    return 0;
+}
+
+static int parse_file(struct mvr_config *cfg, const char *path, char *err, size_t errlen)
+{
+    struct parse_state st = {.cfg = cfg};
+    int line = ini_parse(path, on_entry, &st);
+
+    if (line == -1)
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+    else if (line == -2)
+        snprintf(err, errlen, "%s: out of memory", path);
+    else if (line > 0)
+        snprintf(err, errlen, "%s:%d: %s", path, line,
+                 st.msg[0] ? st.msg : "syntax error (expected key = value or [section])");
+    else if (mvr_config_validate(cfg, st.msg, sizeof st.msg) != 0)
+        snprintf(err, errlen, "%s: %s", path, st.msg);
+    else
+        return 0;
+    return -1;
+}
+
+int mvr_config_load(struct mvr_config *cfg, const char *path, char *err, size_t errlen)
+{
+    if (set_defaults(cfg, err, errlen) == 0 && (path == NULL || parse_file(cfg, path, err,
+                                                                          errlen) == 0))
+        return 0;
+    mvr_config_free(cfg);
+    return -1;
+}
+
+void mvr_config_free(struct mvr_config *cfg)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].type == KEY_STRING) {
+            char **slot = (char **)(void *)((char *)cfg + keys[i].offset);
+            free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+static bool key_differs(const struct key *k, const struct mvr_config *a,
+                        const struct mvr_config *b)
+{
+    const char *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
+
+    switch (k->type) {
+    case KEY_STRING:
+        return strcmp(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb) != 0;
+    case KEY_LOG_LEVEL:
+        return *(const enum mvr_log_level *)(const void *)pa !=
+               *(const enum mvr_log_level *)(const void *)pb;
+    default:
+        return *(const int64_t *)(const void *)pa != *(const int64_t *)(const void *)pb;
+    }
+}
+
+void mvr_config_log_changes(const struct mvr_config *old, const struct mvr_config *new_cfg,
+                            const struct mvr_log *log)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!key_differs(&keys[i], old, new_cfg))
+            continue;
+        if (keys[i].restart)
+            mvr_warning(log, "setting %s changed: takes effect after a restart", keys[i].name);
+        else
+            mvr_info(log, "setting %s changed", keys[i].name);
+    }
+}

@@ -1,0 +1,43 @@
+/*
+ * mvrefresh.ini: one table of keys drives parsing, defaults, validation and change logging.
+ * A loaded config is never modified afterwards; reload builds a new one and swaps.
+ */
+#ifndef MVR_CONFIG_H
+#define MVR_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "log.h"
+
+#define MVR_CONFIG_SECTION "mvrefreshd"
+#define MVR_CONFIG_MAX_CONCURRENT 64
+
+struct mvr_config {
+    char *dsn;
+    char *application_name;
+    int64_t max_concurrent;
+    enum mvr_log_level log_level;
+    int64_t lock_timeout_ms;
+    int64_t statement_timeout_ms;
+    int64_t debounce_ms;
+    int64_t max_wait_ms;
+    int64_t shutdown_timeout_ms;
+    int64_t retry_backoff_max_ms;
+};
+
+/* Defaults, then the file at path (NULL: defaults only). On error returns -1 with
+ * "path:line: message" in err and leaves nothing allocated. */
+int mvr_config_load(struct mvr_config *cfg, const char *path, char *err, size_t errlen);
+/* Set one key from text, as the file would; on error returns -1 with a message in err. */
+int mvr_config_set(struct mvr_config *cfg, const char *key, const char *value, char *err,
+                   size_t errlen);
+/* Checks that concern several keys; -1 with a message in err. */
+int mvr_config_validate(const struct mvr_config *cfg, char *err, size_t errlen);
+void mvr_config_free(struct mvr_config *cfg);
+/* Log each key whose value differs; keys that only apply at start-up say so. */
+void mvr_config_log_changes(const struct mvr_config *old, const struct mvr_config *new_cfg,
+                            const struct mvr_log *log);
+
+#endif

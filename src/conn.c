@@ -1,0 +1,321 @@
+#include "conn.h"
+
+#include "container.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKOFF_FIRST 0.1
+#define BACKOFF_CAP 30.0
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void go_down(struct mvr_conn *c, const char *why);
+static void on_notice(void *arg, const char *message);
+
+static const char *const state_names[] = {"down", "connecting", "idle", "busy"};
+
+const char *mvr_conn_state_name(enum mvr_conn_state s)
+{
+    return state_names[s];
+}
+
+static void set_state(struct mvr_conn *c, enum mvr_conn_state s)
+{
+    if (c->state == s)
+        return;
+    mvr_debug(c->log, "%s: %s -> %s", c->name, state_names[c->state], state_names[s]);
+    c->state = s;
+}
+
+void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_log *log,
+                   const char *name, const struct mvr_conn_hooks *hooks, void *owner)
+{
+    memset(c, 0, sizeof *c);
+    ev_init(&c->io, io_cb);
+    ev_init(&c->retry, retry_cb);
+    c->loop = loop;
+    c->log = log;
+    c->hooks = hooks;
+    c->owner = owner;
+    snprintf(c->name, sizeof c->name, "%s", name);
+    c->backoff = BACKOFF_FIRST;
+    c->jitter_seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15u ^ (uint64_t)(uintptr_t)c ^
+                     (uint64_t)time(NULL);
+}
+
+/* Watch the socket for what libpq is waiting on. The socket can change while connecting
+ * (libpq tries each host in a multi-host conninfo), so always re-read it. */
+static void watch_socket(struct mvr_conn *c, int events)
+{
+    ev_io_stop(c->loop, &c->io);
+    ev_io_set(&c->io, PQsocket(c->pg), events);
+    ev_io_start(c->loop, &c->io);
+}
+
+static PGconn *start_connect(const struct mvr_conn *c)
+{
+    /* Earlier keys are defaults the DSN (expanded from dbname, which comes last) overrides.
+     * Keepalives notice a silently dead TCP peer on an otherwise idle LISTEN socket. */
+    const char *const keys[] = {"application_name", "keepalives", "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "connect_timeout",
+                                "dbname", NULL};
+    const char *const values[] = {c->app_name, "1", "30", "10", "3", "10", c->dsn, NULL};
+
+    return PQconnectStartParams(keys, values, 1);
+}
+
+void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
+{
+    c->dsn = dsn;
+    c->app_name = app_name;
+    c->reconnect = true;
+    c->pg = start_connect(c);
+    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
+        go_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
+        return;
+    }
+    set_state(c, MVR_CONN_CONNECTING);
+    watch_socket(c, EV_WRITE);
+}
+
+static void drop_pg(struct mvr_conn *c)
+{
+    ev_io_stop(c->loop, &c->io);
+    if (c->held != NULL) {
+        PQclear(c->held);
+        c->held = NULL;
+    }
+    if (c->pg != NULL) {
+        PQfinish(c->pg);
+        c->pg = NULL;
+    }
+}
+
+void mvr_conn_close(struct mvr_conn *c)
+{
+    c->reconnect = false;
+    ev_timer_stop(c->loop, &c->retry);
+    drop_pg(c);
+    c->on_result = NULL;
+    set_state(c, MVR_CONN_DOWN);
+}
+
+static double next_backoff(struct mvr_conn *c)
+{
+    double base = c->backoff;
+
+    /* xorshift: full jitter in [base/2, base) spreads out reconnect storms. */
+    c->jitter_seed ^= c->jitter_seed << 13;
+    c->jitter_seed ^= c->jitter_seed >> 7;
+    c->jitter_seed ^= c->jitter_seed << 17;
+    c->backoff = fmin(base * 2, BACKOFF_CAP);
+    return base * (0.5 + 0.5 * (double)(c->jitter_seed % 1000) / 1000.0);
+}
+
+static void go_down(struct mvr_conn *c, const char *why)
+{
+    mvr_conn_result_fn fn = c->on_result;
+    bool was_up = c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
+
+    c->on_result = NULL;
+    drop_pg(c);
+    set_state(c, MVR_CONN_DOWN);
+    if (was_up || !c->loss_reported)
+        mvr_warning(c->log, "%s: %s %s", c->name, was_up ? "connection lost:" : "cannot connect:",
+                    why);
+    c->loss_reported = true;
+    if (fn != NULL)
+        fn(c, NULL, c->result_arg);
+    if (c->hooks->down != NULL)
+        c->hooks->down(c);
+    if (c->reconnect && c->state == MVR_CONN_DOWN) {
+        ev_timer_set(&c->retry, next_backoff(c), 0.0);
+        ev_timer_start(c->loop, &c->retry);
+    }
+}
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, retry);
+
+    (void)loop;
+    (void)revents;
+    mvr_conn_open(c, c->dsn, c->app_name);
+}
+
+static void connected(struct mvr_conn *c)
+{
+    if (PQsetnonblocking(c->pg, 1) != 0) {
+        go_down(c, PQerrorMessage(c->pg));
+        return;
+    }
+    if (c->loss_reported || c->backoff > BACKOFF_FIRST)
+        mvr_info(c->log, "%s: connected to database \"%s\" on %s", c->name, PQdb(c->pg),
+                 PQhost(c->pg));
+    else
+        mvr_debug(c->log, "%s: connected to database \"%s\" on %s", c->name, PQdb(c->pg),
+                  PQhost(c->pg));
+    PQsetNoticeProcessor(c->pg, on_notice, c);
+    c->loss_reported = false;
+    c->backoff = BACKOFF_FIRST;
+    set_state(c, MVR_CONN_IDLE);
+    watch_socket(c, EV_READ);
+    if (c->hooks->up != NULL)
+        c->hooks->up(c);
+}
+
+static void poll_connect(struct mvr_conn *c)
+{
+    switch (PQconnectPoll(c->pg)) {
+    case PGRES_POLLING_READING:
+        watch_socket(c, EV_READ);
+        break;
+    case PGRES_POLLING_WRITING:
+        watch_socket(c, EV_WRITE);
+        break;
+    case PGRES_POLLING_OK:
+        connected(c);
+        break;
+    default:
+        go_down(c, PQerrorMessage(c->pg));
+        break;
+    }
+}
+
+/* Server notices (NOTICE, WARNING) belong in our log, not on a bare stderr line. */
+static void on_notice(void *arg, const char *message)
+{
+    const struct mvr_conn *c = arg;
+
+    mvr_info(c->log, "%s: server said: %s", c->name, message);
+}
+
+static int flush_output(struct mvr_conn *c)
+{
+    int r = PQflush(c->pg);
+
+    if (r < 0) {
+        go_down(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    /* Output left over: wait until the socket takes more. */
+    watch_socket(c, r == 1 ? EV_READ | EV_WRITE : EV_READ);
+    return 0;
+}
+
+int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const char *const *params,
+                  mvr_conn_result_fn fn, void *arg)
+{
+    if (c->state != MVR_CONN_IDLE)
+        return -1;
+    /* Only the simple protocol takes several statements; parameters need the extended one. */
+    int sent = nparams == 0 ? PQsendQuery(c->pg, sql)
+                            : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+    if (!sent) {
+        go_down(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    c->on_result = fn;
+    c->result_arg = arg;
+    set_state(c, MVR_CONN_BUSY);
+    /* Sent: from here on fn runs exactly once, even if flushing fails (with NULL then). */
+    flush_output(c);
+    return 0;
+}
+
+static void drain_notifies(struct mvr_conn *c)
+{
+    PGnotify *n;
+
+    while (c->pg != NULL && (n = PQnotifies(c->pg)) != NULL) {
+        if (c->hooks->notify != NULL)
+            c->hooks->notify(c, n);
+        PQfreemem(n);
+    }
+}
+
+static bool is_error(const PGresult *r)
+{
+    ExecStatusType s = PQresultStatus(r);
+
+    return s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY;
+}
+
+/* Keep the first error, else the last result: a multi-statement query fails as a whole. */
+static void keep_result(struct mvr_conn *c, PGresult *r)
+{
+    if (c->held != NULL && is_error(c->held)) {
+        PQclear(r);
+        return;
+    }
+    PQclear(c->held);
+    c->held = r;
+}
+
+static void finish_query(struct mvr_conn *c)
+{
+    mvr_conn_result_fn fn = c->on_result;
+    PGresult *res = c->held;
+
+    c->held = NULL;
+    c->on_result = NULL;
+    set_state(c, MVR_CONN_IDLE);
+    if (fn != NULL)
+        fn(c, res, c->result_arg);
+    PQclear(res);
+}
+
+static void collect_results(struct mvr_conn *c)
+{
+    while (c->state == MVR_CONN_BUSY && !PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL)
+            finish_query(c);
+        else
+            keep_result(c, r);
+    }
+}
+
+static void read_input(struct mvr_conn *c)
+{
+    if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+        go_down(c, PQerrorMessage(c->pg));
+        return;
+    }
+    drain_notifies(c);
+    if (c->state == MVR_CONN_BUSY)
+        collect_results(c);
+    /* Results can carry notifications parsed along with them. */
+    drain_notifies(c);
+}
+
+static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct mvr_conn *c = (struct mvr_conn *)w;
+
+    (void)loop;
+    if (c->state == MVR_CONN_CONNECTING) {
+        poll_connect(c);
+        return;
+    }
+    if ((revents & EV_WRITE) && flush_output(c) != 0)
+        return;
+    if (revents & EV_READ)
+        read_input(c);
+}
+
+void mvr_conn_cancel(struct mvr_conn *c)
+{
+    char errbuf[256];
+    PGcancel *cancel;
+
+    if (c->state != MVR_CONN_BUSY || (cancel = PQgetCancel(c->pg)) == NULL)
+        return;
+    if (!PQcancel(cancel, errbuf, sizeof errbuf))
+        mvr_warning(c->log, "%s: cancel request failed: %s", c->name, errbuf);
+    PQfreeCancel(cancel);
+}

@@ -1,0 +1,76 @@
+/*
+ * One asynchronous libpq connection driven by libev: connect, send one query at a time,
+ * collect its results, surface notifications, and reconnect with jittered exponential
+ * backoff when the connection breaks. Listener, registry loader and refresh workers are
+ * all built on it; none of them ever blocks the loop.
+ */
+#ifndef MVR_CONN_H
+#define MVR_CONN_H
+
+#include <ev.h>
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "log.h"
+
+enum mvr_conn_state {
+    MVR_CONN_DOWN,       /* no connection; a reconnect may be scheduled */
+    MVR_CONN_CONNECTING, /* PQconnectPoll in progress */
+    MVR_CONN_IDLE,       /* connected, no query */
+    MVR_CONN_BUSY,       /* a query was sent, results pending */
+};
+
+struct mvr_conn;
+
+struct mvr_conn_hooks {
+    /* Connected and idle. */
+    void (*up)(struct mvr_conn *c);
+    /* Lost (or failed to connect); a busy query already got its result callback. */
+    void (*down)(struct mvr_conn *c);
+    /* One notification; the hook must not keep the pointer. */
+    void (*notify)(struct mvr_conn *c, const PGnotify *n);
+};
+
+/* Called once per query with the first error result, else the last result; res is NULL when
+ * the connection broke. The connection is idle again (or down) when this runs; res is freed
+ * after the callback returns. */
+typedef void (*mvr_conn_result_fn)(struct mvr_conn *c, const PGresult *res, void *arg);
+
+struct mvr_conn {
+    ev_io io; /* first member: the callback recovers the conn from the watcher */
+    ev_timer retry;
+    struct ev_loop *loop;
+    const struct mvr_log *log;
+    const struct mvr_conn_hooks *hooks;
+    void *owner;
+    char name[32];
+    const char *dsn;
+    const char *app_name;
+    PGconn *pg;
+    enum mvr_conn_state state;
+    bool reconnect;      /* reconnect automatically after a loss */
+    bool loss_reported;  /* log a run of failed attempts once, not per retry */
+    double backoff;
+    uint64_t jitter_seed;
+    mvr_conn_result_fn on_result;
+    void *result_arg;
+    PGresult *held; /* result kept for the callback */
+};
+
+void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_log *log,
+                   const char *name, const struct mvr_conn_hooks *hooks, void *owner);
+/* Start connecting; dsn and app_name must outlive the conn. */
+void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name);
+/* Close without reconnecting; a pending query gets no callback. */
+void mvr_conn_close(struct mvr_conn *c);
+/* Send a query with text parameters (none: several statements allowed). Returns 0 when sent:
+ * fn then runs exactly once; -1 (fn never runs) if not idle or libpq refused it, in which
+ * case the connection goes down. */
+int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const char *const *params,
+                  mvr_conn_result_fn fn, void *arg);
+/* Ask the server to cancel the running query; the result still arrives as usual. */
+void mvr_conn_cancel(struct mvr_conn *c);
+const char *mvr_conn_state_name(enum mvr_conn_state s);
+
+#endif

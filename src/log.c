@@ -1,0 +1,59 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const level_names[] = {"ERROR", "WARNING", "INFO", "DEBUG"};
+
+void mvr_log_init(struct mvr_log *log, enum mvr_log_level level, FILE *out)
+{
+    log->level = level;
+    log->out = out;
+}
+
+int mvr_log_level_parse(const char *name, enum mvr_log_level *out)
+{
+    for (size_t i = 0; i < sizeof level_names / sizeof level_names[0]; i++) {
+        if (strcasecmp(name, level_names[i]) == 0) {
+            *out = (enum mvr_log_level)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+const char *mvr_log_level_name(enum mvr_log_level level)
+{
+    return level_names[level];
+}
+
+/* One fprintf per line, so lines from a log shared with other processes never interleave. */
+void mvr_log_write(const struct mvr_log *log, enum mvr_log_level level, const char *fmt, ...)
+{
+    if (level > log->level)
+        return;
+
+    struct timeval tv;
+    struct tm tm;
+    char stamp[32];
+    char msg[2048];
+    va_list ap;
+
+    gettimeofday(&tv, NULL);
+    gmtime_r(&tv.tv_sec, &tm);
+    strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    /* libpq error texts end in a newline; keep one line per message. */
+    size_t len = strlen(msg);
+    while (len > 0 && msg[len - 1] == '\n')
+        msg[--len] = '\0';
+    fprintf(log->out, "%s.%03d UTC [%ld] %s %s\n", stamp, (int)(tv.tv_usec / 1000), (long)getpid(),
+            level_names[level], msg);
+    fflush(log->out);
+}

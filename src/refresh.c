@@ -1,0 +1,203 @@
+#include "refresh.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "pool.h"
+
+static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason"
+                                " FROM mvrefresh.refresh_begin($1::oid, $2::float8)";
+static const char end_sql[] =
+    "SELECT mvrefresh.refresh_end($1::oid, $2::bool, $3, $4, $5, $6::float8)";
+
+static const char *const step_names[] = {"none", "begin", "refresh", "end"};
+
+const char *mvr_refresh_step_name(enum mvr_refresh_step step)
+{
+    return step_names[step];
+}
+
+static void set_step(struct mvr_worker *w, enum mvr_refresh_step step)
+{
+    mvr_debug(w->conn.log, "%s: %s: %s -> %s", w->conn.name, w->view->conf.name,
+              step_names[w->step], step_names[step]);
+    w->step = step;
+}
+
+static void record_error(struct mvr_worker *w, const PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    w->ok = false;
+    snprintf(w->sqlstate, sizeof w->sqlstate, "%s", state ? state : "08006");
+    snprintf(w->error, sizeof w->error, "%s", msg ? msg : "connection to the server was lost");
+}
+
+/* Seconds since the epoch as text, or NULL when nothing is pending. */
+static const char *epoch_text(double t, char *buf, size_t len)
+{
+    if (isnan(t))
+        return NULL;
+    snprintf(buf, len, "%.6f", t);
+    return buf;
+}
+
+static void finish(struct mvr_worker *w)
+{
+    struct mvr_view *v = w->view;
+    struct mvr_pool *p = w->pool;
+
+    w->view = NULL;
+    w->step = MVR_STEP_NONE;
+    mvr_views_end(p->views, v, w->ok);
+    mvr_pool_worker_done(p, w);
+}
+
+static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
+{
+    struct mvr_worker *w = arg;
+
+    if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK)
+        mvr_warning(c->log, "%s: cannot record the outcome for %s: %s", c->name,
+                    w->view->conf.name, PQresultErrorMessage(res));
+    finish(w);
+}
+
+/* Pending since: changes that arrived during the refresh, or, after a failure, the ones the
+ * failed refresh was meant to cover. */
+static double pending_after(const struct mvr_worker *w)
+{
+    const struct mvr_debounce *d = &w->view->deb;
+
+    if (!w->ok && !isnan(d->run_first))
+        return d->run_first;
+    return d->dirty ? d->first_change : NAN;
+}
+
+static void send_end(struct mvr_worker *w, bool refreshed)
+{
+    char oid[16], pending[64];
+    const char *params[6];
+
+    snprintf(oid, sizeof oid, "%" PRIu32, w->view->conf.oid);
+    params[0] = oid;
+    params[1] = w->ok ? "t" : "f";
+    params[2] = refreshed ? (w->concurrent ? "concurrently" : "plain") : NULL;
+    params[3] = w->ok ? NULL : w->sqlstate;
+    params[4] = w->ok ? NULL : w->error;
+    params[5] = epoch_text(pending_after(w), pending, sizeof pending);
+    set_step(w, MVR_STEP_END);
+    if (mvr_conn_send(&w->conn, end_sql, 6, params, end_done, w) != 0)
+        finish(w);
+}
+
+static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
+{
+    struct mvr_worker *w = arg;
+    double ms = (ev_now(c->loop) - w->started) * 1000.0;
+
+    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        mvr_info(c->log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
+                 w->concurrent ? "concurrently" : "plain", ms);
+    } else {
+        record_error(w, res);
+        mvr_warning(c->log, "refresh of %s failed after %.0f ms: %s (SQLSTATE %s)",
+                    w->view->conf.name, ms, w->error, w->sqlstate);
+    }
+    if (res == NULL)
+        finish(w); /* no connection to record it on */
+    else
+        send_end(w, true);
+}
+
+static void explain_plain(struct mvr_worker *w, const char *reason)
+{
+    if (w->view->fallback_logged)
+        return;
+    w->view->fallback_logged = true;
+    mvr_info(w->conn.log, "%s falls back to plain refresh: %s", w->view->conf.name,
+             reason ? reason : "CONCURRENTLY is not possible");
+}
+
+/* Build the REFRESH from names escaped by libpq: never from text pasted as is. */
+static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, size_t len)
+{
+    PGconn *pg = w->conn.pg;
+    const char *nsp = PQgetvalue(res, 0, 0), *rel = PQgetvalue(res, 0, 1);
+    char *qnsp = PQescapeIdentifier(pg, nsp, strlen(nsp));
+    char *qrel = PQescapeIdentifier(pg, rel, strlen(rel));
+    int n = -1;
+
+    w->concurrent = PQgetvalue(res, 0, 2)[0] == 't';
+    if (!w->concurrent)
+        explain_plain(w, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
+    if (qnsp != NULL && qrel != NULL)
+        n = snprintf(sql, len,
+                     "SET lock_timeout = %" PRId64 "; SET statement_timeout = %" PRId64 "; "
+                     "REFRESH MATERIALIZED VIEW %s%s.%s",
+                     w->pool->lock_timeout_ms, w->pool->statement_timeout_ms,
+                     w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
+    PQfreemem(qnsp);
+    PQfreemem(qrel);
+    return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+static void view_gone(struct mvr_worker *w)
+{
+    struct mvr_pool *p = w->pool;
+
+    mvr_info(w->conn.log, "%s is no longer a watched materialized view; reloading the registry",
+             w->view->conf.name);
+    w->ok = true; /* nothing to retry */
+    finish(w);
+    p->hooks->view_gone(p->owner);
+}
+
+static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
+{
+    struct mvr_worker *w = arg;
+    char sql[1024];
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        record_error(w, res);
+        mvr_warning(c->log, "cannot start refreshing %s: %s (SQLSTATE %s)", w->view->conf.name,
+                    w->error, w->sqlstate);
+        if (res == NULL)
+            finish(w);
+        else
+            send_end(w, false);
+    } else if (PQntuples(res) != 1) {
+        view_gone(w);
+    } else if (build_refresh(w, res, sql, sizeof sql) != 0) {
+        snprintf(w->error, sizeof w->error, "cannot build the REFRESH statement");
+        snprintf(w->sqlstate, sizeof w->sqlstate, "XX000");
+        w->ok = false;
+        send_end(w, false);
+    } else {
+        set_step(w, MVR_STEP_REFRESH);
+        if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0)
+            finish(w);
+    }
+}
+
+void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
+{
+    char oid[16], pending[64];
+    const char *params[2];
+
+    w->view = v;
+    w->ok = true;
+    w->sqlstate[0] = w->error[0] = '\0';
+    w->started = ev_now(w->conn.loop);
+    /* From here on, a change to the view's tables is not covered by this refresh. */
+    mvr_views_begin(w->pool->views, v);
+    snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
+    params[0] = oid;
+    params[1] = epoch_text(mvr_debounce_pending_since(&v->deb), pending, sizeof pending);
+    set_step(w, MVR_STEP_BEGIN);
+    if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0)
+        finish(w);
+}

@@ -1,0 +1,38 @@
+/*
+ * One refresh on one worker connection, as a state machine:
+ *   BEGIN   mvrefresh.refresh_begin(): marks the status row, returns the view's current
+ *           schema and name and whether CONCURRENTLY can work (populated, unique index);
+ *   REFRESH REFRESH MATERIALIZED VIEW [CONCURRENTLY] on PQescapeIdentifier'd names;
+ *   END     mvrefresh.refresh_end(): records the outcome in the status row.
+ * Every step is an asynchronous query; the loop never waits on the server.
+ */
+#ifndef MVR_REFRESH_H
+#define MVR_REFRESH_H
+
+#include <stdbool.h>
+
+#include "conn.h"
+#include "view.h"
+
+enum mvr_refresh_step { MVR_STEP_NONE, MVR_STEP_BEGIN, MVR_STEP_REFRESH, MVR_STEP_END };
+
+struct mvr_pool;
+
+struct mvr_worker {
+    struct mvr_conn conn; /* first member */
+    struct mvr_pool *pool;
+    bool opened;
+    struct mvr_view *view; /* the view being refreshed, NULL when free */
+    enum mvr_refresh_step step;
+    bool concurrent;
+    bool ok;
+    char sqlstate[6];
+    char error[512];
+    double started;
+};
+
+/* Start refreshing v on an idle worker. */
+void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v);
+const char *mvr_refresh_step_name(enum mvr_refresh_step step);
+
+#endif

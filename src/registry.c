@@ -1,0 +1,181 @@
+#include "registry.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+
+#define RETRY_SECONDS 5.0
+
+static const char registry_sql[] =
+    "SELECT view, name, debounce_ms, max_wait_ms, \"concurrently\", base\n"
+    " FROM mvrefresh.registry()";
+
+enum { COL_VIEW, COL_NAME, COL_DEBOUNCE, COL_MAX_WAIT, COL_CONCURRENTLY, COL_BASE, NCOLS };
+
+static void start_load(struct mvr_registry *r);
+
+static void conn_up(struct mvr_conn *c)
+{
+    struct mvr_registry *r = (struct mvr_registry *)c;
+
+    if (r->wanted)
+        start_load(r);
+}
+
+static const struct mvr_conn_hooks registry_hooks = {.up = conn_up};
+
+static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_registry *r = MVR_CONTAINER_OF(w, struct mvr_registry, retry);
+
+    (void)loop;
+    (void)revents;
+    start_load(r);
+}
+
+void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struct mvr_log *log,
+                       mvr_registry_loaded_fn loaded, void *owner)
+{
+    mvr_conn_init(&r->conn, loop, log, "registry", &registry_hooks, r);
+    ev_init(&r->retry, retry_cb);
+    r->wanted = false;
+    r->catch_up = false;
+    r->loaded = loaded;
+    r->owner = owner;
+}
+
+void mvr_registry_open(struct mvr_registry *r, const char *dsn, const char *app_name)
+{
+    mvr_conn_open(&r->conn, dsn, app_name);
+}
+
+void mvr_registry_close(struct mvr_registry *r)
+{
+    ev_timer_stop(r->conn.loop, &r->retry);
+    mvr_conn_close(&r->conn);
+}
+
+void mvr_registry_request(struct mvr_registry *r, bool catch_up)
+{
+    r->wanted = true;
+    r->catch_up = r->catch_up || catch_up;
+    start_load(r);
+}
+
+/* OIDs come from our own query, but parse strictly anyway. */
+static int parse_oid(const char *text, uint32_t *oid)
+{
+    char *end;
+    errno = 0;
+    unsigned long v = strtoul(text, &end, 10);
+
+    if (errno != 0 || *end != '\0' || end == text || v == 0 || v > UINT32_MAX)
+        return -1;
+    *oid = (uint32_t)v;
+    return 0;
+}
+
+static int64_t parse_ms(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? -1 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+/* Add row's view to confs unless it is the same view as the previous row. */
+static int add_view(struct mvr_view_confs *confs, const PGresult *res, int row, uint32_t view)
+{
+    struct mvr_view_conf *conf;
+
+    if (confs->n > 0 && confs->items[confs->n - 1].oid == view)
+        return 0;
+    conf = &confs->items[confs->n];
+    conf->oid = view;
+    conf->name = strdup(PQgetvalue(res, row, COL_NAME));
+    if (conf->name == NULL)
+        return -1;
+    conf->debounce_ms = parse_ms(res, row, COL_DEBOUNCE);
+    conf->max_wait_ms = parse_ms(res, row, COL_MAX_WAIT);
+    conf->concurrently = PQgetvalue(res, row, COL_CONCURRENTLY)[0] == 't';
+    confs->n++;
+    return 0;
+}
+
+static int parse_row(struct mvr_view_confs *confs, const PGresult *res, int row)
+{
+    uint32_t view, base;
+
+    if (parse_oid(PQgetvalue(res, row, COL_VIEW), &view) != 0)
+        return -1;
+    if (add_view(confs, res, row, view) != 0)
+        return -1;
+    if (PQgetisnull(res, row, COL_BASE))
+        return 0;
+    if (parse_oid(PQgetvalue(res, row, COL_BASE), &base) != 0)
+        return -1;
+    return mvr_depmap_add(&confs->deps, base, view);
+}
+
+static int parse_result(const PGresult *res, struct mvr_view_confs *confs)
+{
+    int rows = PQntuples(res);
+
+    memset(confs, 0, sizeof *confs);
+    mvr_depmap_init(&confs->deps);
+    if (PQnfields(res) != NCOLS)
+        return -1;
+    confs->items = calloc(rows > 0 ? (size_t)rows : 1, sizeof *confs->items);
+    if (confs->items == NULL)
+        return -1;
+    for (int row = 0; row < rows; row++) {
+        if (parse_row(confs, res, row) != 0) {
+            mvr_view_confs_free(confs);
+            return -1;
+        }
+    }
+    mvr_depmap_finish(&confs->deps);
+    return 0;
+}
+
+static void retry_later(struct mvr_registry *r)
+{
+    r->wanted = true;
+    ev_timer_set(&r->retry, RETRY_SECONDS, 0.0);
+    ev_timer_start(r->conn.loop, &r->retry);
+}
+
+static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
+{
+    struct mvr_registry *r = arg;
+    struct mvr_view_confs confs;
+    bool catch_up = r->catch_up;
+
+    (void)c;
+    if (res == NULL)
+        return; /* connection lost: conn_up loads again */
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        mvr_error(c->log, "cannot load the registry (is sql/mvrefresh.sql installed?): %s",
+                  PQresultErrorMessage(res));
+        retry_later(r);
+        return;
+    }
+    if (parse_result(res, &confs) != 0) {
+        mvr_error(c->log, "cannot load the registry: unexpected result or out of memory");
+        retry_later(r);
+        return;
+    }
+    r->catch_up = false;
+    mvr_info(c->log, "registry loaded: %zu views, %zu tables", confs.n,
+             mvr_depmap_tables(&confs.deps));
+    r->loaded(r, &confs, catch_up);
+    if (r->wanted)
+        start_load(r);
+}
+
+static void start_load(struct mvr_registry *r)
+{
+    if (!r->wanted || r->conn.state != MVR_CONN_IDLE || ev_is_active(&r->retry))
+        return;
+    if (mvr_conn_send(&r->conn, registry_sql, 0, NULL, on_result, r) == 0)
+        r->wanted = false;
+}

@@ -1,0 +1,37 @@
+/*
+ * Loads the registry (mvrefresh.registry()) on its own connection, so the LISTEN connection
+ * does nothing but listen and refresh workers are never held up by a reload. Requests
+ * arriving while a load runs are coalesced into one more load.
+ */
+#ifndef MVR_REGISTRY_H
+#define MVR_REGISTRY_H
+
+#include <stdbool.h>
+
+#include "conn.h"
+#include "view.h"
+
+struct mvr_registry;
+
+/* Called with a fresh load (ownership passes to the callee); catch_up says whether the load
+ * was asked for by a (re)connect of the listener, after which every view is stale. */
+typedef void (*mvr_registry_loaded_fn)(struct mvr_registry *r, struct mvr_view_confs *confs,
+                                       bool catch_up);
+
+struct mvr_registry {
+    struct mvr_conn conn; /* first member */
+    ev_timer retry;       /* after a failed load */
+    bool wanted;          /* a load was asked for and not yet started */
+    bool catch_up;        /* some pending request asked for catch-up */
+    mvr_registry_loaded_fn loaded;
+    void *owner;
+};
+
+void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struct mvr_log *log,
+                       mvr_registry_loaded_fn loaded, void *owner);
+void mvr_registry_open(struct mvr_registry *r, const char *dsn, const char *app_name);
+/* Ask for a (re)load; cheap to call in bursts. */
+void mvr_registry_request(struct mvr_registry *r, bool catch_up);
+void mvr_registry_close(struct mvr_registry *r);
+
+#endif

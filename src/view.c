@@ -1,0 +1,280 @@
+#include "view.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+
+/* Closer than this to its deadline a view is due: re-arming for a few microseconds would
+ * only spin the loop. */
+#define DUE_SLACK 0.001
+/* First retry delay after a failed refresh; doubles up to retry_backoff_max. */
+#define BACKOFF_BASE 1.0
+
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mvr_log *log,
+                    void (*on_due)(void *owner), void *owner)
+{
+    memset(set, 0, sizeof *set);
+    set->loop = loop;
+    set->log = log;
+    set->on_due = on_due;
+    set->owner = owner;
+    set->debounce = 1.0;
+    set->max_wait = 30.0;
+    set->backoff_max = 300.0;
+    TAILQ_INIT(&set->due);
+    mvr_depmap_init(&set->deps);
+}
+
+static double debounce_of(const struct mvr_views *set, const struct mvr_view *v)
+{
+    return v->conf.debounce_ms < 0 ? set->debounce : (double)v->conf.debounce_ms / 1000.0;
+}
+
+static double max_wait_of(const struct mvr_views *set, const struct mvr_view *v)
+{
+    return v->conf.max_wait_ms < 0 ? set->max_wait : (double)v->conf.max_wait_ms / 1000.0;
+}
+
+static void enqueue(struct mvr_views *set, struct mvr_view *v)
+{
+    ev_timer_stop(set->loop, &v->timer);
+    v->queued = true;
+    TAILQ_INSERT_TAIL(&set->due, v, link);
+    set->on_due(set->owner);
+}
+
+/* Put the view's timer on its current deadline, or queue it when the deadline has passed. */
+static void arm(struct mvr_views *set, struct mvr_view *v)
+{
+    double due, delay;
+
+    if (v->queued || v->removed)
+        return;
+    due = mvr_debounce_due(&v->deb, debounce_of(set, v), max_wait_of(set, v));
+    if (isinf(due)) {
+        ev_timer_stop(set->loop, &v->timer);
+        return;
+    }
+    delay = due - ev_now(set->loop);
+    if (delay <= DUE_SLACK) {
+        enqueue(set, v);
+        return;
+    }
+    v->timer.repeat = delay;
+    ev_timer_again(set->loop, &v->timer);
+}
+
+/* The timer fires at the deadline computed when it was armed; changes since then may have
+ * pushed the deadline out, and arm() simply re-arms for the rest ("lazy" rescheduling: a
+ * change costs no timer operation). */
+static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_view *v = (struct mvr_view *)w;
+
+    (void)loop;
+    (void)revents;
+    arm(v->set, v);
+}
+
+void mvr_views_configure(struct mvr_views *set, const struct mvr_config *cfg)
+{
+    set->debounce = (double)cfg->debounce_ms / 1000.0;
+    set->max_wait = (double)cfg->max_wait_ms / 1000.0;
+    set->backoff_max = (double)cfg->retry_backoff_max_ms / 1000.0;
+    for (size_t i = 0; i < set->n; i++)
+        arm(set, set->items[i]);
+}
+
+static int cmp_oid(const void *key, const void *item)
+{
+    uint32_t oid = *(const uint32_t *)key;
+    const struct mvr_view *v = *(struct mvr_view *const *)item;
+
+    return oid < v->conf.oid ? -1 : oid > v->conf.oid;
+}
+
+struct mvr_view *mvr_views_find(const struct mvr_views *set, uint32_t oid)
+{
+    struct mvr_view **hit = bsearch(&oid, set->items, set->n, sizeof *set->items, cmp_oid);
+
+    return hit ? *hit : NULL;
+}
+
+size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
+{
+    const struct mvr_dep *dep;
+    size_t n = mvr_depmap_find(&set->deps, table, &dep);
+    double now = ev_now(set->loop);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *v = mvr_views_find(set, dep[i].view);
+        if (v == NULL)
+            continue;
+        bool was_dirty = v->deb.dirty;
+        mvr_debounce_touch(&v->deb, now);
+        /* A change only moves the deadline later: an armed timer needs no update. */
+        if (!was_dirty || !ev_is_active(&v->timer))
+            arm(set, v);
+    }
+    return n;
+}
+
+struct mvr_view *mvr_views_pop(struct mvr_views *set)
+{
+    struct mvr_view *v = TAILQ_FIRST(&set->due);
+
+    if (v != NULL) {
+        TAILQ_REMOVE(&set->due, v, link);
+        v->queued = false;
+    }
+    return v;
+}
+
+void mvr_views_begin(struct mvr_views *set, struct mvr_view *v)
+{
+    ev_timer_stop(set->loop, &v->timer);
+    mvr_debounce_begin(&v->deb);
+}
+
+static void view_free(struct mvr_views *set, struct mvr_view *v)
+{
+    ev_timer_stop(set->loop, &v->timer);
+    if (v->queued)
+        TAILQ_REMOVE(&set->due, v, link);
+    free(v->conf.name);
+    free(v);
+}
+
+void mvr_views_end(struct mvr_views *set, struct mvr_view *v, bool ok)
+{
+    if (v->removed) {
+        view_free(set, v);
+        return;
+    }
+    mvr_debounce_end(&v->deb, ev_now(set->loop), ok, BACKOFF_BASE, set->backoff_max);
+    arm(set, v);
+}
+
+void mvr_views_stop(struct mvr_views *set)
+{
+    struct mvr_view *v;
+
+    for (size_t i = 0; i < set->n; i++)
+        ev_timer_stop(set->loop, &set->items[i]->timer);
+    while ((v = mvr_views_pop(set)) != NULL)
+        ;
+}
+
+static struct mvr_view *view_new(struct mvr_views *set, const struct mvr_view_conf *conf)
+{
+    struct mvr_view *v = calloc(1, sizeof *v);
+
+    if (v == NULL)
+        return NULL;
+    ev_init(&v->timer, timer_cb);
+    v->set = set;
+    v->conf = *conf;
+    mvr_debounce_init(&v->deb);
+    /* Nobody heard the changes made before it was watched: refresh it once now. */
+    mvr_debounce_force(&v->deb, ev_now(set->loop));
+    return v;
+}
+
+static void retire(struct mvr_views *set, struct mvr_view *v)
+{
+    mvr_info(set->log, "no longer watching %s", v->conf.name);
+    if (v->deb.running) {
+        v->removed = true; /* the worker still points at it */
+        ev_timer_stop(set->loop, &v->timer);
+    } else {
+        view_free(set, v);
+    }
+}
+
+static int cmp_conf(const void *a, const void *b)
+{
+    const struct mvr_view_conf *x = a, *y = b;
+
+    return x->oid < y->oid ? -1 : x->oid > y->oid;
+}
+
+/* Build the new item array, reusing the state of views that stay. Returns how many items
+ * were filled; conf names move into the views. */
+static size_t adopt(struct mvr_views *set, struct mvr_view_confs *confs, struct mvr_view **items,
+                    bool catch_up)
+{
+    size_t made = 0;
+    double now = ev_now(set->loop);
+
+    qsort(confs->items, confs->n, sizeof *confs->items, cmp_conf);
+    for (size_t i = 0; i < confs->n; i++) {
+        struct mvr_view_conf *conf = &confs->items[i];
+        struct mvr_view *v = mvr_views_find(set, conf->oid);
+        if (v != NULL) {
+            free(v->conf.name);
+            v->conf = *conf;
+            /* Even a running refresh may predate changes made while nobody listened. */
+            if (catch_up)
+                mvr_debounce_force(&v->deb, now);
+        } else if ((v = view_new(set, conf)) != NULL) {
+            mvr_info(set->log, "watching %s", conf->name);
+        } else {
+            mvr_error(set->log, "out of memory: not watching %s", conf->name);
+            free(conf->name);
+            continue;
+        }
+        conf->name = NULL;
+        items[made++] = v;
+    }
+    return made;
+}
+
+void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool catch_up)
+{
+    struct mvr_view **items = calloc(confs->n ? confs->n : 1, sizeof *items);
+    struct mvr_views next = *set;
+
+    if (items == NULL) {
+        mvr_error(set->log, "out of memory: registry change not applied");
+        mvr_view_confs_free(confs);
+        return;
+    }
+    next.items = items;
+    next.n = adopt(set, confs, items, catch_up);
+    for (size_t i = 0; i < set->n; i++)
+        if (mvr_views_find(&next, set->items[i]->conf.oid) == NULL)
+            retire(set, set->items[i]);
+    free(set->items);
+    mvr_depmap_free(&set->deps);
+    set->items = next.items;
+    set->n = next.n;
+    set->deps = confs->deps;
+    mvr_depmap_init(&confs->deps);
+    mvr_view_confs_free(confs);
+    for (size_t i = 0; i < set->n; i++)
+        arm(set, set->items[i]);
+}
+
+void mvr_views_free(struct mvr_views *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        view_free(set, set->items[i]);
+    free(set->items);
+    set->items = NULL;
+    set->n = 0;
+    mvr_depmap_free(&set->deps);
+}
+
+void mvr_view_confs_free(struct mvr_view_confs *confs)
+{
+    for (size_t i = 0; i < confs->n; i++)
+        free(confs->items[i].name);
+    free(confs->items);
+    confs->items = NULL;
+    confs->n = 0;
+    mvr_depmap_free(&confs->deps);
+}
