@@ -112,8 +112,7 @@ int mvr_config_set(struct mvr_config *cfg, const char *key, const char *value, c
     case KEY_LOG_LEVEL:
         if (mvr_log_level_parse(value, (enum mvr_log_level *)(void *)slot) == 0)
             return 0;
-        snprintf(err, errlen, "log_level must be error, warning, info or debug, not \"%s\"",
-                 value);
+        snprintf(err, errlen, "log_level must be error, warning, info or debug, not \"%s\"", value);
         return -1;
     }
     return -1;
@@ -142,8 +141,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     if (section[0] != '\0' && strcmp(section, MVR_CONFIG_SECTION) != 0)
         snprintf(msg, sizeof msg, "unknown section [%s] (expected [%s])", section,
                  MVR_CONFIG_SECTION);
-    else if (name == NULL || mvr_config_set(st->cfg, name, value ? value : "", msg,
-                                            sizeof msg) == 0)
+    else if (name == NULL ||
+             mvr_config_set(st->cfg, name, value ? value : "", msg, sizeof msg) == 0)
         return 1;
     if (st->msg[0] == '\0')
         memcpy(st->msg, msg, sizeof msg);
@@ -180,8 +179,8 @@ static int parse_file(struct mvr_config *cfg, const char *path, char *err, size_
 
 int mvr_config_load(struct mvr_config *cfg, const char *path, char *err, size_t errlen)
 {
-    if (set_defaults(cfg, err, errlen) == 0 && (path == NULL || parse_file(cfg, path, err,
-                                                                          errlen) == 0))
+    if (set_defaults(cfg, err, errlen) == 0 &&
+        (path == NULL || parse_file(cfg, path, err, errlen) == 0))
         return 0;
     mvr_config_free(cfg);
     return -1;
@@ -198,8 +197,7 @@ void mvr_config_free(struct mvr_config *cfg)
     }
 }
 
-static bool key_differs(const struct key *k, const struct mvr_config *a,
-                        const struct mvr_config *b)
+static bool key_differs(const struct key *k, const struct mvr_config *a, const struct mvr_config *b)
 {
     const char *pa = (const char *)a + k->offset, *pb = (const char *)b + k->offset;
 

@@ -43,8 +43,8 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
     c->owner = owner;
     snprintf(c->name, sizeof c->name, "%s", name);
     c->backoff = BACKOFF_FIRST;
-    c->jitter_seed = (uint64_t)getpid() * 0x9E3779B97F4A7C15u ^ (uint64_t)(uintptr_t)c ^
-                     (uint64_t)time(NULL);
+    c->jitter_seed =
+        (uint64_t)getpid() * 0x9E3779B97F4A7C15u ^ (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL);
 }
 
 /* Watch the socket for what libpq is waiting on. The socket can change while connecting
@@ -60,9 +60,9 @@ static PGconn *start_connect(const struct mvr_conn *c)
 {
     /* Earlier keys are defaults the DSN (expanded from dbname, which comes last) overrides.
      * Keepalives notice a silently dead TCP peer on an otherwise idle LISTEN socket. */
-    const char *const keys[] = {"application_name", "keepalives", "keepalives_idle",
-                                "keepalives_interval", "keepalives_count", "connect_timeout",
-                                "dbname", NULL};
+    const char *const keys[] = {
+        "application_name", "keepalives",      "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "connect_timeout", "dbname",          NULL};
     const char *const values[] = {c->app_name, "1", "30", "10", "3", "10", c->dsn, NULL};
 
     return PQconnectStartParams(keys, values, 1);
@@ -125,8 +125,8 @@ static void go_down(struct mvr_conn *c, const char *why)
     drop_pg(c);
     set_state(c, MVR_CONN_DOWN);
     if (was_up || !c->loss_reported)
-        mvr_warning(c->log, "%s: %s %s", c->name, was_up ? "connection lost:" : "cannot connect:",
-                    why);
+        mvr_warning(c->log, "%s: %s %s", c->name,
+                    was_up ? "connection lost:" : "cannot connect:", why);
     c->loss_reported = true;
     if (fn != NULL)
         fn(c, NULL, c->result_arg);

@@ -49,8 +49,8 @@ struct mvr_conn {
     const char *app_name;
     PGconn *pg;
     enum mvr_conn_state state;
-    bool reconnect;      /* reconnect automatically after a loss */
-    bool loss_reported;  /* log a run of failed attempts once, not per retry */
+    bool reconnect;     /* reconnect automatically after a loss */
+    bool loss_reported; /* log a run of failed attempts once, not per retry */
     double backoff;
     uint64_t jitter_seed;
     mvr_conn_result_fn on_result;

@@ -118,8 +118,7 @@ static const struct mvr_listener_hooks listener_hooks = {
 
 /* ---- registry, views, pool ---- */
 
-static void on_registry_loaded(struct mvr_registry *r, struct mvr_view_confs *confs,
-                               bool catch_up)
+static void on_registry_loaded(struct mvr_registry *r, struct mvr_view_confs *confs, bool catch_up)
 {
     struct mvr_daemon *d = r->owner;
 
@@ -254,8 +253,7 @@ static void sigint_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- lifecycle ---- */
 
-static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts,
-                struct mvr_config *cfg)
+static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, struct mvr_config *cfg)
 {
     memset(d, 0, sizeof *d);
     d->opts = opts;
@@ -289,8 +287,9 @@ static void start(struct mvr_daemon *d)
     /* A peer closing a socket must be an error return, not a process-killing signal. */
     signal(SIGPIPE, SIG_IGN);
     apply_config(d);
-    mvr_info(&d->log, "mvrefreshd %s starting: max_concurrent=%lld, debounce=%lld ms, "
-                      "max_wait=%lld ms",
+    mvr_info(&d->log,
+             "mvrefreshd %s starting: max_concurrent=%lld, debounce=%lld ms, "
+             "max_wait=%lld ms",
              MVR_VERSION, (long long)d->cfg.max_concurrent, (long long)d->cfg.debounce_ms,
              (long long)d->cfg.max_wait_ms);
     mvr_listener_open(&d->listener, d->dsn, d->app_name);

@@ -61,7 +61,7 @@ int mvr_duration_parse(const char *text, int64_t *ms, const char **err)
     value = read_number(&p);
     if (value < 0) {
         *err = isdigit((unsigned char)*skip_space(text)) ? "duration is too large"
-                                                          : "duration must start with a number";
+                                                         : "duration must start with a number";
         return -1;
     }
     p = skip_space(p);

@@ -34,21 +34,36 @@ static void usage(FILE *out)
 static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"dsn", required_argument, NULL, 'd'},
-        {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"dsn", required_argument, NULL, 'd'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int ch;
 
     while ((ch = getopt_long(argc, argv, "c:d:vqVh", longopts, NULL)) != -1) {
         switch (ch) {
-        case 'c': opts->config_path = optarg; break;
-        case 'd': opts->dsn = optarg; break;
-        case 'v': opts->verbosity = 1; break;
-        case 'q': opts->verbosity = -1; break;
-        case 'V': printf("mvrefreshd %s\n", MVR_VERSION); return EXIT_SUCCESS;
-        case 'h': usage(stdout); return EXIT_SUCCESS;
+        case 'c':
+            opts->config_path = optarg;
+            break;
+        case 'd':
+            opts->dsn = optarg;
+            break;
+        case 'v':
+            opts->verbosity = 1;
+            break;
+        case 'q':
+            opts->verbosity = -1;
+            break;
+        case 'V':
+            printf("mvrefreshd %s\n", MVR_VERSION);
+            return EXIT_SUCCESS;
+        case 'h':
+            usage(stdout);
+            return EXIT_SUCCESS;
         default:
             fprintf(stderr, "Try \"mvrefreshd --help\" for more information.\n");
             return EXIT_USAGE;

@@ -61,8 +61,8 @@ static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
     struct mvr_worker *w = arg;
 
     if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK)
-        mvr_warning(c->log, "%s: cannot record the outcome for %s: %s", c->name,
-                    w->view->conf.name, PQresultErrorMessage(res));
+        mvr_warning(c->log, "%s: cannot record the outcome for %s: %s", c->name, w->view->conf.name,
+                    PQresultErrorMessage(res));
     finish(w);
 }
 

@@ -56,7 +56,7 @@ struct mvr_views {
     struct mvr_depmap deps;
     struct mvr_view_queue due;
     double debounce, max_wait, backoff_max; /* daemon defaults, seconds */
-    void (*on_due)(void *owner);           /* a view entered the queue */
+    void (*on_due)(void *owner);            /* a view entered the queue */
     void *owner;
 };
 
