@@ -130,8 +130,34 @@ int mvr_config_validate(const struct mvr_config *cfg, char *err, size_t errlen)
 
 struct parse_state {
     struct mvr_config *cfg;
-    char msg[512]; /* the first error; ini_parse reports its line */
+    FILE *file;
+    int lineno;    /* lines handed to inih so far: inih's own line number */
+    int msg_line;  /* line of msg */
+    int long_line; /* first line longer than inih's buffer, 0 if none */
+    char msg[512]; /* the first error the handler saw */
 };
+
+/* fgets for inih that counts lines, and flags and skips the rest of a line too long for
+ * inih's buffer instead of letting inih parse it as a line of its own. */
+static char *read_line(char *buf, int size, void *user)
+{
+    struct parse_state *st = user;
+    char *line = fgets(buf, size, st->file);
+    size_t len;
+    int c;
+
+    if (line == NULL)
+        return NULL;
+    st->lineno++;
+    len = strlen(line);
+    if (len > 0 && line[len - 1] != '\n' && !feof(st->file)) {
+        if (st->long_line == 0)
+            st->long_line = st->lineno;
+        while ((c = getc(st->file)) != EOF && c != '\n')
+            ;
+    }
+    return line;
+}
 
 static int on_entry(void *user, const char *section, const char *name, const char *value)
 {
@@ -144,8 +170,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     else if (name == NULL ||
              mvr_config_set(st->cfg, name, value ? value : "", msg, sizeof msg) == 0)
         return 1;
-    if (st->msg[0] == '\0')
+    if (st->msg[0] == '\0') {
         memcpy(st->msg, msg, sizeof msg);
+        st->msg_line = st->lineno;
+    }
     return 0;
 }
 
@@ -161,15 +189,23 @@ static int set_defaults(struct mvr_config *cfg, char *err, size_t errlen)
 static int parse_file(struct mvr_config *cfg, const char *path, char *err, size_t errlen)
 {
     struct parse_state st = {.cfg = cfg};
-    int line = ini_parse(path, on_entry, &st);
+    int line;
 
-    if (line == -1)
+    st.file = fopen(path, "r");
+    if (st.file == NULL) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    line = ini_parse_stream(read_line, &st, on_entry, &st);
+    fclose(st.file);
+    if (st.long_line > 0 && (line <= 0 || st.long_line <= line))
+        snprintf(err, errlen, "%s:%d: line too long (libinih reads at most %d characters a line)",
+                 path, st.long_line, INI_MAX_LINE - 1);
     else if (line == -2)
         snprintf(err, errlen, "%s: out of memory", path);
     else if (line > 0)
         snprintf(err, errlen, "%s:%d: %s", path, line,
-                 st.msg[0] ? st.msg : "syntax error (expected key = value or [section])");
+                 st.msg_line == line ? st.msg : "syntax error (expected key = value or [section])");
     else if (mvr_config_validate(cfg, st.msg, sizeof st.msg) != 0)
         snprintf(err, errlen, "%s: %s", path, st.msg);
     else

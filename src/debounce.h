@@ -35,7 +35,8 @@ void mvr_debounce_begin(struct mvr_debounce *d);
 /* The refresh finished. On failure the covered changes become pending again, with
  * exponential backoff from base, doubling per consecutive failure, capped at cap. */
 void mvr_debounce_end(struct mvr_debounce *d, double now, bool ok, double base, double cap);
-/* Seconds since the first uncovered change, or since the running refresh's changes. */
+/* When the oldest change not yet shown became pending (caller's clock), counting the changes
+ * a running refresh covers; NAN when there is none. */
 double mvr_debounce_pending_since(const struct mvr_debounce *d);
 
 #endif

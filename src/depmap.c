@@ -71,6 +71,11 @@ size_t mvr_depmap_find(const struct mvr_depmap *m, uint32_t table, const struct 
 {
     size_t i = lower_bound(m, table), j = i;
 
+    if (m->n == 0) {
+        *first = NULL; /* m->deps may be NULL, and NULL + 0 is undefined in C */
+        return 0;
+    }
+
     while (j < m->n && m->deps[j].table == table)
         j++;
     *first = m->deps + i;

@@ -99,7 +99,11 @@ static int cmp_oid(const void *key, const void *item)
 
 struct mvr_view *mvr_views_find(const struct mvr_views *set, uint32_t oid)
 {
-    struct mvr_view **hit = bsearch(&oid, set->items, set->n, sizeof *set->items, cmp_oid);
+    struct mvr_view **hit;
+
+    if (set->n == 0)
+        return NULL; /* items may be NULL, which bsearch must not be given */
+    hit = bsearch(&oid, set->items, set->n, sizeof *set->items, cmp_oid);
 
     return hit ? *hit : NULL;
 }
