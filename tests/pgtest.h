@@ -1,0 +1,129 @@
+/*
+ * pgtest: support for cmocka integration tests that talk to PostgreSQL and
+ * drive an mvrefreshd child process.
+ *
+ * Every test gets its own database (created from the server named by the PG*
+ * environment variables), its own work directory (daemon log, config files)
+ * and at most one daemon. Write tests with PGT_TEST and list them with
+ * PGT_UNIT:
+ *
+ *     PGT_TEST(test_something) {
+ *         pgt_exec(t, "CREATE TABLE a(id int)");
+ *         pgt_daemon_start(t, NULL);
+ *         pgt_poll_until(t, 5000, "1", "SELECT count(*) FROM a");
+ *     }
+ *     ...
+ *     const struct CMUnitTest tests[] = { PGT_UNIT(test_something) };
+ *     return cmocka_run_group_tests(tests, NULL, NULL);
+ *
+ * Environment: MVREFRESHD (daemon binary), MVREFRESH_SQL (SQL file to
+ * install), PGT_TIMEOUT_SCALE (multiplies deadlines, e.g. 3 under ASan),
+ * MVREFRESHD_WRAPPER (command prefix for the daemon, e.g. "valgrind -q"),
+ * PGT_KEEP (keep work directories of passing tests too).
+ *
+ * Functions that take `fmt, ...` build SQL with printf: write a literal '%'
+ * as "%%". They fail the current test (cmocka) on any error.
+ */
+#ifndef MVR_PGTEST_H
+#define MVR_PGTEST_H
+
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <sys/types.h>
+
+#include <cmocka.h>
+#include <libpq-fe.h>
+
+#ifndef PATH_MAX
+#define PATH_MAX 4096
+#endif
+
+#define PGT_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
+
+/* Per-test state. Fields are for reading; change them through pgt_* only. */
+typedef struct pgt_ctx {
+    const char *name;            /* test function name */
+    char dbname[64];             /* the test's own database */
+    char dsn[96];                /* "dbname=..." for the daemon */
+    char workdir[PATH_MAX];      /* temporary directory of this test */
+    char logpath[PATH_MAX + 32]; /* daemon stdout+stderr */
+    PGconn *conn;                /* connection to dbname */
+    pid_t daemon_pid;            /* 0 when no daemon is running */
+    bool passed;                 /* set when the test body returned normally */
+    bool skipped;
+} pgt_ctx;
+
+/* cmocka fixtures (used by PGT_UNIT). */
+int pgt_setup(void **state);
+int pgt_teardown(void **state);
+
+/* Create the database and work directory, connect, install MVREFRESH_SQL. */
+void pgt_begin(pgt_ctx *t, const char *test_name);
+void pgt_mark_passed(pgt_ctx *t);
+/* Skip the current test, with a message explaining why. */
+void pgt_skip(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+
+#define PGT_TEST(fn)                                                                               \
+    static void fn(pgt_ctx *t);                                                                    \
+    static void fn##_pgt_run(void **state)                                                         \
+    {                                                                                              \
+        pgt_ctx *ctx_ = *state;                                                                    \
+        pgt_begin(ctx_, #fn);                                                                      \
+        fn(ctx_);                                                                                  \
+        pgt_mark_passed(ctx_);                                                                     \
+    }                                                                                              \
+    static void fn(pgt_ctx *t)
+
+#define PGT_UNIT(fn) cmocka_unit_test_setup_teardown(fn##_pgt_run, pgt_setup, pgt_teardown)
+
+/* Time. */
+int64_t pgt_now_ms(void);
+void pgt_sleep_ms(long ms);
+/* A deadline scaled by PGT_TIMEOUT_SCALE (for slow sanitizer/valgrind runs). */
+long pgt_scaled(long ms);
+
+/* SQL on the test database. */
+void pgt_exec(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+/* Run a statement that must fail; its SQLSTATE is copied into `sqlstate`. */
+void pgt_exec_fails(pgt_ctx *t, char sqlstate[6], const char *fmt, ...) PGT_PRINTF(3, 4);
+/* One row, one column. Returns a malloc'd string, NULL for SQL NULL. */
+char *pgt_query_text(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+/* One row, one non-NULL integer column. */
+long long pgt_query_ll(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+
+/*
+ * Re-run a scalar query every ~20 ms until it returns `expected` (NULL
+ * matches SQL NULL); fail with the last value when timeout_ms (scaled) passes.
+ * Returns the elapsed milliseconds.
+ */
+long pgt_poll_until(pgt_ctx *t, long timeout_ms, const char *expected, const char *fmt, ...)
+    PGT_PRINTF(4, 5);
+/* Assert that a scalar query keeps returning `expected` for duration_ms. */
+void pgt_assert_stays(pgt_ctx *t, long duration_ms, const char *expected, const char *fmt, ...)
+    PGT_PRINTF(4, 5);
+
+/* Files in the test's work directory. Returns `buf`. */
+const char *pgt_path(const pgt_ctx *t, const char *file, char *buf, size_t size);
+void pgt_write_file(const char *path, const char *content);
+
+/* The daemon: $MVREFRESHD --dsn dbname=<db> -v [--config FILE]. */
+void pgt_daemon_start(pgt_ctx *t, const char *config_path);
+void pgt_daemon_signal(pgt_ctx *t, int sig);
+bool pgt_daemon_alive(pgt_ctx *t);
+/* Send sig, wait up to timeout_ms (scaled) for exit. Returns the exit status,
+ * or 128+N when killed by signal N. SIGKILLs and fails on timeout. */
+int pgt_daemon_stop(pgt_ctx *t, int sig, long timeout_ms);
+
+/* Daemon log: occurrences of needle; lines containing both a and b (b may be NULL). */
+int pgt_log_count(const pgt_ctx *t, const char *needle);
+int pgt_log_count_lines(const pgt_ctx *t, const char *a, const char *b);
+/* Wait until needle occurs at least min_count times. */
+void pgt_log_wait(pgt_ctx *t, long timeout_ms, int min_count, const char *needle);
+/* Print the last `lines` lines of the daemon log to stderr. */
+void pgt_log_dump(const pgt_ctx *t, int lines);
+
+#endif

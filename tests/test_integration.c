@@ -1,0 +1,401 @@
+/*
+ * Integration tests: SQL triggers + mvrefreshd against a real PostgreSQL.
+ *
+ * Run through tests/run-with-pg.sh (ctest does) with MVREFRESHD and
+ * MVREFRESH_SQL set. Each test has its own database and its own daemon; the
+ * teardown stops the daemon with SIGTERM and requires exit status 0.
+ *
+ * The daemon refreshes every watched view once when it starts (catch-up), so
+ * tests wait for refresh_count = 1 before they measure anything. That also
+ * proves the daemon is LISTENing: it LISTENs before the catch-up.
+ */
+#include "pgtest.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEADLINE_MS = 10000 };
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static long long refresh_count(pgt_ctx *t, const char *view)
+{
+    return pgt_query_ll(t, "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
+                        view);
+}
+
+/* Wait until the view's refresh_count reaches n. */
+static void wait_refreshes(pgt_ctx *t, const char *view, long long n, long timeout_ms)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_poll_until(t, timeout_ms, want,
+                   "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass", view);
+}
+
+/* The view's refresh_count must stay n for ms milliseconds. */
+static void assert_refreshes_stay(pgt_ctx *t, const char *view, long long n, long ms)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_assert_stays(t, ms, want,
+                     "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
+                     view);
+}
+
+/*
+ * The catch-up refresh a view gets when the daemon starts: refresh_count
+ * reaches 1 and stays there (one catch-up, not two).
+ */
+static void wait_catch_up(pgt_ctx *t, const char *view)
+{
+    wait_refreshes(t, view, 1, DEADLINE_MS);
+    assert_refreshes_stay(t, view, 1, 300);
+}
+
+/*
+ * Table t(id, v) with `rows` rows, materialized view mv (id, v) over it with
+ * a unique index, watched with the given settings; the daemon is started and
+ * its catch-up refresh has finished.
+ */
+static void simple_setup(pgt_ctx *t, const char *debounce, const char *max_wait, int rows)
+{
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t (v) SELECT g FROM generate_series(1, %d) AS g", rows);
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '%s', max_wait => '%s')", debounce,
+             max_wait);
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t, "mv");
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+PGT_TEST(test_insert_refreshes_view)
+{
+    simple_setup(t, "100 ms", "2 s", 3);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 3);
+
+    pgt_exec(t, "INSERT INTO t (v) VALUES (10), (20)");
+    pgt_poll_until(t, DEADLINE_MS, "5", "SELECT count(*) FROM mv");
+    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    /* "refreshed <view> (concurrently) in N ms" */
+    assert_true(pgt_log_count_lines(t, "refreshed ", "mv") >= 1);
+}
+
+/* 1,000 autocommit inserts inside one debounce window: exactly one refresh. */
+PGT_TEST(test_burst_is_debounced_into_one_refresh)
+{
+    const long debounce_ms = 3000;
+    long long before;
+    int64_t start, took;
+    int i;
+
+    simple_setup(t, "3 s", "60 s", 1);
+    before = refresh_count(t, "mv");
+
+    start = pgt_now_ms();
+    for (i = 0; i < 1000; i++)
+        pgt_exec(t, "INSERT INTO t (v) VALUES (%d)", i);
+    took = pgt_now_ms() - start;
+    if (took >= debounce_ms)
+        pgt_skip(t,
+                 "1,000 inserts took %lld ms, not less than the %ld ms debounce: "
+                 "this machine is too slow for the test to mean anything",
+                 (long long)took, debounce_ms);
+
+    /* The debounce has not elapsed yet: no refresh may have started. */
+    assert_int_equal(refresh_count(t, "mv"), before);
+    wait_refreshes(t, "mv", before + 1, debounce_ms + DEADLINE_MS);
+    assert_refreshes_stay(t, "mv", before + 1, 1500);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 1001);
+}
+
+/* Writes that never pause still get refreshes, every max_wait. */
+PGT_TEST(test_max_wait_bounds_staleness_under_continuous_writes)
+{
+    const long period_ms = 100, window_ms = 3000;
+    long long before, during;
+    int64_t start, next;
+
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t (v) SELECT g FROM generate_series(1, 20) AS g");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS "
+                "SELECT v %% 7 AS bucket, count(*) AS n, sum(v) AS total FROM t GROUP BY 1");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (bucket)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '400 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t, "mv");
+    before = refresh_count(t, "mv");
+
+    /* One insert every 100 ms on a fixed schedule (pacing, not synchronisation). */
+    start = next = pgt_now_ms();
+    while (pgt_now_ms() - start < window_ms) {
+        int64_t now;
+        pgt_exec(t, "INSERT INTO t (v) VALUES ((random() * 1000)::int)");
+        next += period_ms;
+        now = pgt_now_ms();
+        if (next > now)
+            pgt_sleep_ms((long)(next - now));
+    }
+    during = refresh_count(t, "mv") - before;
+    print_message("%lld refreshes during %ld ms of continuous writes\n", during, window_ms);
+    assert_in_range(during, 2, 5);
+
+    /* Once the writes stop the view converges to its defining query. */
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "WITH q AS (SELECT v %% 7 AS bucket, count(*) AS n, sum(v) AS total "
+                   "           FROM t GROUP BY 1) "
+                   "SELECT count(*) FROM ((TABLE mv EXCEPT TABLE q) "
+                   "                      UNION ALL (TABLE q EXCEPT TABLE mv)) AS diff");
+}
+
+PGT_TEST(test_update_refreshes_view)
+{
+    simple_setup(t, "100 ms", "2 s", 3);
+    pgt_exec(t, "UPDATE t SET v = v + 100");
+    pgt_poll_until(t, DEADLINE_MS, "306", "SELECT sum(v) FROM mv");
+    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+}
+
+PGT_TEST(test_delete_refreshes_view)
+{
+    simple_setup(t, "100 ms", "2 s", 3);
+    pgt_exec(t, "DELETE FROM t WHERE v <= 2");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+}
+
+PGT_TEST(test_truncate_refreshes_view)
+{
+    simple_setup(t, "100 ms", "2 s", 3);
+    pgt_exec(t, "TRUNCATE t");
+    pgt_poll_until(t, DEADLINE_MS, "0", "SELECT count(*) FROM mv");
+    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+}
+
+/* Names that need quoting must survive the trip through the daemon. */
+PGT_TEST(test_quoted_mixed_case_names)
+{
+    static const char view[] = "\"My Schema\".\"Odd \"\"View\"\" Name\"";
+
+    pgt_exec(t, "CREATE SCHEMA \"My Schema\"");
+    pgt_exec(t, "CREATE TABLE \"My Schema\".\"Base Table\" (id int PRIMARY KEY, label text)");
+    pgt_exec(t, "INSERT INTO \"My Schema\".\"Base Table\" VALUES (1, 'a')");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW %s AS SELECT id, label FROM \"My Schema\".\"Base Table\"",
+             view);
+    pgt_exec(t, "CREATE UNIQUE INDEX ON %s (id)", view);
+    pgt_exec(t, "SELECT mvrefresh.watch('%s', debounce => '100 ms', max_wait => '1 s')", view);
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t, view);
+
+    pgt_exec(t, "INSERT INTO \"My Schema\".\"Base Table\" VALUES (2, 'b')");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM %s", view);
+    wait_refreshes(t, view, 2, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "concurrently",
+                   "SELECT last_mode FROM mvrefresh.status WHERE view = '%s'::regclass", view);
+}
+
+/* CONCURRENTLY is impossible for these views: plain refresh, logged once per view. */
+PGT_TEST(test_plain_refresh_fallback)
+{
+    static const char fallback[] = "falls back to plain refresh";
+    static const char mode_sql[] =
+        "SELECT last_mode FROM mvrefresh.status WHERE view = '%s'::regclass";
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY, v int)");
+    pgt_exec(t, "INSERT INTO t VALUES (1, 1), (2, 2)");
+    /* Unpopulated, but with a usable unique index once populated. */
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_nodata AS SELECT id, v FROM t WITH NO DATA");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_nodata (id)");
+    /* Populated, no unique index at all. */
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_noidx AS SELECT id, v FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_nodata', debounce => '100 ms', max_wait => '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_noidx', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, NULL);
+
+    wait_catch_up(t, "mv_nodata");
+    wait_catch_up(t, "mv_noidx");
+    pgt_poll_until(t, 0, "plain", mode_sql, "mv_nodata");
+    pgt_poll_until(t, 0, "plain", mode_sql, "mv_noidx");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv_nodata"), 2);
+
+    pgt_exec(t, "INSERT INTO t VALUES (3, 3)");
+    wait_refreshes(t, "mv_nodata", 2, DEADLINE_MS);
+    wait_refreshes(t, "mv_noidx", 2, DEADLINE_MS);
+    pgt_poll_until(t, 0, "plain", mode_sql, "mv_noidx");
+    /* Populated now, and it has a unique index: CONCURRENTLY works. */
+    pgt_poll_until(t, 0, "concurrently", mode_sql, "mv_nodata");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv_noidx"), 3);
+
+    assert_int_equal(pgt_log_count_lines(t, fallback, "not populated"), 1);
+    assert_int_equal(pgt_log_count_lines(t, fallback, "no unique index"), 1);
+    assert_int_equal(pgt_log_count(t, fallback), 2);
+}
+
+/* A plain UPDATE of the registry retunes a view that is already pending. */
+PGT_TEST(test_live_retune)
+{
+    simple_setup(t, "1 hour", "1 hour", 2);
+    pgt_exec(t, "INSERT INTO t (v) VALUES (42)");
+    pgt_exec(t, "UPDATE mvrefresh.view SET debounce = '50 ms', max_wait = '200 ms' "
+                "WHERE view = 'mv'::regclass");
+    wait_refreshes(t, "mv", 2, 5000);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 3);
+}
+
+PGT_TEST(test_unwatch)
+{
+    static const char triggers[] = "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass "
+                                   "AND tgname LIKE 'mvrefresh%%'";
+
+    pgt_exec(t, "CREATE TABLE t1 (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE TABLE t2 (id int PRIMARY KEY)");
+    pgt_exec(t, "INSERT INTO t1 VALUES (1)");
+    pgt_exec(t, "INSERT INTO t2 VALUES (1)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv1 AS SELECT id FROM t1");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv2 AS SELECT id FROM t2");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv1 (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv2 (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv1', debounce => '100 ms', max_wait => '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv2', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t, "mv1");
+    wait_catch_up(t, "mv2");
+
+    pgt_exec(t, "SELECT mvrefresh.unwatch('mv1')");
+    assert_int_equal(pgt_query_ll(t, triggers, "t1"), 0);
+    assert_int_equal(pgt_query_ll(t, triggers, "t2"), 2);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.status "
+                                     "WHERE view = 'mv1'::regclass"),
+                     0);
+
+    pgt_exec(t, "INSERT INTO t1 VALUES (2)");
+    pgt_exec(t, "INSERT INTO t2 VALUES (2)");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv2");
+    wait_refreshes(t, "mv2", 2, DEADLINE_MS);
+    pgt_assert_stays(t, 300, "1", "SELECT count(*) FROM mv1");
+}
+
+/* Anyone can NOTIFY mvrefresh: junk must be counted and ignored. */
+PGT_TEST(test_garbage_notifications_are_ignored)
+{
+    long long before, watched, unwatched;
+
+    simple_setup(t, "200 ms", "2 s", 1);
+    pgt_exec(t, "CREATE TABLE unwatched (id int)");
+    watched = pgt_query_ll(t, "SELECT 't'::regclass::oid");
+    unwatched = pgt_query_ll(t, "SELECT 'unwatched'::regclass::oid");
+    before = refresh_count(t, "mv");
+
+    /* Payloads must differ: PostgreSQL folds equal ones within a transaction. */
+    pgt_exec(t,
+             "SELECT pg_notify('mvrefresh', p) FROM ("
+             "  SELECT CASE i %% 8"
+             "    WHEN 0 THEN md5(random()::text || i)"
+             "    WHEN 1 THEN ' ' || i"
+             "    WHEN 2 THEN '-' || i"
+             "    WHEN 3 THEN '99999999999999999999' || i"
+             "    WHEN 4 THEN '0x' || to_hex(i)"
+             "    WHEN 5 THEN rpad(i || ':', 7000, 'x')"
+             "    WHEN 6 THEN (4294967296 + i)::text"
+             "    ELSE 'junk ' || chr(1 + i %% 1000) || i"
+             "  END FROM generate_series(1, 10000) AS i"
+             "  UNION ALL VALUES (''), (' 123'), ('-5'), ('99999999999999999999'), ('0x10'),"
+             "    (repeat('x', 7000)), ('%lld'),"
+             "    (' %lld'), ('%lld '), ('+%lld'), ('-%lld'), ('%lldx'), ('%lld.0')"
+             ") AS g(p)",
+             unwatched, watched, watched, watched, watched, watched, watched);
+
+    pgt_log_wait(t, DEADLINE_MS, 1, "ignored");
+    assert_true(pgt_daemon_alive(t));
+    assert_refreshes_stay(t, "mv", before, 1000);
+
+    pgt_exec(t, "INSERT INTO t (v) VALUES (2)");
+    wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
+    assert_refreshes_stay(t, "mv", before + 1, 1000);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 2);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* SIGTERM lets an in-flight refresh finish, then exits 0. */
+PGT_TEST(test_sigterm_during_slow_refresh)
+{
+    int status;
+
+    pgt_exec(t, "CREATE FUNCTION slow_one() RETURNS int LANGUAGE plpgsql "
+                "AS $$BEGIN PERFORM pg_sleep(1); RETURN 1; END$$");
+    pgt_exec(t, "CREATE TABLE t (id int)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
+                "SELECT 1 AS k, count(*) AS n, slow_one() AS s FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
+    pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '50 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t, "slow_mv");
+
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND state = 'active' "
+                   "AND query ILIKE '%%REFRESH MATERIALIZED VIEW%%'");
+    status = pgt_daemon_stop(t, SIGTERM, 20000);
+    assert_int_equal(status, 0);
+    assert_true(pgt_log_count(t, "stopping") >= 1);
+    assert_int_equal(refresh_count(t, "slow_mv"), 2);
+    assert_int_equal(pgt_query_ll(t, "SELECT n FROM slow_mv"), 1);
+}
+
+/* SIGHUP reloads the file; a broken file is reported and changes nothing. */
+PGT_TEST(test_sighup_with_broken_config)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 2\n");
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, path);
+    wait_catch_up(t, "mv");
+
+    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 3\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "reloaded configuration");
+
+    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = banana\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "mvrefresh.ini:2");
+    assert_true(pgt_daemon_alive(t));
+
+    /* Still working on the previous configuration. */
+    pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
+    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    assert_true(pgt_daemon_alive(t));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        PGT_UNIT(test_insert_refreshes_view),
+        PGT_UNIT(test_burst_is_debounced_into_one_refresh),
+        PGT_UNIT(test_max_wait_bounds_staleness_under_continuous_writes),
+        PGT_UNIT(test_update_refreshes_view),
+        PGT_UNIT(test_delete_refreshes_view),
+        PGT_UNIT(test_truncate_refreshes_view),
+        PGT_UNIT(test_quoted_mixed_case_names),
+        PGT_UNIT(test_plain_refresh_fallback),
+        PGT_UNIT(test_live_retune),
+        PGT_UNIT(test_unwatch),
+        PGT_UNIT(test_garbage_notifications_are_ignored),
+        PGT_UNIT(test_sigterm_during_slow_refresh),
+        PGT_UNIT(test_sighup_with_broken_config),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
