@@ -473,6 +473,86 @@ AS $fn$
     WHERE s.view = refresh_end.view::pg_catalog.regclass;
 $fn$;
 
+-- Called by the daemon once at start-up: a status row still marked
+-- "refreshing" belongs to a daemon that was killed mid-refresh (one daemon per
+-- database). Its changes stay pending; the daemon's start-up catch-up
+-- refreshes every view anyway. Returns how many rows it closed.
+CREATE OR REPLACE FUNCTION mvrefresh.mark_interrupted()
+RETURNS integer
+LANGUAGE sql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH closed AS (
+        UPDATE mvrefresh.refresh_state AS s
+        SET refreshing    = false,
+            last_finish   = pg_catalog.clock_timestamp(),
+            failure_count = s.failure_count + 1,
+            last_error    = 'interrupted: the daemon stopped during this refresh',
+            last_sqlstate = NULL
+        WHERE s.refreshing
+        RETURNING 1
+    )
+    SELECT pg_catalog.count(*)::integer FROM closed;
+$fn$;
+
+--------------------------------------------------------------------------------
+-- Dropped objects
+--------------------------------------------------------------------------------
+
+-- DROP of a watched materialized view (or of a base table, which drops the
+-- views on it with CASCADE) removes the registration at once, so the daemon
+-- reloads its registry instead of failing on a view that no longer exists.
+-- SECURITY DEFINER: whoever drops their own view need not have rights on the
+-- mvrefresh tables. It never fails the user's DROP: errors become a WARNING
+-- (the daemon also skips views that no longer exist).
+CREATE OR REPLACE FUNCTION mvrefresh.on_sql_drop()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    dropped oid[];
+BEGIN
+    -- DROP SCHEMA mvrefresh CASCADE has already removed our tables.
+    IF pg_catalog.to_regclass('mvrefresh.view') IS NULL
+       OR pg_catalog.to_regclass('mvrefresh.dependency') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.array_agg(o.objid) INTO dropped
+    FROM pg_catalog.pg_event_trigger_dropped_objects() o
+    WHERE o.classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+      AND o.objsubid = 0
+      AND o.object_type IN ('materialized view', 'table');
+    IF dropped IS NULL THEN
+        RETURN;
+    END IF;
+    BEGIN
+        DELETE FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped);
+        DELETE FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped);
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'mvrefresh: could not unregister dropped relations: %', SQLERRM;
+    END;
+END
+$fn$;
+
+-- Event triggers need a superuser. Without one, dropped views are skipped by
+-- the daemon (registry() and refresh_begin() only see existing views) and their
+-- registrations linger until the next watch() or unwatch().
+DO $do$
+BEGIN
+    IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
+        DROP EVENT TRIGGER IF EXISTS mvrefresh_sql_drop;
+        CREATE EVENT TRIGGER mvrefresh_sql_drop ON sql_drop
+            EXECUTE FUNCTION mvrefresh.on_sql_drop();
+    ELSE
+        RAISE WARNING 'mvrefresh: not installed by a superuser, so no event trigger: '
+                      'registrations of dropped views are removed lazily';
+    END IF;
+END
+$do$;
+
 -- One row per registered view, for people: settings plus refresh history.
 -- staleness is how long committed changes have been waiting for a refresh.
 CREATE OR REPLACE VIEW mvrefresh.status AS

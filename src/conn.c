@@ -58,12 +58,13 @@ static void watch_socket(struct mvr_conn *c, int events)
 
 static PGconn *start_connect(const struct mvr_conn *c)
 {
-    /* Earlier keys are defaults the DSN (expanded from dbname, which comes last) overrides.
-     * Keepalives notice a silently dead TCP peer on an otherwise idle LISTEN socket. */
-    const char *const keys[] = {
-        "application_name", "keepalives",      "keepalives_idle", "keepalives_interval",
-        "keepalives_count", "connect_timeout", "dbname",          NULL};
-    const char *const values[] = {c->app_name, "1", "30", "10", "3", "10", c->dsn, NULL};
+    /* Earlier keys are defaults that the DSN (expanded from dbname, which comes last)
+     * overrides. Keepalives and tcp_user_timeout notice a silently dead TCP peer on an
+     * otherwise idle LISTEN socket within about a minute, instead of the kernel's hours. */
+    const char *const keys[] = {"application_name",    "keepalives",       "keepalives_idle",
+                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                                "connect_timeout",     "dbname",           NULL};
+    const char *const values[] = {c->app_name, "1", "30", "10", "3", "60000", "10", c->dsn, NULL};
 
     return PQconnectStartParams(keys, values, 1);
 }

@@ -215,7 +215,7 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 static void stop(struct mvr_daemon *d, const char *signame)
 {
-    size_t busy = mvr_pool_busy(&d->pool);
+    size_t busy;
 
     if (d->stopping) {
         mvr_info(&d->log, "%s again: cancelling running refreshes now", signame);
@@ -223,12 +223,13 @@ static void stop(struct mvr_daemon *d, const char *signame)
         return;
     }
     d->stopping = true;
-    d->pool.stopping = true;
-    mvr_info(&d->log, "%s: stopping; %zu refresh(es) running", signame, busy);
     mvr_views_stop(&d->views);
     mvr_listener_close(&d->listener);
     mvr_registry_close(&d->registry);
     ev_timer_stop(d->loop, &d->invalid_timer);
+    mvr_pool_stop(&d->pool);
+    busy = mvr_pool_busy(&d->pool);
+    mvr_info(&d->log, "%s: stopping; %zu refresh(es) running", signame, busy);
     if (busy == 0) {
         ev_break(d->loop, EVBREAK_ALL);
         return;

@@ -7,7 +7,10 @@ static void worker_up(struct mvr_conn *c)
 {
     struct mvr_worker *w = (struct mvr_worker *)c;
 
-    mvr_pool_kick(w->pool);
+    if (w->view != NULL)
+        mvr_refresh_resume(w);
+    else
+        mvr_pool_kick(w->pool);
 }
 
 static const struct mvr_conn_hooks worker_hooks = {.up = worker_up};
@@ -91,6 +94,13 @@ size_t mvr_pool_busy(const struct mvr_pool *p)
     for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
         busy += p->workers[i].view != NULL;
     return busy;
+}
+
+void mvr_pool_stop(struct mvr_pool *p)
+{
+    p->stopping = true;
+    for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
+        mvr_refresh_abandon(&p->workers[i]);
 }
 
 void mvr_pool_cancel(struct mvr_pool *p)

@@ -45,6 +45,8 @@ void mvr_pool_kick(struct mvr_pool *p);
 /* A worker finished its refresh (called by refresh.c). */
 void mvr_pool_worker_done(struct mvr_pool *p, struct mvr_worker *w);
 size_t mvr_pool_busy(const struct mvr_pool *p);
+/* Take no new work; forget failures still waiting for a connection to be recorded on. */
+void mvr_pool_stop(struct mvr_pool *p);
 /* Ask the server to cancel every running refresh. */
 void mvr_pool_cancel(struct mvr_pool *p);
 void mvr_pool_close(struct mvr_pool *p);

@@ -12,7 +12,7 @@ static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason"
 static const char end_sql[] =
     "SELECT mvrefresh.refresh_end($1::oid, $2::bool, $3, $4, $5, $6::float8)";
 
-static const char *const step_names[] = {"none", "begin", "refresh", "end"};
+static const char *const step_names[] = {"none", "begin", "refresh", "end", "unrecorded"};
 
 const char *mvr_refresh_step_name(enum mvr_refresh_step step)
 {
@@ -56,6 +56,18 @@ static void finish(struct mvr_worker *w)
     mvr_pool_worker_done(p, w);
 }
 
+/* The connection died mid-refresh: the outcome is a failure, to be recorded (and the view
+ * retried) once the worker has reconnected. */
+static void await_reconnect(struct mvr_worker *w)
+{
+    w->ok = false;
+    if (w->pool->stopping) {
+        finish(w);
+        return;
+    }
+    set_step(w, MVR_STEP_UNRECORDED);
+}
+
 static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
 {
     struct mvr_worker *w = arg;
@@ -77,7 +89,7 @@ static double pending_after(const struct mvr_worker *w)
     return d->dirty ? d->first_change : NAN;
 }
 
-static void send_end(struct mvr_worker *w, bool refreshed)
+static void send_end(struct mvr_worker *w)
 {
     char oid[16], pending[64];
     const char *params[6];
@@ -85,13 +97,13 @@ static void send_end(struct mvr_worker *w, bool refreshed)
     snprintf(oid, sizeof oid, "%" PRIu32, w->view->conf.oid);
     params[0] = oid;
     params[1] = w->ok ? "t" : "f";
-    params[2] = refreshed ? (w->concurrent ? "concurrently" : "plain") : NULL;
+    params[2] = w->refreshed ? (w->concurrent ? "concurrently" : "plain") : NULL;
     params[3] = w->ok ? NULL : w->sqlstate;
     params[4] = w->ok ? NULL : w->error;
     params[5] = epoch_text(pending_after(w), pending, sizeof pending);
     set_step(w, MVR_STEP_END);
     if (mvr_conn_send(&w->conn, end_sql, 6, params, end_done, w) != 0)
-        finish(w);
+        await_reconnect(w);
 }
 
 static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
@@ -107,10 +119,11 @@ static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
         mvr_warning(c->log, "refresh of %s failed after %.0f ms: %s (SQLSTATE %s)",
                     w->view->conf.name, ms, w->error, w->sqlstate);
     }
+    w->refreshed = true;
     if (res == NULL)
-        finish(w); /* no connection to record it on */
+        await_reconnect(w);
     else
-        send_end(w, true);
+        send_end(w);
 }
 
 static void explain_plain(struct mvr_worker *w, const char *reason)
@@ -166,20 +179,20 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
         mvr_warning(c->log, "cannot start refreshing %s: %s (SQLSTATE %s)", w->view->conf.name,
                     w->error, w->sqlstate);
         if (res == NULL)
-            finish(w);
+            await_reconnect(w);
         else
-            send_end(w, false);
+            send_end(w);
     } else if (PQntuples(res) != 1) {
         view_gone(w);
     } else if (build_refresh(w, res, sql, sizeof sql) != 0) {
         snprintf(w->error, sizeof w->error, "cannot build the REFRESH statement");
         snprintf(w->sqlstate, sizeof w->sqlstate, "XX000");
         w->ok = false;
-        send_end(w, false);
+        send_end(w);
     } else {
         set_step(w, MVR_STEP_REFRESH);
         if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0)
-            finish(w);
+            await_reconnect(w);
     }
 }
 
@@ -190,6 +203,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
 
     w->view = v;
     w->ok = true;
+    w->refreshed = false;
     w->sqlstate[0] = w->error[0] = '\0';
     w->started = ev_now(w->conn.loop);
     /* From here on, a change to the view's tables is not covered by this refresh. */
@@ -199,5 +213,17 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     params[1] = epoch_text(mvr_debounce_pending_since(&v->deb), pending, sizeof pending);
     set_step(w, MVR_STEP_BEGIN);
     if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0)
+        await_reconnect(w);
+}
+
+void mvr_refresh_resume(struct mvr_worker *w)
+{
+    if (w->view != NULL && w->step == MVR_STEP_UNRECORDED)
+        send_end(w);
+}
+
+void mvr_refresh_abandon(struct mvr_worker *w)
+{
+    if (w->view != NULL && w->step == MVR_STEP_UNRECORDED)
         finish(w);
 }

@@ -14,7 +14,13 @@
 #include "conn.h"
 #include "view.h"
 
-enum mvr_refresh_step { MVR_STEP_NONE, MVR_STEP_BEGIN, MVR_STEP_REFRESH, MVR_STEP_END };
+enum mvr_refresh_step {
+    MVR_STEP_NONE,
+    MVR_STEP_BEGIN,
+    MVR_STEP_REFRESH,
+    MVR_STEP_END,
+    MVR_STEP_UNRECORDED, /* the connection died: record the failure once it is back */
+};
 
 struct mvr_pool;
 
@@ -25,6 +31,7 @@ struct mvr_worker {
     struct mvr_view *view; /* the view being refreshed, NULL when free */
     enum mvr_refresh_step step;
     bool concurrent;
+    bool refreshed; /* the REFRESH statement ran (successfully or not) */
     bool ok;
     char sqlstate[6];
     char error[512];
@@ -33,6 +40,12 @@ struct mvr_worker {
 
 /* Start refreshing v on an idle worker. */
 void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v);
+/* The worker's connection is back: record a failure that its loss left unrecorded. The view
+ * stays bound to the worker until then, so the status row cannot be overtaken by a newer
+ * refresh of the same view on another worker. */
+void mvr_refresh_resume(struct mvr_worker *w);
+/* Shutting down: give up recording, release the view. */
+void mvr_refresh_abandon(struct mvr_worker *w);
 const char *mvr_refresh_step_name(enum mvr_refresh_step step);
 
 #endif

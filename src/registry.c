@@ -11,6 +11,12 @@
 static const char registry_sql[] =
     "SELECT view, name, debounce_ms, max_wait_ms, \"concurrently\", base\n"
     " FROM mvrefresh.registry()";
+/* The first load of a daemon's life also closes status rows that a killed predecessor left
+ * "refreshing" (one daemon per database: nothing else can be refreshing now). */
+static const char first_sql[] =
+    "SELECT mvrefresh.mark_interrupted();\n"
+    "SELECT view, name, debounce_ms, max_wait_ms, \"concurrently\", base\n"
+    " FROM mvrefresh.registry()";
 
 enum { COL_VIEW, COL_NAME, COL_DEBOUNCE, COL_MAX_WAIT, COL_CONCURRENTLY, COL_BASE, NCOLS };
 
@@ -42,6 +48,7 @@ void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struc
     ev_init(&r->retry, retry_cb);
     r->wanted = false;
     r->catch_up = false;
+    r->loaded_once = false;
     r->loaded = loaded;
     r->owner = owner;
 }
@@ -165,6 +172,7 @@ static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
         return;
     }
     r->catch_up = false;
+    r->loaded_once = true;
     mvr_info(c->log, "registry loaded: %zu views, %zu tables", confs.n,
              mvr_depmap_tables(&confs.deps));
     r->loaded(r, &confs, catch_up);
@@ -176,6 +184,7 @@ static void start_load(struct mvr_registry *r)
 {
     if (!r->wanted || r->conn.state != MVR_CONN_IDLE || ev_is_active(&r->retry))
         return;
-    if (mvr_conn_send(&r->conn, registry_sql, 0, NULL, on_result, r) == 0)
+    if (mvr_conn_send(&r->conn, r->loaded_once ? registry_sql : first_sql, 0, NULL, on_result, r) ==
+        0)
         r->wanted = false;
 }

@@ -23,6 +23,7 @@ struct mvr_registry {
     ev_timer retry;       /* after a failed load */
     bool wanted;          /* a load was asked for and not yet started */
     bool catch_up;        /* some pending request asked for catch-up */
+    bool loaded_once;     /* a load has succeeded in this daemon's life */
     mvr_registry_loaded_fn loaded;
     void *owner;
 };

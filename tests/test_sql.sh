@@ -374,5 +374,44 @@ is "unwatch() it removes row and triggers" "0|" \
     "SELECT mvrefresh.unwatch('$odd') \\g /dev/null
      SELECT count(*), ($(triggers "$base")) FROM mvrefresh.view WHERE view = '$odd'::regclass"
 
+# --- dropped objects and interrupted refreshes -------------------------------------
+db -c "CREATE TABLE drop_t (id int PRIMARY KEY);
+       CREATE MATERIALIZED VIEW drop_mv1 AS SELECT * FROM drop_t;
+       CREATE MATERIALIZED VIEW drop_mv2 AS SELECT * FROM drop_t;
+       CREATE TABLE keep_t (id int PRIMARY KEY);
+       CREATE MATERIALIZED VIEW keep_mv AS SELECT * FROM keep_t;
+       SELECT mvrefresh.watch('drop_mv1'), mvrefresh.watch('drop_mv2'),
+              mvrefresh.watch('keep_mv')" >/dev/null
+is "DROP MATERIALIZED VIEW unregisters it at once (event trigger)" "1
+0" \
+    "DROP MATERIALIZED VIEW drop_mv1;
+     SELECT count(*) FROM mvrefresh.view WHERE view::oid NOT IN (SELECT oid FROM pg_class)
+       OR view::text = 'drop_mv2';
+     SELECT count(*) FROM mvrefresh.dependency d
+       WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.view)"
+is "DROP TABLE ... CASCADE unregisters the views on it and its dependency rows" "0|0|1" \
+    "SET client_min_messages = warning;
+     DROP TABLE drop_t CASCADE;
+     SELECT (SELECT count(*) FROM mvrefresh.view WHERE view::text LIKE 'drop_mv%'),
+            (SELECT count(*) FROM mvrefresh.dependency d
+             WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.base)),
+            (SELECT count(*) FROM mvrefresh.view WHERE view = 'keep_mv'::regclass)"
+is "mark_interrupted() closes rows a killed daemon left refreshing, once" \
+    "1
+f|1|interrupted: the daemon stopped during this refresh
+0" \
+    "UPDATE mvrefresh.refresh_state SET refreshing = (view = 'keep_mv'::regclass);
+     SELECT mvrefresh.mark_interrupted();
+     SELECT refreshing, failure_count, last_error
+     FROM mvrefresh.refresh_state WHERE view = 'keep_mv'::regclass;
+     SELECT mvrefresh.mark_interrupted()"
+is "DROP SCHEMA mvrefresh CASCADE works with the event trigger, and reinstalling works" "ok
+0" \
+    "SET client_min_messages = warning;
+     DROP SCHEMA mvrefresh CASCADE;
+     SELECT 'ok' WHERE to_regnamespace('mvrefresh') IS NULL;
+     \\i $SQL_FILE
+     SELECT count(*) FROM mvrefresh.view"
+
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]
