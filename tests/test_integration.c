@@ -350,6 +350,52 @@ PGT_TEST(test_sigterm_during_slow_refresh)
     assert_int_equal(pgt_query_ll(t, "SELECT n FROM slow_mv"), 1);
 }
 
+/* SIGTERM during a refresh longer than shutdown_timeout: the refresh is cancelled on the
+ * server, the failure is recorded, and the daemon still exits 0, long before the refresh
+ * would have ended. */
+PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
+{
+    char path[PATH_MAX + 32];
+    int64_t started;
+    int status;
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nshutdown_timeout = 300ms\n");
+    pgt_exec(t, "CREATE TABLE t (id int)");
+    pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
+    pgt_exec(t, "INSERT INTO go VALUES (false)");
+    /* Slow only when asked, so the catch-up refresh is quick. */
+    pgt_exec(t, "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
+                "IF (SELECT slow FROM go) THEN PERFORM pg_sleep(60); END IF; RETURN 1; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
+                "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
+    pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '50 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, path);
+    wait_catch_up(t, "slow_mv");
+
+    pgt_exec(t, "UPDATE go SET slow = true");
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND state = 'active' "
+                   "AND query ILIKE '%%REFRESH MATERIALIZED VIEW%%'");
+    started = pgt_now_ms();
+    status = pgt_daemon_stop(t, SIGTERM, 20000);
+    assert_int_equal(status, 0);
+    assert_true(pgt_now_ms() - started < pgt_scaled(10000));
+    assert_true(pgt_log_count(t, "cancelling") >= 1);
+    /* Cancelled on the server too, not merely abandoned. */
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND query ILIKE '%%REFRESH MATERIALIZED VIEW%%'"
+                   " AND state = 'active'");
+    pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
+                   "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "
+                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    assert_int_equal(refresh_count(t, "slow_mv"), 1);
+}
+
 /* SIGHUP reloads the file; a broken file is reported and changes nothing. */
 PGT_TEST(test_sighup_with_broken_config)
 {
@@ -394,6 +440,7 @@ int main(void)
         PGT_UNIT(test_unwatch),
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),
+        PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
         PGT_UNIT(test_sighup_with_broken_config),
     };
 
