@@ -8,17 +8,22 @@
 
 #define RETRY_SECONDS 5.0
 
-static const char registry_sql[] =
-    "SELECT view, name, debounce_ms, max_wait_ms, \"concurrently\", base\n"
-    " FROM mvrefresh.registry()";
+static const char registry_sql[] = "SELECT * FROM mvrefresh.registry()";
 /* The first load of a daemon's life also closes status rows that a killed predecessor left
  * "refreshing" (one daemon per database: nothing else can be refreshing now). */
-static const char first_sql[] =
-    "SELECT mvrefresh.mark_interrupted();\n"
-    "SELECT view, name, debounce_ms, max_wait_ms, \"concurrently\", base\n"
-    " FROM mvrefresh.registry()";
+static const char first_sql[] = "SELECT mvrefresh.mark_interrupted();\n"
+                                "SELECT * FROM mvrefresh.registry()";
 
-enum { COL_VIEW, COL_NAME, COL_DEBOUNCE, COL_MAX_WAIT, COL_CONCURRENTLY, COL_BASE, NCOLS };
+enum {
+    COL_VIEW,
+    COL_NAME,
+    COL_DEBOUNCE,
+    COL_MAX_WAIT,
+    COL_CONCURRENTLY,
+    COL_BASE,
+    COL_BASE_IS_VIEW, /* absent before SQL with cascades: every base is then a table */
+    NCOLS
+};
 
 static void start_load(struct mvr_registry *r);
 
@@ -120,6 +125,8 @@ static int parse_row(struct mvr_view_confs *confs, const PGresult *res, int row)
         return 0;
     if (parse_oid(PQgetvalue(res, row, COL_BASE), &base) != 0)
         return -1;
+    if (PQnfields(res) > COL_BASE_IS_VIEW && PQgetvalue(res, row, COL_BASE_IS_VIEW)[0] == 't')
+        return mvr_depmap_add(&confs->downs, base, view);
     return mvr_depmap_add(&confs->deps, base, view);
 }
 
@@ -129,7 +136,8 @@ static int parse_result(const PGresult *res, struct mvr_view_confs *confs)
 
     memset(confs, 0, sizeof *confs);
     mvr_depmap_init(&confs->deps);
-    if (PQnfields(res) != NCOLS)
+    mvr_depmap_init(&confs->downs);
+    if (PQnfields(res) != NCOLS && PQnfields(res) != COL_BASE_IS_VIEW)
         return -1;
     confs->items = calloc(rows > 0 ? (size_t)rows : 1, sizeof *confs->items);
     if (confs->items == NULL)
@@ -141,6 +149,7 @@ static int parse_result(const PGresult *res, struct mvr_view_confs *confs)
         }
     }
     mvr_depmap_finish(&confs->deps);
+    mvr_depmap_finish(&confs->downs);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "container.h"
+#include "graph.h"
 
 /* Closer than this to its deadline a view is due: re-arming for a few microseconds would
  * only spin the loop. */
@@ -13,6 +14,7 @@
 #define BACKOFF_BASE 1.0
 
 static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void arm(struct mvr_views *set, struct mvr_view *v);
 
 void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mvr_log *log,
                     void (*on_due)(void *owner), void *owner)
@@ -27,6 +29,8 @@ void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mv
     set->backoff_max = 300.0;
     TAILQ_INIT(&set->due);
     mvr_depmap_init(&set->deps);
+    mvr_depmap_init(&set->downs);
+    mvr_depmap_init(&set->ups);
 }
 
 static double debounce_of(const struct mvr_views *set, const struct mvr_view *v)
@@ -37,6 +41,56 @@ static double debounce_of(const struct mvr_views *set, const struct mvr_view *v)
 static double max_wait_of(const struct mvr_views *set, const struct mvr_view *v)
 {
     return v->conf.max_wait_ms < 0 ? set->max_wait : (double)v->conf.max_wait_ms / 1000.0;
+}
+
+/* An upstream view is unsettled while it waits, is queued or refreshes. One that is backing
+ * off after a failure does not hold its readers back: it may fail for hours. */
+static bool unsettled(const struct mvr_view *u)
+{
+    return u->queued || u->deb.running || (u->deb.dirty && u->deb.failures == 0);
+}
+
+static bool walk_up(struct mvr_views *set, const struct mvr_view *v)
+{
+    const struct mvr_dep *up;
+    size_t n = mvr_depmap_find(&set->ups, v->conf.oid, &up);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *u = mvr_views_find(set, up[i].view);
+        if (u == NULL || u->seen_up == set->walk_up)
+            continue;
+        u->seen_up = set->walk_up;
+        if (unsettled(u) || walk_up(set, u))
+            return true;
+    }
+    return false;
+}
+
+/* A view waits while any view it reads, directly or not, is unsettled: refreshing it first
+ * would only mean refreshing it again. (The graph is acyclic: see graph.h.) */
+static bool blocked(struct mvr_views *set, const struct mvr_view *v)
+{
+    set->walk_up++;
+    return walk_up(set, v);
+}
+
+/* Re-arm every view downstream of v; with force, mark the direct readers changed (v's
+ * refresh changed what they read) without waiting for a debounce: that was spent upstream. */
+static void walk_down(struct mvr_views *set, const struct mvr_view *v, bool force)
+{
+    const struct mvr_dep *down;
+    size_t n = mvr_depmap_find(&set->downs, v->conf.oid, &down);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *d = mvr_views_find(set, down[i].view);
+        if (d == NULL || d->seen_down == set->walk_down)
+            continue;
+        d->seen_down = set->walk_down;
+        if (force)
+            mvr_debounce_force(&d->deb, ev_now(set->loop));
+        arm(set, d);
+        walk_down(set, d, false);
+    }
 }
 
 static void enqueue(struct mvr_views *set, struct mvr_view *v)
@@ -61,7 +115,11 @@ static void arm(struct mvr_views *set, struct mvr_view *v)
     }
     delay = due - ev_now(set->loop);
     if (delay <= DUE_SLACK) {
-        enqueue(set, v);
+        /* A blocked view is re-armed when what blocks it settles (walk_down). */
+        if (blocked(set, v))
+            ev_timer_stop(set->loop, &v->timer);
+        else
+            enqueue(set, v);
         return;
     }
     v->timer.repeat = delay;
@@ -129,13 +187,16 @@ size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
 
 struct mvr_view *mvr_views_pop(struct mvr_views *set)
 {
-    struct mvr_view *v = TAILQ_FIRST(&set->due);
+    struct mvr_view *v;
 
-    if (v != NULL) {
+    while ((v = TAILQ_FIRST(&set->due)) != NULL) {
         TAILQ_REMOVE(&set->due, v, link);
         v->queued = false;
+        /* Something it reads changed while it sat in the queue: wait for that instead. */
+        if (!blocked(set, v))
+            return v;
     }
-    return v;
+    return NULL;
 }
 
 void mvr_views_begin(struct mvr_views *set, struct mvr_view *v)
@@ -161,6 +222,9 @@ void mvr_views_end(struct mvr_views *set, struct mvr_view *v, bool ok)
     }
     mvr_debounce_end(&v->deb, ev_now(set->loop), ok, BACKOFF_BASE, set->backoff_max);
     arm(set, v);
+    set->walk_down++;
+    v->seen_down = set->walk_down;
+    walk_down(set, v, ok);
 }
 
 void mvr_views_stop(struct mvr_views *set)
@@ -237,6 +301,30 @@ static size_t adopt(struct mvr_views *set, struct mvr_view_confs *confs, struct 
     return made;
 }
 
+static void cycle_edge(void *arg, const struct mvr_dep *e)
+{
+    struct mvr_views *set = arg;
+    const struct mvr_view *up = mvr_views_find(set, e->table);
+    const struct mvr_view *down = mvr_views_find(set, e->view);
+
+    mvr_error(set->log, "the registry has a dependency cycle: ignoring that %s reads %s",
+              down ? down->conf.name : "?", up ? up->conf.name : "?");
+}
+
+/* Take over the view -> reader edges, made acyclic, and index them both ways. */
+static void adopt_graph(struct mvr_views *set, struct mvr_depmap *downs)
+{
+    mvr_depmap_free(&set->downs);
+    mvr_depmap_free(&set->ups);
+    if (mvr_graph_break_cycles(downs, cycle_edge, set) != 0 ||
+        mvr_graph_reverse(downs, &set->ups) != 0) {
+        mvr_error(set->log, "out of memory: refreshing without dependency order");
+        return;
+    }
+    set->downs = *downs;
+    mvr_depmap_init(downs);
+}
+
 void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool catch_up)
 {
     struct mvr_view **items = calloc(confs->n ? confs->n : 1, sizeof *items);
@@ -253,11 +341,12 @@ void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool c
         if (mvr_views_find(&next, set->items[i]->conf.oid) == NULL)
             retire(set, set->items[i]);
     free(set->items);
-    mvr_depmap_free(&set->deps);
     set->items = next.items;
     set->n = next.n;
+    mvr_depmap_free(&set->deps);
     set->deps = confs->deps;
     mvr_depmap_init(&confs->deps);
+    adopt_graph(set, &confs->downs);
     mvr_view_confs_free(confs);
     for (size_t i = 0; i < set->n; i++)
         arm(set, set->items[i]);
@@ -271,6 +360,8 @@ void mvr_views_free(struct mvr_views *set)
     set->items = NULL;
     set->n = 0;
     mvr_depmap_free(&set->deps);
+    mvr_depmap_free(&set->downs);
+    mvr_depmap_free(&set->ups);
 }
 
 void mvr_view_confs_free(struct mvr_view_confs *confs)
@@ -281,4 +372,5 @@ void mvr_view_confs_free(struct mvr_view_confs *confs)
     confs->items = NULL;
     confs->n = 0;
     mvr_depmap_free(&confs->deps);
+    mvr_depmap_free(&confs->downs);
 }

@@ -26,11 +26,13 @@ struct mvr_view_conf {
     bool concurrently;
 };
 
-/* A whole registry load: views sorted by oid and the tables they read. */
+/* A whole registry load: views sorted by oid, the tables they read, and which watched
+ * views they read (table = upstream view, view = downstream view). */
 struct mvr_view_confs {
     struct mvr_view_conf *items;
     size_t n;
     struct mvr_depmap deps;
+    struct mvr_depmap downs;
 };
 
 struct mvr_views;
@@ -43,6 +45,8 @@ struct mvr_view {
     bool queued;          /* waiting for a worker */
     bool removed;         /* unwatched while refreshing: freed when the refresh ends */
     bool fallback_logged; /* "plain refresh" is explained once per view */
+    unsigned seen_up;     /* equals set->walk_up when visited by the current upward walk */
+    unsigned seen_down;   /* likewise for downward walks */
     TAILQ_ENTRY(mvr_view) link;
 };
 
@@ -53,9 +57,12 @@ struct mvr_views {
     const struct mvr_log *log;
     struct mvr_view **items; /* sorted by oid */
     size_t n;
-    struct mvr_depmap deps;
+    struct mvr_depmap deps;  /* table -> views reading it */
+    struct mvr_depmap downs; /* view -> watched views reading it (cascade targets) */
+    struct mvr_depmap ups;   /* view -> watched views it reads (must settle first) */
     struct mvr_view_queue due;
     double debounce, max_wait, backoff_max; /* daemon defaults, seconds */
+    unsigned walk_up, walk_down;            /* generations of the current graph walks */
     void (*on_due)(void *owner);            /* a view entered the queue */
     void *owner;
 };

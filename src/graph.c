@@ -1,0 +1,121 @@
+#include "graph.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+
+/* Distinct node OIDs, sorted, so a node's index is found by bisection. */
+struct nodes {
+    uint32_t *oid;
+    size_t n;
+};
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+static int nodes_build(struct nodes *nodes, const struct mvr_depmap *m)
+{
+    size_t out = 0;
+
+    nodes->oid = malloc((2 * m->n + 1) * sizeof *nodes->oid);
+    if (nodes->oid == NULL)
+        return -1;
+    for (size_t i = 0; i < m->n; i++) {
+        nodes->oid[2 * i] = m->deps[i].table;
+        nodes->oid[2 * i + 1] = m->deps[i].view;
+    }
+    qsort(nodes->oid, 2 * m->n, sizeof *nodes->oid, cmp_u32);
+    for (size_t i = 0; i < 2 * m->n; i++)
+        if (out == 0 || nodes->oid[out - 1] != nodes->oid[i])
+            nodes->oid[out++] = nodes->oid[i];
+    nodes->n = out;
+    return 0;
+}
+
+static size_t node_index(const struct nodes *nodes, uint32_t oid)
+{
+    const uint32_t *hit = bsearch(&oid, nodes->oid, nodes->n, sizeof oid, cmp_u32);
+
+    return (size_t)(hit - nodes->oid);
+}
+
+/* Kahn's algorithm: done[i] ends true for every node not on or below a cycle. The edges are
+ * sorted by upstream node, so a node's out-edges form one run found by mvr_depmap_find. */
+static void settle(const struct mvr_depmap *m, const struct nodes *nodes, size_t *indeg,
+                   size_t *queue, bool *done)
+{
+    size_t head = 0, tail = 0;
+
+    for (size_t i = 0; i < m->n; i++)
+        indeg[node_index(nodes, m->deps[i].view)]++;
+    for (size_t i = 0; i < nodes->n; i++)
+        if (indeg[i] == 0)
+            queue[tail++] = i;
+    while (head < tail) {
+        size_t u = queue[head++];
+        const struct mvr_dep *out;
+        size_t k = mvr_depmap_find(m, nodes->oid[u], &out);
+        done[u] = true;
+        for (size_t j = 0; j < k; j++) {
+            size_t v = node_index(nodes, out[j].view);
+            if (--indeg[v] == 0)
+                queue[tail++] = v;
+        }
+    }
+}
+
+/* Keep the edges not between two unsettled nodes; report the others. */
+static void prune(struct mvr_depmap *m, const struct nodes *nodes, const bool *done,
+                  void (*dropped)(void *arg, const struct mvr_dep *e), void *arg)
+{
+    size_t kept = 0;
+
+    for (size_t i = 0; i < m->n; i++) {
+        if (!done[node_index(nodes, m->deps[i].table)] && !done[node_index(nodes, m->deps[i].view)])
+            dropped(arg, &m->deps[i]);
+        else
+            m->deps[kept++] = m->deps[i];
+    }
+    m->n = kept;
+}
+
+int mvr_graph_break_cycles(struct mvr_depmap *m,
+                           void (*dropped)(void *arg, const struct mvr_dep *e), void *arg)
+{
+    struct nodes nodes;
+    size_t *indeg, *queue;
+    bool *done;
+    int status = -1;
+
+    if (nodes_build(&nodes, m) != 0)
+        return -1;
+    indeg = calloc(nodes.n + 1, sizeof *indeg);
+    queue = calloc(nodes.n + 1, sizeof *queue);
+    done = calloc(nodes.n + 1, sizeof *done);
+    if (indeg != NULL && queue != NULL && done != NULL) {
+        settle(m, &nodes, indeg, queue, done);
+        prune(m, &nodes, done, dropped, arg);
+        status = 0;
+    }
+    free(nodes.oid);
+    free(indeg);
+    free(queue);
+    free(done);
+    return status;
+}
+
+int mvr_graph_reverse(const struct mvr_depmap *m, struct mvr_depmap *out)
+{
+    mvr_depmap_init(out);
+    for (size_t i = 0; i < m->n; i++) {
+        if (mvr_depmap_add(out, m->deps[i].view, m->deps[i].table) != 0) {
+            mvr_depmap_free(out);
+            return -1;
+        }
+    }
+    mvr_depmap_finish(out);
+    return 0;
+}

@@ -1,0 +1,23 @@
+/*
+ * Upstream edges between watched views ("view B reads materialized view A"), kept acyclic.
+ * PostgreSQL cannot create a cycle of materialized views, but the registry is a plain table
+ * anyone with rights can edit; a cycle there must not make the cascade wait forever.
+ */
+#ifndef MVR_GRAPH_H
+#define MVR_GRAPH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "depmap.h"
+
+/* Remove every edge between views that lie on, or downstream of, a cycle: what is left is
+ * acyclic and keeps every edge not involved. Edges are (table = upstream, view = downstream).
+ * Calls dropped(arg, edge) for each removed edge. Returns -1 when out of memory (m unchanged). */
+int mvr_graph_break_cycles(struct mvr_depmap *m,
+                           void (*dropped)(void *arg, const struct mvr_dep *e), void *arg);
+
+/* The same edges keyed the other way round: (table = downstream, view = upstream). */
+int mvr_graph_reverse(const struct mvr_depmap *m, struct mvr_depmap *out);
+
+#endif
