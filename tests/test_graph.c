@@ -1,5 +1,6 @@
 /* Unit tests for graph.c: cycle breaking and reversal of view -> reader edges. */
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
