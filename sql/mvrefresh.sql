@@ -8,6 +8,9 @@
 -- How it works: statement-level triggers on the base tables of every watched
 -- materialized view send NOTIFY mvrefresh with the table's OID as payload; the
 -- daemon mvrefreshd listens, debounces and runs REFRESH MATERIALIZED VIEW.
+-- A watched view that reads another watched materialized view depends on that
+-- view rather than on its tables, so the daemon refreshes the upstream view
+-- first and its readers after it (see mvrefresh.dependency).
 -- Requires PostgreSQL 13 or later.
 
 BEGIN;
@@ -42,41 +45,52 @@ CREATE TABLE IF NOT EXISTS mvrefresh.view (
     created_at   timestamptz NOT NULL DEFAULT now()
 );
 
--- Checks live on the table (not only in watch()) because users retune with
--- plain UPDATEs. Added by name so an older installation gains them on upgrade.
-DO $do$
-DECLARE
-    chk record;
-BEGIN
-    FOR chk IN
-        SELECT *
-        FROM (VALUES
-            ('view_debounce_positive',    'debounce > interval ''0''' ),
-            ('view_max_wait_positive',    'max_wait > interval ''0''' ),
-            ('view_max_wait_ge_debounce', 'max_wait >= debounce'      )
-        ) AS c(name, expr)
-    LOOP
-        IF NOT EXISTS (SELECT 1
-                       FROM pg_catalog.pg_constraint k
-                       WHERE k.conrelid = 'mvrefresh.view'::pg_catalog.regclass
-                         AND k.conname = chk.name) THEN
-            EXECUTE pg_catalog.format('ALTER TABLE mvrefresh.view ADD CONSTRAINT %I CHECK (%s)',
-                                      chk.name, chk.expr);
-        END IF;
-    END LOOP;
-END
-$do$;
-
--- Base tables (relkind r or p) each watched view reads, found by watch().
--- This is what the daemon uses to map a notifying table to its views.
+-- The edges of the refresh graph, found by watch(). For a watched view, base
+-- is either a table (relkind r or p) the view reads directly or through plain
+-- views, or a watched materialized view it reads directly or through plain
+-- views (its "upstream" view). The walk stops at the first materialized view
+-- on each path: the upstream view's tables are the upstream view's
+-- dependencies, so a change to them refreshes it first, and the daemon
+-- refreshes its readers only after that refresh committed. Only tables carry
+-- notify triggers. base has no foreign key: it points into pg_class.
 CREATE TABLE IF NOT EXISTS mvrefresh.dependency (
     view regclass NOT NULL REFERENCES mvrefresh.view ON DELETE CASCADE,
     base regclass NOT NULL,
     PRIMARY KEY (view, base)
 );
 
--- "Does any view still need this table?" is asked by base, not by view.
+-- "Does any view still need this table?" and "which watched views read this
+-- view?" are asked by base, not by view.
 CREATE INDEX IF NOT EXISTS dependency_base_idx ON mvrefresh.dependency (base);
+
+-- Checks live on the tables (not only in watch()) because users retune with
+-- plain UPDATEs and may edit the registry by hand. Added by name so an older
+-- installation gains them on upgrade.
+DO $do$
+DECLARE
+    chk record;
+BEGIN
+    FOR chk IN
+        SELECT c.tbl::pg_catalog.regclass AS tbl, c.name, c.expr
+        FROM (VALUES
+            ('mvrefresh.view',       'view_debounce_positive',    'debounce > interval ''0'''),
+            ('mvrefresh.view',       'view_max_wait_positive',    'max_wait > interval ''0'''),
+            ('mvrefresh.view',       'view_max_wait_ge_debounce', 'max_wait >= debounce'),
+            -- A view cannot wait for its own refresh. Longer cycles need a
+            -- query, so dependency_acyclic (below) catches those.
+            ('mvrefresh.dependency', 'dependency_not_self',       'base <> view')
+        ) AS c(tbl, name, expr)
+    LOOP
+        IF NOT EXISTS (SELECT 1
+                       FROM pg_catalog.pg_constraint k
+                       WHERE k.conrelid = chk.tbl
+                         AND k.conname = chk.name) THEN
+            EXECUTE pg_catalog.format('ALTER TABLE %s ADD CONSTRAINT %I CHECK (%s)',
+                                      chk.tbl, chk.name, chk.expr);
+        END IF;
+    END LOOP;
+END
+$do$;
 
 -- Refresh bookkeeping, written only by the daemon through refresh_begin() and
 -- refresh_end(). Kept apart from mvrefresh.view so the daemon's frequent
@@ -94,6 +108,101 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
     last_sqlstate text,
     pending_since timestamptz
 );
+
+--------------------------------------------------------------------------------
+-- Registry consistency
+--------------------------------------------------------------------------------
+
+-- The daemon refreshes a view after the views it depends on; a cycle would
+-- leave it nothing to start with. PostgreSQL cannot create a materialized view
+-- over one that does not exist yet, but CREATE OR REPLACE VIEW of a plain view
+-- in between can close a loop later, and the registry can be edited by hand.
+-- So every new or changed edge (view -> base) is refused when base already
+-- reaches view. Only registered views have rows of their own (the foreign
+-- key), so the walk goes on through watched views and ends at tables; UNION
+-- visits each node once, so it ends even on a graph that is somehow cyclic.
+CREATE OR REPLACE FUNCTION mvrefresh.check_dependency()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    -- The same lock watch() and unwatch() hold: two sessions adding the two
+    -- halves of a cycle at once would each find no cycle. In READ COMMITTED
+    -- the query below then sees whatever the other session committed.
+    LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
+
+    IF EXISTS (
+        WITH RECURSIVE reached(node) AS (
+            SELECT NEW.base
+          UNION
+            SELECT d.base
+            FROM reached r
+            JOIN mvrefresh.dependency d ON d.view = r.node
+        )
+        SELECT 1 FROM reached r WHERE r.node = NEW.view)
+    THEN
+        RAISE EXCEPTION USING ERRCODE = 'check_violation',
+            MESSAGE = pg_catalog.format(
+                'dependency of "%s" on "%s" would make a cycle', NEW.view, NEW.base),
+            DETAIL = pg_catalog.format(
+                '"%s" already depends on "%s", directly or through other watched views.',
+                NEW.base, NEW.view),
+            TABLE = 'dependency',
+            SCHEMA = 'mvrefresh';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- A constraint trigger runs after the whole statement, so it also sees the
+-- other rows of a multi-row INSERT (both halves of a cycle in one statement).
+-- NOT DEFERRABLE: the graph must never be cyclic, not even until commit.
+DROP TRIGGER IF EXISTS dependency_acyclic ON mvrefresh.dependency;
+CREATE CONSTRAINT TRIGGER dependency_acyclic
+    AFTER INSERT OR UPDATE ON mvrefresh.dependency
+    NOT DEFERRABLE
+    FOR EACH ROW EXECUTE FUNCTION mvrefresh.check_dependency();
+
+-- A watched view must not disappear from the registry while another watched
+-- view still depends on it: the reader would wait for refreshes nobody runs.
+-- Checked on the table (not only in unwatch()) so a hand-made DELETE is held
+-- to the same rule. After the statement, readers deleted by the same
+-- statement (DELETE of several views, DROP ... CASCADE) are already gone.
+CREATE OR REPLACE FUNCTION mvrefresh.check_not_upstream()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    reader regclass;
+BEGIN
+    IF TG_OP = 'UPDATE' AND NEW.view = OLD.view THEN
+        RETURN NULL;
+    END IF;
+    SELECT d.view INTO reader
+    FROM mvrefresh.dependency d
+    JOIN mvrefresh.view v ON v.view = d.view
+    WHERE d.base = OLD.view
+      AND NOT EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = OLD.view)
+    ORDER BY d.view::pg_catalog.oid
+    LIMIT 1;
+    IF reader IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format(
+                'materialized view "%s" is read by watched materialized view "%s"',
+                OLD.view, reader),
+            HINT = 'Unwatch that view first.';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS view_upstream_guard ON mvrefresh.view;
+CREATE CONSTRAINT TRIGGER view_upstream_guard
+    AFTER DELETE OR UPDATE ON mvrefresh.view
+    NOT DEFERRABLE
+    FOR EACH ROW EXECUTE FUNCTION mvrefresh.check_not_upstream();
 
 --------------------------------------------------------------------------------
 -- Change signals
@@ -146,29 +255,38 @@ CREATE TRIGGER mvrefresh_control
 -- Dependency discovery
 --------------------------------------------------------------------------------
 
--- The tables a view or materialized view ultimately reads. A view's query is
--- stored as its "_RETURN" rule, and pg_depend records every relation that rule
--- references. We follow those references through plain views and other
--- materialized views (a change to an inner matview's tables is what eventually
--- changes the outer one) and keep ordinary and partitioned tables.
+-- Earlier versions followed materialized views down to their tables; that
+-- function no longer describes what a view depends on, so it goes.
+DROP FUNCTION IF EXISTS mvrefresh.base_tables(regclass);
+
+-- What a materialized view reads, as far as its refresh is concerned. A
+-- view's query is stored as its "_RETURN" rule, and pg_depend records every
+-- relation that rule references. We expand the view itself and plain views
+-- (their queries run inside the refresh) and stop at everything else: tables
+-- (r, p), materialized views (m: upstream views, refreshed on their own) and
+-- foreign tables (f), which watch() refuses. Other relkinds a rule can
+-- reference (sequences, composite types) hold no rows the view shows.
 --
--- Limits: a partitioned table gets its trigger on the parent, so writes aimed
+-- The view itself is left out: a plain view in between can be replaced to
+-- read the view it feeds, and its old contents are no dependency to wait for.
+-- Limits: a partitioned table's trigger is on the parent, so writes aimed
 -- directly at a partition are not seen; likewise writes to an inheritance
 -- child. Tables read only inside functions called by the view are invisible
 -- to the catalog. System catalogs are skipped: they cannot carry triggers.
-CREATE OR REPLACE FUNCTION mvrefresh.base_tables(view regclass)
-RETURNS SETOF regclass
+CREATE OR REPLACE FUNCTION mvrefresh.sources(view regclass)
+RETURNS TABLE (source regclass, kind "char")
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH RECURSIVE reached(rel) AS (
-        SELECT base_tables.view::pg_catalog.oid
+        SELECT sources.view::pg_catalog.oid
       UNION  -- not UNION ALL: a relation reached twice is expanded once
         SELECT dep.refobjid
         FROM reached r
         JOIN pg_catalog.pg_class src
-          ON src.oid = r.rel AND src.relkind IN ('v', 'm')
+          ON src.oid = r.rel
+         AND (src.oid = sources.view::pg_catalog.oid OR src.relkind = 'v')
         JOIN pg_catalog.pg_rewrite rule
           ON rule.ev_class = src.oid AND rule.rulename = '_RETURN'
         JOIN pg_catalog.pg_depend dep
@@ -177,27 +295,30 @@ AS $fn$
          AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
          AND dep.refobjid <> src.oid  -- the rule also "depends" on its own view
     )
-    SELECT c.oid::pg_catalog.regclass
+    SELECT c.oid::pg_catalog.regclass, c.relkind
     FROM reached r
     JOIN pg_catalog.pg_class c ON c.oid = r.rel
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.relkind IN ('r', 'p')
+    WHERE c.oid <> sources.view::pg_catalog.oid
+      AND c.relkind IN ('r', 'p', 'm', 'f')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
     ORDER BY c.oid;
 $fn$;
 
-COMMENT ON FUNCTION mvrefresh.base_tables(regclass) IS
-    'Base tables (relkind r, p) a view reads, through plain and materialized views';
+COMMENT ON FUNCTION mvrefresh.sources(regclass) IS
+    'Tables (r, p), materialized views (m) and foreign tables (f) a materialized view reads, through plain views only';
 
 --------------------------------------------------------------------------------
 -- Registration
 --------------------------------------------------------------------------------
 
--- Shared cleanup for watch() and unwatch(). Registrations of materialized
--- views that were dropped are forgotten first (their OIDs point nowhere and
--- they would otherwise keep triggers alive forever); then the notify triggers
--- are removed from those candidate tables that no registered view reads any
--- more. Only triggers that call mvrefresh.notify() are touched.
+-- Shared cleanup for watch(), unwatch() and the sql_drop event trigger.
+-- Dependency rows on relations that no longer exist and registrations of
+-- materialized views that were dropped are forgotten first (their OIDs point
+-- nowhere and would otherwise keep triggers alive forever); then the notify
+-- triggers are removed from those candidate tables that no registered view
+-- reads any more. Only triggers that call mvrefresh.notify() are touched.
+-- Callers hold (or, in the event trigger, take) the lock on mvrefresh.view.
 CREATE OR REPLACE FUNCTION mvrefresh.release_tables(candidates regclass[])
 RETURNS void
 LANGUAGE plpgsql
@@ -207,6 +328,11 @@ DECLARE
     tbl regclass;
     trg name;
 BEGIN
+    -- A relation gone without the event trigger noticing (installed by a
+    -- non-superuser) that a view had stopped reading before it was dropped.
+    DELETE FROM mvrefresh.dependency d
+    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base);
+
     candidates := candidates || ARRAY(
         SELECT d.base
         FROM mvrefresh.dependency d
@@ -241,9 +367,11 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    bases regclass[];
-    stale regclass[];
-    tbl   regclass;
+    src    record;
+    bases  regclass[] := '{}';  -- every dependency: tables and upstream views
+    tables regclass[] := '{}';  -- the ones that get triggers
+    stale  regclass[];
+    tbl    regclass;
 BEGIN
     -- Validate everything before changing anything. (The call is one
     -- transaction anyway; this also gives the clearest message first.)
@@ -278,11 +406,37 @@ BEGIN
     END IF;
 
     -- Serialize watch()/unwatch(): deciding which triggers are still needed
-    -- must not race with another session registering a view on the same table.
-    -- This mode still lets the daemon read the registry.
+    -- must not race with another session registering a view on the same table,
+    -- and an upstream view found watched below must stay watched until we
+    -- commit. This mode still lets the daemon read the registry.
     LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
 
-    bases := ARRAY(SELECT b FROM mvrefresh.base_tables(watch.view) AS b);
+    -- Ordered by OID, so concurrent callers lock tables in one order.
+    FOR src IN SELECT s.source, s.kind FROM mvrefresh.sources(watch.view) s
+               ORDER BY s.source::pg_catalog.oid LOOP
+        IF src.kind = 'f' THEN
+            -- No trigger can fire for changes made on the foreign server.
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = pg_catalog.format(
+                    'materialized view "%s" reads foreign table "%s", whose changes cannot be detected',
+                    watch.view, src.source);
+        ELSIF src.kind = 'm' THEN
+            -- Its readers are refreshed after it, so it must be watched itself;
+            -- watching it implicitly would choose its settings for the user.
+            IF NOT EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = src.source) THEN
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = pg_catalog.format(
+                        'materialized view "%s" reads materialized view "%s", which is not watched',
+                        watch.view, src.source),
+                    HINT = pg_catalog.format('Watch it first: SELECT mvrefresh.watch(%L);',
+                                             src.source::pg_catalog.text);
+            END IF;
+        ELSE
+            tables := tables || src.source;
+        END IF;
+        bases := bases || src.source;
+    END LOOP;
+
     stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d
                    WHERE d.view = watch.view AND d.base <> ALL (bases));
 
@@ -296,6 +450,7 @@ BEGIN
             "concurrently" = EXCLUDED.concurrently;
 
     -- Replace the dependency rows by difference so unchanged rows stay put.
+    -- A new edge that would close a cycle fails in dependency_acyclic.
     DELETE FROM mvrefresh.dependency d
     WHERE d.view = watch.view AND d.base <> ALL (bases);
     INSERT INTO mvrefresh.dependency (view, base)
@@ -306,8 +461,9 @@ BEGIN
     ON CONFLICT DO NOTHING;
 
     -- No CREATE OR REPLACE TRIGGER before PostgreSQL 14: check, then create.
-    -- bases is ordered by OID, so concurrent callers lock tables in one order.
-    FOREACH tbl IN ARRAY bases LOOP
+    -- Upstream views get no trigger: a change reaches them through their own
+    -- tables, and the daemon cascades from their refresh.
+    FOREACH tbl IN ARRAY tables LOOP
         IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                        WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify') THEN
             EXECUTE pg_catalog.format(
@@ -354,7 +510,9 @@ BEGIN
 
     stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d WHERE d.view = unwatch.view);
 
-    -- dependency and refresh_state rows go with it (ON DELETE CASCADE).
+    -- dependency and refresh_state rows go with it (ON DELETE CASCADE). If a
+    -- watched view still reads this one, view_upstream_guard fails the DELETE
+    -- and with it the whole call, so nothing changes.
     DELETE FROM mvrefresh.view v WHERE v.view = unwatch.view;
     IF NOT FOUND THEN
         RAISE NOTICE '"%" is not watched', unwatch.view;
@@ -371,13 +529,32 @@ COMMENT ON FUNCTION mvrefresh.unwatch(regclass) IS
 -- Daemon interface
 --------------------------------------------------------------------------------
 
--- Everything the daemon needs to build its table -> views map, in one query.
--- Disabled views and views that no longer exist are left out so the daemon
--- never works on them; durations are converted to milliseconds here so the
--- daemon need not parse interval text.
+-- A function's result columns cannot be changed in place: drop an older
+-- registry() (from before base_is_view) so it can be recreated below. Kept
+-- when already current, so grants made on it survive a reinstall.
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.registry()')
+                 AND p.proargnames IS DISTINCT FROM
+                     ARRAY['view', 'name', 'debounce_ms', 'max_wait_ms',
+                           'concurrently', 'base', 'base_is_view']::pg_catalog.text[]) THEN
+        DROP FUNCTION mvrefresh.registry();
+    END IF;
+END
+$do$;
+
+-- Everything the daemon needs to build its table -> views map and the graph of
+-- views, in one query. Disabled views and views that no longer exist are left
+-- out so the daemon never works on them; durations are converted to
+-- milliseconds here so the daemon need not parse interval text. base_is_view
+-- tells an edge to an upstream view (refresh after it) from a table (refresh
+-- on its notifications). It stays true for an upstream view that is disabled:
+-- the daemon ignores edges to views it has not loaded. A view without
+-- dependencies has one row with a NULL base and base_is_view false.
 CREATE OR REPLACE FUNCTION mvrefresh.registry()
 RETURNS TABLE (view oid, name text, debounce_ms bigint, max_wait_ms bigint,
-               concurrently boolean, base oid)
+               concurrently boolean, base oid, base_is_view boolean)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -387,7 +564,8 @@ AS $fn$
            pg_catalog.round(pg_catalog.date_part('epoch', v.debounce) * 1000)::pg_catalog.int8,
            pg_catalog.round(pg_catalog.date_part('epoch', v.max_wait) * 1000)::pg_catalog.int8,
            v.concurrently,
-           b.oid
+           b.oid,
+           EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base)
     FROM mvrefresh.view v
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
     LEFT JOIN (mvrefresh.dependency d
@@ -500,12 +678,15 @@ $fn$;
 -- Dropped objects
 --------------------------------------------------------------------------------
 
--- DROP of a watched materialized view (or of a base table, which drops the
--- views on it with CASCADE) removes the registration at once, so the daemon
--- reloads its registry instead of failing on a view that no longer exists.
+-- DROP of a watched materialized view (or of a table or upstream view, which
+-- drops the views on it with CASCADE) removes the registration at once, so the
+-- daemon reloads its registry instead of failing on a view that no longer
+-- exists, and drops the notify triggers no remaining view needs, so tables
+-- nobody watches stop sending notifications the daemon cannot use.
 -- SECURITY DEFINER: whoever drops their own view need not have rights on the
--- mvrefresh tables. It never fails the user's DROP: errors become a WARNING
--- (the daemon also skips views that no longer exist).
+-- mvrefresh tables or the base tables. It never fails the user's DROP: errors
+-- become a WARNING (the daemon also skips views that no longer exist, and the
+-- next watch() or unwatch() cleans up what is left).
 CREATE OR REPLACE FUNCTION mvrefresh.on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql
@@ -514,6 +695,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     dropped oid[];
+    freed   regclass[];
 BEGIN
     -- DROP SCHEMA mvrefresh CASCADE has already removed our tables.
     IF pg_catalog.to_regclass('mvrefresh.view') IS NULL
@@ -528,9 +710,25 @@ BEGIN
     IF dropped IS NULL THEN
         RETURN;
     END IF;
+    -- Most DROPs concern nothing we know: leave without taking any lock.
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v
+                   WHERE v.view::pg_catalog.oid = ANY (dropped))
+       AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
+                       WHERE d.base::pg_catalog.oid = ANY (dropped)) THEN
+        RETURN;
+    END IF;
     BEGIN
+        -- Same serialization as watch()/unwatch(): a concurrent watch() must
+        -- not count on a trigger that we are about to drop.
+        LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
+        -- The tables the dropped views read, before the rows naming them go.
+        freed := ARRAY(SELECT d.base FROM mvrefresh.dependency d
+                       WHERE d.view::pg_catalog.oid = ANY (dropped));
+        -- Edges first: view_upstream_guard then sees no reader of a dropped
+        -- upstream view (its readers were dropped by the same CASCADE).
         DELETE FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped);
         DELETE FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped);
+        PERFORM mvrefresh.release_tables(freed);
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'mvrefresh: could not unregister dropped relations: %', SQLERRM;
     END;
@@ -555,6 +753,8 @@ $do$;
 
 -- One row per registered view, for people: settings plus refresh history.
 -- staleness is how long committed changes have been waiting for a refresh.
+-- depends_on lists what the view waits for: watched upstream views and base
+-- tables. New columns go at the end: CREATE OR REPLACE VIEW can only append.
 CREATE OR REPLACE VIEW mvrefresh.status AS
 SELECT v.view,
        v.debounce,
@@ -571,7 +771,11 @@ SELECT v.view,
        s.last_error,
        s.last_sqlstate,
        s.pending_since,
-       pg_catalog.now() - s.pending_since AS staleness
+       pg_catalog.now() - s.pending_since AS staleness,
+       ARRAY(SELECT d.base
+             FROM mvrefresh.dependency d
+             WHERE d.view = v.view
+             ORDER BY d.base::pg_catalog.oid) AS depends_on
 FROM mvrefresh.view v
 LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view;
 
@@ -579,5 +783,44 @@ LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view;
 -- and whoever the owner grants it to.
 GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
 GRANT SELECT ON mvrefresh.status TO PUBLIC;
+
+--------------------------------------------------------------------------------
+-- Upgrade: bring stored dependencies up to date
+--------------------------------------------------------------------------------
+
+-- Dependencies are found when a view is watched. An installation from before
+-- upstream views were edges recorded a matview-over-matview as reading the
+-- inner view's tables, and a plain view replaced since the last watch() may
+-- read other relations now. Re-watch (with the stored settings) every view
+-- whose stored dependencies differ from what the catalog says, so the daemon
+-- gets the current graph. A view that cannot be re-watched (it reads a
+-- materialized view that is not watched, a foreign table, or the new edge
+-- would close a cycle) keeps its rows, and the installer is told why: the
+-- install must not fail because of one registration.
+DO $do$
+DECLARE
+    r      record;
+    hint   text;
+BEGIN
+    FOR r IN
+        SELECT v.view, v.debounce, v.max_wait, v.concurrently
+        FROM mvrefresh.view v
+        JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
+        WHERE ARRAY(SELECT d.base::pg_catalog.oid FROM mvrefresh.dependency d
+                    WHERE d.view = v.view ORDER BY 1)
+              IS DISTINCT FROM
+              ARRAY(SELECT s.source::pg_catalog.oid FROM mvrefresh.sources(v.view) s ORDER BY 1)
+        ORDER BY v.view::pg_catalog.oid
+    LOOP
+        BEGIN
+            PERFORM mvrefresh.watch(r.view, r.debounce, r.max_wait, r.concurrently);
+        EXCEPTION WHEN OTHERS THEN
+            GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
+            RAISE WARNING 'mvrefresh: dependencies of "%" left as they were: %', r.view, SQLERRM
+                USING HINT = COALESCE(NULLIF(hint, ''), 'Fix the cause, then run mvrefresh.watch() on it again.');
+        END;
+    END LOOP;
+END
+$do$;
 
 COMMIT;

@@ -109,13 +109,25 @@ static int add_view(struct mvr_view_confs *confs, const PGresult *res, int row, 
     conf->debounce_ms = parse_ms(res, row, COL_DEBOUNCE);
     conf->max_wait_ms = parse_ms(res, row, COL_MAX_WAIT);
     conf->concurrently = PQgetvalue(res, row, COL_CONCURRENTLY)[0] == 't';
+    conf->deps_hash = 0;
     confs->n++;
     return 0;
+}
+
+/* One dependency's share of a view's fingerprint; summed, so row order does not matter. */
+static uint64_t mix(uint32_t base, bool is_view)
+{
+    uint64_t x = ((uint64_t)is_view << 32 | base) + 0x9E3779B97F4A7C15u;
+
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9u;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBu;
+    return x ^ (x >> 31);
 }
 
 static int parse_row(struct mvr_view_confs *confs, const PGresult *res, int row)
 {
     uint32_t view, base;
+    bool is_view;
 
     if (parse_oid(PQgetvalue(res, row, COL_VIEW), &view) != 0)
         return -1;
@@ -125,7 +137,9 @@ static int parse_row(struct mvr_view_confs *confs, const PGresult *res, int row)
         return 0;
     if (parse_oid(PQgetvalue(res, row, COL_BASE), &base) != 0)
         return -1;
-    if (PQnfields(res) > COL_BASE_IS_VIEW && PQgetvalue(res, row, COL_BASE_IS_VIEW)[0] == 't')
+    is_view = PQnfields(res) > COL_BASE_IS_VIEW && PQgetvalue(res, row, COL_BASE_IS_VIEW)[0] == 't';
+    confs->items[confs->n - 1].deps_hash += mix(base, is_view);
+    if (is_view)
         return mvr_depmap_add(&confs->downs, base, view);
     return mvr_depmap_add(&confs->deps, base, view);
 }

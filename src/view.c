@@ -283,11 +283,14 @@ static size_t adopt(struct mvr_views *set, struct mvr_view_confs *confs, struct 
         struct mvr_view_conf *conf = &confs->items[i];
         struct mvr_view *v = mvr_views_find(set, conf->oid);
         if (v != NULL) {
+            /* Even a running refresh may predate changes made while nobody listened. A view
+             * that now reads other tables may have missed their changes: the triggers came
+             * with the registry change, and notifications sent before we reloaded found
+             * the old map. */
+            if (catch_up || v->conf.deps_hash != conf->deps_hash)
+                mvr_debounce_force(&v->deb, now);
             free(v->conf.name);
             v->conf = *conf;
-            /* Even a running refresh may predate changes made while nobody listened. */
-            if (catch_up)
-                mvr_debounce_force(&v->deb, now);
         } else if ((v = view_new(set, conf)) != NULL) {
             mvr_info(set->log, "watching %s", conf->name);
         } else {

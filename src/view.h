@@ -24,6 +24,7 @@ struct mvr_view_conf {
     int64_t debounce_ms; /* -1: the daemon's default */
     int64_t max_wait_ms; /* -1: the daemon's default */
     bool concurrently;
+    uint64_t deps_hash; /* fingerprint of what it reads: a change means it may be stale */
 };
 
 /* A whole registry load: views sorted by oid, the tables they read, and which watched

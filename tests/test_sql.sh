@@ -11,6 +11,10 @@ set -euo pipefail
 SQL_FILE=${MVREFRESH_SQL:-"$(dirname "$0")/../sql/mvrefresh.sql"}
 ADMIN_DB=${PGDATABASE:-postgres}
 DB="mvr_sqltest_$$_${RANDOM}"
+UPGRADE_DB="${DB}_upgrade"
+# The last version from before upstream views became dependencies, for the
+# upgrade check at the end (MVREFRESH_OLD_SQL overrides it with a file).
+OLD_COMMIT=146eb9cfc2cb61610381040df86d4172ddf6fa27
 
 npass=0
 nfail=0
@@ -20,8 +24,11 @@ n=0
 db() { psql -X -v ON_ERROR_STOP=1 -qAt -d "$DB" "$@"; }
 
 cleanup() {
-    psql -X -qAt -d "$ADMIN_DB" \
-        -c "DROP DATABASE IF EXISTS \"$DB\" WITH (FORCE)" >/dev/null 2>&1 || true
+    local d
+    for d in "$DB" "$UPGRADE_DB"; do
+        psql -X -qAt -d "$ADMIN_DB" \
+            -c "DROP DATABASE IF EXISTS \"$d\" WITH (FORCE)" >/dev/null 2>&1 || true
+    done
 }
 trap cleanup EXIT
 
@@ -72,6 +79,18 @@ fails_with() {
         report 1 "$1"
     else
         report 0 "$1" "expected SQLSTATE $2, got '${got}'"
+    fi
+}
+
+# error_is DESCRIPTION EXPECTED SQL: the ERROR, DETAIL and HINT lines of the
+# SQL's output (CONTEXT left out: it names line numbers) must equal EXPECTED.
+error_is() {
+    local got
+    got=$(db -c "$3" 2>&1 | grep -E '^(ERROR|DETAIL|HINT):' || true)
+    if [ "$got" = "$2" ]; then
+        report 1 "$1"
+    else
+        report 0 "$1" "expected: $2"$'\n'"got:      $got"
     fi
 }
 
@@ -127,6 +146,7 @@ CREATE UNIQUE INDEX ON mv_nouniq ((id + 1));
 CREATE MATERIALIZED VIEW mv_const AS SELECT 1 AS one;
 CREATE TABLE p (id int, k int) PARTITION BY RANGE (k);
 CREATE TABLE p0 PARTITION OF p FOR VALUES FROM (0) TO (100);
+CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (100) TO (200);
 CREATE MATERIALIZED VIEW mv_p AS SELECT * FROM p;
 CREATE SCHEMA "My Schema";
 CREATE TABLE "My Schema"."Base ""T""" (id int);
@@ -165,10 +185,26 @@ is "watch() through a plain view over two tables finds both" "t_a,t_b" \
 is "...and both tables get the triggers" \
     "mvrefresh_notify,mvrefresh_notify_truncate|mvrefresh_notify,mvrefresh_notify_truncate" \
     "SELECT ($(triggers t_a)), ($(triggers t_b))"
-is "matview over a matview: base tables of the inner one are found" "t_c|mvrefresh_notify,mvrefresh_notify_truncate" \
-    "SELECT mvrefresh.watch('mv_outer') \\g /dev/null
-     SELECT string_agg(base::text, ','), ($(triggers t_c))
-     FROM mvrefresh.dependency WHERE view = 'mv_outer'::regclass"
+fails_with "matview over an unwatched matview: watch() fails with 55000" 55000 \
+    "SELECT mvrefresh.watch('mv_outer')"
+error_is "...naming both views, with a hint to watch the inner one first" \
+    "ERROR:  materialized view \"public.mv_outer\" reads materialized view \"public.mv_inner\", which is not watched
+HINT:  Watch it first: SELECT mvrefresh.watch('public.mv_inner');" \
+    "SELECT mvrefresh.watch('mv_outer')"
+is "...and nothing is half-installed: no rows, no trigger on the inner view's table" "0|0|0|" \
+    "SELECT (SELECT count(*) FROM mvrefresh.view WHERE view = 'mv_outer'::regclass),
+            (SELECT count(*) FROM mvrefresh.dependency WHERE view = 'mv_outer'::regclass),
+            (SELECT count(*) FROM mvrefresh.refresh_state WHERE view = 'mv_outer'::regclass),
+            ($(triggers t_c))"
+is "matview over a watched matview depends on that view, not on its tables" \
+    "mv_inner|t_c|mvrefresh_notify,mvrefresh_notify_truncate" \
+    "SELECT mvrefresh.watch('mv_inner') \\g /dev/null
+     SELECT mvrefresh.watch('mv_outer') \\g /dev/null
+     SELECT (SELECT string_agg(base::text, ',') FROM mvrefresh.dependency
+             WHERE view = 'mv_outer'::regclass),
+            (SELECT string_agg(base::text, ',') FROM mvrefresh.dependency
+             WHERE view = 'mv_inner'::regclass),
+            ($(triggers t_c))"
 is "partitioned table: trigger goes on the parent" "p|mvrefresh_notify,mvrefresh_notify_truncate|" \
     "SELECT mvrefresh.watch('mv_p') \\g /dev/null
      SELECT string_agg(base::text, ','), ($(triggers p)), ($(triggers p0))
@@ -242,6 +278,18 @@ else report 0 "TRUNCATE on a watched table notifies with its OID" "got: $got"; f
 got=$(notifications mvrefresh "INSERT INTO p VALUES (1, 1);")
 if [ "$got" = "mvrefresh $oid_p" ]; then report 1 "INSERT through a partitioned parent notifies with the parent's OID"
 else report 0 "INSERT through a partitioned parent notifies with the parent's OID" "got: $got"; fi
+got=$(notifications mvrefresh "UPDATE p SET k = 150 WHERE k = 1;")
+if [ "$got" = "mvrefresh $oid_p" ]; then report 1 "UPDATE through the parent moving a row to another partition notifies with the parent's OID"
+else report 0 "UPDATE through the parent moving a row to another partition notifies with the parent's OID" "got: $got"; fi
+got=$(notifications mvrefresh "TRUNCATE p;")
+if [ "$got" = "mvrefresh $oid_p" ]; then report 1 "TRUNCATE of a partitioned parent notifies once, with the parent's OID"
+else report 0 "TRUNCATE of a partitioned parent notifies once, with the parent's OID" "got: $got"; fi
+# The documented limit (README, "What is not promised"): statement triggers on
+# the parent fire only for statements that name the parent.
+got=$(notifications mvrefresh "INSERT INTO p0 VALUES (2, 2);" "UPDATE p1 SET id = 3;" \
+                              "DELETE FROM p0;" "TRUNCATE p1;")
+if [ -z "$got" ]; then report 1 "writes aimed directly at a partition do not notify (documented limit)"
+else report 0 "writes aimed directly at a partition do not notify (documented limit)" "got: $got"; fi
 got=$(notifications mvrefresh "INSERT INTO t_other VALUES (1);")
 if [ -z "$got" ]; then report 1 "a table nobody watches does not notify"
 else report 0 "a table nobody watches does not notify" "got: $got"; fi
@@ -280,15 +328,19 @@ if grep -q '"public.mv_const" reads no table' <<<"$msg"; then
 else
     report 0 "watch() of a matview without base tables warns" "$msg"
 fi
-is "registry(): one row per (enabled view, base), NULL base once, ms durations" \
-    "public.mv_a|250|5000|f|t_a
-public.mv_outer|||t|t_c
-public.mv_nodata|1000|30000|t|t_a
-public.mv_nouniq|1000|30000|t|t_a
-public.mv_const|1000|30000|t|
-public.mv_p|1000|30000|t|p" \
-    "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass
+is "registry(): one row per (enabled view, base), NULL base once, ms durations, base_is_view" \
+    "public.mv_a|250|5000|f|t_a|f
+public.mv_inner|1000|30000|t|t_c|f
+public.mv_outer|||t|mv_inner|t
+public.mv_nodata|1000|30000|t|t_a|f
+public.mv_nouniq|1000|30000|t|t_a|f
+public.mv_const|1000|30000|t||f
+public.mv_p|1000|30000|t|p|f" \
+    "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass, r.base_is_view
      FROM mvrefresh.registry() r"
+is "registry() keeps its six columns in order and appends base_is_view" \
+    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean)" \
+    "SELECT pg_get_function_result('mvrefresh.registry()'::regprocedure)"
 is "registry() is ordered by view, base and its view column is the view's OID" "t" \
     "SELECT array_agg(r ORDER BY r.view, r.base) = array_agg(r)
             AND bool_and(r.view = r.name::regclass::oid)
@@ -374,6 +426,208 @@ is "unwatch() it removes row and triggers" "0|" \
     "SELECT mvrefresh.unwatch('$odd') \\g /dev/null
      SELECT count(*), ($(triggers "$base")) FROM mvrefresh.view WHERE view = '$odd'::regclass"
 
+# --- views on views: upstream views are dependencies ------------------------------
+# A three-level chain with a plain view in the middle (c_l1 -> c_v12 -> c_l2 ->
+# c_l3) and a diamond on top of its first level (c_l1 feeds c_b and c_c, both
+# feed c_d); c_c also reads a table of its own.
+out=$(db -c "CREATE TABLE c_t (id int PRIMARY KEY, g int);
+       CREATE TABLE c_t2 (id int PRIMARY KEY);
+       CREATE MATERIALIZED VIEW c_l1 AS SELECT id, g FROM c_t;
+       CREATE VIEW c_v12 AS SELECT id, g FROM c_l1 WHERE g IS NOT NULL;
+       CREATE MATERIALIZED VIEW c_l2 AS SELECT g, count(*) AS n FROM c_v12 GROUP BY g;
+       CREATE MATERIALIZED VIEW c_l3 AS SELECT sum(n) AS total FROM c_l2;
+       CREATE MATERIALIZED VIEW c_b AS SELECT id FROM c_l1;
+       CREATE MATERIALIZED VIEW c_c AS SELECT id FROM c_l1 JOIN c_t2 USING (id);
+       CREATE MATERIALIZED VIEW c_d AS SELECT id FROM c_b JOIN c_c USING (id);" 2>&1 >/dev/null) ||
+    bail_out "create the views-on-views fixtures" "$out"
+
+# deps VIEW: VIEW's dependency rows as name,name (ordered by OID).
+deps() {
+    echo "SELECT coalesce(string_agg(base::text, ',' ORDER BY base::oid), '')
+          FROM mvrefresh.dependency WHERE view = '$1'::regclass"
+}
+
+error_is "an unwatched matview behind a plain view is found too: 55000 with a hint" \
+    "ERROR:  materialized view \"public.c_l2\" reads materialized view \"public.c_l1\", which is not watched
+HINT:  Watch it first: SELECT mvrefresh.watch('public.c_l1');" \
+    "SELECT mvrefresh.watch('c_l2')"
+is "...and nothing is half-installed" "0|" \
+    "SELECT (SELECT count(*) FROM mvrefresh.view WHERE view = 'c_l2'::regclass), ($(triggers c_t))"
+is "sources(): the walk stops at the first matview and reports each relation's kind" \
+    "c_t2|r
+c_l1|m" \
+    "SELECT source, kind FROM mvrefresh.sources('c_c')"
+is "chain: each level depends on the level below only, also through a plain view" \
+    "c_t|c_l1|c_l2" \
+    "SELECT mvrefresh.watch('c_l1'), mvrefresh.watch('c_l2'), mvrefresh.watch('c_l3') \\g /dev/null
+     SELECT ($(deps c_l1)), ($(deps c_l2)), ($(deps c_l3))"
+is "diamond: c_c depends on its table and c_l1, c_d on c_b and c_c" "c_l1|c_t2,c_l1|c_b,c_c" \
+    "SELECT mvrefresh.watch('c_b'), mvrefresh.watch('c_c'), mvrefresh.watch('c_d') \\g /dev/null
+     SELECT ($(deps c_b)), ($(deps c_c)), ($(deps c_d))"
+is "triggers go on the tables only, never on a materialized view" \
+    "mvrefresh_notify,mvrefresh_notify_truncate|mvrefresh_notify,mvrefresh_notify_truncate|0" \
+    "SELECT ($(triggers c_t)), ($(triggers c_t2)),
+            (SELECT count(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+             WHERE c.relkind = 'm' AND t.tgname LIKE 'mvrefresh%')"
+is "registry(): base_is_view is true for upstream views, false for tables" \
+    "c_t2|f
+c_l1|t
+c_b|t
+c_c|t" \
+    "SELECT r.base::regclass, r.base_is_view FROM mvrefresh.registry() r
+     WHERE r.view IN ('c_c'::regclass, 'c_d'::regclass) ORDER BY r.view, r.base"
+is "registry(): a disabled upstream view is left out but stays base_is_view for its readers" \
+    "0|t" \
+    "BEGIN;
+     UPDATE mvrefresh.view SET enabled = false WHERE view = 'c_b'::regclass;
+     SELECT (SELECT count(*) FROM mvrefresh.registry() WHERE view = 'c_b'::regclass),
+            (SELECT base_is_view FROM mvrefresh.registry()
+             WHERE view = 'c_d'::regclass AND base = 'c_b'::regclass);
+     ROLLBACK;"
+is "status.depends_on: upstream views and tables, sorted by OID; empty array without any" \
+    "{c_t2,c_l1}|{c_b,c_c}|t|t" \
+    "SELECT (SELECT depends_on FROM mvrefresh.status WHERE view = 'c_c'::regclass),
+            (SELECT depends_on FROM mvrefresh.status WHERE view = 'c_d'::regclass),
+            (SELECT depends_on = '{}' AND depends_on IS NOT NULL
+             FROM mvrefresh.status WHERE view = 'mv_const'::regclass),
+            (SELECT bool_and(s.depends_on = ARRAY(SELECT d.base FROM mvrefresh.dependency d
+                                                  WHERE d.view = s.view ORDER BY d.base::oid))
+             FROM mvrefresh.status s)"
+is "status.depends_on is its last column, of type regclass[]" "depends_on|regclass[]" \
+    "SELECT attname, atttypid::regtype FROM pg_attribute
+     WHERE attrelid = 'mvrefresh.status'::regclass AND attnum > 0
+     ORDER BY attnum DESC LIMIT 1"
+
+# --- unwatch() of an upstream view --------------------------------------------------
+graph() {
+    echo "SELECT (SELECT count(*) FROM mvrefresh.view), (SELECT count(*) FROM mvrefresh.dependency),
+                 ($(triggers c_t))"
+}
+graph_before=$(db -c "$(graph)" 2>&1) || true
+fails_with "unwatch() of a view another watched view reads fails with 55000" 55000 \
+    "SELECT mvrefresh.unwatch('c_l1')"
+error_is "...naming the reader, with a hint" \
+    "ERROR:  materialized view \"public.c_l1\" is read by watched materialized view \"public.c_l2\"
+HINT:  Unwatch that view first." \
+    "SELECT mvrefresh.unwatch('c_l1')"
+fails_with "a plain DELETE of such a view from mvrefresh.view fails the same way" 55000 \
+    "DELETE FROM mvrefresh.view WHERE view = 'c_l1'::regclass"
+is "...and nothing changed" "$graph_before" "$(graph)"
+is "deleting an upstream view together with all its readers in one statement works" "6
+0" \
+    "BEGIN;
+     WITH gone AS (DELETE FROM mvrefresh.view
+                   WHERE view::text IN ('c_l1', 'c_l2', 'c_l3', 'c_b', 'c_c', 'c_d') RETURNING 1)
+     SELECT count(*) FROM gone;
+     SELECT count(*) FROM mvrefresh.dependency
+     WHERE view::text LIKE 'c\\_%' OR base::text LIKE 'c\\_%';
+     ROLLBACK;"
+is "unwatch() of the readers first, then of the upstream view, works" "0|" \
+    "BEGIN;
+     SELECT mvrefresh.unwatch('c_d'), mvrefresh.unwatch('c_c'), mvrefresh.unwatch('c_b'),
+            mvrefresh.unwatch('c_l3'), mvrefresh.unwatch('c_l2'), mvrefresh.unwatch('c_l1') \\g /dev/null
+     SELECT count(*), ($(triggers c_t)) FROM mvrefresh.view WHERE view::text LIKE 'c\\_%';
+     ROLLBACK;"
+
+# --- cycles -------------------------------------------------------------------------
+fails_with "a dependency row closing a cycle over three levels is rejected (23514)" 23514 \
+    "INSERT INTO mvrefresh.dependency VALUES ('c_l1', 'c_l3')"
+error_is "...with a message naming both ends" \
+    "ERROR:  dependency of \"public.c_l1\" on \"public.c_l3\" would make a cycle
+DETAIL:  \"public.c_l3\" already depends on \"public.c_l1\", directly or through other watched views." \
+    "INSERT INTO mvrefresh.dependency VALUES ('c_l1', 'c_l3')"
+fails_with "a dependency row closing a cycle through the diamond is rejected" 23514 \
+    "INSERT INTO mvrefresh.dependency VALUES ('c_l1', 'c_d')"
+fails_with "a dependency row with base = view is rejected" 23514 \
+    "INSERT INTO mvrefresh.dependency VALUES ('c_b', 'c_b')"
+fails_with "an UPDATE that closes a cycle is rejected" 23514 \
+    "UPDATE mvrefresh.dependency SET base = 'c_l2' WHERE view = 'c_l1'::regclass"
+fails_with "both halves of a cycle in one INSERT are rejected" 23514 \
+    "INSERT INTO mvrefresh.dependency VALUES ('c_b', 'c_c'), ('c_c', 'c_b')"
+is "an edge that closes no cycle is accepted" "ok" \
+    "BEGIN;
+     INSERT INTO mvrefresh.dependency VALUES ('c_d', 'c_l1'), ('c_b', 'c_c');
+     SELECT 'ok';
+     ROLLBACK;"
+is "...and the rejected edits changed nothing" "$graph_before" "$(graph)"
+
+# PostgreSQL itself allows a loop through a plain view: CREATE OR REPLACE VIEW
+# can make the view in the middle read a materialized view built on top.
+out=$(db -c "CREATE TABLE cyc_t (id int);
+       CREATE VIEW cyc_w AS SELECT id FROM cyc_t;
+       CREATE MATERIALIZED VIEW cyc_v AS SELECT id FROM cyc_w;
+       CREATE MATERIALIZED VIEW cyc_u AS SELECT id FROM cyc_v;
+       SELECT mvrefresh.watch('cyc_v'), mvrefresh.watch('cyc_u');
+       CREATE OR REPLACE VIEW cyc_w AS SELECT id FROM cyc_t UNION ALL SELECT id FROM cyc_u;" 2>&1 >/dev/null) ||
+    bail_out "create the loop fixtures" "$out"
+fails_with "re-watch() after a plain view was replaced to close a loop fails with 23514" 23514 \
+    "SELECT mvrefresh.watch('cyc_v')"
+is "...and keeps the old dependencies" "cyc_t|cyc_v" "SELECT ($(deps cyc_v)), ($(deps cyc_u))"
+is "a view reading itself through a plain view: the self edge is left out" "cyc_t" \
+    "CREATE OR REPLACE VIEW cyc_w AS SELECT id FROM cyc_t UNION ALL SELECT id FROM cyc_v;
+     SELECT mvrefresh.watch('cyc_v') \\g /dev/null
+     $(deps cyc_v)"
+
+# --- CREATE OR REPLACE VIEW of a view in the middle, then watch() again --------------
+out=$(db -c "CREATE TABLE r_t1 (id int);
+       CREATE TABLE r_t2 (id int);
+       CREATE VIEW r_w AS SELECT id FROM r_t1;
+       CREATE MATERIALIZED VIEW r_mv AS SELECT id FROM r_w;
+       CREATE MATERIALIZED VIEW r_unwatched AS SELECT id FROM r_t2;
+       SELECT mvrefresh.watch('r_mv');" 2>&1 >/dev/null) ||
+    bail_out "create the replaced-view fixtures" "$out"
+is "replaced to read another table: dependencies and triggers follow" \
+    "r_t2||mvrefresh_notify,mvrefresh_notify_truncate" \
+    "CREATE OR REPLACE VIEW r_w AS SELECT id FROM r_t2;
+     SELECT mvrefresh.watch('r_mv') \\g /dev/null
+     SELECT ($(deps r_mv)), ($(triggers r_t1)), ($(triggers r_t2))"
+fails_with "replaced to read an unwatched matview: watch() fails with 55000" 55000 \
+    "CREATE OR REPLACE VIEW r_w AS SELECT id FROM r_unwatched;
+     SELECT mvrefresh.watch('r_mv')"
+is "...and keeps the old dependencies and triggers" "r_t2|mvrefresh_notify,mvrefresh_notify_truncate" \
+    "SELECT ($(deps r_mv)), ($(triggers r_t2))"
+is "replaced to read a watched matview: it becomes the dependency, the table loses its triggers" \
+    "c_l1|" \
+    "CREATE OR REPLACE VIEW r_w AS SELECT id FROM c_l1;
+     SELECT mvrefresh.watch('r_mv') \\g /dev/null
+     SELECT ($(deps r_mv)), ($(triggers r_t2))"
+
+# --- foreign tables -----------------------------------------------------------------
+out=$(db -c "CREATE FOREIGN DATA WRAPPER mvr_sqltest_fdw;
+       CREATE SERVER mvr_sqltest_srv FOREIGN DATA WRAPPER mvr_sqltest_fdw;
+       CREATE FOREIGN TABLE f_remote (id int) SERVER mvr_sqltest_srv;
+       CREATE TABLE f_local (id int);
+       CREATE VIEW f_w AS SELECT id FROM f_local UNION ALL SELECT id FROM f_remote;
+       CREATE MATERIALIZED VIEW f_mv AS SELECT id FROM f_w WITH NO DATA;" 2>&1 >/dev/null) ||
+    bail_out "create the foreign-table fixtures" "$out"
+fails_with "a matview reading a foreign table (through a plain view): 0A000" 0A000 \
+    "SELECT mvrefresh.watch('f_mv')"
+error_is "...with a message naming it" \
+    "ERROR:  materialized view \"public.f_mv\" reads foreign table \"public.f_remote\", whose changes cannot be detected" \
+    "SELECT mvrefresh.watch('f_mv')"
+is "...and nothing is half-installed, not even the trigger on its local table" "0|" \
+    "SELECT (SELECT count(*) FROM mvrefresh.view WHERE view = 'f_mv'::regclass), ($(triggers f_local))"
+
+# --- DROP of an upstream view (event trigger) ----------------------------------------
+graph_before=$(db -c "$(graph)" 2>&1) || true
+fails_with "DROP of an upstream view without CASCADE fails in PostgreSQL (2BP01)" 2BP01 \
+    "DROP MATERIALIZED VIEW c_l1"
+is "...and the registry is unchanged" "$graph_before" "$(graph)"
+is "DROP ... CASCADE of an upstream view: no error or warning, readers unregistered" "0|0" \
+    "SET client_min_messages = warning;
+     DROP MATERIALIZED VIEW c_l1 CASCADE;
+     SELECT (SELECT count(*) FROM mvrefresh.view
+             WHERE view::oid NOT IN (SELECT oid FROM pg_class)),
+            (SELECT count(*) FROM mvrefresh.dependency d
+             WHERE NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.view)
+                OR NOT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = d.base))"
+is "...and tables no remaining view reads lose their triggers" "||" \
+    "SELECT ($(triggers c_t)), ($(triggers c_t2)), ($(triggers r_t2))"
+is "DROP of a watched view releases its table's triggers at once" "" \
+    "SET client_min_messages = warning;
+     DROP MATERIALIZED VIEW cyc_u; DROP MATERIALIZED VIEW cyc_v CASCADE;
+     $(triggers cyc_t)"
+
 # --- dropped objects and interrupted refreshes -------------------------------------
 db -c "CREATE TABLE drop_t (id int PRIMARY KEY);
        CREATE MATERIALIZED VIEW drop_mv1 AS SELECT * FROM drop_t;
@@ -412,6 +666,79 @@ is "DROP SCHEMA mvrefresh CASCADE works with the event trigger, and reinstalling
      SELECT 'ok' WHERE to_regnamespace('mvrefresh') IS NULL;
      \\i $SQL_FILE
      SELECT count(*) FROM mvrefresh.view"
+
+# --- upgrade from the version before upstream views were dependencies ---------------
+old_sql=$(mktemp)
+trap 'rm -f "$old_sql"; cleanup' EXIT
+if [ -n "${MVREFRESH_OLD_SQL:-}" ]; then
+    cp "$MVREFRESH_OLD_SQL" "$old_sql"
+else
+    git -C "$(dirname "$0")" show "$OLD_COMMIT:sql/mvrefresh.sql" >"$old_sql" 2>/dev/null || : >"$old_sql"
+fi
+if [ ! -s "$old_sql" ]; then
+    n=$((n + 1))
+    echo "ok $n - upgrade from $OLD_COMMIT # SKIP its sql/mvrefresh.sql is not available (no git history)"
+    npass=$((npass + 1))
+else
+    up() { psql -X -v ON_ERROR_STOP=1 -qAt -d "$UPGRADE_DB" "$@"; }
+    psql -X -v ON_ERROR_STOP=1 -qAt -d "$ADMIN_DB" -c "CREATE DATABASE \"$UPGRADE_DB\"" >/dev/null
+    out=$(up -f "$old_sql" 2>&1 &&
+          up 2>&1 <<'SQL'
+CREATE TABLE u_t (id int PRIMARY KEY);
+CREATE TABLE u_x (id int);
+CREATE MATERIALIZED VIEW u_inner AS SELECT id FROM u_t;
+CREATE MATERIALIZED VIEW u_outer AS SELECT count(*) AS n FROM u_inner;
+CREATE MATERIALIZED VIEW u_hidden AS SELECT id FROM u_x;
+CREATE MATERIALIZED VIEW u_lone AS SELECT id FROM u_hidden;
+SELECT mvrefresh.watch('u_inner'), mvrefresh.watch('u_outer', '2 s', '1 min', false),
+       mvrefresh.watch('u_lone');
+UPDATE mvrefresh.view SET enabled = false WHERE view = 'u_lone'::regclass;
+SELECT * FROM mvrefresh.refresh_begin('u_outer'::regclass, NULL);
+SELECT mvrefresh.refresh_end('u_outer'::regclass, true, 'plain', NULL, NULL, NULL);
+SQL
+    ) || bail_out "install the old version and watch views with it" "$out"
+    if out=$(up -f "$SQL_FILE" 2>&1); then
+        report 1 "the new file installs over the old version"
+    else
+        bail_out "the new file installs over the old version" "$out"
+    fi
+    if grep -q 'WARNING:  mvrefresh: dependencies of "public.u_lone" left as they were: materialized view "public.u_lone" reads materialized view "public.u_hidden", which is not watched' <<<"$out" &&
+       grep -q "HINT:  Watch it first: SELECT mvrefresh.watch('public.u_hidden');" <<<"$out"; then
+        report 1 "...warning about a view over an unwatched matview, with the hint"
+    else
+        report 0 "...warning about a view over an unwatched matview, with the hint" "$out"
+    fi
+    got=$(up -c "SELECT view, debounce, max_wait, \"concurrently\", enabled, refresh_count, depends_on
+                 FROM mvrefresh.status ORDER BY view::oid" 2>&1) || true
+    expected="u_inner|00:00:01|00:00:30|t|t|0|{u_t}
+u_outer|00:00:02|00:01:00|f|t|1|{u_inner}
+u_lone|00:00:01|00:00:30|t|f|0|{u_x}"
+    if [ "$got" = "$expected" ]; then
+        report 1 "...keeps registrations and history; matview over matview now depends on the inner view"
+    else
+        report 0 "...keeps registrations and history; matview over matview now depends on the inner view" \
+            "expected: $expected"$'\n'"got:      $got"
+    fi
+    got=$(up -c "SELECT r.name, r.base::regclass, r.base_is_view FROM mvrefresh.registry() r;
+                 $(triggers u_t); $(triggers u_x)" 2>&1) || true
+    expected="public.u_inner|u_t|f
+public.u_outer|u_inner|t
+mvrefresh_notify,mvrefresh_notify_truncate
+mvrefresh_notify,mvrefresh_notify_truncate"
+    if [ "$got" = "$expected" ]; then
+        report 1 "...registry() has base_is_view and the triggers stay"
+    else
+        report 0 "...registry() has base_is_view and the triggers stay" \
+            "expected: $expected"$'\n'"got:      $got"
+    fi
+    before=$(up -c "SELECT * FROM mvrefresh.dependency ORDER BY 1, 2" 2>&1) || true
+    if up -f "$SQL_FILE" >/dev/null 2>&1 &&
+       [ "$(up -c "SELECT * FROM mvrefresh.dependency ORDER BY 1, 2" 2>&1)" = "$before" ]; then
+        report 1 "...and installing once more changes nothing"
+    else
+        report 0 "...and installing once more changes nothing"
+    fi
+fi
 
 echo "$npass passed, $nfail failed"
 [ "$nfail" = 0 ]

@@ -1,0 +1,203 @@
+/*
+ * Views on views, against a real server: refreshes cascade in dependency order, each view
+ * once per settled burst, and the contents end equal to the defining queries.
+ *
+ * Order is read from mvrefresh.status: a view's refresh must start after the refresh of
+ * every view it reads has finished (refresh_end runs after the REFRESH committed).
+ */
+#include "pgtest.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEADLINE_MS = 15000 };
+
+static void wait_count(pgt_ctx *t, const char *view, long long n)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_poll_until(t, DEADLINE_MS, want,
+                   "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass", view);
+}
+
+static void assert_count_stays(pgt_ctx *t, const char *view, long long n, long ms)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_assert_stays(t, ms, want,
+                     "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
+                     view);
+}
+
+/* up's last refresh finished before down's last refresh started. */
+static void assert_before(pgt_ctx *t, const char *up, const char *down)
+{
+    long long ok = pgt_query_ll(
+        t,
+        "SELECT ((SELECT last_finish FROM mvrefresh.status WHERE view = '%s'::regclass) <= "
+        "(SELECT last_start FROM mvrefresh.status WHERE view = '%s'::regclass) "
+        "AND (SELECT NOT refreshing FROM mvrefresh.status WHERE view = '%s'::regclass))::int",
+        up, down, up);
+    if (!ok)
+        fail_msg("%s refreshed before %s had finished", down, up);
+}
+
+/* The view holds exactly what its defining query returns now. */
+static void assert_fresh(pgt_ctx *t, const char *view)
+{
+    char *def = pgt_query_text(t, "SELECT pg_get_viewdef('%s'::regclass)", view);
+    size_t len = strlen(def);
+
+    while (len > 0 && (def[len - 1] == ';' || def[len - 1] == ' ' || def[len - 1] == '\n'))
+        def[--len] = '\0';
+    long long diff = pgt_query_ll(t,
+                                  "SELECT count(*) FROM ((SELECT * FROM %s EXCEPT ALL (%s)) "
+                                  "UNION ALL ((%s) EXCEPT ALL SELECT * FROM %s)) d",
+                                  view, def, def, view);
+    free(def);
+    if (diff != 0)
+        fail_msg("%s differs from its defining query in %lld rows", view, diff);
+}
+
+/* t -> a -> b -> c: one burst on t refreshes a, then b, then c, each once. */
+PGT_TEST(test_chain_of_three)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW a AS SELECT id, v * 2 AS v FROM t");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW b AS SELECT id, v + 1 AS v FROM a");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW c AS SELECT count(*) AS n, sum(v) AS s FROM b");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON a (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON b (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON c (n)");
+    pgt_exec(t, "SELECT mvrefresh.watch(v, debounce => '200 ms', max_wait => '2 s') "
+                "FROM unnest(ARRAY['a', 'b', 'c']::regclass[]) v");
+    pgt_daemon_start(t, NULL);
+    wait_count(t, "c", 1);
+    assert_before(t, "a", "b");
+    assert_before(t, "b", "c");
+    assert_count_stays(t, "a", 1, 300);
+
+    for (int i = 11; i <= 60; i++)
+        pgt_exec(t, "INSERT INTO t VALUES (%d, %d)", i, i);
+    wait_count(t, "c", 2);
+    assert_count_stays(t, "c", 2, 700);
+    assert_int_equal(pgt_query_ll(t, "SELECT refresh_count FROM mvrefresh.status "
+                                     "WHERE view = 'a'::regclass"),
+                     2);
+    assert_int_equal(pgt_query_ll(t, "SELECT refresh_count FROM mvrefresh.status "
+                                     "WHERE view = 'b'::regclass"),
+                     2);
+    assert_before(t, "a", "b");
+    assert_before(t, "b", "c");
+    assert_fresh(t, "a");
+    assert_fresh(t, "b");
+    assert_fresh(t, "c");
+    assert_int_equal(pgt_query_ll(t, "SELECT n FROM c"), 60);
+}
+
+/* a feeds b and c, both feed d: a once, then b and c, then d once. */
+PGT_TEST(test_diamond)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t SELECT g, g FROM generate_series(1, 10) g");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW a AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW b AS SELECT id, v * 10 AS v FROM a");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW c AS SELECT id, v * 100 AS v FROM a");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW d AS SELECT b.id, b.v + c.v AS v "
+                "FROM b JOIN c USING (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON a (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON b (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON c (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON d (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch(v, debounce => '200 ms', max_wait => '2 s') "
+                "FROM unnest(ARRAY['a', 'b', 'c', 'd']::regclass[]) v");
+    pgt_daemon_start(t, NULL);
+    wait_count(t, "d", 1);
+    assert_count_stays(t, "d", 1, 300);
+
+    pgt_exec(t, "UPDATE t SET v = v + 1");
+    pgt_exec(t, "INSERT INTO t VALUES (11, 11)");
+    wait_count(t, "d", 2);
+    assert_count_stays(t, "d", 2, 700);
+    assert_int_equal(pgt_query_ll(t, "SELECT sum(refresh_count) FROM mvrefresh.status"), 8);
+    assert_before(t, "a", "b");
+    assert_before(t, "a", "c");
+    assert_before(t, "b", "d");
+    assert_before(t, "c", "d");
+    assert_fresh(t, "d");
+    assert_int_equal(pgt_query_ll(t, "SELECT v FROM d WHERE id = 11"), 11 * 110);
+    /* What each view depends on is in the status. */
+    char *deps = pgt_query_text(t, "SELECT depends_on::text FROM mvrefresh.status "
+                                   "WHERE view = 'd'::regclass");
+    assert_string_equal(deps, "{b,c}");
+    free(deps);
+}
+
+/* Rows routed into partitions through the partitioned parent are seen. */
+PGT_TEST(test_partitioned_base_table)
+{
+    pgt_exec(t, "CREATE TABLE p (id int PRIMARY KEY, v int) PARTITION BY RANGE (id)");
+    pgt_exec(t, "CREATE TABLE p_low PARTITION OF p FOR VALUES FROM (0) TO (100)");
+    pgt_exec(t, "CREATE TABLE p_high PARTITION OF p FOR VALUES FROM (100) TO (1000)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM p");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, NULL);
+    wait_count(t, "mv", 1);
+
+    pgt_exec(t, "INSERT INTO p VALUES (5, 1), (500, 2)");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv");
+    pgt_exec(t, "UPDATE p SET id = 600 WHERE id = 5"); /* moves the row across partitions */
+    pgt_poll_until(t, DEADLINE_MS, "600", "SELECT max(id) FROM mv");
+    assert_fresh(t, "mv");
+}
+
+/* A plain view in the middle; re-running watch() after CREATE OR REPLACE VIEW moves the
+ * triggers to the tables the view reads now. */
+PGT_TEST(test_plain_view_in_the_middle)
+{
+    pgt_exec(t, "CREATE TABLE t1 (id int PRIMARY KEY, v int)");
+    pgt_exec(t, "CREATE TABLE t2 (id int PRIMARY KEY, w int)");
+    pgt_exec(t, "CREATE TABLE t3 (id int PRIMARY KEY, w int)");
+    pgt_exec(t, "CREATE VIEW pv AS SELECT t1.id, t1.v, t2.w FROM t1 JOIN t2 USING (id)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v, w FROM pv");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, NULL);
+    wait_count(t, "mv", 1);
+
+    pgt_exec(t, "INSERT INTO t1 VALUES (1, 1)");
+    pgt_exec(t, "INSERT INTO t2 VALUES (1, 10)");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+
+    pgt_exec(t, "CREATE OR REPLACE VIEW pv AS "
+                "SELECT t1.id, t1.v, t3.w FROM t1 JOIN t3 USING (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger "
+                                     "WHERE tgrelid = 't2'::regclass AND tgname LIKE 'mvrefresh%%'"),
+                     0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger "
+                                     "WHERE tgrelid = 't3'::regclass AND tgname LIKE 'mvrefresh%%'"),
+                     2);
+    pgt_exec(t, "INSERT INTO t3 VALUES (1, 30)");
+    pgt_poll_until(t, DEADLINE_MS, "30", "SELECT w FROM mv WHERE id = 1");
+    assert_fresh(t, "mv");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        PGT_UNIT(test_chain_of_three),
+        PGT_UNIT(test_diamond),
+        PGT_UNIT(test_partitioned_base_table),
+        PGT_UNIT(test_plain_view_in_the_middle),
+    };
+
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
