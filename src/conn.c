@@ -1,6 +1,7 @@
 #include "conn.h"
 
 #include "container.h"
+#include "redact.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -123,12 +124,16 @@ static void go_down(struct mvr_conn *c, const char *why)
     bool was_up = c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
 
     c->on_result = NULL;
+    /* why may point into the PGconn: report before dropping it. */
+    if (was_up || !c->loss_reported) {
+        char msg[1024];
+        mvr_redact(why, msg, sizeof msg);
+        mvr_warning(c->log, "%s: %s %s", c->name,
+                    was_up ? "connection lost:" : "cannot connect:", msg);
+    }
+    c->loss_reported = true;
     drop_pg(c);
     set_state(c, MVR_CONN_DOWN);
-    if (was_up || !c->loss_reported)
-        mvr_warning(c->log, "%s: %s %s", c->name,
-                    was_up ? "connection lost:" : "cannot connect:", why);
-    c->loss_reported = true;
     if (fn != NULL)
         fn(c, NULL, c->result_arg);
     if (c->hooks->down != NULL)

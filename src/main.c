@@ -6,6 +6,9 @@
 
 #include "config.h"
 #include "daemon.h"
+#include "redact.h"
+
+#include <libpq-fe.h>
 
 /* Exit codes from sysexits(3), as PostgreSQL tools' users expect. */
 #define EXIT_USAGE 64
@@ -77,6 +80,28 @@ static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts)
     return -1;
 }
 
+/* A malformed DSN can never connect: say so once, at start, without echoing it (libpq's
+ * message may quote it, password included). */
+static int check_dsn(const char *dsn)
+{
+    char *err = NULL, msg[1024];
+    PQconninfoOption *opts;
+
+    /* libpq's rule for expand_dbname: anything else is a plain database name. */
+    if (strchr(dsn, '=') == NULL && strncmp(dsn, "postgresql://", 13) != 0 &&
+        strncmp(dsn, "postgres://", 11) != 0)
+        return 0;
+    opts = PQconninfoParse(dsn, &err);
+    if (opts != NULL) {
+        PQconninfoFree(opts);
+        return 0;
+    }
+    mvr_redact(err ? err : "out of memory", msg, sizeof msg);
+    fprintf(stderr, "mvrefreshd: invalid dsn: %s", msg);
+    PQfreemem(err);
+    return -1;
+}
+
 int main(int argc, char **argv)
 {
     struct mvr_daemon_options opts = {0};
@@ -94,6 +119,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "mvrefreshd: %s\n", err);
         mvr_config_free(&cfg);
         return EXIT_USAGE;
+    }
+    if (check_dsn(cfg.dsn) != 0) {
+        mvr_config_free(&cfg);
+        return opts.dsn != NULL ? EXIT_USAGE : EXIT_CONFIG;
     }
     return mvr_daemon_run(&opts, &cfg);
 }

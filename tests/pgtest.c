@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -177,15 +178,15 @@ static const char *admin_conninfo(void)
     return getenv("PGDATABASE") != NULL ? "" : "dbname=postgres";
 }
 
-/* Run sql; fail unless the result is a command or rows. Takes ownership of sql. */
-static PGresult *run_owned(pgt_ctx *t, char *sql)
+/* Run sql on conn; fail unless the result is a command or rows. Takes ownership of sql. */
+static PGresult *run_on(pgt_ctx *t, PGconn *conn, char *sql)
 {
     PGresult *res;
     ExecStatusType st;
 
     if (sql == NULL)
         failf("%s: out of memory", t->name);
-    res = PQexec(t->conn, sql);
+    res = PQexec(conn, sql);
     st = PQresultStatus(res);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         char err[2048];
@@ -198,6 +199,11 @@ static PGresult *run_owned(pgt_ctx *t, char *sql)
     }
     free(sql);
     return res;
+}
+
+static PGresult *run_owned(pgt_ctx *t, char *sql)
+{
+    return run_on(t, t->conn, sql);
 }
 
 void pgt_exec(pgt_ctx *t, const char *fmt, ...)
@@ -486,8 +492,8 @@ static void drop_database(pgt_ctx *t)
 
 /* ---- the daemon --------------------------------------------------------- */
 
-/* argv: [wrapper words...] $MVREFRESHD --dsn DSN -v [--config FILE] NULL */
-static int build_argv(pgt_ctx *t, const char *bin, char *wrapper, const char *config,
+/* argv: [wrapper words...] $MVREFRESHD [--dsn DSN] -v [--config FILE] NULL */
+static int build_argv(const char *bin, char *wrapper, const char *dsn, const char *config,
                       char *argv[MAX_ARGS])
 {
     char *save = NULL, *word;
@@ -497,8 +503,10 @@ static int build_argv(pgt_ctx *t, const char *bin, char *wrapper, const char *co
          word != NULL && n < MAX_ARGS - 8; word = strtok_r(NULL, " \t", &save))
         argv[n++] = word;
     argv[n++] = (char *)bin;
-    argv[n++] = (char *)"--dsn";
-    argv[n++] = t->dsn;
+    if (dsn != NULL) {
+        argv[n++] = (char *)"--dsn";
+        argv[n++] = (char *)dsn;
+    }
     argv[n++] = (char *)"-v";
     if (config != NULL) {
         argv[n++] = (char *)"--config";
@@ -514,6 +522,8 @@ static void exec_daemon(const char *logpath, char *argv[])
     int fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND, 0644);
     int null = open("/dev/null", O_RDONLY);
 
+    /* Should the test program die, the daemon goes with it. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (fd < 0 || null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
         dup2(fd, STDERR_FILENO) < 0)
         _exit(126);
@@ -524,7 +534,24 @@ static void exec_daemon(const char *logpath, char *argv[])
     _exit(127);
 }
 
-void pgt_daemon_start(pgt_ctx *t, const char *config_path)
+/* A line of our own in the daemon log, so a reader can tell the daemon runs apart. */
+static void log_note(const pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+static void log_note(const pgt_ctx *t, const char *fmt, ...)
+{
+    FILE *f = fopen(t->logpath, "a");
+    va_list ap;
+
+    if (f == NULL)
+        return;
+    fputs("==== pgtest: ", f);
+    va_start(ap, fmt);
+    vfprintf(f, fmt, ap);
+    va_end(ap);
+    fputs(" ====\n", f);
+    fclose(f);
+}
+
+void pgt_daemon_start_dsn(pgt_ctx *t, const char *config_path, const char *dsn)
 {
     const char *bin = getenv("MVREFRESHD");
     const char *wrapper_env = getenv("MVREFRESHD_WRAPPER");
@@ -535,8 +562,10 @@ void pgt_daemon_start(pgt_ctx *t, const char *config_path)
         failf("%s: set MVREFRESHD to the path of the mvrefreshd binary", t->name);
     if (t->daemon_pid > 0)
         failf("%s: a daemon is already running (pid %ld)", t->name, (long)t->daemon_pid);
+    if (t->daemon_starts > 0)
+        log_note(t, "starting daemon #%d", t->daemon_starts + 1);
     wrapper = wrapper_env != NULL ? strdup(wrapper_env) : NULL;
-    build_argv(t, bin, wrapper, config_path, argv);
+    build_argv(bin, wrapper, dsn, config_path, argv);
     fflush(NULL); /* or the child would repeat buffered output */
     pid = fork();
     if (pid == 0)
@@ -545,6 +574,12 @@ void pgt_daemon_start(pgt_ctx *t, const char *config_path)
     if (pid < 0)
         failf("%s: fork: %s", t->name, strerror(errno));
     t->daemon_pid = pid;
+    t->daemon_starts++;
+}
+
+void pgt_daemon_start(pgt_ctx *t, const char *config_path)
+{
+    pgt_daemon_start_dsn(t, config_path, t->dsn);
 }
 
 static int decode_status(int status)
@@ -684,6 +719,399 @@ void pgt_log_dump(const pgt_ctx *t, int lines)
     free(log);
 }
 
+/* ---- fault injection ---------------------------------------------------- */
+
+PGconn *pgt_connect(pgt_ctx *t)
+{
+    for (int i = 0; i < PGT_MAX_CONNS; i++) {
+        if (t->conns[i] == NULL) {
+            t->conns[i] = connect_db(t->dsn);
+            return t->conns[i];
+        }
+    }
+    failf("%s: more than %d extra connections", t->name, PGT_MAX_CONNS);
+    return NULL;
+}
+
+void pgt_exec_on(pgt_ctx *t, PGconn *conn, const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+
+    va_start(ap, fmt);
+    sql = vformat(fmt, ap);
+    va_end(ap);
+    PQclear(run_on(t, conn, sql));
+}
+
+void pgt_admin_exec(pgt_ctx *t, const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+    PGconn *admin;
+    PGresult *res;
+    ExecStatusType st;
+    char err[2048];
+
+    va_start(ap, fmt);
+    sql = vformat(fmt, ap);
+    va_end(ap);
+    if (sql == NULL)
+        failf("%s: out of memory", t->name);
+    admin = PQconnectdb(admin_conninfo());
+    if (PQstatus(admin) != CONNECTION_OK) {
+        snprintf(err, sizeof err, "%s: cannot connect to the maintenance database: %s", t->name,
+                 PQerrorMessage(admin));
+        PQfinish(admin);
+        free(sql);
+        failf("%s", err);
+    }
+    PQsetNoticeProcessor(admin, quiet_notices, NULL);
+    res = PQexec(admin, sql);
+    st = PQresultStatus(res);
+    snprintf(err, sizeof err, "%s: SQL failed on the maintenance database: %s  statement: %.1000s",
+             t->name, PQresultErrorMessage(res), sql);
+    PQclear(res);
+    PQfinish(admin);
+    free(sql);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        failf("%s", err);
+}
+
+void pgt_daemon_kill(pgt_ctx *t)
+{
+    pid_t pid = t->daemon_pid;
+    int status;
+
+    if (pid <= 0)
+        failf("%s: no daemon to kill", t->name);
+    t->daemon_pid = 0;
+    kill(pid, SIGKILL);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    log_note(t, "daemon pid %ld got SIGKILL", (long)pid);
+}
+
+long pgt_daemon_rss_kb(pgt_ctx *t)
+{
+    char path[64], *status, *line;
+    long kb = -1;
+
+    if (t->daemon_pid <= 0)
+        failf("%s: no daemon to measure", t->name);
+    snprintf(path, sizeof path, "/proc/%ld/status", (long)t->daemon_pid);
+    status = read_file(path);
+    if (status == NULL)
+        failf("%s: cannot read %s: %s", t->name, path, strerror(errno));
+    line = strstr(status, "\nVmRSS:");
+    if (line != NULL)
+        kb = strtol(line + strlen("\nVmRSS:"), NULL, 10);
+    free(status);
+    if (kb <= 0)
+        failf("%s: no VmRSS in %s", t->name, path);
+    return kb;
+}
+
+long pgt_log_mark(const pgt_ctx *t)
+{
+    struct stat st;
+
+    return stat(t->logpath, &st) == 0 ? (long)st.st_size : 0;
+}
+
+int pgt_log_count_lines_since(const pgt_ctx *t, long mark, const char *a, const char *b)
+{
+    char *log = read_file(t->logpath);
+    char *line, *save = NULL;
+    int n = 0;
+
+    if (log == NULL)
+        return 0;
+    if (mark < 0 || (size_t)mark > strlen(log))
+        mark = (long)strlen(log);
+    for (line = strtok_r(log + mark, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
+        if (strstr(line, a) != NULL && (b == NULL || strstr(line, b) != NULL))
+            n++;
+    free(log);
+    return n;
+}
+
+int pgt_terminate(pgt_ctx *t, const char *fmt, ...)
+{
+    enum { TERMINATE_WAIT_MS = 10000 };
+    va_list ap;
+    char *cond, *sql;
+    long limit = pgt_scaled(TERMINATE_WAIT_MS);
+    int64_t start = pgt_now_ms();
+    long long n;
+
+    va_start(ap, fmt);
+    cond = vformat(fmt, ap);
+    va_end(ap);
+    if (cond == NULL)
+        failf("%s: out of memory", t->name);
+    /* Terminate in the same statement that finds them: no window for the pid to change. */
+    sql = malloc(strlen(cond) + 512);
+    if (sql == NULL) {
+        free(cond);
+        failf("%s: out of memory", t->name);
+    }
+    sprintf(sql,
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND (%s)",
+            cond);
+    for (;;) {
+        char *copy = strdup(sql), *text;
+        if (copy == NULL)
+            break;
+        text = scalar_owned(t, copy);
+        n = text != NULL ? strtoll(text, NULL, 10) : 0;
+        free(text);
+        if (n > 0 || pgt_now_ms() - start >= limit)
+            break;
+        pgt_sleep_ms(POLL_INTERVAL_MS);
+    }
+    if (n <= 0) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "%s: no backend matched (%.700s) within %ld ms", t->name, cond,
+                 limit);
+        free(sql);
+        free(cond);
+        failf("%s", msg);
+    }
+    free(sql);
+    free(cond);
+    return (int)n;
+}
+
+/* Re-establish t->conn after the server went away. */
+static void reconnect(pgt_ctx *t, long timeout_ms)
+{
+    int64_t deadline = pgt_now_ms() + pgt_scaled(timeout_ms);
+
+    for (;;) {
+        PQreset(t->conn);
+        if (PQstatus(t->conn) == CONNECTION_OK)
+            break;
+        if (pgt_now_ms() >= deadline)
+            failf("%s: cannot reconnect: %s", t->name, PQerrorMessage(t->conn));
+        pgt_sleep_ms(50);
+    }
+    PQsetNoticeProcessor(t->conn, quiet_notices, NULL);
+}
+
+void pgt_server_restart(pgt_ctx *t)
+{
+    static const char script[] = "source \"$1\" && mvr_pg_restart \"$2\"";
+    const char *dir = getenv("MVR_PG_DIR"), *lib = getenv("MVR_PG_LIB");
+    char out[PATH_MAX + 32];
+    int status;
+    pid_t pid;
+
+    if (dir == NULL || lib == NULL)
+        failf("%s: MVR_PG_DIR and MVR_PG_LIB are not set (run through tests/run-with-pg.sh)",
+              t->name);
+    pgt_path(t, "pg_restart.log", out, sizeof out);
+    fflush(NULL);
+    pid = fork();
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int null = open("/dev/null", O_RDONLY);
+        if (fd < 0 || null < 0 || dup2(null, STDIN_FILENO) < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
+            dup2(fd, STDERR_FILENO) < 0)
+            _exit(126);
+        execlp("bash", "bash", "-c", script, "pgt-restart", lib, dir, (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        failf("%s: fork: %s", t->name, strerror(errno));
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (decode_status(status) != 0) {
+        char *text = read_file(out), msg[3000];
+        snprintf(msg, sizeof msg, "%s: mvr_pg_restart %s exited with %d: %.2000s", t->name, dir,
+                 decode_status(status), text != NULL ? text : "");
+        free(text);
+        failf("%s", msg);
+    }
+    log_note(t, "pg_ctl restart -m fast finished");
+    reconnect(t, 30000);
+}
+
+/* ---- writers ------------------------------------------------------------ */
+
+enum { WRITER_MIN_OK = 5, WRITER_RECONNECT_MS = 50, WRITER_MAX_PAUSE_MS = 10 };
+
+/* Errors a writer expects while faults are injected: SQLSTATE classes 08 (connection),
+ * 40 (deadlock, serialization) and 57 (shutdown, cannot connect now). */
+static bool expected_failure(const PGresult *res)
+{
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    return state != NULL && (strncmp(state, "08", 2) == 0 || strncmp(state, "40", 2) == 0 ||
+                             strncmp(state, "57", 2) == 0);
+}
+
+/* In the forked child: never returns. */
+static void writer_main(int index, const char *conninfo, int64_t end_ms,
+                        const char *const *statements, size_t count)
+{
+    unsigned seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL) ^ (unsigned)index;
+    PGconn *conn = PQconnectdb(conninfo);
+    long ok = 0, lost = 0, expected = 0;
+
+    while (pgt_now_ms() < end_ms) {
+        const char *sql;
+        PGresult *res;
+
+        if (PQstatus(conn) != CONNECTION_OK) {
+            PQreset(conn);
+            if (PQstatus(conn) != CONNECTION_OK) {
+                pgt_sleep_ms(WRITER_RECONNECT_MS);
+                continue;
+            }
+        }
+        sql = statements[(size_t)rand_r(&seed) % count];
+        res = PQexec(conn, sql);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK) {
+            ok++;
+        } else if (PQstatus(conn) == CONNECTION_BAD) {
+            lost++;
+        } else if (expected_failure(res)) {
+            expected++;
+        } else {
+            fprintf(stderr, "pgtest writer %d: unexpected error: %s  statement: %s\n", index,
+                    PQresultErrorMessage(res), sql);
+            PQclear(res);
+            PQfinish(conn);
+            _exit(3);
+        }
+        PQclear(res);
+        pgt_sleep_ms(rand_r(&seed) % (WRITER_MAX_PAUSE_MS + 1));
+    }
+    PQfinish(conn);
+    if (ok < WRITER_MIN_OK) {
+        fprintf(stderr,
+                "pgtest writer %d: only %ld statements succeeded (%ld lost, %ld expected "
+                "errors)\n",
+                index, ok, lost, expected);
+        _exit(2);
+    }
+    _exit(0);
+}
+
+void pgt_writers_start(pgt_ctx *t, int n, long duration_ms, const char *const *statements,
+                       size_t count)
+{
+    char conninfo[256];
+    int64_t end_ms = pgt_now_ms() + duration_ms;
+    int started = 0;
+
+    if (count == 0 || n > PGT_MAX_WRITERS)
+        failf("%s: pgt_writers_start: bad arguments", t->name);
+    snprintf(conninfo, sizeof conninfo, "%s application_name=pgt_writer connect_timeout=5", t->dsn);
+    fflush(NULL);
+    for (int i = 0; i < PGT_MAX_WRITERS && started < n; i++) {
+        pid_t pid;
+        if (t->writers[i] != 0)
+            continue;
+        pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            writer_main(i, conninfo, end_ms, statements, count);
+        }
+        if (pid < 0)
+            failf("%s: fork: %s", t->name, strerror(errno));
+        t->writers[i] = pid;
+        started++;
+    }
+    if (started < n)
+        failf("%s: more than %d writers", t->name, PGT_MAX_WRITERS);
+}
+
+static void kill_writers(pgt_ctx *t)
+{
+    int status;
+
+    for (int i = 0; i < PGT_MAX_WRITERS; i++) {
+        if (t->writers[i] == 0)
+            continue;
+        kill(t->writers[i], SIGKILL);
+        while (waitpid(t->writers[i], &status, 0) < 0 && errno == EINTR)
+            ;
+        t->writers[i] = 0;
+    }
+}
+
+void pgt_writers_wait(pgt_ctx *t, long timeout_ms)
+{
+    long limit = pgt_scaled(timeout_ms);
+    int64_t deadline = pgt_now_ms() + limit;
+    char bad[512] = "";
+    int running;
+
+    do {
+        running = 0;
+        for (int i = 0; i < PGT_MAX_WRITERS; i++) {
+            int status;
+            pid_t r;
+            if (t->writers[i] == 0)
+                continue;
+            r = waitpid(t->writers[i], &status, WNOHANG);
+            if (r == 0) {
+                running++;
+                continue;
+            }
+            if (r == t->writers[i] && decode_status(status) != 0) {
+                size_t len = strlen(bad);
+                snprintf(bad + len, sizeof bad - len, " writer %d exited with %d;", i,
+                         decode_status(status));
+            }
+            t->writers[i] = 0;
+        }
+        if (running > 0)
+            pgt_sleep_ms(POLL_INTERVAL_MS);
+    } while (running > 0 && pgt_now_ms() < deadline);
+    if (running > 0) {
+        kill_writers(t);
+        failf("%s: %d writer(s) still running after %ld ms (killed)", t->name, running, limit);
+    }
+    if (bad[0] != '\0')
+        failf("%s:%s", t->name, bad);
+}
+
+long pgt_wait_converged(pgt_ctx *t, long timeout_ms, const char *view, const char *query)
+{
+    return pgt_poll_until(t, timeout_ms, "0",
+                          "SELECT count(*) FROM ((SELECT * FROM %s EXCEPT ALL (%s)) "
+                          "UNION ALL ((%s) EXCEPT ALL SELECT * FROM %s)) AS diff",
+                          view, query, query, view);
+}
+
+/* Teardown: every process this test started must be gone. */
+static bool no_children_left(const pgt_ctx *t)
+{
+    int status;
+    pid_t r;
+
+    while ((r = waitpid(-1, &status, WNOHANG)) > 0)
+        fprintf(stderr, "pgtest: %s: reaped an untracked child process %ld\n", t->name, (long)r);
+    if (r == 0) {
+        fprintf(stderr, "pgtest: %s: a child process is still running after teardown\n", t->name);
+        return false;
+    }
+    return true;
+}
+
+static void close_conns(pgt_ctx *t)
+{
+    for (int i = 0; i < PGT_MAX_CONNS; i++) {
+        if (t->conns[i] != NULL)
+            PQfinish(t->conns[i]);
+        t->conns[i] = NULL;
+    }
+}
+
 /* ---- fixtures ----------------------------------------------------------- */
 
 int pgt_setup(void **state)
@@ -724,8 +1152,11 @@ int pgt_teardown(void **state)
 {
     pgt_ctx *t = *state;
     bool ok = true, had_daemon = t->daemon_pid > 0;
-    int status = had_daemon ? wait_daemon(t, SIGTERM, pgt_scaled(TEARDOWN_STOP_MS)) : 0;
+    int status;
 
+    kill_writers(t);
+    close_conns(t); /* a session holding a lock must not keep the daemon from stopping */
+    status = had_daemon ? wait_daemon(t, SIGTERM, pgt_scaled(TEARDOWN_STOP_MS)) : 0;
     if (had_daemon && status != 0) {
         fprintf(stderr, "pgtest: %s: daemon %s after SIGTERM (expected exit status 0)\n", t->name,
                 status < 0 ? "did not stop in time and was killed" : "exited badly");
@@ -733,6 +1164,8 @@ int pgt_teardown(void **state)
             fprintf(stderr, "pgtest: %s: exit status %d\n", t->name, status);
         ok = false;
     }
+    if (!no_children_left(t))
+        ok = false;
     if ((!t->passed && !t->skipped) || !ok)
         pgt_log_dump(t, LOG_TAIL_LINES);
     if (t->conn != NULL)

@@ -19,7 +19,8 @@
  * Environment: MVREFRESHD (daemon binary), MVREFRESH_SQL (SQL file to
  * install), PGT_TIMEOUT_SCALE (multiplies deadlines, e.g. 3 under ASan),
  * MVREFRESHD_WRAPPER (command prefix for the daemon, e.g. "valgrind -q"),
- * PGT_KEEP (keep work directories of passing tests too).
+ * PGT_KEEP (keep work directories of passing tests too); for server faults
+ * MVR_PG_DIR and MVR_PG_LIB (exported by tests/run-with-pg.sh).
  *
  * Functions that take `fmt, ...` build SQL with printf: write a literal '%'
  * as "%%". They fail the current test (cmocka) on any error.
@@ -44,16 +45,21 @@
 
 #define PGT_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 
+enum { PGT_MAX_WRITERS = 8, PGT_MAX_CONNS = 8 };
+
 /* Per-test state. Fields are for reading; change them through pgt_* only. */
 typedef struct pgt_ctx {
-    const char *name;            /* test function name */
-    char dbname[64];             /* the test's own database */
-    char dsn[96];                /* "dbname=..." for the daemon */
-    char workdir[PATH_MAX];      /* temporary directory of this test */
-    char logpath[PATH_MAX + 32]; /* daemon stdout+stderr */
-    PGconn *conn;                /* connection to dbname */
-    pid_t daemon_pid;            /* 0 when no daemon is running */
-    bool passed;                 /* set when the test body returned normally */
+    const char *name;               /* test function name */
+    char dbname[64];                /* the test's own database */
+    char dsn[96];                   /* "dbname=..." for the daemon */
+    char workdir[PATH_MAX];         /* temporary directory of this test */
+    char logpath[PATH_MAX + 32];    /* daemon stdout+stderr */
+    PGconn *conn;                   /* connection to dbname */
+    pid_t daemon_pid;               /* 0 when no daemon is running */
+    int daemon_starts;              /* daemons started so far in this test */
+    pid_t writers[PGT_MAX_WRITERS]; /* writer processes not yet reaped (0: free slot) */
+    PGconn *conns[PGT_MAX_CONNS];   /* extra connections, closed at teardown */
+    bool passed;                    /* set when the test body returned normally */
     bool skipped;
 } pgt_ctx;
 
@@ -125,5 +131,63 @@ int pgt_log_count_lines(const pgt_ctx *t, const char *a, const char *b);
 void pgt_log_wait(pgt_ctx *t, long timeout_ms, int min_count, const char *needle);
 /* Print the last `lines` lines of the daemon log to stderr. */
 void pgt_log_dump(const pgt_ctx *t, int lines);
+
+/* ---- fault injection -------------------------------------------------- */
+
+/* Another connection to the test database; teardown closes it. */
+PGconn *pgt_connect(pgt_ctx *t);
+/* pgt_exec on a given connection (one of pgt_connect's). */
+void pgt_exec_on(pgt_ctx *t, PGconn *conn, const char *fmt, ...) PGT_PRINTF(3, 4);
+/* A statement on the maintenance database (roles, ALTER DATABASE ...). */
+void pgt_admin_exec(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+
+/*
+ * Start the daemon with an explicit conninfo instead of t->dsn; NULL passes no
+ * --dsn at all (the config file's dsn applies). The log file is appended to,
+ * so a daemon can be started again after pgt_daemon_kill or pgt_daemon_stop.
+ */
+void pgt_daemon_start_dsn(pgt_ctx *t, const char *config_path, const char *dsn);
+/* SIGKILL the daemon and reap it. */
+void pgt_daemon_kill(pgt_ctx *t);
+/* VmRSS of the daemon process in kB (the wrapper's under MVREFRESHD_WRAPPER). */
+long pgt_daemon_rss_kb(pgt_ctx *t);
+
+/* The daemon log's current size, and counting lines that start after such a mark. */
+long pgt_log_mark(const pgt_ctx *t);
+int pgt_log_count_lines_since(const pgt_ctx *t, long mark, const char *a, const char *b);
+
+/*
+ * pg_terminate_backend() every other backend of the test database for which
+ * the SQL condition on pg_stat_activity holds (e.g. "query LIKE 'LISTEN%%'").
+ * Polls until at least one matches (fails after a scaled 10 s). Returns how many.
+ */
+int pgt_terminate(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
+
+/*
+ * `pg_ctl restart -m fast` of the test server (mvr_pg_restart from
+ * $MVR_PG_LIB on $MVR_PG_DIR), then re-establish t->conn. Every other
+ * connection is broken afterwards.
+ */
+void pgt_server_restart(pgt_ctx *t);
+
+/*
+ * Fork n writer processes (n <= PGT_MAX_WRITERS), each with its own
+ * connection, running statements picked at random from `statements` (SQL that
+ * draws its own random values) with a little random pacing, for duration_ms.
+ * A writer reconnects (PQreset) whenever its connection is lost, until its
+ * time is up. It exits 0 when at least a few statements succeeded and no
+ * statement failed unexpectedly (deadlocks, serialization failures, lost
+ * connections and shutdown errors are expected under faults).
+ */
+void pgt_writers_start(pgt_ctx *t, int n, long duration_ms, const char *const *statements,
+                       size_t count);
+/* Wait for the writers (scaled deadline); fail unless every one exited 0. */
+void pgt_writers_wait(pgt_ctx *t, long timeout_ms);
+
+/*
+ * Poll until the materialized view `view` holds exactly the rows of `query`
+ * (EXCEPT ALL both ways is empty). Returns the elapsed milliseconds.
+ */
+long pgt_wait_converged(pgt_ctx *t, long timeout_ms, const char *view, const char *query);
 
 #endif

@@ -2,6 +2,8 @@
 # Usage: tests/run-with-pg.sh CMD [ARG...]
 # Runs CMD against a private, throwaway PostgreSQL server (PG* variables set)
 # and removes the server again whatever happens. Exits with CMD's status.
+# CMD also gets MVR_PG_DIR (the server's directory) and MVR_PG_LIB (the path of
+# scripts/lib/pg.sh), so it can run `mvr_pg_restart "$MVR_PG_DIR"`.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,6 +38,10 @@ trap 'on_signal 130' INT
 trap 'on_signal 143' TERM
 
 mvr_pg_start "$pgdir" || exit 1
+# For tests that restart the server (pgtest's pgt_server_restart).
+export MVR_PG_DIR="$pgdir"
+MVR_PG_LIB=$(cd "$here/../scripts/lib" && pwd)/pg.sh
+export MVR_PG_LIB
 
 # In the background so that `wait` (unlike a foreground child) can be
 # interrupted by the traps above.

@@ -94,5 +94,24 @@ printf '[mvrefreshd]\nmax_concurrent = banana\n' >"$conf"
 run --config "$conf"
 check "non-numeric max_concurrent exits 78" 78 "$conf:2:" stderr
 
+# A malformed dsn can never connect: refused at start, without echoing the password.
+run --dsn 'postgresql://bob:s3cr3t-pw@[bad/db'
+check "malformed --dsn exits 64" 64 'invalid dsn' stderr
+if grep -q 's3cr3t-pw' "$out" "$err"; then
+    not_ok "malformed --dsn does not print the password" "password found in output"
+else
+    ok "malformed --dsn does not print the password"
+fi
+
+conf=$work/bad-dsn.ini
+printf '[mvrefreshd]\ndsn = host=x password=s3cr3t-pw dbname\n' >"$conf"
+run --config "$conf"
+check "malformed dsn in the file exits 78" 78 'invalid dsn' stderr
+if grep -q 's3cr3t-pw' "$out" "$err"; then
+    not_ok "malformed dsn in the file does not print the password" "password found in output"
+else
+    ok "malformed dsn in the file does not print the password"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -6,6 +6,7 @@
 #   mvr_pg_bindir           print the newest PostgreSQL bin directory
 #   mvr_pg_start DIR        initdb + start a private server in DIR, export PG*
 #   mvr_pg_stop DIR         stop that server (fine if it is already stopped)
+#   mvr_pg_restart DIR      pg_ctl restart -m fast of that server, same port
 
 MVR_DEB_PACKAGES=(build-essential cmake pkg-config libpq-dev libev-dev libinih-dev
                   libcmocka-dev postgresql postgresql-contrib valgrind)
@@ -135,4 +136,24 @@ mvr_pg_stop() {
     fi
     _mvr_log "could not stop the server in $dir"
     return 1
+}
+
+# Fast restart (every connection is terminated) on the port the server runs on.
+# For fault-injection tests; the server must be running.
+mvr_pg_restart() {
+    local dir=${1:?usage: mvr_pg_restart DIR} bindir port
+    bindir=$(mvr_pg_bindir) || return 1
+    dir=$(cd "$dir" && pwd) || return 1
+    # Line 4 of postmaster.pid is the port.
+    port=$(sed -n 4p "$dir/data/postmaster.pid" 2>/dev/null)
+    if ! [[ "$port" =~ ^[0-9]+$ ]]; then
+        _mvr_log "no running server in $dir (no port in postmaster.pid)"
+        return 1
+    fi
+    if ! (cd "$dir" && _mvr_pg_as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/postgres.log" \
+              -o "-p $port" -m fast -w -t 60 restart >>"$dir/pg_ctl.log" 2>&1); then
+        _mvr_log "pg_ctl restart failed in $dir; log tail:"
+        tail -n 40 "$dir/pg_ctl.log" "$dir/postgres.log" >&2 2>/dev/null
+        return 1
+    fi
 }

@@ -1,0 +1,868 @@
+/*
+ * Fault injection: the daemon against a real PostgreSQL while things go wrong.
+ *
+ * Run through tests/run-with-pg.sh (ctest does) with MVREFRESHD and
+ * MVREFRESH_SQL set; the restart test also needs MVR_PG_DIR and MVR_PG_LIB,
+ * which run-with-pg.sh exports. Each test has its own database and daemon.
+ *
+ * Every test that writes ends the same way: once the writers have stopped, it
+ * polls until each watched view holds exactly the rows of its defining query
+ * (EXCEPT ALL both ways is empty) — convergence — and only then asserts the
+ * rest. Faults are held for a bounded time and writers are paced, but every
+ * wait for a state is a poll with a deadline.
+ */
+#include "pgtest.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+    DEADLINE_MS = 10000,
+    CONVERGE_MS = 20000,
+    WRITE_MS = 3000, /* how long the writers run */
+    WRITERS_WAIT_MS = 30000,
+    NWRITERS = 3,
+};
+
+/* A watched view and the query it must end up equal to. */
+struct watched {
+    const char *view;
+    const char *query;
+};
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static long long status_ll(pgt_ctx *t, const char *column, const char *view)
+{
+    return pgt_query_ll(t, "SELECT %s FROM mvrefresh.status WHERE view = '%s'::regclass", column,
+                        view);
+}
+
+static long long refresh_count(pgt_ctx *t, const char *view)
+{
+    return status_ll(t, "refresh_count", view);
+}
+
+/* Wait until the view's refresh_count is at least n. */
+static void wait_refreshes_at_least(pgt_ctx *t, const char *view, long long n, long timeout_ms)
+{
+    pgt_poll_until(t, timeout_ms, "t",
+                   "SELECT refresh_count >= %lld FROM mvrefresh.status WHERE view = '%s'::regclass",
+                   n, view);
+}
+
+static void assert_refreshes_stay(pgt_ctx *t, const char *view, long long n, long ms)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_assert_stays(t, ms, want,
+                     "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
+                     view);
+}
+
+/* The daemon's start-up catch-up: every watched view refreshed at least once. */
+static void wait_catch_up(pgt_ctx *t)
+{
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
+}
+
+/* Convergence of every view, then no status row left saying "refreshing". */
+static void converge_all(pgt_ctx *t, const struct watched *views, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        long ms = pgt_wait_converged(t, CONVERGE_MS, views[i].view, views[i].query);
+        print_message("%s converged %ld ms after the check started\n", views[i].view, ms);
+    }
+    pgt_poll_until(t, DEADLINE_MS, "0", "SELECT count(*) FROM mvrefresh.status WHERE refreshing");
+}
+
+#define NVIEWS(a) (sizeof(a) / sizeof((a)[0]))
+
+/*
+ * Tables a and b, three watched views of different kinds: an aggregate
+ * (CONCURRENTLY), a join of both tables (CONCURRENTLY) and one without a
+ * unique index (plain REFRESH).
+ */
+static const struct watched ab_views[] = {
+    {"mv_a", "SELECT grp, count(*) AS n, sum(v) AS total FROM a GROUP BY grp"},
+    {"mv_ab", "SELECT a.id, a.v + b.v AS s FROM a JOIN b ON b.id = a.id % 100"},
+    {"mv_b", "SELECT id, v FROM b WHERE v % 3 = 0"},
+};
+
+/* Random writes to a and b; the ids come from one-time subqueries, so they use the index. */
+static const char *const ab_writes[] = {
+    "INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), (random() * 9)::int, "
+    "(random() * 1000)::int) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+    "UPDATE a SET v = v + 1 WHERE id = (SELECT 1 + (random() * 999)::int)",
+    "DELETE FROM a WHERE id = (SELECT 1 + (random() * 999)::int)",
+    "UPDATE b SET v = (random() * 1000)::int WHERE id = (SELECT (random() * 99)::int)",
+    "BEGIN; INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), 3, 7) "
+    "ON CONFLICT (id) DO UPDATE SET grp = EXCLUDED.grp; "
+    "UPDATE b SET v = v + 1 WHERE id = (SELECT (random() * 99)::int); COMMIT",
+};
+
+static void create_ab(pgt_ctx *t)
+{
+    pgt_exec(t, "CREATE TABLE a (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL)");
+    pgt_exec(t, "CREATE TABLE b (id int PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO a SELECT g, g %% 10, g FROM generate_series(1, 300) AS g");
+    pgt_exec(t, "INSERT INTO b SELECT g, g FROM generate_series(0, 99) AS g");
+    for (size_t i = 0; i < NVIEWS(ab_views); i++)
+        pgt_exec(t, "CREATE MATERIALIZED VIEW %s AS %s", ab_views[i].view, ab_views[i].query);
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_a (grp)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_ab (id)");
+    for (size_t i = 0; i < NVIEWS(ab_views); i++)
+        pgt_exec(t, "SELECT mvrefresh.watch('%s', debounce => '100 ms', max_wait => '1 s')",
+                 ab_views[i].view);
+}
+
+/*
+ * Table s and slow_mv over it, whose refresh takes at least 0.5 s: its query
+ * calls slow() once (an initplan). The defining query to compare with leaves
+ * slow() out; it returns 1, so the rows are the same.
+ */
+static const struct watched slow_view = {
+    "slow_mv", "SELECT 1 AS k, count(*) AS n, coalesce(sum(v), 0) AS total FROM s"};
+
+static const char *const as_writes[] = {
+    "INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), (random() * 9)::int, "
+    "(random() * 1000)::int) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+    "DELETE FROM a WHERE id = (SELECT 1 + (random() * 999)::int)",
+    "INSERT INTO s (v) VALUES ((random() * 100)::int)",
+    "DELETE FROM s WHERE id = (SELECT max(id) FROM s)",
+};
+
+static void create_a_and_slow(pgt_ctx *t)
+{
+    pgt_exec(t, "CREATE TABLE a (id int PRIMARY KEY, grp int NOT NULL, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO a SELECT g, g %% 10, g FROM generate_series(1, 300) AS g");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_a AS %s", ab_views[0].query);
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_a (grp)");
+    pgt_exec(t, "CREATE TABLE s (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO s (v) SELECT g FROM generate_series(1, 10) AS g");
+    pgt_exec(t, "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE plpgsql "
+                "AS $$BEGIN PERFORM pg_sleep(0.5); RETURN 1; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS SELECT 1 AS k, count(*) AS n, "
+                "coalesce(sum(v), 0) AS total FROM s WHERE (SELECT slow()) IS NOT NULL");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_a', debounce => '100 ms', max_wait => '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '100 ms', max_wait => '1 s')");
+}
+
+/* The daemon's refresh of `view` as seen in pg_stat_activity (an SQL condition). */
+#define REFRESHING_SQL(view)                                                                       \
+    "application_name = 'mvrefreshd' AND state = 'active' "                                        \
+    "AND query LIKE '%%REFRESH MATERIALIZED VIEW%%" view "%%'"
+
+/* ---- connection loss ---------------------------------------------------- */
+
+/*
+ * The listener's backend is terminated while writers run, and it cannot come
+ * back until the writers are done: every change they made from then on was
+ * never heard, so only the daemon's reconnect-and-catch-up can make the views
+ * converge.
+ */
+PGT_TEST(test_listener_terminated_while_writing)
+{
+    const struct watched *v = ab_views;
+    long mark;
+
+    create_ab(t);
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t);
+    mark = pgt_log_mark(t);
+
+    pgt_writers_start(t, NWRITERS, WRITE_MS, ab_writes, NVIEWS(ab_writes));
+    pgt_sleep_ms(800); /* pacing: let the writers get going */
+    pgt_admin_exec(t, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false", t->dbname);
+    assert_int_equal(pgt_terminate(t, "application_name = 'mvrefreshd' "
+                                      "AND query LIKE 'LISTEN mvrefresh%%'"),
+                     1);
+    pgt_writers_wait(t, WRITERS_WAIT_MS);
+    assert_true(pgt_daemon_alive(t));
+    pgt_admin_exec(t, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS true", t->dbname);
+
+    converge_all(t, v, NVIEWS(ab_views));
+    assert_true(pgt_daemon_alive(t));
+    /* The loss is logged once, not once per failed reconnect; then the recovery. */
+    assert_int_equal(pgt_log_count_lines_since(t, mark, "listener", "lost"), 1);
+    assert_in_range(pgt_log_count_lines_since(t, mark, "listener", "cannot connect"), 0, 1);
+    assert_true(pgt_log_count_lines_since(t, mark, "listener", "connected") >= 1);
+    /* ~4 failed attempts while connections were refused: not one warning each. */
+    assert_in_range(pgt_log_count_lines_since(t, mark, " WARNING ", "listener") +
+                        pgt_log_count_lines_since(t, mark, " ERROR ", "listener"),
+                    1, 3);
+}
+
+/*
+ * A worker's backend is terminated in the middle of a refresh: the failure is
+ * recorded, the view is refreshed again on a replacement connection (the only
+ * worker: max_concurrent = 1), and everything converges.
+ */
+PGT_TEST(test_worker_terminated_mid_refresh)
+{
+    const struct watched v[] = {ab_views[0], slow_view};
+    char path[PATH_MAX + 32];
+    long long at_kill;
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 1\n");
+    create_a_and_slow(t);
+    pgt_daemon_start(t, path);
+    wait_catch_up(t);
+    assert_int_equal(status_ll(t, "failure_count", "slow_mv"), 0);
+
+    pgt_writers_start(t, NWRITERS, WRITE_MS, as_writes, NVIEWS(as_writes));
+    assert_int_equal(pgt_terminate(t, REFRESHING_SQL("slow_mv")), 1);
+    at_kill = refresh_count(t, "slow_mv");
+
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT failure_count >= 1 AND last_error IS NOT NULL "
+                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    pgt_writers_wait(t, WRITERS_WAIT_MS);
+    converge_all(t, v, NVIEWS(v));
+    wait_refreshes_at_least(t, "slow_mv", at_kill + 1, DEADLINE_MS);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* pg_ctl restart -m fast while writers run: the views converge once the server is back. */
+PGT_TEST(test_server_restart_while_writing)
+{
+    long mark;
+
+    create_ab(t);
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t);
+    mark = pgt_log_mark(t);
+
+    pgt_writers_start(t, NWRITERS, WRITE_MS, ab_writes, NVIEWS(ab_writes));
+    pgt_sleep_ms(1000); /* pacing: restart in the middle of the writes */
+    pgt_server_restart(t);
+    pgt_writers_wait(t, WRITERS_WAIT_MS);
+
+    converge_all(t, ab_views, NVIEWS(ab_views));
+    assert_true(pgt_daemon_alive(t));
+    assert_true(pgt_log_count_lines_since(t, mark, "listener", "lost") >= 1);
+    assert_true(pgt_log_count_lines_since(t, mark, "listener", "connected") >= 1);
+}
+
+/*
+ * The daemon is SIGKILLed in the middle of a refresh while writers run, and a
+ * new daemon starts only after they stopped: convergence needs its start-up
+ * catch-up, and the status row the killed daemon left "refreshing" is closed
+ * as interrupted.
+ */
+PGT_TEST(test_daemon_sigkill_while_writing)
+{
+    const struct watched v[] = {ab_views[0], slow_view};
+    char *refreshing;
+    bool left_running;
+
+    create_a_and_slow(t);
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t);
+
+    pgt_writers_start(t, NWRITERS, WRITE_MS, as_writes, NVIEWS(as_writes));
+    /* Kill early in a refresh (it takes >= 500 ms), so it is still running afterwards. */
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND " REFRESHING_SQL("slow_mv") " AND clock_timestamp() - query_start "
+                                                    "< interval '150 ms'");
+    pgt_daemon_kill(t);
+    refreshing = pgt_query_text(
+        t, "SELECT refreshing FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    left_running = refreshing != NULL && strcmp(refreshing, "t") == 0;
+    free(refreshing);
+    print_message("the killed daemon left slow_mv %s\n",
+                  left_running ? "marked refreshing" : "not marked refreshing");
+    pgt_writers_wait(t, WRITERS_WAIT_MS);
+
+    pgt_daemon_start(t, NULL);
+    converge_all(t, v, NVIEWS(v));
+    if (left_running)
+        pgt_poll_until(t, DEADLINE_MS, "t",
+                       "SELECT NOT refreshing AND last_error ILIKE '%%interrupted%%' "
+                       "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* ---- refresh failures --------------------------------------------------- */
+
+/*
+ * A session holds ACCESS EXCLUSIVE on a watched view: with lock_timeout the
+ * refresh fails with 55P03 instead of queueing behind it, is retried, and
+ * succeeds once the lock is gone. A view on another table refreshes meanwhile.
+ */
+PGT_TEST(test_lock_timeout_records_and_retries)
+{
+    const struct watched v[] = {
+        {"mv_locked", "SELECT id, v FROM a"},
+        {"mv_free", "SELECT id, v FROM b"},
+    };
+    char path[PATH_MAX + 32];
+    long long locked_count, free_count, failures;
+    PGconn *locker;
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nlock_timeout = 200ms\n");
+    pgt_exec(t, "CREATE TABLE a (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE TABLE b (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO a (v) VALUES (1), (2)");
+    pgt_exec(t, "INSERT INTO b (v) VALUES (1), (2)");
+    for (size_t i = 0; i < NVIEWS(v); i++) {
+        pgt_exec(t, "CREATE MATERIALIZED VIEW %s AS %s", v[i].view, v[i].query);
+        pgt_exec(t, "CREATE UNIQUE INDEX ON %s (id)", v[i].view);
+        pgt_exec(t, "SELECT mvrefresh.watch('%s', debounce => '100 ms', max_wait => '1 s')",
+                 v[i].view);
+    }
+    pgt_daemon_start(t, path);
+    wait_catch_up(t);
+
+    /* LOCK TABLE refuses materialized views; a no-op ALTER takes the same lock, held
+     * until COMMIT. */
+    locker = pgt_connect(t);
+    pgt_exec_on(t, locker, "BEGIN; ALTER MATERIALIZED VIEW mv_locked OWNER TO CURRENT_USER");
+    pgt_poll_until(t, 0, "1",
+                   "SELECT count(*) FROM pg_locks WHERE relation = 'mv_locked'::regclass "
+                   "AND mode = 'AccessExclusiveLock' AND granted AND pid <> pg_backend_pid()");
+    locked_count = refresh_count(t, "mv_locked");
+    failures = status_ll(t, "failure_count", "mv_locked");
+    pgt_exec(t, "INSERT INTO a (v) VALUES (3)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT failure_count > %lld AND last_sqlstate = '55P03' "
+                   "FROM mvrefresh.status WHERE view = 'mv_locked'::regclass",
+                   failures);
+
+    /* The other view is not held up. */
+    free_count = refresh_count(t, "mv_free");
+    pgt_exec(t, "INSERT INTO b (v) VALUES (3)");
+    wait_refreshes_at_least(t, "mv_free", free_count + 1, DEADLINE_MS);
+    pgt_wait_converged(t, CONVERGE_MS, v[1].view, v[1].query);
+    assert_int_equal(refresh_count(t, "mv_locked"), locked_count);
+
+    pgt_exec_on(t, locker, "COMMIT");
+    converge_all(t, v, NVIEWS(v));
+    wait_refreshes_at_least(t, "mv_locked", locked_count + 1, DEADLINE_MS);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* ---- hostile input ------------------------------------------------------ */
+
+/*
+ * Payloads for the flood, one per i: random text (any character but NUL),
+ * 7,999-byte strings, negative, overflowing and malformed numbers, whitespace,
+ * OIDs of unwatched tables (pg_class, and u) and near misses of the watched
+ * table's OID w — including numbers equal to w modulo 2^32.
+ */
+static const char junk_function[] =
+    "CREATE FUNCTION junk(i int, u oid, w oid) RETURNS text VOLATILE LANGUAGE sql AS $$ "
+    "SELECT CASE i % 20 "
+    " WHEN 0 THEN (SELECT string_agg(chr(1 + (random() * 55000)::int), '') "
+    "              FROM generate_series(0, i % 41) WHERE i IS NOT NULL) "
+    " WHEN 1 THEN (SELECT string_agg(chr(32 + (random() * 94)::int), '') "
+    "              FROM generate_series(0, i % 13) WHERE i IS NOT NULL) "
+    " WHEN 2 THEN CASE WHEN i % 100 = 2 THEN lpad(i::text, 7999, 'x') ELSE 'x' || i END "
+    " WHEN 3 THEN '-' || i "
+    " WHEN 4 THEN (4294967296 + i)::text "
+    " WHEN 5 THEN '99999999999999999999' || i "
+    " WHEN 6 THEN repeat(' ', 1 + i % 4) || i "
+    " WHEN 7 THEN i || repeat(E'\\t', 1 + i % 3) "
+    " WHEN 8 THEN E'\\n' || i || E'\\r' "
+    " WHEN 9 THEN '0' || i "
+    " WHEN 10 THEN '+' || i "
+    " WHEN 11 THEN i || '.0' "
+    " WHEN 12 THEN '0x' || to_hex(i) "
+    " WHEN 13 THEN i || 'e0' "
+    " WHEN 14 THEN (i::bigint * 4294967296 + w::bigint)::text "
+    " WHEN 15 THEN repeat('9', 1 + i % 30) || 'x' "
+    " WHEN 16 THEN u::text || repeat(' ', i % 3) "
+    " WHEN 17 THEN CASE i % 4 WHEN 0 THEN '1259' WHEN 1 THEN '' WHEN 2 THEN ' ' "
+    "              ELSE E'\\t\\n ' END "
+    " WHEN 18 THEN w::text || chr(65 + i % 26) "
+    " ELSE repeat(' ', 1 + i % 2) || w::text || repeat(' ', i % 5) "
+    "END $$";
+
+/* One transaction of `count` payloads (equal ones fold within a transaction). */
+static void flood(pgt_ctx *t, long long first, long long count, long long unwatched,
+                  long long watched)
+{
+    pgt_exec(t,
+             "SELECT count(pg_notify('mvrefresh', p)) FROM ("
+             "  SELECT junk(i, %lld, %lld) FROM generate_series(%lld, %lld) AS i"
+             "  UNION ALL VALUES (''), (' '), (E'\\t'), ('0'), ('-0'), ('00'), ('-1'),"
+             "    ('4294967296'), ('18446744073709551615'), ('18446744073709551616'),"
+             "    ((18446744073709551616 + %lld)::text), ((4294967296 + %lld)::text),"
+             "    ('1259'), ('%lld'), (' %lld'), ('%lld '), ('+%lld'), ('0%lld'), ('%lld.0'),"
+             "    ('%lldx'), ('-%lld'), (repeat('7', 7999)), (repeat('é', 3999))"
+             ") AS g(p)",
+             unwatched, watched, first, first + count - 1, watched, watched, unwatched, watched,
+             watched, watched, watched, watched, watched, watched);
+}
+
+/*
+ * Wait until the daemon has read everything sent so far: notifications arrive
+ * in commit order, so once a write to the sentinel's table is refreshed, all
+ * the garbage before it has been processed.
+ */
+static void drain(pgt_ctx *t)
+{
+    long long n = refresh_count(t, "mv_sentinel");
+
+    pgt_exec(t, "INSERT INTO sentinel DEFAULT VALUES");
+    wait_refreshes_at_least(t, "mv_sentinel", n + 1, 3 * DEADLINE_MS);
+}
+
+/*
+ * 100,000 garbage notifications: the daemon stays up, its memory stays flat,
+ * nothing is refreshed, the log gets a rate-limited summary; then one real
+ * change gives exactly one refresh.
+ */
+PGT_TEST(test_garbage_flood)
+{
+    const struct watched v = {"mv", "SELECT id, v FROM t"};
+    long long watched, unwatched, before;
+    long rss_before, rss_after;
+    int64_t started;
+    bool measure = getenv("MVREFRESHD_WRAPPER") == NULL &&
+                   (getenv("PGT_SANITIZED") == NULL || strcmp(getenv("PGT_SANITIZED"), "1") != 0);
+
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS %s", v.query);
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "CREATE TABLE sentinel (id serial PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_sentinel AS SELECT id FROM sentinel");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_sentinel (id)");
+    pgt_exec(t, "CREATE TABLE unwatched (id int)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_sentinel', debounce => '100 ms', max_wait => '1 s')");
+    pgt_exec(t, "%s", junk_function);
+    watched = pgt_query_ll(t, "SELECT 't'::regclass::oid");
+    unwatched = pgt_query_ll(t, "SELECT 'unwatched'::regclass::oid");
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t);
+
+    /* Warm up (buffers reach their working size), then measure. */
+    flood(t, 1, 5000, unwatched, watched);
+    drain(t);
+    rss_before = pgt_daemon_rss_kb(t);
+    before = refresh_count(t, "mv");
+
+    started = pgt_now_ms();
+    for (long long first = 100000; first < 200000; first += 10000)
+        flood(t, first, 10000, unwatched, watched);
+    drain(t);
+    print_message("100,000 payloads sent and drained in %lld ms\n",
+                  (long long)(pgt_now_ms() - started));
+    assert_true(pgt_daemon_alive(t));
+    assert_refreshes_stay(t, "mv", before, 1500);
+
+    rss_after = pgt_daemon_rss_kb(t);
+    print_message("daemon VmRSS: %ld kB before, %ld kB after the flood%s\n", rss_before, rss_after,
+                  measure ? "" : " (not checked: sanitizer or wrapper)");
+    if (measure)
+        assert_true(rss_after <= rss_before + 2048);
+    assert_true(pgt_log_count_lines(t, "ignored", NULL) >= 1);
+    assert_true(pgt_log_count_lines(t, "ignored", NULL) <= 3);
+
+    pgt_exec(t, "INSERT INTO t (v) VALUES (2)");
+    wait_refreshes_at_least(t, "mv", before + 1, DEADLINE_MS);
+    assert_refreshes_stay(t, "mv", before + 1, 1500);
+    pgt_wait_converged(t, CONVERGE_MS, v.view, v.query);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* ---- configuration ------------------------------------------------------ */
+
+/*
+ * SIGHUP with a valid, changed file applies it (a 5 s default debounce); a
+ * broken file afterwards is reported as file:line and the changed
+ * configuration stays — even though the broken file sets a short debounce
+ * before its bad line.
+ */
+PGT_TEST(test_sighup_valid_then_broken)
+{
+    char path[PATH_MAX + 32];
+    long long n;
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\ndebounce = 100ms\nmax_wait = 1s\n");
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    /* NULL durations: the view follows the daemon's configured defaults. */
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => NULL, max_wait => NULL)");
+    pgt_daemon_start(t, path);
+    wait_catch_up(t);
+
+    n = refresh_count(t, "mv");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
+    wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
+
+    pgt_write_file(path, "[mvrefreshd]\ndebounce = 5s\nmax_wait = 20s\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "reloaded configuration");
+    n = refresh_count(t, "mv");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (2)");
+    assert_refreshes_stay(t, "mv", n, 2000);
+    wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
+
+    pgt_write_file(path,
+                   "[mvrefreshd]\ndebounce = 200ms\nmax_wait = 1s\nmax_concurrent = banana\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "mvrefresh.ini:4");
+    assert_true(pgt_daemon_alive(t));
+    n = refresh_count(t, "mv");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (3)");
+    assert_refreshes_stay(t, "mv", n, 2000);
+    wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
+    assert_int_equal(pgt_log_count(t, "reloaded configuration"), 1);
+    pgt_wait_converged(t, CONVERGE_MS, "mv", "SELECT id, v FROM t");
+}
+
+/* Wait until the daemon logged a warning or an error after mark, or exited. */
+static void wait_error_logged(pgt_ctx *t, long mark)
+{
+    int64_t deadline = pgt_now_ms() + pgt_scaled(DEADLINE_MS);
+
+    while (pgt_daemon_alive(t) && pgt_log_count_lines_since(t, mark, " WARNING ", NULL) +
+                                          pgt_log_count_lines_since(t, mark, " ERROR ", NULL) ==
+                                      0) {
+        if (pgt_now_ms() >= deadline)
+            fail_msg("the daemon logged no warning or error within %ld ms",
+                     pgt_scaled(DEADLINE_MS));
+        pgt_sleep_ms(20);
+    }
+}
+
+/*
+ * A password in the conninfo never reaches the log: not on a good
+ * connection, not in connection errors (a missing database, a malformed URI
+ * — libpq quotes the whole URI in that message), not on a reload that changes
+ * the dsn.
+ */
+PGT_TEST(test_password_never_logged)
+{
+    static const char secret[] = "s3cr3t-pw";
+    char dsn[512], path[PATH_MAX + 32], conf[1024];
+    long long n;
+    long mark;
+
+    pgt_admin_exec(t, "DROP ROLE IF EXISTS mvr_pw");
+    pgt_admin_exec(t, "CREATE ROLE mvr_pw LOGIN SUPERUSER PASSWORD '%s'", secret);
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+
+    /* 1. It works (trust authentication ignores the password). */
+    snprintf(dsn, sizeof dsn, "dbname=%s user=mvr_pw password=%s", t->dbname, secret);
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    wait_catch_up(t);
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+
+    /* 2. A database that does not exist: connection errors, which say why. */
+    mark = pgt_log_mark(t);
+    snprintf(dsn, sizeof dsn, "dbname=%s_missing user=mvr_pw password=%s", t->dbname, secret);
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    wait_error_logged(t, mark);
+    assert_true(pgt_daemon_alive(t));
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+    assert_true(pgt_log_count_lines_since(t, mark, "does not exist", NULL) >= 1);
+
+    /* 3. A malformed URI: whatever the daemon does, the message must not quote it. */
+    mark = pgt_log_mark(t);
+    snprintf(dsn, sizeof dsn, "postgresql://mvr_pw:%s@[bad/%s", secret, t->dbname);
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    wait_error_logged(t, mark);
+    if (pgt_daemon_alive(t))
+        assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+
+    /* 4. The dsn from the file, then changed by a reload. */
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    snprintf(conf, sizeof conf, "[mvrefreshd]\ndsn = dbname=%s user=mvr_pw password=%s\n",
+             t->dbname, secret);
+    pgt_write_file(path, conf);
+    n = refresh_count(t, "mv");
+    pgt_daemon_start_dsn(t, path, NULL);
+    wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS); /* its catch-up */
+    snprintf(conf, sizeof conf,
+             "[mvrefreshd]\ndsn = dbname=%s user=mvr_pw password=%s connect_timeout=7\n", t->dbname,
+             secret);
+    pgt_write_file(path, conf);
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "reloaded configuration");
+
+    if (pgt_log_count(t, secret) != 0)
+        pgt_log_dump(t, 60);
+    assert_int_equal(pgt_log_count(t, secret), 0);
+    assert_int_equal(pgt_log_count(t, "s3cr3t"), 0);
+}
+
+/* ---- identifiers -------------------------------------------------------- */
+
+/* "name" with embedded double quotes doubled. */
+static void quote_ident(char *out, size_t size, const char *name)
+{
+    size_t n = 0;
+
+    if (size < 3)
+        return;
+    out[n++] = '"';
+    for (; *name != '\0' && n + 3 < size; name++) {
+        if (*name == '"')
+            out[n++] = '"';
+        out[n++] = *name;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
+/* schema.name, quoted. */
+static void qualified(char *out, size_t size, const char *schema, const char *name)
+{
+    char qs[256], qn[256];
+
+    quote_ident(qs, sizeof qs, schema);
+    quote_ident(qn, sizeof qn, name);
+    snprintf(out, size, "%s.%s", qs, qn);
+}
+
+/* The text inside an SQL string literal: single quotes doubled. */
+static void literal_body(char *out, size_t size, const char *text)
+{
+    size_t n = 0;
+
+    for (; *text != '\0' && n + 3 < size; text++) {
+        if (*text == '\'')
+            out[n++] = '\'';
+        out[n++] = *text;
+    }
+    out[n] = '\0';
+}
+
+/*
+ * Tables and views whose names hold quotes, spaces, dots, '%', unicode and
+ * an SQL injection attempt, in three schemas (one named "my.schema"), plus a
+ * view joining tables of two schemas: all refreshed, all converge.
+ */
+PGT_TEST(test_hostile_identifiers)
+{
+    static const struct {
+        const char *schema, *table, *view;
+    } objs[] = {
+        {"my.schema", "Ünïcødé таблица", "Ünïcødé \"view\""},
+        {"Sch \"ema\" 2", "it's a \"table\"", "v'\"; DROP TABLE x; --"},
+        {"схема", "per%cent.tbl", "mv.with.dots"},
+    };
+    enum { NOBJS = 3 };
+    char tables[NOBJS][300], views[NOBJS + 1][300], lits[NOBJS + 1][600], queries[NOBJS + 1][700];
+    struct watched w[NOBJS + 1];
+
+    for (int i = 0; i < NOBJS; i++) {
+        char qs[256];
+        quote_ident(qs, sizeof qs, objs[i].schema);
+        pgt_exec(t, "CREATE SCHEMA %s", qs);
+        qualified(tables[i], sizeof tables[i], objs[i].schema, objs[i].table);
+        qualified(views[i], sizeof views[i], objs[i].schema, objs[i].view);
+        pgt_exec(t, "CREATE TABLE %s (id int PRIMARY KEY, label text NOT NULL)", tables[i]);
+        pgt_exec(t, "INSERT INTO %s VALUES (1, 'one'), (2, 'two')", tables[i]);
+        snprintf(queries[i], sizeof queries[i], "SELECT id, label FROM %s", tables[i]);
+    }
+    qualified(views[NOBJS], sizeof views[NOBJS], "public", " Spaced \"Join\" View ");
+    snprintf(queries[NOBJS], sizeof queries[NOBJS],
+             "SELECT x.id, x.label || '/' || y.label AS label FROM %s AS x JOIN %s AS y USING (id)",
+             tables[0], tables[1]);
+    for (int i = 0; i <= NOBJS; i++) {
+        pgt_exec(t, "CREATE MATERIALIZED VIEW %s AS %s", views[i], queries[i]);
+        pgt_exec(t, "CREATE UNIQUE INDEX ON %s (id)", views[i]);
+        literal_body(lits[i], sizeof lits[i], views[i]);
+        pgt_exec(t, "SELECT mvrefresh.watch('%s', debounce => '100 ms', max_wait => '1 s')",
+                 lits[i]);
+        w[i].view = views[i];
+        w[i].query = queries[i];
+    }
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t);
+
+    for (int i = 0; i < NOBJS; i++)
+        pgt_exec(t, "INSERT INTO %s VALUES (3, 'üñï ''%d'' \"x\"')", tables[i], i);
+    for (int i = 0; i <= NOBJS; i++) {
+        pgt_poll_until(t, DEADLINE_MS, "t",
+                       "SELECT refresh_count >= 2 AND last_mode = 'concurrently' "
+                       "FROM mvrefresh.status WHERE view = '%s'::regclass",
+                       lits[i]);
+        pgt_wait_converged(t, CONVERGE_MS, w[i].view, w[i].query);
+    }
+    assert_int_equal(pgt_query_ll(t, "SELECT sum(failure_count) FROM mvrefresh.status"), 0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.status"), NOBJS + 1);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* ---- multi-host conninfo ------------------------------------------------ */
+
+/* The first host does not exist: libpq moves on to the second, which is read-write. */
+PGT_TEST(test_multi_host_dsn)
+{
+    const char *host = getenv("PGHOST"), *port = getenv("PGPORT");
+    char dsn[1024];
+    long long n;
+
+    if (host == NULL || port == NULL)
+        pgt_skip(t, "PGHOST and PGPORT are not set");
+    snprintf(dsn, sizeof dsn,
+             "host=/nonexistent-mvrefresh-dir,%s port=%s,%s dbname=%s "
+             "target_session_attrs=read-write",
+             host, port, port, t->dbname);
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    wait_catch_up(t);
+
+    n = refresh_count(t, "mv");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (1), (2)");
+    wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
+    pgt_wait_converged(t, CONVERGE_MS, "mv", "SELECT id, v FROM t");
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* ---- dropped objects ---------------------------------------------------- */
+
+/* Poll until the count of log lines containing needle has not changed for quiet_ms. */
+static void wait_log_quiet(pgt_ctx *t, const char *needle, long quiet_ms, long timeout_ms)
+{
+    int64_t deadline = pgt_now_ms() + pgt_scaled(timeout_ms), since = pgt_now_ms();
+    int last = pgt_log_count_lines(t, needle, NULL);
+
+    while (pgt_now_ms() - since < quiet_ms) {
+        int n = pgt_log_count_lines(t, needle, NULL);
+        if (n != last) {
+            last = n;
+            since = pgt_now_ms();
+        }
+        if (pgt_now_ms() >= deadline)
+            fail_msg("the daemon still logs about %s (%d lines) after %ld ms", needle, n,
+                     pgt_scaled(timeout_ms));
+        pgt_sleep_ms(50);
+    }
+}
+
+static void assert_log_lines_stay(pgt_ctx *t, const char *needle, long ms)
+{
+    int64_t start = pgt_now_ms();
+    int n = pgt_log_count_lines(t, needle, NULL), now;
+
+    do {
+        pgt_sleep_ms(50);
+        now = pgt_log_count_lines(t, needle, NULL);
+        if (now != n)
+            fail_msg("log lines mentioning %s went from %d to %d within %lld ms", needle, n, now,
+                     (long long)(pgt_now_ms() - start));
+    } while (pgt_now_ms() - start < ms);
+}
+
+/*
+ * A watched view disappears while the daemon runs (with a change pending, so
+ * the daemon has something to try): it stops trying within a deadline, other
+ * views keep refreshing, and the registration is gone.
+ */
+static void dropped_object_case(pgt_ctx *t, const char *drop_sql, bool table_survives)
+{
+    const struct watched keep = {"mv_keep", "SELECT id, v FROM b"};
+    char path[PATH_MAX + 32], failures[32];
+    long long view_oid, table_oid, n;
+
+    /* Retries at most every 500 ms: a daemon stuck on the dropped view shows within 3 s. */
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nretry_backoff_max = 500ms\n");
+    pgt_exec(t, "CREATE TABLE a (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE TABLE b (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO a (v) VALUES (1)");
+    pgt_exec(t, "INSERT INTO b (v) VALUES (1)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_drop AS SELECT id, v FROM a");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_drop (id)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_keep AS %s", keep.query);
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv_keep (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_drop', debounce => '100 ms', max_wait => '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_keep', debounce => '100 ms', max_wait => '1 s')");
+    view_oid = pgt_query_ll(t, "SELECT 'mv_drop'::regclass::oid");
+    table_oid = pgt_query_ll(t, "SELECT 'a'::regclass::oid");
+    pgt_daemon_start(t, path);
+    wait_catch_up(t);
+
+    pgt_exec(t, "BEGIN; INSERT INTO a (v) VALUES (2); %s; COMMIT", drop_sql);
+    /* A straggler naming the old table, as a late writer's notification would. */
+    pgt_exec(t, "NOTIFY mvrefresh, '%lld'", table_oid);
+
+    /* The daemon stops trying: nothing more about mv_drop in its log, no failures counted. */
+    wait_log_quiet(t, "mv_drop", 1500, 15000);
+    snprintf(failures, sizeof failures, "%lld",
+             pgt_query_ll(t,
+                          "SELECT coalesce(sum(failure_count), 0) FROM mvrefresh.refresh_state "
+                          "WHERE view::oid = %lld",
+                          view_oid));
+    assert_log_lines_stay(t, "mv_drop", 3000);
+    pgt_assert_stays(t, 500, failures,
+                     "SELECT coalesce(sum(failure_count), 0) FROM mvrefresh.refresh_state "
+                     "WHERE view::oid = %lld",
+                     view_oid);
+
+    /* Other views keep refreshing. */
+    n = refresh_count(t, "mv_keep");
+    pgt_exec(t, "INSERT INTO b (v) VALUES (2)");
+    wait_refreshes_at_least(t, "mv_keep", n + 1, DEADLINE_MS);
+    pgt_wait_converged(t, CONVERGE_MS, keep.view, keep.query);
+    assert_true(pgt_daemon_alive(t));
+
+    /* The registration is gone (event trigger), with its dependencies and state. */
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT (SELECT count(*) FROM mvrefresh.view WHERE view::oid = %lld) + "
+                   "(SELECT count(*) FROM mvrefresh.dependency WHERE view::oid = %lld) + "
+                   "(SELECT count(*) FROM mvrefresh.refresh_state WHERE view::oid = %lld)",
+                   view_oid, view_oid, view_oid);
+    /* Like unwatch(): a surviving base table no view needs loses its notify triggers. */
+    if (table_survives)
+        pgt_poll_until(t, DEADLINE_MS, "0",
+                       "SELECT count(*) FROM pg_trigger WHERE tgrelid = %lld "
+                       "AND tgname LIKE 'mvrefresh%%'",
+                       table_oid);
+}
+
+PGT_TEST(test_dropped_view_is_forgotten)
+{
+    dropped_object_case(t, "DROP MATERIALIZED VIEW mv_drop", true);
+}
+
+PGT_TEST(test_dropped_base_table_is_forgotten)
+{
+    dropped_object_case(t, "DROP TABLE a CASCADE", false);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        PGT_UNIT(test_listener_terminated_while_writing),
+        PGT_UNIT(test_worker_terminated_mid_refresh),
+        PGT_UNIT(test_server_restart_while_writing),
+        PGT_UNIT(test_daemon_sigkill_while_writing),
+        PGT_UNIT(test_lock_timeout_records_and_retries),
+        PGT_UNIT(test_garbage_flood),
+        PGT_UNIT(test_sighup_valid_then_broken),
+        PGT_UNIT(test_password_never_logged),
+        PGT_UNIT(test_hostile_identifiers),
+        PGT_UNIT(test_multi_host_dsn),
+        PGT_UNIT(test_dropped_view_is_forgotten),
+        PGT_UNIT(test_dropped_base_table_is_forgotten),
+    };
+
+    /* PGT_FILTER (a cmocka glob such as "*flood*") runs a subset. */
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
