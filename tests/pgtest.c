@@ -1182,3 +1182,28 @@ int pgt_teardown(void **state)
     *state = NULL;
     return ok ? 0 : -1;
 }
+
+/* ---- mvrefresh.status ---------------------------------------------------- */
+
+#define REFRESH_COUNT_SQL "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass"
+
+long long pgt_refresh_count(pgt_ctx *t, const char *view)
+{
+    return pgt_query_ll(t, REFRESH_COUNT_SQL, view);
+}
+
+void pgt_wait_refreshes(pgt_ctx *t, const char *view, long long n, long timeout_ms)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_poll_until(t, timeout_ms, want, REFRESH_COUNT_SQL, view);
+}
+
+void pgt_refreshes_stay(pgt_ctx *t, const char *view, long long n, long ms)
+{
+    char want[32];
+
+    snprintf(want, sizeof want, "%lld", n);
+    pgt_assert_stays(t, ms, want, REFRESH_COUNT_SQL, view);
+}

@@ -112,6 +112,13 @@ long pgt_poll_until(pgt_ctx *t, long timeout_ms, const char *expected, const cha
 void pgt_assert_stays(pgt_ctx *t, long duration_ms, const char *expected, const char *fmt, ...)
     PGT_PRINTF(4, 5);
 
+/* mvrefresh.status of one view (a regclass literal such as "mv" or "s.\"V\""). */
+long long pgt_refresh_count(pgt_ctx *t, const char *view);
+/* Wait until its refresh_count is n; fail after timeout_ms (scaled). */
+void pgt_wait_refreshes(pgt_ctx *t, const char *view, long long n, long timeout_ms);
+/* Assert its refresh_count stays n for ms milliseconds. */
+void pgt_refreshes_stay(pgt_ctx *t, const char *view, long long n, long ms);
+
 /* Files in the test's work directory. Returns `buf`. */
 const char *pgt_path(const pgt_ctx *t, const char *file, char *buf, size_t size);
 void pgt_write_file(const char *path, const char *content);

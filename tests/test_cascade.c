@@ -13,25 +13,6 @@
 
 enum { DEADLINE_MS = 15000 };
 
-static void wait_count(pgt_ctx *t, const char *view, long long n)
-{
-    char want[32];
-
-    snprintf(want, sizeof want, "%lld", n);
-    pgt_poll_until(t, DEADLINE_MS, want,
-                   "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass", view);
-}
-
-static void assert_count_stays(pgt_ctx *t, const char *view, long long n, long ms)
-{
-    char want[32];
-
-    snprintf(want, sizeof want, "%lld", n);
-    pgt_assert_stays(t, ms, want,
-                     "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
-                     view);
-}
-
 /* up's last refresh finished before down's last refresh started. */
 static void assert_before(pgt_ctx *t, const char *up, const char *down)
 {
@@ -76,21 +57,17 @@ PGT_TEST(test_chain_of_three)
     pgt_exec(t, "SELECT mvrefresh.watch(v, debounce => '200 ms', max_wait => '2 s') "
                 "FROM unnest(ARRAY['a', 'b', 'c']::regclass[]) v");
     pgt_daemon_start(t, NULL);
-    wait_count(t, "c", 1);
+    pgt_wait_refreshes(t, "c", 1, DEADLINE_MS);
     assert_before(t, "a", "b");
     assert_before(t, "b", "c");
-    assert_count_stays(t, "a", 1, 300);
+    pgt_refreshes_stay(t, "a", 1, 300);
 
     for (int i = 11; i <= 60; i++)
         pgt_exec(t, "INSERT INTO t VALUES (%d, %d)", i, i);
-    wait_count(t, "c", 2);
-    assert_count_stays(t, "c", 2, 700);
-    assert_int_equal(pgt_query_ll(t, "SELECT refresh_count FROM mvrefresh.status "
-                                     "WHERE view = 'a'::regclass"),
-                     2);
-    assert_int_equal(pgt_query_ll(t, "SELECT refresh_count FROM mvrefresh.status "
-                                     "WHERE view = 'b'::regclass"),
-                     2);
+    pgt_wait_refreshes(t, "c", 2, DEADLINE_MS);
+    pgt_refreshes_stay(t, "c", 2, 700);
+    assert_int_equal(pgt_refresh_count(t, "a"), 2);
+    assert_int_equal(pgt_refresh_count(t, "b"), 2);
     assert_before(t, "a", "b");
     assert_before(t, "b", "c");
     assert_fresh(t, "a");
@@ -116,13 +93,13 @@ PGT_TEST(test_diamond)
     pgt_exec(t, "SELECT mvrefresh.watch(v, debounce => '200 ms', max_wait => '2 s') "
                 "FROM unnest(ARRAY['a', 'b', 'c', 'd']::regclass[]) v");
     pgt_daemon_start(t, NULL);
-    wait_count(t, "d", 1);
-    assert_count_stays(t, "d", 1, 300);
+    pgt_wait_refreshes(t, "d", 1, DEADLINE_MS);
+    pgt_refreshes_stay(t, "d", 1, 300);
 
     pgt_exec(t, "UPDATE t SET v = v + 1");
     pgt_exec(t, "INSERT INTO t VALUES (11, 11)");
-    wait_count(t, "d", 2);
-    assert_count_stays(t, "d", 2, 700);
+    pgt_wait_refreshes(t, "d", 2, DEADLINE_MS);
+    pgt_refreshes_stay(t, "d", 2, 700);
     assert_int_equal(pgt_query_ll(t, "SELECT sum(refresh_count) FROM mvrefresh.status"), 8);
     assert_before(t, "a", "b");
     assert_before(t, "a", "c");
@@ -147,7 +124,7 @@ PGT_TEST(test_partitioned_base_table)
     pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
     pgt_daemon_start(t, NULL);
-    wait_count(t, "mv", 1);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
 
     pgt_exec(t, "INSERT INTO p VALUES (5, 1), (500, 2)");
     pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv");
@@ -168,7 +145,7 @@ PGT_TEST(test_plain_view_in_the_middle)
     pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
     pgt_daemon_start(t, NULL);
-    wait_count(t, "mv", 1);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
 
     pgt_exec(t, "INSERT INTO t1 VALUES (1, 1)");
     pgt_exec(t, "INSERT INTO t2 VALUES (1, 10)");

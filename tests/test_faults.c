@@ -40,27 +40,12 @@ static long long status_ll(pgt_ctx *t, const char *column, const char *view)
                         view);
 }
 
-static long long refresh_count(pgt_ctx *t, const char *view)
-{
-    return status_ll(t, "refresh_count", view);
-}
-
 /* Wait until the view's refresh_count is at least n. */
 static void wait_refreshes_at_least(pgt_ctx *t, const char *view, long long n, long timeout_ms)
 {
     pgt_poll_until(t, timeout_ms, "t",
                    "SELECT refresh_count >= %lld FROM mvrefresh.status WHERE view = '%s'::regclass",
                    n, view);
-}
-
-static void assert_refreshes_stay(pgt_ctx *t, const char *view, long long n, long ms)
-{
-    char want[32];
-
-    snprintf(want, sizeof want, "%lld", n);
-    pgt_assert_stays(t, ms, want,
-                     "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
-                     view);
 }
 
 /* The daemon's start-up catch-up: every watched view refreshed at least once. */
@@ -218,7 +203,7 @@ PGT_TEST(test_worker_terminated_mid_refresh)
 
     pgt_writers_start(t, NWRITERS, WRITE_MS, as_writes, NVIEWS(as_writes));
     assert_int_equal(pgt_terminate(t, REFRESHING_SQL("slow_mv")), 1);
-    at_kill = refresh_count(t, "slow_mv");
+    at_kill = pgt_refresh_count(t, "slow_mv");
 
     pgt_poll_until(t, DEADLINE_MS, "t",
                    "SELECT failure_count >= 1 AND last_error IS NOT NULL "
@@ -329,7 +314,7 @@ PGT_TEST(test_lock_timeout_records_and_retries)
     pgt_poll_until(t, 0, "1",
                    "SELECT count(*) FROM pg_locks WHERE relation = 'mv_locked'::regclass "
                    "AND mode = 'AccessExclusiveLock' AND granted AND pid <> pg_backend_pid()");
-    locked_count = refresh_count(t, "mv_locked");
+    locked_count = pgt_refresh_count(t, "mv_locked");
     failures = status_ll(t, "failure_count", "mv_locked");
     pgt_exec(t, "INSERT INTO a (v) VALUES (3)");
     pgt_poll_until(t, DEADLINE_MS, "t",
@@ -338,11 +323,11 @@ PGT_TEST(test_lock_timeout_records_and_retries)
                    failures);
 
     /* The other view is not held up. */
-    free_count = refresh_count(t, "mv_free");
+    free_count = pgt_refresh_count(t, "mv_free");
     pgt_exec(t, "INSERT INTO b (v) VALUES (3)");
     wait_refreshes_at_least(t, "mv_free", free_count + 1, DEADLINE_MS);
     pgt_wait_converged(t, CONVERGE_MS, v[1].view, v[1].query);
-    assert_int_equal(refresh_count(t, "mv_locked"), locked_count);
+    assert_int_equal(pgt_refresh_count(t, "mv_locked"), locked_count);
 
     pgt_exec_on(t, locker, "COMMIT");
     converge_all(t, v, NVIEWS(v));
@@ -410,7 +395,7 @@ static void flood(pgt_ctx *t, long long first, long long count, long long unwatc
  */
 static void drain(pgt_ctx *t)
 {
-    long long n = refresh_count(t, "mv_sentinel");
+    long long n = pgt_refresh_count(t, "mv_sentinel");
 
     pgt_exec(t, "INSERT INTO sentinel DEFAULT VALUES");
     wait_refreshes_at_least(t, "mv_sentinel", n + 1, 3 * DEADLINE_MS);
@@ -450,7 +435,7 @@ PGT_TEST(test_garbage_flood)
     flood(t, 1, 5000, unwatched, watched);
     drain(t);
     rss_before = pgt_daemon_rss_kb(t);
-    before = refresh_count(t, "mv");
+    before = pgt_refresh_count(t, "mv");
 
     started = pgt_now_ms();
     for (long long first = 100000; first < 200000; first += 10000)
@@ -459,7 +444,7 @@ PGT_TEST(test_garbage_flood)
     print_message("100,000 payloads sent and drained in %lld ms\n",
                   (long long)(pgt_now_ms() - started));
     assert_true(pgt_daemon_alive(t));
-    assert_refreshes_stay(t, "mv", before, 1500);
+    pgt_refreshes_stay(t, "mv", before, 1500);
 
     rss_after = pgt_daemon_rss_kb(t);
     print_message("daemon VmRSS: %ld kB before, %ld kB after the flood%s\n", rss_before, rss_after,
@@ -471,7 +456,7 @@ PGT_TEST(test_garbage_flood)
 
     pgt_exec(t, "INSERT INTO t (v) VALUES (2)");
     wait_refreshes_at_least(t, "mv", before + 1, DEADLINE_MS);
-    assert_refreshes_stay(t, "mv", before + 1, 1500);
+    pgt_refreshes_stay(t, "mv", before + 1, 1500);
     pgt_wait_converged(t, CONVERGE_MS, v.view, v.query);
     assert_true(pgt_daemon_alive(t));
 }
@@ -499,16 +484,16 @@ PGT_TEST(test_sighup_valid_then_broken)
     pgt_daemon_start(t, path);
     wait_catch_up(t);
 
-    n = refresh_count(t, "mv");
+    n = pgt_refresh_count(t, "mv");
     pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
     wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
 
     pgt_write_file(path, "[mvrefreshd]\ndebounce = 5s\nmax_wait = 20s\n");
     pgt_daemon_signal(t, SIGHUP);
     pgt_log_wait(t, DEADLINE_MS, 1, "reloaded configuration");
-    n = refresh_count(t, "mv");
+    n = pgt_refresh_count(t, "mv");
     pgt_exec(t, "INSERT INTO t (v) VALUES (2)");
-    assert_refreshes_stay(t, "mv", n, 2000);
+    pgt_refreshes_stay(t, "mv", n, 2000);
     wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
 
     pgt_write_file(path,
@@ -516,9 +501,9 @@ PGT_TEST(test_sighup_valid_then_broken)
     pgt_daemon_signal(t, SIGHUP);
     pgt_log_wait(t, DEADLINE_MS, 1, "mvrefresh.ini:4");
     assert_true(pgt_daemon_alive(t));
-    n = refresh_count(t, "mv");
+    n = pgt_refresh_count(t, "mv");
     pgt_exec(t, "INSERT INTO t (v) VALUES (3)");
-    assert_refreshes_stay(t, "mv", n, 2000);
+    pgt_refreshes_stay(t, "mv", n, 2000);
     wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
     assert_int_equal(pgt_log_count(t, "reloaded configuration"), 1);
     pgt_wait_converged(t, CONVERGE_MS, "mv", "SELECT id, v FROM t");
@@ -587,7 +572,7 @@ PGT_TEST(test_password_never_logged)
     snprintf(conf, sizeof conf, "[mvrefreshd]\ndsn = dbname=%s user=mvr_pw password=%s\n",
              t->dbname, secret);
     pgt_write_file(path, conf);
-    n = refresh_count(t, "mv");
+    n = pgt_refresh_count(t, "mv");
     pgt_daemon_start_dsn(t, path, NULL);
     wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS); /* its catch-up */
     snprintf(conf, sizeof conf,
@@ -725,7 +710,7 @@ PGT_TEST(test_multi_host_dsn)
     pgt_daemon_start_dsn(t, NULL, dsn);
     wait_catch_up(t);
 
-    n = refresh_count(t, "mv");
+    n = pgt_refresh_count(t, "mv");
     pgt_exec(t, "INSERT INTO t (v) VALUES (1), (2)");
     wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS);
     pgt_wait_converged(t, CONVERGE_MS, "mv", "SELECT id, v FROM t");
@@ -814,7 +799,7 @@ static void dropped_object_case(pgt_ctx *t, const char *drop_sql, bool table_sur
                      view_oid);
 
     /* Other views keep refreshing. */
-    n = refresh_count(t, "mv_keep");
+    n = pgt_refresh_count(t, "mv_keep");
     pgt_exec(t, "INSERT INTO b (v) VALUES (2)");
     wait_refreshes_at_least(t, "mv_keep", n + 1, DEADLINE_MS);
     pgt_wait_converged(t, CONVERGE_MS, keep.view, keep.query);

@@ -20,41 +20,14 @@ enum { DEADLINE_MS = 10000 };
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static long long refresh_count(pgt_ctx *t, const char *view)
-{
-    return pgt_query_ll(t, "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
-                        view);
-}
-
-/* Wait until the view's refresh_count reaches n. */
-static void wait_refreshes(pgt_ctx *t, const char *view, long long n, long timeout_ms)
-{
-    char want[32];
-
-    snprintf(want, sizeof want, "%lld", n);
-    pgt_poll_until(t, timeout_ms, want,
-                   "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass", view);
-}
-
-/* The view's refresh_count must stay n for ms milliseconds. */
-static void assert_refreshes_stay(pgt_ctx *t, const char *view, long long n, long ms)
-{
-    char want[32];
-
-    snprintf(want, sizeof want, "%lld", n);
-    pgt_assert_stays(t, ms, want,
-                     "SELECT refresh_count FROM mvrefresh.status WHERE view = '%s'::regclass",
-                     view);
-}
-
 /*
  * The catch-up refresh a view gets when the daemon starts: refresh_count
  * reaches 1 and stays there (one catch-up, not two).
  */
 static void wait_catch_up(pgt_ctx *t, const char *view)
 {
-    wait_refreshes(t, view, 1, DEADLINE_MS);
-    assert_refreshes_stay(t, view, 1, 300);
+    pgt_wait_refreshes(t, view, 1, DEADLINE_MS);
+    pgt_refreshes_stay(t, view, 1, 300);
 }
 
 /*
@@ -83,7 +56,7 @@ PGT_TEST(test_insert_refreshes_view)
 
     pgt_exec(t, "INSERT INTO t (v) VALUES (10), (20)");
     pgt_poll_until(t, DEADLINE_MS, "5", "SELECT count(*) FROM mv");
-    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
     /* "refreshed <view> (concurrently) in N ms" */
     assert_true(pgt_log_count_lines(t, "refreshed ", "mv") >= 1);
 }
@@ -97,7 +70,7 @@ PGT_TEST(test_burst_is_debounced_into_one_refresh)
     int i;
 
     simple_setup(t, "3 s", "60 s", 1);
-    before = refresh_count(t, "mv");
+    before = pgt_refresh_count(t, "mv");
 
     start = pgt_now_ms();
     for (i = 0; i < 1000; i++)
@@ -110,9 +83,9 @@ PGT_TEST(test_burst_is_debounced_into_one_refresh)
                  (long long)took, debounce_ms);
 
     /* The debounce has not elapsed yet: no refresh may have started. */
-    assert_int_equal(refresh_count(t, "mv"), before);
-    wait_refreshes(t, "mv", before + 1, debounce_ms + DEADLINE_MS);
-    assert_refreshes_stay(t, "mv", before + 1, 1500);
+    assert_int_equal(pgt_refresh_count(t, "mv"), before);
+    pgt_wait_refreshes(t, "mv", before + 1, debounce_ms + DEADLINE_MS);
+    pgt_refreshes_stay(t, "mv", before + 1, 1500);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 1001);
 }
 
@@ -131,7 +104,7 @@ PGT_TEST(test_max_wait_bounds_staleness_under_continuous_writes)
     pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '400 ms', max_wait => '1 s')");
     pgt_daemon_start(t, NULL);
     wait_catch_up(t, "mv");
-    before = refresh_count(t, "mv");
+    before = pgt_refresh_count(t, "mv");
 
     /* One insert every 100 ms on a fixed schedule (pacing, not synchronisation). */
     start = next = pgt_now_ms();
@@ -143,7 +116,7 @@ PGT_TEST(test_max_wait_bounds_staleness_under_continuous_writes)
         if (next > now)
             pgt_sleep_ms((long)(next - now));
     }
-    during = refresh_count(t, "mv") - before;
+    during = pgt_refresh_count(t, "mv") - before;
     print_message("%lld refreshes during %ld ms of continuous writes\n", during, window_ms);
     assert_in_range(during, 2, 5);
 
@@ -160,7 +133,7 @@ PGT_TEST(test_update_refreshes_view)
     simple_setup(t, "100 ms", "2 s", 3);
     pgt_exec(t, "UPDATE t SET v = v + 100");
     pgt_poll_until(t, DEADLINE_MS, "306", "SELECT sum(v) FROM mv");
-    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
 }
 
 PGT_TEST(test_delete_refreshes_view)
@@ -168,7 +141,7 @@ PGT_TEST(test_delete_refreshes_view)
     simple_setup(t, "100 ms", "2 s", 3);
     pgt_exec(t, "DELETE FROM t WHERE v <= 2");
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
-    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
 }
 
 PGT_TEST(test_truncate_refreshes_view)
@@ -176,7 +149,7 @@ PGT_TEST(test_truncate_refreshes_view)
     simple_setup(t, "100 ms", "2 s", 3);
     pgt_exec(t, "TRUNCATE t");
     pgt_poll_until(t, DEADLINE_MS, "0", "SELECT count(*) FROM mv");
-    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
 }
 
 /* Names that need quoting must survive the trip through the daemon. */
@@ -196,7 +169,7 @@ PGT_TEST(test_quoted_mixed_case_names)
 
     pgt_exec(t, "INSERT INTO \"My Schema\".\"Base Table\" VALUES (2, 'b')");
     pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM %s", view);
-    wait_refreshes(t, view, 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, view, 2, DEADLINE_MS);
     pgt_poll_until(t, DEADLINE_MS, "concurrently",
                    "SELECT last_mode FROM mvrefresh.status WHERE view = '%s'::regclass", view);
 }
@@ -226,8 +199,8 @@ PGT_TEST(test_plain_refresh_fallback)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv_nodata"), 2);
 
     pgt_exec(t, "INSERT INTO t VALUES (3, 3)");
-    wait_refreshes(t, "mv_nodata", 2, DEADLINE_MS);
-    wait_refreshes(t, "mv_noidx", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv_nodata", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv_noidx", 2, DEADLINE_MS);
     pgt_poll_until(t, 0, "plain", mode_sql, "mv_noidx");
     /* Populated now, and it has a unique index: CONCURRENTLY works. */
     pgt_poll_until(t, 0, "concurrently", mode_sql, "mv_nodata");
@@ -245,7 +218,7 @@ PGT_TEST(test_live_retune)
     pgt_exec(t, "INSERT INTO t (v) VALUES (42)");
     pgt_exec(t, "UPDATE mvrefresh.view SET debounce = '50 ms', max_wait = '200 ms' "
                 "WHERE view = 'mv'::regclass");
-    wait_refreshes(t, "mv", 2, 5000);
+    pgt_wait_refreshes(t, "mv", 2, 5000);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 3);
 }
 
@@ -278,7 +251,7 @@ PGT_TEST(test_unwatch)
     pgt_exec(t, "INSERT INTO t1 VALUES (2)");
     pgt_exec(t, "INSERT INTO t2 VALUES (2)");
     pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv2");
-    wait_refreshes(t, "mv2", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv2", 2, DEADLINE_MS);
     pgt_assert_stays(t, 300, "1", "SELECT count(*) FROM mv1");
 }
 
@@ -291,7 +264,7 @@ PGT_TEST(test_garbage_notifications_are_ignored)
     pgt_exec(t, "CREATE TABLE unwatched (id int)");
     watched = pgt_query_ll(t, "SELECT 't'::regclass::oid");
     unwatched = pgt_query_ll(t, "SELECT 'unwatched'::regclass::oid");
-    before = refresh_count(t, "mv");
+    before = pgt_refresh_count(t, "mv");
 
     /* Payloads must differ: PostgreSQL folds equal ones within a transaction. */
     pgt_exec(t,
@@ -314,11 +287,11 @@ PGT_TEST(test_garbage_notifications_are_ignored)
 
     pgt_log_wait(t, DEADLINE_MS, 1, "ignored");
     assert_true(pgt_daemon_alive(t));
-    assert_refreshes_stay(t, "mv", before, 1000);
+    pgt_refreshes_stay(t, "mv", before, 1000);
 
     pgt_exec(t, "INSERT INTO t (v) VALUES (2)");
-    wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
-    assert_refreshes_stay(t, "mv", before + 1, 1000);
+    pgt_wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
+    pgt_refreshes_stay(t, "mv", before + 1, 1000);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 2);
     assert_true(pgt_daemon_alive(t));
 }
@@ -346,7 +319,7 @@ PGT_TEST(test_sigterm_during_slow_refresh)
     status = pgt_daemon_stop(t, SIGTERM, 20000);
     assert_int_equal(status, 0);
     assert_true(pgt_log_count(t, "stopping") >= 1);
-    assert_int_equal(refresh_count(t, "slow_mv"), 2);
+    assert_int_equal(pgt_refresh_count(t, "slow_mv"), 2);
     assert_int_equal(pgt_query_ll(t, "SELECT n FROM slow_mv"), 1);
 }
 
@@ -393,7 +366,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
                    "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "
                    "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
-    assert_int_equal(refresh_count(t, "slow_mv"), 1);
+    assert_int_equal(pgt_refresh_count(t, "slow_mv"), 1);
 }
 
 /* SIGHUP reloads the file; a broken file is reported and changes nothing. */
@@ -421,7 +394,7 @@ PGT_TEST(test_sighup_with_broken_config)
 
     /* Still working on the previous configuration. */
     pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
-    wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
     assert_true(pgt_daemon_alive(t));
 }
 
