@@ -843,7 +843,7 @@ int pgt_terminate(pgt_ctx *t, const char *fmt, ...)
     char *cond, *sql;
     long limit = pgt_scaled(TERMINATE_WAIT_MS);
     int64_t start = pgt_now_ms();
-    long long n;
+    long long n = 0;
 
     va_start(ap, fmt);
     cond = vformat(fmt, ap);

@@ -645,7 +645,7 @@ PGT_TEST(test_hostile_identifiers)
         {"схема", "per%cent.tbl", "mv.with.dots"},
     };
     enum { NOBJS = 3 };
-    char tables[NOBJS][300], views[NOBJS + 1][300], lits[NOBJS + 1][600], queries[NOBJS + 1][700];
+    char tables[NOBJS][520], views[NOBJS + 1][520], lits[NOBJS + 1][1100], queries[NOBJS + 1][2200];
     struct watched w[NOBJS + 1];
 
     for (int i = 0; i < NOBJS; i++) {
