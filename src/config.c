@@ -260,3 +260,17 @@ void mvr_config_log_changes(const struct mvr_config *old, const struct mvr_confi
             mvr_info(log, "setting %s changed", keys[i].name);
     }
 }
+
+int mvr_config_keep_startup_keys(struct mvr_config *fresh, const struct mvr_config *running)
+{
+    char err[64];
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (!keys[i].restart || keys[i].type != KEY_STRING)
+            continue;
+        const char *value = *(char *const *)(const void *)((const char *)running + keys[i].offset);
+        if (mvr_config_set(fresh, keys[i].name, value, err, sizeof err) != 0)
+            return -1;
+    }
+    return 0;
+}

@@ -36,6 +36,9 @@ int mvr_config_set(struct mvr_config *cfg, const char *key, const char *value, c
 /* Checks that concern several keys; -1 with a message in err. */
 int mvr_config_validate(const struct mvr_config *cfg, char *err, size_t errlen);
 void mvr_config_free(struct mvr_config *cfg);
+/* Give fresh the running values of the keys that only apply at start-up, so the running
+ * configuration always describes what is in effect (and a later reload warns again). */
+int mvr_config_keep_startup_keys(struct mvr_config *fresh, const struct mvr_config *running);
 /* Log each key whose value differs; keys that only apply at start-up say so. */
 void mvr_config_log_changes(const struct mvr_config *old, const struct mvr_config *new_cfg,
                             const struct mvr_log *log);

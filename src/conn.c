@@ -11,9 +11,13 @@
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_CAP 30.0
+/* Per host tried: a blackholed address or a server that accepts and stalls must not hold a
+ * connection (the listener, say) in "connecting" for minutes. */
+#define CONNECT_TIMEOUT 10.0
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void go_down(struct mvr_conn *c, const char *why);
 static void on_notice(void *arg, const char *message);
 
@@ -38,6 +42,9 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
     memset(c, 0, sizeof *c);
     ev_init(&c->io, io_cb);
     ev_init(&c->retry, retry_cb);
+    ev_init(&c->deadline, deadline_cb);
+    c->deadline.repeat = CONNECT_TIMEOUT;
+    c->fd = -1;
     c->loop = loop;
     c->log = log;
     c->hooks = hooks;
@@ -52,8 +59,13 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
  * (libpq tries each host in a multi-host conninfo), so always re-read it. */
 static void watch_socket(struct mvr_conn *c, int events)
 {
+    int fd = PQsocket(c->pg);
+
+    if (c->state == MVR_CONN_CONNECTING && fd != c->fd)
+        ev_timer_again(c->loop, &c->deadline); /* a new host: its own timeout */
+    c->fd = fd;
     ev_io_stop(c->loop, &c->io);
-    ev_io_set(&c->io, PQsocket(c->pg), events);
+    ev_io_set(&c->io, fd, events);
     ev_io_start(c->loop, &c->io);
 }
 
@@ -62,10 +74,10 @@ static PGconn *start_connect(const struct mvr_conn *c)
     /* Earlier keys are defaults that the DSN (expanded from dbname, which comes last)
      * overrides. Keepalives and tcp_user_timeout notice a silently dead TCP peer on an
      * otherwise idle LISTEN socket within about a minute, instead of the kernel's hours. */
-    const char *const keys[] = {"application_name",    "keepalives",       "keepalives_idle",
-                                "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                                "connect_timeout",     "dbname",           NULL};
-    const char *const values[] = {c->app_name, "1", "30", "10", "3", "60000", "10", c->dsn, NULL};
+    const char *const keys[] = {
+        "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout", "dbname",          NULL};
+    const char *const values[] = {c->app_name, "1", "30", "10", "3", "60000", c->dsn, NULL};
 
     return PQconnectStartParams(keys, values, 1);
 }
@@ -87,6 +99,8 @@ void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
 static void drop_pg(struct mvr_conn *c)
 {
     ev_io_stop(c->loop, &c->io);
+    ev_timer_stop(c->loop, &c->deadline);
+    c->fd = -1;
     if (c->held != NULL) {
         PQclear(c->held);
         c->held = NULL;
@@ -144,6 +158,21 @@ static void go_down(struct mvr_conn *c, const char *why)
     }
 }
 
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, deadline);
+
+    (void)loop;
+    (void)revents;
+    go_down(c, "timeout expired while connecting");
+}
+
+void mvr_conn_drop(struct mvr_conn *c, const char *why)
+{
+    if (c->state != MVR_CONN_DOWN)
+        go_down(c, why);
+}
+
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, retry);
@@ -165,6 +194,7 @@ static void connected(struct mvr_conn *c)
     else
         mvr_debug(c->log, "%s: connected to database \"%s\" on %s", c->name, PQdb(c->pg),
                   PQhost(c->pg));
+    ev_timer_stop(c->loop, &c->deadline);
     PQsetNoticeProcessor(c->pg, on_notice, c);
     c->loss_reported = false;
     c->backoff = BACKOFF_FIRST;

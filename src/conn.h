@@ -40,6 +40,8 @@ typedef void (*mvr_conn_result_fn)(struct mvr_conn *c, const PGresult *res, void
 struct mvr_conn {
     ev_io io; /* first member: the callback recovers the conn from the watcher */
     ev_timer retry;
+    ev_timer deadline; /* connect timeout: libpq ignores connect_timeout with PQconnectPoll */
+    int fd;            /* socket being watched, to notice libpq moving to the next host */
     struct ev_loop *loop;
     const struct mvr_log *log;
     const struct mvr_conn_hooks *hooks;
@@ -69,6 +71,9 @@ void mvr_conn_close(struct mvr_conn *c);
  * case the connection goes down. */
 int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const char *const *params,
                   mvr_conn_result_fn fn, void *arg);
+/* Treat the connection as lost (reconnecting if it would have): for a session that is up but
+ * unusable, e.g. LISTEN refused on a standby. Safe inside a result callback. */
+void mvr_conn_drop(struct mvr_conn *c, const char *why);
 /* Ask the server to cancel the running query; the result still arrives as usual. */
 void mvr_conn_cancel(struct mvr_conn *c);
 const char *mvr_conn_state_name(enum mvr_conn_state s);

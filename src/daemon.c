@@ -166,6 +166,21 @@ static void apply_config(struct mvr_daemon *d)
 
 /* ---- signals ---- */
 
+static void swap_config(struct mvr_daemon *d, struct mvr_config *fresh)
+{
+    mvr_config_log_changes(&d->cfg, fresh, &d->log);
+    /* What changed was logged; what needs a restart stays as it runs. */
+    if (mvr_config_keep_startup_keys(fresh, &d->cfg) != 0) {
+        mvr_error(&d->log, "out of memory; keeping the current configuration");
+        mvr_config_free(fresh);
+        return;
+    }
+    mvr_config_free(&d->cfg);
+    d->cfg = *fresh;
+    apply_config(d);
+    mvr_info(&d->log, "reloaded configuration from %s", d->opts->config_path);
+}
+
 static void reload_config(struct mvr_daemon *d)
 {
     struct mvr_config fresh;
@@ -173,16 +188,14 @@ static void reload_config(struct mvr_daemon *d)
 
     if (d->opts->config_path == NULL) {
         mvr_info(&d->log, "SIGHUP: no configuration file given; reloading the registry only");
-    } else if (mvr_config_load(&fresh, d->opts->config_path, err, sizeof err) != 0 ||
-               mvr_daemon_override(d->opts, &fresh, err, sizeof err) != 0) {
+    } else if (mvr_config_load(&fresh, d->opts->config_path, err, sizeof err) != 0) {
         mvr_error(&d->log, "%s; keeping the current configuration", err);
+    } else if (mvr_daemon_override(d->opts, &fresh, err, sizeof err) != 0) {
+        mvr_error(&d->log, "%s; keeping the current configuration", err);
+        mvr_config_free(&fresh);
     } else {
         /* Parsed and validated in full before anything changes: never half-applied. */
-        mvr_config_log_changes(&d->cfg, &fresh, &d->log);
-        mvr_config_free(&d->cfg);
-        d->cfg = fresh;
-        apply_config(d);
-        mvr_info(&d->log, "reloaded configuration from %s", d->opts->config_path);
+        swap_config(d, &fresh);
     }
     mvr_registry_request(&d->registry, false);
 }

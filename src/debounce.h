@@ -1,5 +1,6 @@
 /*
- * Per-view debounce as pure deadline arithmetic (no clock, no libev: callers pass "now").
+ * Per-view debounce as pure deadline arithmetic (no clock, no libev: callers pass "now",
+ * which the daemon reads from the monotonic clock).
  *
  * A view is due at min(last_change + debounce, first_change + max_wait): the quiet period
  * restarts on every change, and max_wait caps how long continuous writes can postpone a

@@ -13,7 +13,9 @@ static void listen_done(struct mvr_conn *c, const PGresult *res, void *arg)
     if (res == NULL)
         return; /* lost: we LISTEN again after the reconnect */
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        mvr_error(c->log, "listener: LISTEN failed: %s", PQresultErrorMessage(res));
+        /* E.g. a standby ("cannot execute LISTEN during recovery"): a session that cannot
+         * listen is no use; reconnect, and let libpq pick a host again. */
+        mvr_conn_drop(c, PQresultErrorMessage(res));
         return;
     }
     mvr_debug(c->log, "listener: listening on channels %s and %s", MVR_CHANNEL,

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "clock.h"
 #include "pool.h"
 
 static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason"
@@ -36,12 +37,12 @@ static void record_error(struct mvr_worker *w, const PGresult *res)
     snprintf(w->error, sizeof w->error, "%s", msg ? msg : "connection to the server was lost");
 }
 
-/* Seconds since the epoch as text, or NULL when nothing is pending. */
+/* A monotonic time as seconds since the epoch, as text; NULL when nothing is pending. */
 static const char *epoch_text(double t, char *buf, size_t len)
 {
     if (isnan(t))
         return NULL;
-    snprintf(buf, len, "%.6f", t);
+    snprintf(buf, len, "%.6f", mvr_clock_to_epoch(t));
     return buf;
 }
 
@@ -56,11 +57,10 @@ static void finish(struct mvr_worker *w)
     mvr_pool_worker_done(p, w);
 }
 
-/* The connection died mid-refresh: the outcome is a failure, to be recorded (and the view
- * retried) once the worker has reconnected. */
+/* The connection died: the outcome (a failure, unless only its recording was lost) is
+ * recorded, and a failed view retried, once the worker has reconnected. */
 static void await_reconnect(struct mvr_worker *w)
 {
-    w->ok = false;
     if (w->pool->stopping) {
         finish(w);
         return;
@@ -72,7 +72,11 @@ static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
 {
     struct mvr_worker *w = arg;
 
-    if (res != NULL && PQresultStatus(res) != PGRES_TUPLES_OK)
+    if (res == NULL) {
+        await_reconnect(w); /* record it once the connection is back */
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
         mvr_warning(c->log, "%s: cannot record the outcome for %s: %s", c->name, w->view->conf.name,
                     PQresultErrorMessage(res));
     finish(w);
@@ -109,7 +113,7 @@ static void send_end(struct mvr_worker *w)
 static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
 {
     struct mvr_worker *w = arg;
-    double ms = (ev_now(c->loop) - w->started) * 1000.0;
+    double ms = (mvr_clock_now() - w->started) * 1000.0;
 
     if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
         mvr_info(c->log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
@@ -184,6 +188,12 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
             send_end(w);
     } else if (PQntuples(res) != 1) {
         view_gone(w);
+    } else if (w->pool->stopping) {
+        /* SIGTERM arrived while BEGIN was in flight: start no new REFRESH. */
+        snprintf(w->error, sizeof w->error, "not started: the daemon is stopping");
+        snprintf(w->sqlstate, sizeof w->sqlstate, "57P01");
+        w->ok = false;
+        send_end(w);
     } else if (build_refresh(w, res, sql, sizeof sql) != 0) {
         snprintf(w->error, sizeof w->error, "cannot build the REFRESH statement");
         snprintf(w->sqlstate, sizeof w->sqlstate, "XX000");
@@ -191,8 +201,10 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
         send_end(w);
     } else {
         set_step(w, MVR_STEP_REFRESH);
-        if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0)
+        if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0) {
+            record_error(w, NULL);
             await_reconnect(w);
+        }
     }
 }
 
@@ -205,15 +217,17 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->ok = true;
     w->refreshed = false;
     w->sqlstate[0] = w->error[0] = '\0';
-    w->started = ev_now(w->conn.loop);
+    w->started = mvr_clock_now();
     /* From here on, a change to the view's tables is not covered by this refresh. */
     mvr_views_begin(w->pool->views, v);
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
     params[0] = oid;
     params[1] = epoch_text(mvr_debounce_pending_since(&v->deb), pending, sizeof pending);
     set_step(w, MVR_STEP_BEGIN);
-    if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0)
+    if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0) {
+        record_error(w, NULL);
         await_reconnect(w);
+    }
 }
 
 void mvr_refresh_resume(struct mvr_worker *w)

@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "container.h"
 
 #define RETRY_SECONDS 5.0
+/* Loads start at most this often: the control channel is open to every role. */
+#define MIN_INTERVAL 0.25
 
 static const char registry_sql[] = "SELECT * FROM mvrefresh.registry()";
 /* The first load of a daemon's life also closes status rows that a killed predecessor left
@@ -54,6 +57,8 @@ void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struc
     r->wanted = false;
     r->catch_up = false;
     r->loaded_once = false;
+    r->last_start = -MIN_INTERVAL;
+    r->views = r->tables = 0;
     r->loaded = loaded;
     r->owner = owner;
 }
@@ -167,11 +172,24 @@ static int parse_result(const PGresult *res, struct mvr_view_confs *confs)
     return 0;
 }
 
-static void retry_later(struct mvr_registry *r)
+static void retry_later(struct mvr_registry *r, double seconds)
 {
     r->wanted = true;
-    ev_timer_set(&r->retry, RETRY_SECONDS, 0.0);
+    ev_timer_set(&r->retry, seconds, 0.0);
     ev_timer_start(r->conn.loop, &r->retry);
+}
+
+/* INFO when the shape changed, DEBUG otherwise: anyone may NOTIFY the control channel, and a
+ * flood of reloads must not flood the log. */
+static void report_load(struct mvr_registry *r, const struct mvr_view_confs *confs)
+{
+    size_t tables = mvr_depmap_tables(&confs->deps);
+    bool changed = !r->loaded_once || confs->n != r->views || tables != r->tables;
+
+    mvr_log_write(r->conn.log, changed ? MVR_LOG_INFO : MVR_LOG_DEBUG,
+                  "registry loaded: %zu views, %zu tables", confs->n, tables);
+    r->views = confs->n;
+    r->tables = tables;
 }
 
 static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
@@ -180,34 +198,42 @@ static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
     struct mvr_view_confs confs;
     bool catch_up = r->catch_up;
 
-    (void)c;
-    if (res == NULL)
-        return; /* connection lost: conn_up loads again */
+    if (res == NULL) {
+        r->wanted = true; /* lost with the connection: conn_up loads again */
+        return;
+    }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         mvr_error(c->log, "cannot load the registry (is sql/mvrefresh.sql installed?): %s",
                   PQresultErrorMessage(res));
-        retry_later(r);
+        retry_later(r, RETRY_SECONDS);
         return;
     }
     if (parse_result(res, &confs) != 0) {
         mvr_error(c->log, "cannot load the registry: unexpected result or out of memory");
-        retry_later(r);
+        retry_later(r, RETRY_SECONDS);
         return;
     }
     r->catch_up = false;
+    report_load(r, &confs);
     r->loaded_once = true;
-    mvr_info(c->log, "registry loaded: %zu views, %zu tables", confs.n,
-             mvr_depmap_tables(&confs.deps));
     r->loaded(r, &confs, catch_up);
-    if (r->wanted)
-        start_load(r);
+    start_load(r);
 }
 
 static void start_load(struct mvr_registry *r)
 {
+    double wait = r->last_start + MIN_INTERVAL - mvr_clock_now();
+
     if (!r->wanted || r->conn.state != MVR_CONN_IDLE || ev_is_active(&r->retry))
         return;
-    if (mvr_conn_send(&r->conn, r->loaded_once ? registry_sql : first_sql, 0, NULL, on_result, r) ==
+    if (wait > 0) {
+        retry_later(r, wait); /* at most one load per MIN_INTERVAL, however many requests */
+        return;
+    }
+    r->wanted = false;
+    r->last_start = mvr_clock_now();
+    /* On failure the conn went down without calling on_result: ask again when it is back. */
+    if (mvr_conn_send(&r->conn, r->loaded_once ? registry_sql : first_sql, 0, NULL, on_result, r) !=
         0)
-        r->wanted = false;
+        r->wanted = true;
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "container.h"
 #include "graph.h"
 
@@ -28,6 +29,7 @@ void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mv
     set->max_wait = 30.0;
     set->backoff_max = 300.0;
     TAILQ_INIT(&set->due);
+    TAILQ_INIT(&set->retired);
     mvr_depmap_init(&set->deps);
     mvr_depmap_init(&set->downs);
     mvr_depmap_init(&set->ups);
@@ -81,13 +83,18 @@ static void walk_down(struct mvr_views *set, const struct mvr_view *v, bool forc
     const struct mvr_dep *down;
     size_t n = mvr_depmap_find(&set->downs, v->conf.oid, &down);
 
+    /* All direct readers first: one may also be reached through another reader below, and
+     * must still count as changed even if that other reader fails. */
+    for (size_t i = 0; i < n && force; i++) {
+        struct mvr_view *d = mvr_views_find(set, down[i].view);
+        if (d != NULL)
+            mvr_debounce_force(&d->deb, mvr_clock_now());
+    }
     for (size_t i = 0; i < n; i++) {
         struct mvr_view *d = mvr_views_find(set, down[i].view);
         if (d == NULL || d->seen_down == set->walk_down)
             continue;
         d->seen_down = set->walk_down;
-        if (force)
-            mvr_debounce_force(&d->deb, ev_now(set->loop));
         arm(set, d);
         walk_down(set, d, false);
     }
@@ -113,7 +120,7 @@ static void arm(struct mvr_views *set, struct mvr_view *v)
         ev_timer_stop(set->loop, &v->timer);
         return;
     }
-    delay = due - ev_now(set->loop);
+    delay = due - mvr_clock_now();
     if (delay <= DUE_SLACK) {
         /* A blocked view is re-armed when what blocks it settles (walk_down). */
         if (blocked(set, v))
@@ -170,7 +177,7 @@ size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
 {
     const struct mvr_dep *dep;
     size_t n = mvr_depmap_find(&set->deps, table, &dep);
-    double now = ev_now(set->loop);
+    double now = mvr_clock_now();
 
     for (size_t i = 0; i < n; i++) {
         struct mvr_view *v = mvr_views_find(set, dep[i].view);
@@ -210,6 +217,8 @@ static void view_free(struct mvr_views *set, struct mvr_view *v)
     ev_timer_stop(set->loop, &v->timer);
     if (v->queued)
         TAILQ_REMOVE(&set->due, v, link);
+    else if (v->removed)
+        TAILQ_REMOVE(&set->retired, v, link);
     free(v->conf.name);
     free(v);
 }
@@ -220,7 +229,7 @@ void mvr_views_end(struct mvr_views *set, struct mvr_view *v, bool ok)
         view_free(set, v);
         return;
     }
-    mvr_debounce_end(&v->deb, ev_now(set->loop), ok, BACKOFF_BASE, set->backoff_max);
+    mvr_debounce_end(&v->deb, mvr_clock_now(), ok, BACKOFF_BASE, set->backoff_max);
     arm(set, v);
     set->walk_down++;
     v->seen_down = set->walk_down;
@@ -248,7 +257,7 @@ static struct mvr_view *view_new(struct mvr_views *set, const struct mvr_view_co
     v->conf = *conf;
     mvr_debounce_init(&v->deb);
     /* Nobody heard the changes made before it was watched: refresh it once now. */
-    mvr_debounce_force(&v->deb, ev_now(set->loop));
+    mvr_debounce_force(&v->deb, mvr_clock_now());
     return v;
 }
 
@@ -258,9 +267,30 @@ static void retire(struct mvr_views *set, struct mvr_view *v)
     if (v->deb.running) {
         v->removed = true; /* the worker still points at it */
         ev_timer_stop(set->loop, &v->timer);
+        TAILQ_INSERT_TAIL(&set->retired, v, link);
     } else {
         view_free(set, v);
     }
+}
+
+/* A view unwatched and watched again while its refresh still runs must reuse that state:
+ * a second struct would start a second, concurrent REFRESH of the same view. */
+static struct mvr_view *revive(struct mvr_views *set, const struct mvr_view_conf *conf, double now)
+{
+    struct mvr_view *v;
+
+    TAILQ_FOREACH(v, &set->retired, link)
+    {
+        if (v->conf.oid == conf->oid) {
+            TAILQ_REMOVE(&set->retired, v, link);
+            v->removed = false;
+            free(v->conf.name);
+            v->conf = *conf;
+            mvr_debounce_force(&v->deb, now); /* nobody listened for it meanwhile */
+            return v;
+        }
+    }
+    return NULL;
 }
 
 static int cmp_conf(const void *a, const void *b)
@@ -276,7 +306,7 @@ static size_t adopt(struct mvr_views *set, struct mvr_view_confs *confs, struct 
                     bool catch_up)
 {
     size_t made = 0;
-    double now = ev_now(set->loop);
+    double now = mvr_clock_now();
 
     qsort(confs->items, confs->n, sizeof *confs->items, cmp_conf);
     for (size_t i = 0; i < confs->n; i++) {
@@ -291,6 +321,8 @@ static size_t adopt(struct mvr_views *set, struct mvr_view_confs *confs, struct 
                 mvr_debounce_force(&v->deb, now);
             free(v->conf.name);
             v->conf = *conf;
+        } else if ((v = revive(set, conf, now)) != NULL) {
+            mvr_info(set->log, "watching %s again", conf->name);
         } else if ((v = view_new(set, conf)) != NULL) {
             mvr_info(set->log, "watching %s", conf->name);
         } else {
@@ -357,6 +389,10 @@ void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool c
 
 void mvr_views_free(struct mvr_views *set)
 {
+    struct mvr_view *v;
+
+    while ((v = TAILQ_FIRST(&set->retired)) != NULL)
+        view_free(set, v);
     for (size_t i = 0; i < set->n; i++)
         view_free(set, set->items[i]);
     free(set->items);

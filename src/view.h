@@ -62,6 +62,7 @@ struct mvr_views {
     struct mvr_depmap downs; /* view -> watched views reading it (cascade targets) */
     struct mvr_depmap ups;   /* view -> watched views it reads (must settle first) */
     struct mvr_view_queue due;
+    struct mvr_view_queue retired; /* unwatched while refreshing; link reused (never queued) */
     double debounce, max_wait, backoff_max; /* daemon defaults, seconds */
     unsigned walk_up, walk_down;            /* generations of the current graph walks */
     void (*on_due)(void *owner);            /* a view entered the queue */

@@ -165,6 +165,32 @@ PGT_TEST(test_plain_view_in_the_middle)
     assert_fresh(t, "mv");
 }
 
+/* a feeds b and d; b also feeds d. When b keeps failing, d must still show a's change: it
+ * reads a directly, and a failing reader does not hold its own readers back for ever. */
+PGT_TEST(test_failing_middle_view_does_not_hide_a_change)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t VALUES (1, 1)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW a AS SELECT id, v FROM t");
+    /* Fails (division by zero) once a row has v = 99. */
+    pgt_exec(t, "CREATE MATERIALIZED VIEW b AS SELECT id, 1 / (v - 99) AS x FROM a");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW d AS "
+                "SELECT a.id, a.v, (SELECT count(*) FROM b) AS nb FROM a");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON a (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON b (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON d (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch(v, debounce => '50 ms', max_wait => '500 ms') "
+                "FROM unnest(ARRAY['a', 'b', 'd']::regclass[]) v");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "d", 1, DEADLINE_MS);
+
+    pgt_exec(t, "INSERT INTO t VALUES (2, 99)");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM a");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT failure_count > 0 FROM mvrefresh.status WHERE view = 'b'::regclass");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM d");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +198,7 @@ int main(void)
         PGT_UNIT(test_diamond),
         PGT_UNIT(test_partitioned_base_table),
         PGT_UNIT(test_plain_view_in_the_middle),
+        PGT_UNIT(test_failing_middle_view_does_not_hide_a_change),
     };
 
     if (getenv("PGT_FILTER") != NULL)

@@ -829,6 +829,62 @@ PGT_TEST(test_dropped_base_table_is_forgotten)
     dropped_object_case(t, "DROP TABLE a CASCADE", false);
 }
 
+/* The registry connection dies while its first load waits on a lock: the load must be asked
+ * for again once the connection is back, or the daemon would sit with no views at all. */
+PGT_TEST(test_registry_load_lost_with_its_connection)
+{
+    PGconn *locker = pgt_connect(t);
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '50 ms', max_wait => '500 ms')");
+    /* mark_interrupted() on the first load blocks behind this lock. */
+    pgt_exec_on(t, locker, "BEGIN");
+    pgt_exec_on(t, locker, "LOCK mvrefresh.refresh_state IN ACCESS EXCLUSIVE MODE");
+    pgt_daemon_start(t, NULL);
+    pgt_terminate(t, "query LIKE '%%mark_interrupted%%' AND wait_event_type = 'Lock'");
+    pgt_exec_on(t, locker, "COMMIT");
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
+/* Disabled and enabled again while its refresh runs: the view must never be refreshed twice
+ * at once (the running refresh keeps its state; the new registration reuses it). */
+PGT_TEST(test_rewatch_during_refresh_never_doubles)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
+    pgt_exec(t, "INSERT INTO go VALUES (false)");
+    pgt_exec(t, "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
+                "IF (SELECT slow FROM go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
+                "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
+    pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '50 ms', max_wait => '500 ms')");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "slow_mv", 1, DEADLINE_MS);
+
+    pgt_exec(t, "UPDATE go SET slow = true");
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND query LIKE '%%REFRESH MATERIALIZED VIEW%%' AND state = 'active'");
+    /* (unwatch() would wait for the refresh: dropping triggers needs a lock it holds.) */
+    pgt_exec(t, "UPDATE mvrefresh.view SET enabled = false");
+    pgt_log_wait(t, DEADLINE_MS, 1, "no longer watching public.slow_mv");
+    pgt_exec(t, "UPDATE mvrefresh.view SET enabled = true");
+    pgt_log_wait(t, DEADLINE_MS, 1, "watching public.slow_mv again");
+    pgt_assert_stays(t, 3000, "t",
+                     "SELECT count(*) <= 1 FROM pg_stat_activity WHERE datname = "
+                     "current_database() AND pid <> pg_backend_pid() "
+                     "AND query LIKE '%%REFRESH MATERIALIZED VIEW%%' "
+                     "AND state = 'active'");
+    pgt_exec(t, "UPDATE go SET slow = false");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT n FROM slow_mv");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -844,6 +900,8 @@ int main(void)
         PGT_UNIT(test_multi_host_dsn),
         PGT_UNIT(test_dropped_view_is_forgotten),
         PGT_UNIT(test_dropped_base_table_is_forgotten),
+        PGT_UNIT(test_registry_load_lost_with_its_connection),
+        PGT_UNIT(test_rewatch_during_refresh_never_doubles),
     };
 
     /* PGT_FILTER (a cmocka glob such as "*flood*") runs a subset. */
