@@ -1,0 +1,248 @@
+# shellcheck shell=bash
+# Scenarios 2 (listener throughput) and 5 (scale). Both use database bench_many: MAXV tables
+# t_0001.. each with a watched materialized view v_0001.., debounce = max_wait = 1 hour so no
+# refresh runs during a flood. A view is taken out of the daemon's registry with
+# enabled = false, which is how scale varies the number of watched views.
+#
+# A flood is measured "queued": the listener (mvrefreshd or bench/src/drain.c) is stopped
+# with SIGSTOP, N notifications are committed, then bench/src/resume.c sends SIGCONT and
+# times until the listener is idle and pg_notification_queue_usage() is back to 0 (it is
+# > 0 while any listener lags by a page or more: checked before every resume). The
+# listener's CPU time comes from /proc/PID/schedstat over the same interval.
+# "live" runs pgbench (2 clients, one NOTIFY per transaction) against a running listener.
+
+MANY_DB=bench_many
+
+many_setup() {
+    local maxv=0 k
+    for k in $S5_VIEWS; do [ "$k" -gt "$maxv" ] && maxv=$k; done
+    MAXV=$maxv
+    [ "$(q "SELECT count(*) FROM pg_database WHERE datname = '$MANY_DB'")" = 1 ] && return 0
+    bench_log "s2/s5: creating $MAXV tables and watched views"
+    createdb "$MANY_DB"
+    PGDATABASE=$MANY_DB qf -f "$BENCH_REPO/sql/mvrefresh.sql"
+    PGDATABASE=$MANY_DB qf <<SQL
+CREATE TABLE bench_view (n int PRIMARY KEY, tbl oid, view regclass);
+DO \$\$
+BEGIN
+    FOR i IN 1..$MAXV LOOP
+        EXECUTE format('CREATE TABLE t_%s (id int PRIMARY KEY, v int)', lpad(i::text, 4, '0'));
+        EXECUTE format('CREATE MATERIALIZED VIEW v_%s AS SELECT id, v FROM t_%s',
+                       lpad(i::text, 4, '0'), lpad(i::text, 4, '0'));
+        EXECUTE format('CREATE UNIQUE INDEX ON v_%s (id)', lpad(i::text, 4, '0'));
+        INSERT INTO bench_view VALUES (i, format('t_%s', lpad(i::text, 4, '0'))::regclass::oid,
+                                       format('v_%s', lpad(i::text, 4, '0'))::regclass);
+    END LOOP;
+END
+\$\$;
+SELECT count(mvrefresh.watch(view, debounce => '1 hour', max_wait => '1 hour')) FROM bench_view;
+-- ntx transactions of per_tx notifications each, payloads cycling through the OIDs of the
+-- first nviews tables (distinct within a transaction as long as per_tx <= nviews).
+CREATE PROCEDURE bench_flood(ntx int, per_tx int, nviews int)
+LANGUAGE plpgsql AS \$fn\$
+DECLARE
+    payloads text[] := ARRAY(SELECT tbl::text FROM bench_view WHERE n <= nviews ORDER BY n);
+    k int := 0;
+BEGIN
+    FOR t IN 1..ntx LOOP
+        FOR j IN 1..per_tx LOOP
+            PERFORM pg_notify('mvrefresh', payloads[1 + k % nviews]);
+            k := k + 1;
+        END LOOP;
+        COMMIT;
+    END LOOP;
+END
+\$fn\$;
+SQL
+    cat >"$WORK/live_notify.sql" <<'SQL'
+\set k random(1, :nviews)
+SELECT pg_notify('mvrefresh', tbl::text) FROM bench_view WHERE n = :k;
+SQL
+}
+
+many_enable() {
+    PGDATABASE=$MANY_DB qf -c "UPDATE mvrefresh.view v SET enabled = (b.n <= $1)
+                               FROM bench_view b WHERE b.view = v.view"
+}
+
+# flood_queued PID LABEL K NTX PER_TX: one queued flood; appends to $RAW/flood.tsv
+flood_queued() {
+    local pid=$1 label=$2 k=$3 ntx=$4 per=$5 usage res
+    kill -STOP "$pid"
+    PGDATABASE=$MANY_DB q "CALL bench_flood($ntx, $per, $k)" >/dev/null
+    usage=$(PGDATABASE=$MANY_DB q "SELECT pg_notification_queue_usage()")
+    awk -v u="$usage" 'BEGIN {exit !(u > 0)}' ||
+        bench_die "queue usage is $usage with the listener stopped: cannot detect the drain"
+    res=$(PGDATABASE=$MANY_DB "$BENCH_DIR/build/resume" "$pid") || bench_die "resume failed"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$k" "$((ntx * per))" "${res% *}" "${res#* }" >>"$RAW/flood.tsv"
+    bench_log "flood $label, $k views: $((ntx * per)) notifications in ${res% *} s, CPU ${res#* } s"
+}
+
+# flood_warmup PID K: one unrecorded flood (a tenth of the size), so the first measured one
+# does not pay for the server creating its queue segment files and the listener growing its
+# buffers.
+flood_warmup() {
+    kill -STOP "$1"
+    PGDATABASE=$MANY_DB q "CALL bench_flood($(( S2_N / 10 / $2 )), $2, $2)" >/dev/null
+    PGDATABASE=$MANY_DB "$BENCH_DIR/build/resume" "$1" >/dev/null || bench_die "resume failed"
+}
+
+# flood_live PID LABEL K: pgbench sends single-notification transactions for S2_LIVE_SECONDS.
+flood_live() {
+    local pid=$1 label=$2 k=$3 cpu0 cpu1 n t0 res
+    cpu0=$(proc_cpu_ns "$pid")
+    t0=$(now_s)
+    n=$(PGDATABASE=$MANY_DB "$PGBIN/pgbench" -n -f "$WORK/live_notify.sql" -c 2 -j 2 \
+            -T "$S2_LIVE_SECONDS" -D nviews="$k" "$MANY_DB" 2>"$LOGS/pgbench.err" |
+        awk '/^number of transactions actually processed/ {print $NF}')
+    [ -n "$n" ] || bench_die "live flood: pgbench failed: $(tail -n 5 "$LOGS/pgbench.err")"
+    # resume on a running process only waits for it to be idle with an empty queue.
+    res=$(PGDATABASE=$MANY_DB "$BENCH_DIR/build/resume" "$pid") || bench_die "resume failed"
+    cpu1=$(proc_cpu_ns "$pid")
+    awk -v l="$label" -v k="$k" -v n="$n" -v t0="$t0" -v t1="$(now_s)" -v c="$((cpu1 - cpu0))" \
+        -v lag="${res% *}" 'BEGIN {printf "%s\t%s\t%s\t%.6f\t%.6f\t%.6f\n", l, k, n, t1 - t0, c / 1e9, lag}' \
+        >>"$RAW/live.tsv"
+    bench_log "live $label: $n notifications in ${S2_LIVE_SECONDS} s, drained ${res% *} s after the writers stopped"
+}
+
+# daemon_measure_start K: start the daemon with K views enabled, record start-up figures.
+daemon_measure_start() {
+    local k=$1 log=$LOGS/s5_daemon_$1.log line t_reg t_done
+    many_enable "$k"
+    daemon_start "$MANY_DB" "$log"
+    wait_for 120 log_has_n "$log" "registry loaded: $k views" 1 ||
+        bench_die "no 'registry loaded: $k views' in $log"
+    wait_for 900 log_has_n "$log" "refreshed " "$k" ||
+        bench_die "catch-up refreshes did not finish; see $log"
+    line=$(grep -m1 "registry loaded: $k views" "$log")
+    t_reg=$(log_stamp_s "$line")
+    t_done=$(log_stamp_s "$(grep "refreshed " "$log" | tail -n 1)")
+    printf '%s\t%s\t%s\t%s\t%s\n' "$k" \
+        "$(awk -v a="$DAEMON_T0" -v b="$t_reg" 'BEGIN {printf "%.3f", b - a}')" \
+        "$(awk -v a="$DAEMON_T0" -v b="$t_done" 'BEGIN {printf "%.3f", b - a}')" \
+        "$(proc_rss_kb "$DAEMON_PID")" "$(proc_hwm_kb "$DAEMON_PID")" >>"$RAW/start.tsv"
+    bench_log "s5: $k views: registry loaded after $(tail -n 1 "$RAW/start.tsv" | cut -f2) s," \
+        "catch-up done after $(tail -n 1 "$RAW/start.tsv" | cut -f3) s, RSS $(proc_rss_kb "$DAEMON_PID") kB"
+}
+
+rss_after() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(proc_rss_kb "$3")" "$(proc_hwm_kb "$3")" >>"$RAW/rss.tsv"; }
+
+listener_run() {
+    local pid
+    many_setup
+    [ -f "$RAW/start.tsv" ] || printf 'views\tregistry_s\tcatchup_s\trss_kb\thwm_kb\n' >"$RAW/start.tsv"
+    [ -f "$RAW/flood.tsv" ] || printf 'listener\tviews\tn\twall_s\tcpu_s\n' >"$RAW/flood.tsv"
+    [ -f "$RAW/live.tsv" ] || printf 'listener\tviews\tn\twall_s\tcpu_s\tlag_s\n' >"$RAW/live.tsv"
+    [ -f "$RAW/rss.tsv" ] || printf 'when\tviews\trss_kb\thwm_kb\n' >"$RAW/rss.tsv"
+
+    daemon_measure_start "$MAXV"
+    flood_warmup "$DAEMON_PID" "$MAXV"
+    for _ in $(seq 1 "$RUNS"); do
+        flood_queued "$DAEMON_PID" mvrefreshd-big "$MAXV" $((S2_N / MAXV)) "$MAXV"
+        flood_queued "$DAEMON_PID" mvrefreshd-small "$MAXV" "$S2_SMALL_N" 1
+        flood_live "$DAEMON_PID" mvrefreshd "$MAXV"
+    done
+    rss_after "after floods" "$MAXV" "$DAEMON_PID"
+    if [ "$(log_count "$LOGS/s5_daemon_$MAXV.log" "refreshed ")" -ne "$MAXV" ]; then
+        bench_log "warning: the daemon refreshed during the floods"
+    fi
+    daemon_stop
+
+    "$BENCH_DIR/build/drain" "dbname=$MANY_DB" >"$LOGS/drain.out" 2>&1 &
+    pid=$!
+    bench_track "$pid"
+    wait_for 30 grep -q listening "$LOGS/drain.out" || bench_die "drain did not start"
+    flood_warmup "$pid" "$MAXV"
+    for _ in $(seq 1 "$RUNS"); do
+        flood_queued "$pid" drain-big "$MAXV" $((S2_N / MAXV)) "$MAXV"
+        flood_queued "$pid" drain-small "$MAXV" "$S2_SMALL_N" 1
+        flood_live "$pid" drain "$MAXV"
+    done
+    bench_stop_pid "$pid"
+    bench_log "drain: $(grep -o '[0-9]* notifications' "$LOGS/drain.out")"
+}
+
+scale_run() {
+    local k
+    many_setup
+    [ -f "$RAW/start.tsv" ] || printf 'views\tregistry_s\tcatchup_s\trss_kb\thwm_kb\n' >"$RAW/start.tsv"
+    [ -f "$RAW/flood.tsv" ] || printf 'listener\tviews\tn\twall_s\tcpu_s\n' >"$RAW/flood.tsv"
+    [ -f "$RAW/rss.tsv" ] || printf 'when\tviews\trss_kb\thwm_kb\n' >"$RAW/rss.tsv"
+    for k in $S5_VIEWS; do
+        # The largest size was measured by the listener scenario when it ran.
+        awk -F'\t' -v k="$k" '$2==k && $1=="mvrefreshd-big" {f=1} END {exit !f}' "$RAW/flood.tsv" &&
+            continue
+        daemon_measure_start "$k"
+        flood_warmup "$DAEMON_PID" "$k"
+        for _ in $(seq 1 "$RUNS"); do
+            flood_queued "$DAEMON_PID" mvrefreshd-big "$k" $((S2_N / k)) "$k"
+        done
+        rss_after "after floods" "$k" "$DAEMON_PID"
+        daemon_stop
+    done
+}
+
+# median over runs of column COL for rows of LISTENER and VIEWS in FILE
+med_of() { awk -F'\t' -v l="$2" -v k="$3" -v c="$4" '$1==l && $2==k {print $c}' "$1" | median; }
+
+listener_report() {
+    local l k=$MAXV n wall cpu
+    {
+        echo "### 2. Listener throughput ($MAXV watched tables; median of $RUNS run(s))"
+        echo
+        echo "Queued floods: the listener is paused, N notifications are committed, then it is resumed and timed until the server's queue is empty and it is idle."
+        echo
+        echo "| listener | flood | notifications | wall time | notifications/s | listener CPU | CPU per notification | notifications per CPU-second |"
+        echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for l in mvrefreshd drain; do
+            for kind in big small; do
+                n=$(med_of "$RAW/flood.tsv" "$l-$kind" "$k" 3)
+                wall=$(med_of "$RAW/flood.tsv" "$l-$kind" "$k" 4)
+                cpu=$(med_of "$RAW/flood.tsv" "$l-$kind" "$k" 5)
+                awk -v l="$l" -v kind="$kind" -v n="$n" -v w="$wall" -v c="$cpu" -v k="$k" 'BEGIN {
+                    name = (l == "drain") ? "bare drain loop (bench/src/drain.c)" : "mvrefreshd";
+                    what = (kind == "big") ? k " distinct per transaction" : "1 per transaction";
+                    printf "| %s | %s | %d | %.3f s | %.0f | %.3f s | %.3f µs | %.0f |\n",
+                        name, what, n, w, n / w, c, c / n * 1e6, n / c }'
+            done
+        done
+        echo
+        echo "Live: 2 pgbench clients commit one NOTIFY per transaction for ${S2_LIVE_SECONDS} s against a running listener."
+        echo
+        echo "| listener | notifications | notifications/s offered | listener CPU | CPU per notification | listener busy | drained after writers stopped |"
+        echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for l in mvrefreshd drain; do
+            awk -F'\t' -v l="$l" '$1==l {n[++i]=$3; w[i]=$4; c[i]=$5; g[i]=$6}
+                END {
+                    # the run with the median notification count
+                    for (a = 1; a <= i; a++) { r = 0; for (b = 1; b <= i; b++) if (n[b] < n[a]) r++;
+                        if (r == int((i - 1) / 2)) m = a }
+                    name = (l == "drain") ? "bare drain loop" : "mvrefreshd";
+                    printf "| %s | %d | %.0f | %.3f s | %.3f µs | %.1f %% | %.1f ms |\n",
+                        name, n[m], n[m] / w[m], c[m], c[m] / n[m] * 1e6, c[m] / w[m] * 100, g[m] * 1000 }' \
+                "$RAW/live.tsv"
+        done
+    } >"$RAW/s2_table.md"
+}
+
+scale_report() {
+    local k
+    {
+        echo "### 5. Scale (median of $RUNS run(s) per size)"
+        echo
+        echo "Start = from exec until the log says \`registry loaded\`, and until the start-up (catch-up) refresh of every view has finished. Queued floods of $S2_N notifications."
+        echo
+        echo "| watched views | registry loaded | all catch-up refreshes done | RSS after start | RSS after floods (peak) | CPU per notification | notifications per CPU-second |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        for k in $S5_VIEWS; do
+            awk -F'\t' -v k="$k" -v rss="$(awk -F'\t' -v k="$k" '$2==k {print $3 " " $4}' "$RAW/rss.tsv" | tail -n 1)" \
+                -v cpu="$(med_of "$RAW/flood.tsv" mvrefreshd-big "$k" 5)" \
+                -v n="$(med_of "$RAW/flood.tsv" mvrefreshd-big "$k" 3)" \
+                '$1==k {split(rss, r, " ");
+                        printf "| %d | %.3f s | %.2f s | %.1f MB | %.1f MB (%.1f MB) | %.3f µs | %.0f |\n",
+                            k, $2, $3, $4 / 1024, r[1] / 1024, r[2] / 1024, cpu / n * 1e6, n / cpu}' \
+                "$RAW/start.tsv"
+        done
+    } >"$RAW/s5_table.md"
+    awk -F'\t' 'NR > 1 && $1 == "mvrefreshd-big" {print $2 "\t" $5 / $3 * 1e6}' "$RAW/flood.tsv" >"$RAW/s5_plot.tsv"
+}
