@@ -7,6 +7,7 @@
 #include "clock.h"
 #include "container.h"
 #include "graph.h"
+#include "oidmap.h"
 
 /* Closer than this to its deadline a view is due: re-arming for a few microseconds would
  * only spin the loop. */
@@ -33,6 +34,7 @@ void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mv
     mvr_depmap_init(&set->deps);
     mvr_depmap_init(&set->downs);
     mvr_depmap_init(&set->ups);
+    mvr_oidmap_init(&set->index);
 }
 
 static double debounce_of(const struct mvr_views *set, const struct mvr_view *v)
@@ -173,7 +175,18 @@ struct mvr_view *mvr_views_find(const struct mvr_views *set, uint32_t oid)
     return hit ? *hit : NULL;
 }
 
-size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
+static void touch_one(struct mvr_views *set, struct mvr_view *v, double now)
+{
+    bool was_dirty = v->deb.dirty;
+
+    mvr_debounce_touch(&v->deb, now);
+    /* A change only moves the deadline later: an armed timer needs no update. */
+    if (!was_dirty || !ev_is_active(&v->timer))
+        arm(set, v);
+}
+
+/* Without the hash index (it could not be allocated): the sorted map, more slowly. */
+static size_t touch_slow(struct mvr_views *set, uint32_t table)
 {
     const struct mvr_dep *dep;
     size_t n = mvr_depmap_find(&set->deps, table, &dep);
@@ -181,14 +194,26 @@ size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
 
     for (size_t i = 0; i < n; i++) {
         struct mvr_view *v = mvr_views_find(set, dep[i].view);
-        if (v == NULL)
-            continue;
-        bool was_dirty = v->deb.dirty;
-        mvr_debounce_touch(&v->deb, now);
-        /* A change only moves the deadline later: an armed timer needs no update. */
-        if (!was_dirty || !ev_is_active(&v->timer))
-            arm(set, v);
+        if (v != NULL)
+            touch_one(set, v, now);
     }
+    return n;
+}
+
+size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
+{
+    void *const *hit;
+    size_t n;
+    double now;
+
+    if (set->index.slots == NULL)
+        return touch_slow(set, table);
+    n = mvr_oidmap_find(&set->index, table, &hit);
+    if (n == 0)
+        return 0;
+    now = mvr_clock_now();
+    for (size_t i = 0; i < n; i++)
+        touch_one(set, hit[i], now);
     return n;
 }
 
@@ -360,6 +385,26 @@ static void adopt_graph(struct mvr_views *set, struct mvr_depmap *downs)
     mvr_depmap_init(downs);
 }
 
+/* Resolve table -> views to pointers once per load: the notification path then costs one hash
+ * probe. Views only go away in mvr_views_apply, which rebuilds this. */
+static void build_index(struct mvr_views *set)
+{
+    uint32_t *oids = malloc((set->deps.n + 1) * sizeof *oids);
+    void **views = malloc((set->deps.n + 1) * sizeof *views);
+
+    mvr_oidmap_free(&set->index);
+    if (oids != NULL && views != NULL) {
+        for (size_t i = 0; i < set->deps.n; i++) {
+            oids[i] = set->deps.deps[i].table;
+            views[i] = mvr_views_find(set, set->deps.deps[i].view);
+        }
+        if (mvr_oidmap_build(&set->index, oids, views, set->deps.n) != 0)
+            mvr_warning(set->log, "out of memory: notifications take the slower path");
+    }
+    free(oids);
+    free(views);
+}
+
 void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool catch_up)
 {
     struct mvr_view **items = calloc(confs->n ? confs->n : 1, sizeof *items);
@@ -382,6 +427,7 @@ void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool c
     set->deps = confs->deps;
     mvr_depmap_init(&confs->deps);
     adopt_graph(set, &confs->downs);
+    build_index(set);
     mvr_view_confs_free(confs);
     for (size_t i = 0; i < set->n; i++)
         arm(set, set->items[i]);
@@ -401,6 +447,7 @@ void mvr_views_free(struct mvr_views *set)
     mvr_depmap_free(&set->deps);
     mvr_depmap_free(&set->downs);
     mvr_depmap_free(&set->ups);
+    mvr_oidmap_free(&set->index);
 }
 
 void mvr_view_confs_free(struct mvr_view_confs *confs)

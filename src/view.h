@@ -16,6 +16,7 @@
 #include "debounce.h"
 #include "depmap.h"
 #include "log.h"
+#include "oidmap.h"
 
 /* One registry row: immutable settings of a watched view. */
 struct mvr_view_conf {
@@ -59,6 +60,7 @@ struct mvr_views {
     struct mvr_view **items; /* sorted by oid */
     size_t n;
     struct mvr_depmap deps;  /* table -> views reading it */
+    struct mvr_oidmap index; /* the same, resolved to struct mvr_view pointers */
     struct mvr_depmap downs; /* view -> watched views reading it (cascade targets) */
     struct mvr_depmap ups;   /* view -> watched views it reads (must settle first) */
     struct mvr_view_queue due;
