@@ -154,11 +154,13 @@ PGT_TEST(test_plain_view_in_the_middle)
     pgt_exec(t, "CREATE OR REPLACE VIEW pv AS "
                 "SELECT t1.id, t1.v, t3.w FROM t1 JOIN t3 USING (id)");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger "
-                                     "WHERE tgrelid = 't2'::regclass AND tgname LIKE 'mvrefresh%%'"),
+    assert_int_equal(pgt_query_ll(t,
+                                  "SELECT count(*) FROM pg_trigger "
+                                  "WHERE tgrelid = 't2'::regclass AND tgname LIKE 'mvrefresh%%'"),
                      0);
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger "
-                                     "WHERE tgrelid = 't3'::regclass AND tgname LIKE 'mvrefresh%%'"),
+    assert_int_equal(pgt_query_ll(t,
+                                  "SELECT count(*) FROM pg_trigger "
+                                  "WHERE tgrelid = 't3'::regclass AND tgname LIKE 'mvrefresh%%'"),
                      2);
     pgt_exec(t, "INSERT INTO t3 VALUES (1, 30)");
     pgt_poll_until(t, DEADLINE_MS, "30", "SELECT w FROM mv WHERE id = 1");

@@ -31,8 +31,7 @@ static int setup(void **state)
 
     if (fx == NULL)
         return -1;
-    snprintf(fx->path, sizeof fx->path, "%s/mvr-config-test.XXXXXX",
-             dir && dir[0] ? dir : "/tmp");
+    snprintf(fx->path, sizeof fx->path, "%s/mvr-config-test.XXXXXX", dir && dir[0] ? dir : "/tmp");
     fd = mkstemp(fx->path);
     if (fd < 0) {
         free(fx);
@@ -246,8 +245,7 @@ static void test_error_max_concurrent_range(void **state)
     expect_load_error(*state, "[mvrefreshd]\n\nmax_concurrent = 65\n", 3, "max_concurrent", "65");
     expect_load_error(*state, "max_concurrent = -1\n", 1, "max_concurrent", NULL);
     expect_load_error(*state, "max_concurrent = 2.5\n", 1, "max_concurrent", NULL);
-    expect_load_error(*state, "max_concurrent = 99999999999999999999\n", 1, "max_concurrent",
-                      NULL);
+    expect_load_error(*state, "max_concurrent = 99999999999999999999\n", 1, "max_concurrent", NULL);
     expect_load_error(*state, "max_concurrent =\n", 1, "max_concurrent", NULL);
 }
 
@@ -273,8 +271,8 @@ static void test_error_bad_log_level(void **state)
 
 static void test_error_unknown_section(void **state)
 {
-    expect_load_error(*state, "[mvrefreshd]\nmax_concurrent = 3\n[other]\nmax_concurrent = 4\n",
-                      4, "other", NULL);
+    expect_load_error(*state, "[mvrefreshd]\nmax_concurrent = 3\n[other]\nmax_concurrent = 4\n", 4,
+                      "other", NULL);
 }
 
 static void test_error_syntax(void **state)
@@ -514,8 +512,7 @@ static void slurp(FILE *f, char *buf, size_t size)
 
 static bool is_name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
 /* Where key occurs in text as a whole word, or NULL. */
@@ -601,8 +598,7 @@ static void test_log_changes_restart_keys_and_levels(void **state)
     assert_non_null(out);
     assert_int_equal(mvr_config_load(old_cfg, NULL, fx->err, sizeof fx->err), 0);
     assert_int_equal(mvr_config_load(new_cfg, NULL, fx->err, sizeof fx->err), 0);
-    assert_int_equal(mvr_config_set(new_cfg, "application_name", "x", fx->err, sizeof fx->err),
-                     0);
+    assert_int_equal(mvr_config_set(new_cfg, "application_name", "x", fx->err, sizeof fx->err), 0);
     assert_int_equal(mvr_config_set(new_cfg, "log_level", "debug", fx->err, sizeof fx->err), 0);
     assert_int_equal(mvr_config_set(new_cfg, "lock_timeout", "1s", fx->err, sizeof fx->err), 0);
 

@@ -104,8 +104,7 @@ static void test_max_wait_caps_continuous_changes(void **state)
             fail_msg("touch %d at %.17g: due %.17g is past first + max_wait", i, now, due);
         if (now + DEB >= first + MAXW) {
             if (due != first + MAXW)
-                fail_msg("touch %d at %.17g: due %.17g, expected %.17g", i, now, due,
-                         first + MAXW);
+                fail_msg("touch %d at %.17g: due %.17g, expected %.17g", i, now, due, first + MAXW);
             capped = true;
         } else if (due != now + DEB) {
             fail_msg("touch %d at %.17g: due %.17g, expected %.17g", i, now, due, now + DEB);

@@ -24,10 +24,10 @@ static void check_find(const struct mvr_depmap *m, uint32_t table, const uint32_
     }
 }
 
-#define assert_views(m, table, ...)                                                            \
-    do {                                                                                       \
-        const uint32_t want_[] = {__VA_ARGS__};                                                \
-        check_find((m), (table), want_, sizeof want_ / sizeof want_[0], __LINE__);             \
+#define assert_views(m, table, ...)                                                                \
+    do {                                                                                           \
+        const uint32_t want_[] = {__VA_ARGS__};                                                    \
+        check_find((m), (table), want_, sizeof want_ / sizeof want_[0], __LINE__);                 \
     } while (0)
 
 static void assert_absent(const struct mvr_depmap *m, uint32_t table)

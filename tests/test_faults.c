@@ -870,7 +870,8 @@ PGT_TEST(test_rewatch_during_refresh_never_doubles)
     pgt_exec(t, "INSERT INTO t VALUES (1)");
     pgt_poll_until(t, DEADLINE_MS, "1",
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid() AND query LIKE '%%REFRESH MATERIALIZED VIEW%%' AND state = 'active'");
+                   "AND pid <> pg_backend_pid() AND query LIKE '%%REFRESH MATERIALIZED VIEW%%' AND "
+                   "state = 'active'");
     /* (unwatch() would wait for the refresh: dropping triggers needs a lock it holds.) */
     pgt_exec(t, "UPDATE mvrefresh.view SET enabled = false");
     pgt_log_wait(t, DEADLINE_MS, 1, "no longer watching public.slow_mv");

@@ -139,14 +139,10 @@ static void test_high_bytes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_valid_oids),
-        cmocka_unit_test(test_garbage),
-        cmocka_unit_test(test_leading_zero),
-        cmocka_unit_test(test_sign),
-        cmocka_unit_test(test_whitespace),
-        cmocka_unit_test(test_overflow),
-        cmocka_unit_test(test_huge_payloads),
-        cmocka_unit_test(test_high_bytes),
+        cmocka_unit_test(test_valid_oids),    cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_leading_zero),  cmocka_unit_test(test_sign),
+        cmocka_unit_test(test_whitespace),    cmocka_unit_test(test_overflow),
+        cmocka_unit_test(test_huge_payloads), cmocka_unit_test(test_high_bytes),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,7 +19,8 @@ static void check(const char *in, const char *want)
 static void test_uri_password_masked(void **state)
 {
     (void)state;
-    check("in URI: \"postgresql://bob:s3cr3t@[bad/db\"", "in URI: \"postgresql://bob:***@[bad/db\"");
+    check("in URI: \"postgresql://bob:s3cr3t@[bad/db\"",
+          "in URI: \"postgresql://bob:***@[bad/db\"");
     check("postgres://bob:p%40ss@host:5432/db", "postgres://bob:***@host:5432/db");
 }
 

@@ -158,8 +158,7 @@ static void build_sql(struct probe *p)
              "INSERT INTO %s (name, age, phone_num) VALUES ('probe', 30, '5550000') RETURNING id",
              t);
     snprintf(p->poll_sql, sizeof p->poll_sql, "SELECT coalesce(max(id), 0) FROM %s", v);
-    snprintf(p->refresh_sql, sizeof p->refresh_sql, "REFRESH MATERIALIZED VIEW CONCURRENTLY %s",
-             v);
+    snprintf(p->refresh_sql, sizeof p->refresh_sql, "REFRESH MATERIALIZED VIEW CONCURRENTLY %s", v);
     snprintf(p->state_sql, sizeof p->state_sql,
              "SELECT refreshing, extract(epoch FROM last_start), extract(epoch FROM last_finish)"
              " FROM mvrefresh.refresh_state WHERE view = %s::regclass",
@@ -310,8 +309,9 @@ static void run_isolated(struct probe *p)
         wait_recorded(p, c->commit, &start, &finish);
         printf("i %.6f %.6f %.6f %.6f\n", c->commit, c->visible, start, finish);
         fflush(stdout);
-        sleep_until(now() + (p->o->gap_min + (p->o->gap_max - p->o->gap_min) *
-                                                  ((double)rand() / RAND_MAX)) / 1000.0);
+        sleep_until(now() + (p->o->gap_min +
+                             (p->o->gap_max - p->o->gap_min) * ((double)rand() / RAND_MAX)) /
+                                1000.0);
     }
 }
 
