@@ -251,18 +251,12 @@ static void stop(struct mvr_daemon *d, const char *signame)
     ev_timer_start(d->loop, &d->shutdown_timer);
 }
 
-static void sigterm_cb(struct ev_loop *loop, ev_signal *w, int revents)
+/* SIGTERM and SIGINT mean the same: each watcher carries the daemon in its data pointer. */
+static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     (void)loop;
     (void)revents;
-    stop(MVR_CONTAINER_OF(w, struct mvr_daemon, sigterm), "SIGTERM");
-}
-
-static void sigint_cb(struct ev_loop *loop, ev_signal *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    stop(MVR_CONTAINER_OF(w, struct mvr_daemon, sigint), "SIGINT");
+    stop(w->data, w->signum == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 /* ---- lifecycle ---- */
@@ -285,8 +279,9 @@ static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, str
     mvr_views_init(&d->views, d->loop, &d->log, on_view_due, d);
     mvr_pool_init(&d->pool, d->loop, &d->log, &d->views, &pool_hooks, d);
     ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
-    ev_signal_init(&d->sigterm, sigterm_cb, SIGTERM);
-    ev_signal_init(&d->sigint, sigint_cb, SIGINT);
+    ev_signal_init(&d->sigterm, stop_cb, SIGTERM);
+    ev_signal_init(&d->sigint, stop_cb, SIGINT);
+    d->sigterm.data = d->sigint.data = d;
     ev_init(&d->shutdown_timer, shutdown_timer_cb);
     ev_init(&d->invalid_timer, invalid_timer_cb);
     d->invalid_timer.repeat = INVALID_LOG_INTERVAL;

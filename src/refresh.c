@@ -13,6 +13,8 @@ static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason"
 static const char end_sql[] =
     "SELECT mvrefresh.refresh_end($1::oid, $2::bool, $3, $4, $5, $6::float8)";
 
+static void send_end(struct mvr_worker *w);
+
 static const char *const step_names[] = {"none", "begin", "refresh", "end", "unrecorded"};
 
 const char *mvr_refresh_step_name(enum mvr_refresh_step step)
@@ -27,14 +29,20 @@ static void set_step(struct mvr_worker *w, enum mvr_refresh_step step)
     w->step = step;
 }
 
+static void fail(struct mvr_worker *w, const char *sqlstate, const char *message)
+{
+    w->ok = false;
+    snprintf(w->sqlstate, sizeof w->sqlstate, "%s", sqlstate);
+    snprintf(w->error, sizeof w->error, "%s", message);
+}
+
+/* The failure a result reports; no result means the connection broke. */
 static void record_error(struct mvr_worker *w, const PGresult *res)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 
-    w->ok = false;
-    snprintf(w->sqlstate, sizeof w->sqlstate, "%s", state ? state : "08006");
-    snprintf(w->error, sizeof w->error, "%s", msg ? msg : "connection to the server was lost");
+    fail(w, state ? state : "08006", msg ? msg : "connection to the server was lost");
 }
 
 /* A monotonic time as seconds since the epoch, as text; NULL when nothing is pending. */
@@ -66,6 +74,22 @@ static void await_reconnect(struct mvr_worker *w)
         return;
     }
     set_step(w, MVR_STEP_UNRECORDED);
+}
+
+/* Record the outcome now, or, when the step's result was lost with the connection, later. */
+static void conclude(struct mvr_worker *w, const PGresult *res)
+{
+    if (res == NULL)
+        await_reconnect(w);
+    else
+        send_end(w);
+}
+
+/* A step could not even be sent: the connection is gone. */
+static void lost(struct mvr_worker *w)
+{
+    record_error(w, NULL);
+    await_reconnect(w);
 }
 
 static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
@@ -124,10 +148,7 @@ static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
                     w->view->conf.name, ms, w->error, w->sqlstate);
     }
     w->refreshed = true;
-    if (res == NULL)
-        await_reconnect(w);
-    else
-        send_end(w);
+    conclude(w, res);
 }
 
 static void explain_plain(struct mvr_worker *w, const char *reason)
@@ -182,29 +203,20 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
         record_error(w, res);
         mvr_warning(c->log, "cannot start refreshing %s: %s (SQLSTATE %s)", w->view->conf.name,
                     w->error, w->sqlstate);
-        if (res == NULL)
-            await_reconnect(w);
-        else
-            send_end(w);
+        conclude(w, res);
     } else if (PQntuples(res) != 1) {
         view_gone(w);
     } else if (w->pool->stopping) {
         /* SIGTERM arrived while BEGIN was in flight: start no new REFRESH. */
-        snprintf(w->error, sizeof w->error, "not started: the daemon is stopping");
-        snprintf(w->sqlstate, sizeof w->sqlstate, "57P01");
-        w->ok = false;
+        fail(w, "57P01", "not started: the daemon is stopping");
         send_end(w);
     } else if (build_refresh(w, res, sql, sizeof sql) != 0) {
-        snprintf(w->error, sizeof w->error, "cannot build the REFRESH statement");
-        snprintf(w->sqlstate, sizeof w->sqlstate, "XX000");
-        w->ok = false;
+        fail(w, "XX000", "cannot build the REFRESH statement");
         send_end(w);
     } else {
         set_step(w, MVR_STEP_REFRESH);
-        if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0) {
-            record_error(w, NULL);
-            await_reconnect(w);
-        }
+        if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0)
+            lost(w);
     }
 }
 
@@ -224,10 +236,8 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     params[0] = oid;
     params[1] = epoch_text(mvr_debounce_pending_since(&v->deb), pending, sizeof pending);
     set_step(w, MVR_STEP_BEGIN);
-    if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0) {
-        record_error(w, NULL);
-        await_reconnect(w);
-    }
+    if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0)
+        lost(w);
 }
 
 void mvr_refresh_resume(struct mvr_worker *w)

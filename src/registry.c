@@ -11,11 +11,11 @@
 /* Loads start at most this often: the control channel is open to every role. */
 #define MIN_INTERVAL 0.25
 
-static const char registry_sql[] = "SELECT * FROM mvrefresh.registry()";
+#define REGISTRY_SQL "SELECT * FROM mvrefresh.registry()"
+static const char registry_sql[] = REGISTRY_SQL;
 /* The first load of a daemon's life also closes status rows that a killed predecessor left
  * "refreshing" (one daemon per database: nothing else can be refreshing now). */
-static const char first_sql[] = "SELECT mvrefresh.mark_interrupted();\n"
-                                "SELECT * FROM mvrefresh.registry()";
+static const char first_sql[] = "SELECT mvrefresh.mark_interrupted(); " REGISTRY_SQL;
 
 enum {
     COL_VIEW,

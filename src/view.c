@@ -267,8 +267,10 @@ void mvr_views_stop(struct mvr_views *set)
 
     for (size_t i = 0; i < set->n; i++)
         ev_timer_stop(set->loop, &set->items[i]->timer);
-    while ((v = mvr_views_pop(set)) != NULL)
-        ;
+    while ((v = TAILQ_FIRST(&set->due)) != NULL) {
+        TAILQ_REMOVE(&set->due, v, link);
+        v->queued = false;
+    }
 }
 
 static struct mvr_view *view_new(struct mvr_views *set, const struct mvr_view_conf *conf)

@@ -53,6 +53,16 @@ static char *vformat(const char *fmt, va_list ap)
     return s;
 }
 
+/* vformat for the pgt_* functions that own their SQL: out of memory fails the test. */
+static char *vformat_or_fail(pgt_ctx *t, const char *fmt, va_list ap)
+{
+    char *s = vformat(fmt, ap);
+
+    if (s == NULL)
+        failf("%s: out of memory", t->name);
+    return s;
+}
+
 /* ---- time --------------------------------------------------------------- */
 
 int64_t pgt_now_ms(void)
@@ -225,10 +235,8 @@ void pgt_exec_fails(pgt_ctx *t, char sqlstate[6], const char *fmt, ...)
     const char *state;
 
     va_start(ap, fmt);
-    sql = vformat(fmt, ap);
+    sql = vformat_or_fail(t, fmt, ap);
     va_end(ap);
-    if (sql == NULL)
-        failf("%s: out of memory", t->name);
     res = PQexec(t->conn, sql);
     if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
         char stmt[1024];
@@ -349,10 +357,8 @@ long pgt_poll_until(pgt_ctx *t, long timeout_ms, const char *expected, const cha
     int64_t start = pgt_now_ms();
 
     va_start(ap, fmt);
-    sql = vformat(fmt, ap);
+    sql = vformat_or_fail(t, fmt, ap);
     va_end(ap);
-    if (sql == NULL)
-        failf("%s: out of memory", t->name);
     for (;;) {
         if (check_sql(t, sql, expected, last, sizeof last)) {
             free(sql);
@@ -376,10 +382,8 @@ void pgt_assert_stays(pgt_ctx *t, long duration_ms, const char *expected, const 
     int64_t start = pgt_now_ms();
 
     va_start(ap, fmt);
-    sql = vformat(fmt, ap);
+    sql = vformat_or_fail(t, fmt, ap);
     va_end(ap);
-    if (sql == NULL)
-        failf("%s: out of memory", t->name);
     do {
         if (!check_sql(t, sql, expected, last, sizeof last)) {
             snprintf(msg, sizeof msg,
@@ -754,10 +758,8 @@ void pgt_admin_exec(pgt_ctx *t, const char *fmt, ...)
     char err[2048];
 
     va_start(ap, fmt);
-    sql = vformat(fmt, ap);
+    sql = vformat_or_fail(t, fmt, ap);
     va_end(ap);
-    if (sql == NULL)
-        failf("%s: out of memory", t->name);
     admin = PQconnectdb(admin_conninfo());
     if (PQstatus(admin) != CONNECTION_OK) {
         snprintf(err, sizeof err, "%s: cannot connect to the maintenance database: %s", t->name,
@@ -846,10 +848,8 @@ int pgt_terminate(pgt_ctx *t, const char *fmt, ...)
     long long n = 0;
 
     va_start(ap, fmt);
-    cond = vformat(fmt, ap);
+    cond = vformat_or_fail(t, fmt, ap);
     va_end(ap);
-    if (cond == NULL)
-        failf("%s: out of memory", t->name);
     /* Terminate in the same statement that finds them: no window for the pid to change. */
     sql = malloc(strlen(cond) + 512);
     if (sql == NULL) {
