@@ -575,6 +575,51 @@ AS $fn$
     ORDER BY v.view::pg_catalog.oid, b.oid;
 $fn$;
 
+-- Called by the daemon in the refresh's own transaction, right before the
+-- REFRESH: takes ACCESS SHARE on every relation the view reads (its tables, with
+-- their partitions and inheritance children, and its upstream views), in OID
+-- order. TRUNCATE and table rewrites (ALTER TABLE ... SET DATA TYPE; CLUSTER
+-- and VACUUM FULL keep row versions) are not MVCC-safe: a snapshot taken before they commit sees the
+-- new heap as empty. A REFRESH takes its snapshot when it starts and its locks
+-- as it plans, so one queued behind an ETL job's TRUNCATE + reload would read
+-- the reloaded table with an old snapshot and publish an empty view. Waiting
+-- here instead, in a statement of its own, means the REFRESH's snapshot is
+-- taken after whatever held these relations has committed. The session's
+-- lock_timeout applies to these waits like to any other. Returns how many
+-- relations it locked.
+CREATE OR REPLACE FUNCTION mvrefresh.lock_sources(view oid)
+RETURNS integer
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    rel    record;
+    locked integer := 0;
+BEGIN
+    FOR rel IN
+        SELECT n.nspname, c.relname, c.relkind
+        FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE d.view = lock_sources.view::pg_catalog.regclass
+          AND c.relkind IN ('r', 'p', 'm')
+        ORDER BY c.oid
+    LOOP
+        IF rel.relkind = 'm' THEN
+            -- LOCK TABLE refuses materialized views; a query takes the same
+            -- lock and keeps it until the transaction ends.
+            EXECUTE pg_catalog.format('SELECT FROM %I.%I LIMIT 0', rel.nspname, rel.relname);
+        ELSE
+            EXECUTE pg_catalog.format('LOCK TABLE %I.%I IN ACCESS SHARE MODE',
+                                      rel.nspname, rel.relname);
+        END IF;
+        locked := locked + 1;
+    END LOOP;
+    RETURN locked;
+END
+$fn$;
+
 -- Called by the daemon right before a refresh. Returning no row means "do not
 -- refresh": the view was dropped, is no longer a materialized view, or was
 -- unwatched. The names come back separately so the daemon quotes them itself

@@ -172,12 +172,16 @@ static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, s
     w->concurrent = PQgetvalue(res, 0, 2)[0] == 't';
     if (!w->concurrent)
         explain_plain(w, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
+    /* One implicit transaction: the timeouts are LOCAL to it, and the REFRESH takes its
+     * snapshot only once lock_sources() holds every relation the view reads (see there). */
     if (qnsp != NULL && qrel != NULL)
         n = snprintf(sql, len,
-                     "SET lock_timeout = %" PRId64 "; SET statement_timeout = %" PRId64 "; "
+                     "SET LOCAL lock_timeout = %" PRId64 "; "
+                     "SET LOCAL statement_timeout = %" PRId64 "; "
+                     "SELECT mvrefresh.lock_sources('%" PRIu32 "'::pg_catalog.oid); "
                      "REFRESH MATERIALIZED VIEW %s%s.%s",
                      w->pool->lock_timeout_ms, w->pool->statement_timeout_ms,
-                     w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
+                     w->view->conf.oid, w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
     PQfreemem(qnsp);
     PQfreemem(qrel);
     return n < 0 || (size_t)n >= len ? -1 : 0;

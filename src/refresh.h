@@ -2,7 +2,9 @@
  * One refresh on one worker connection, as a state machine:
  *   BEGIN   mvrefresh.refresh_begin(): marks the status row, returns the view's current
  *           schema and name and whether CONCURRENTLY can work (populated, unique index);
- *   REFRESH REFRESH MATERIALIZED VIEW [CONCURRENTLY] on PQescapeIdentifier'd names;
+ *   REFRESH one implicit transaction: mvrefresh.lock_sources() locks what the view reads,
+ *           then REFRESH MATERIALIZED VIEW [CONCURRENTLY] on PQescapeIdentifier'd names, so
+ *           the REFRESH's snapshot postdates any TRUNCATE or rewrite it had to wait for;
  *   END     mvrefresh.refresh_end(): records the outcome in the status row.
  * Every step is an asynchronous query; the loop never waits on the server.
  */
