@@ -164,6 +164,8 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     struct parse_state *st = user;
     char msg[sizeof st->msg];
 
+    if (name != NULL && strcmp(name, "dsn") == 0)
+        st->cfg->dsn_line = st->lineno; /* the dsn is only checked later, by main.c */
     if (section[0] != '\0' && strcmp(section, MVR_CONFIG_SECTION) != 0)
         snprintf(msg, sizeof msg, "unknown section [%s] (expected [%s])", section,
                  MVR_CONFIG_SECTION);

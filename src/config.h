@@ -25,6 +25,7 @@ struct mvr_config {
     int64_t max_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t retry_backoff_max_ms;
+    int dsn_line; /* line of the file's dsn key, 0 if none: for messages about the dsn */
 };
 
 /* Defaults, then the file at path (NULL: defaults only). On error returns -1 with

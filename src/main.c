@@ -1,12 +1,14 @@
 /* mvrefreshd: command line, configuration, exit codes. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "daemon.h"
-#include "redact.h"
+#include "dsn.h"
 
 #include <libpq-fe.h>
 
@@ -80,26 +82,103 @@ static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts)
     return -1;
 }
 
-/* A malformed DSN can never connect: say so once, at start, without echoing it (libpq's
- * message may quote it, password included). */
-static int check_dsn(const char *dsn)
+/* libpq decides which words are its keywords: one is, if "word=" parses. dsn.c only asks
+ * about words of [a-z0-9_], which cannot turn "word=" into anything but one keyword. */
+static bool libpq_knows(const char *word)
 {
-    char *err = NULL, msg[1024];
+    char conninfo[80];
     PQconninfoOption *opts;
+    bool known;
 
-    /* libpq's rule for expand_dbname: anything else is a plain database name. */
-    if (strchr(dsn, '=') == NULL && strncmp(dsn, "postgresql://", 13) != 0 &&
-        strncmp(dsn, "postgres://", 11) != 0)
-        return 0;
-    opts = PQconninfoParse(dsn, &err);
-    if (opts != NULL) {
-        PQconninfoFree(opts);
-        return 0;
+    if ((size_t)snprintf(conninfo, sizeof conninfo, "%s=", word) >= sizeof conninfo)
+        return false;
+    opts = PQconninfoParse(conninfo, NULL);
+    known = opts != NULL;
+    PQconninfoFree(opts);
+    return known;
+}
+
+static const char *option_value(const PQconninfoOption *opts, const char *keyword)
+{
+    for (; opts->keyword != NULL; opts++)
+        if (strcmp(opts->keyword, keyword) == 0)
+            return opts->val;
+    return NULL;
+}
+
+/* Say where the dsn came from: --dsn, or the file and the line of its dsn key. */
+static void report_malformed(const struct mvr_daemon_options *opts, const struct mvr_config *cfg,
+                             const char *msg)
+{
+    if (opts->dsn != NULL)
+        fprintf(stderr, "mvrefreshd: --dsn: malformed dsn: %s\n", msg);
+    else if (cfg->dsn_line > 0)
+        fprintf(stderr, "mvrefreshd: %s:%d: malformed dsn: %s\n", opts->config_path, cfg->dsn_line,
+                msg);
+    else
+        fprintf(stderr, "mvrefreshd: %s: malformed dsn: %s\n", opts->config_path, msg);
+}
+
+/* A dsn that cannot connect is refused once, at start. libpq's parse error is never shown: it
+ * quotes the text it choked on, which in a malformed DSN is often part of the password. dsn.c
+ * says what and where instead; libpq still decides whether the dsn is valid. */
+static int check_dsn(const struct mvr_daemon_options *opts, const struct mvr_config *cfg)
+{
+    const char *dsn = cfg->dsn;
+    PQconninfoOption *parsed;
+    char *err = NULL, msg[512];
+
+    if (!mvr_dsn_is_conninfo(dsn))
+        return 0; /* libpq takes it for a database name */
+    parsed = PQconninfoParse(dsn, &err);
+    if (parsed == NULL && err == NULL) {
+        fprintf(stderr, "mvrefreshd: out of memory\n");
+        return -1;
     }
-    mvr_redact(err ? err : "out of memory", msg, sizeof msg);
-    fprintf(stderr, "mvrefreshd: invalid dsn: %s", msg);
-    PQfreemem(err);
+    if (parsed == NULL) {
+        PQfreemem(err);
+        mvr_dsn_describe(dsn, libpq_knows, msg, sizeof msg);
+    } else {
+        int rc = mvr_dsn_check(dsn, option_value(parsed, "port"), msg, sizeof msg);
+        PQconninfoFree(parsed);
+        if (rc == 0)
+            return 0;
+    }
+    report_malformed(opts, cfg, msg);
     return -1;
+}
+
+/* libpq's reading, or dsn.c's lenient one: that also finds a password libpq cannot read. */
+static bool holds_password(const char *dsn)
+{
+    PQconninfoOption *parsed;
+    const char *password;
+    bool found = false;
+
+    if (!mvr_dsn_is_conninfo(dsn))
+        return false;
+    parsed = PQconninfoParse(dsn, NULL);
+    if (parsed != NULL) {
+        password = option_value(parsed, "password");
+        found = password != NULL && password[0] != '\0';
+        PQconninfoFree(parsed);
+    }
+    return found || mvr_dsn_has_password(dsn);
+}
+
+/* As libpq does for ~/.pgpass: a password in a file that others may read is no secret. Only a
+ * warning, printed before anything else is checked: the daemon still starts, the file is the
+ * operator's to fix. */
+static void warn_if_exposed(const char *path, const char *dsn)
+{
+    struct stat st;
+
+    if (path == NULL || !holds_password(dsn) || stat(path, &st) != 0 || (st.st_mode & 077) == 0)
+        return;
+    fprintf(stderr,
+            "mvrefreshd: WARNING: configuration file \"%s\" holds a password and has group or "
+            "other access (mode %04o); it should be readable by its owner only: chmod 600 %s\n",
+            path, (unsigned)(st.st_mode & 07777), path);
 }
 
 int main(int argc, char **argv)
@@ -115,12 +194,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "mvrefreshd: %s\n", err);
         return EXIT_CONFIG;
     }
+    /* The file's own dsn, before --dsn replaces it: the file holds the password either way. */
+    warn_if_exposed(opts.config_path, cfg.dsn);
     if (mvr_daemon_override(&opts, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "mvrefreshd: %s\n", err);
         mvr_config_free(&cfg);
         return EXIT_USAGE;
     }
-    if (check_dsn(cfg.dsn) != 0) {
+    if (check_dsn(&opts, &cfg) != 0) {
         mvr_config_free(&cfg);
         return opts.dsn != NULL ? EXIT_USAGE : EXIT_CONFIG;
     }

@@ -94,24 +94,138 @@ printf '[mvrefreshd]\nmax_concurrent = banana\n' >"$conf"
 run --config "$conf"
 check "non-numeric max_concurrent exits 78" 78 "$conf:2:" stderr
 
-# A malformed dsn can never connect: refused at start, without echoing the password.
-run --dsn 'postgresql://bob:s3cr3t-pw@[bad/db'
-check "malformed --dsn exits 64" 64 'invalid dsn' stderr
-if grep -q 's3cr3t-pw' "$out" "$err"; then
-    not_ok "malformed --dsn does not print the password" "password found in output"
-else
-    ok "malformed --dsn does not print the password"
-fi
+# ---- malformed DSNs: refused at start without a byte of the password ----
+# (libpq's own parse errors quote the text they choke on, often part of the password.)
 
-conf=$work/bad-dsn.ini
-printf '[mvrefreshd]\ndsn = host=x password=s3cr3t-pw dbname\n' >"$conf"
+pw=Zq9xW7kV3jQ # distinctive: no 3 bytes of it occur in a message by chance
+
+# no_fragment NAME SECRET: no output holds 3 bytes in a row of SECRET (longer fragments contain
+# one). The work directory's random name is masked first, so it cannot match by chance.
+no_fragment() {
+    local name=$1 secret=$2 i frags=$work/fragments found
+    : >"$frags"
+    for ((i = 0; i + 3 <= ${#secret}; i++)); do
+        printf '%s\n' "${secret:i:3}" >>"$frags"
+    done
+    found=$(sed "s|$work|WORK|g" "$out" "$err" | grep -oF -f "$frags" | head -n 1)
+    if [ -n "$found" ]; then
+        not_ok "$name" "\"$found\" (from the password) in the output"
+    else
+        ok "$name"
+    fi
+}
+
+# malformed NAME SECRET DSN WHAT: DSN is refused via --dsn (64) and via the file (78, naming
+# FILE:LINE), with WHAT (a regex) in the message and no fragment of SECRET anywhere.
+malformed() {
+    local name=$1 secret=$2 dsn=$3 what=$4 conf=$work/malformed.ini
+    run --dsn "$dsn"
+    check "$name: --dsn exits 64" 64 "^mvrefreshd: --dsn: malformed dsn: $what" stderr
+    no_fragment "$name: --dsn does not print the password" "$secret"
+    printf '[mvrefreshd]\nmax_concurrent = 2\ndsn = %s\n' "$dsn" >"$conf"
+    chmod 600 "$conf"
+    run --config "$conf"
+    check "$name: in the file exits 78" 78 "^mvrefreshd: $conf:3: malformed dsn: $what" stderr
+    no_fragment "$name: in the file does not print the password" "$secret"
+}
+
+malformed "space in a password" "Zq9xW7 kV3jQ" "host=x password=Zq9xW7 kV3jQ dbname=d" \
+    'a word without "=" at byte 24 \(after the value of "password"\)'
+malformed "space in a password, then =" "Zq9xW7 kV3jQ=1" \
+    "host=x password=Zq9xW7 kV3jQ=1 dbname=d" \
+    'unknown keyword at byte 24 \(after the value of "password"\)'
+malformed "space and = in a password" "Zq9xW7 =kV3jQ" "host=x password=Zq9xW7 =kV3jQ" \
+    '"=" without a keyword at byte 24'
+malformed "unterminated quote" "Zq9xW7 kV3jQ" "host=x password='Zq9xW7 kV3jQ" \
+    'unterminated quote at byte 17 \(in the value of "password"\)'
+malformed "value missing at the end" "$pw" "host=x password=$pw dbname" \
+    'a word without "=" at byte 29'
+malformed "bad percent-encoding in a URI password" "Zq9%zzW7kV3jQ" \
+    "postgresql://u:Zq9%zzW7kV3jQ@h/db" 'bad percent-encoding at byte 19 \(in the password\)'
+malformed "cut percent-encoding in a URI password" "${pw}%4" "postgresql://u:${pw}%4@h/db" \
+    'bad percent-encoding at byte 27'
+malformed "%00 in a URI password" "Zq9%00W7kV3jQ" "postgresql://u:Zq9%00W7kV3jQ@h/db" \
+    'a percent-encoded zero byte at byte 19'
+malformed "unterminated [ after a URI password" "$pw" "postgresql://bob:$pw@[bad/db" \
+    'unterminated "\[" at byte 30'
+malformed "empty [] after a URI password" "$pw" "postgresql://bob:$pw@[]/db" \
+    'empty IPv6 address "\[\]" at byte 30'
+malformed "a character after ] in a URI" "$pw" "postgresql://bob:$pw@[::1]x/db" \
+    'unexpected character after "\]" at byte 35'
+malformed "& in a URI query password" "Zq9xW7&kV3jQ" "postgresql://bob@h/db?password=Zq9xW7&kV3jQ" \
+    'query parameter without "=" at byte 39 \(after the value of "password"\)'
+malformed "& and = in a URI query password" "Zq9xW7&kV3jQ=1" \
+    "postgresql://bob@h/db?password=Zq9xW7&kV3jQ=1" 'unknown query parameter at byte 39'
+malformed "= in a URI query password" "Zq9x=W7kV3jQ" "postgresql://bob@h/db?password=Zq9x=W7kV3jQ" \
+    'a second "=" at byte 36 \(in query parameter "password"\)'
+malformed "bad percent-encoding in a URI query password" "Zq9%zzW7kV3jQ" \
+    "postgresql://bob@h/db?password=Zq9%zzW7kV3jQ" \
+    'bad percent-encoding at byte 35 \(in the value of "password"\)'
+# libpq parses these, but part of the password lands in the port or the host, which its
+# connection error would quote.
+malformed "/ in a URI password (the rest lands in the port)" "Zq9x/W7kV3jQ" \
+    "postgresql://bob:Zq9x/W7kV3jQ@h/db" 'a port is not a number from 1 to 65535; .*%2F'
+malformed "@ in a URI password (the rest lands in the host)" "Zq9x@W7kV3jQ" \
+    "postgresql://bob:Zq9x@W7kV3jQ@h/db" '"@" inside a host at byte 30; .*%40'
+malformed "a port that is no number" "$pw" "postgresql://bob:$pw@host:sec/db" \
+    'a port is not a number'
+
+# ---- a password in a file others may read: a WARNING at start ----
+# A malformed dsn (with its password) makes these runs end after the warning.
+
+# no_warning NAME STATUS: exit STATUS and no WARNING.
+no_warning() {
+    if [ "$status" -ne "$2" ]; then
+        not_ok "$1" "exit status $status, expected $2"
+    elif grep -q WARNING "$err"; then
+        not_ok "$1" "unexpected WARNING"
+    else
+        ok "$1"
+    fi
+}
+
+conf=$work/exposed.ini
+printf '[mvrefreshd]\ndsn = host=x password=Zq9xW7 kV3jQ\n' >"$conf"
+chmod 644 "$conf"
 run --config "$conf"
-check "malformed dsn in the file exits 78" 78 'invalid dsn' stderr
-if grep -q 's3cr3t-pw' "$out" "$err"; then
-    not_ok "malformed dsn in the file does not print the password" "password found in output"
-else
-    ok "malformed dsn in the file does not print the password"
-fi
+check "password in a 0644 file: WARNING with its mode and chmod 600" 78 \
+    "^mvrefreshd: WARNING: configuration file \"$conf\" .*mode 0644.*chmod 600 $conf" stderr
+no_fragment "password in a 0644 file: the WARNING does not print it" "Zq9xW7 kV3jQ"
+chmod 640 "$conf"
+run --config "$conf"
+check "password in a 0640 file: WARNING" 78 "WARNING: .*mode 0640" stderr
+chmod 600 "$conf"
+run --config "$conf"
+no_warning "password in a 0600 file: no WARNING" 78
+
+printf '[mvrefreshd]\ndsn = host=x dbname=d user\n' >"$conf"
+chmod 644 "$conf"
+run --config "$conf"
+no_warning "no password in a 0644 file: no WARNING" 78
+printf "[mvrefreshd]\ndsn = host=x password='' dbname\n" >"$conf"
+run --config "$conf"
+no_warning "empty password in a 0644 file: no WARNING" 78
+
+# The file holds the password even when --dsn overrides it.
+printf '[mvrefreshd]\ndsn = postgresql://bob:%s@h/db\n' "$pw" >"$conf"
+run --config "$conf" --dsn "host=x dbname"
+check "password in a 0644 file, --dsn given: WARNING" 64 "WARNING: .*mode 0644" stderr
+
+# A valid dsn: the daemon starts (and keeps trying to connect), so wait until it has logged
+# its start (its signal handlers are in place then; the warning comes before), then stop it.
+printf '[mvrefreshd]\ndsn = postgresql://bob:%s@/db\n' "$pw" >"$conf"
+env PGHOST="$work/no-server" PGPORT=1 PGCONNECT_TIMEOUT=1 \
+    timeout 10 "$bin" --config "$conf" >"$out" 2>"$err" &
+pid=$!
+for ((i = 0; i < 100; i++)); do
+    grep -q ' starting: ' "$err" && break
+    sleep 0.1
+done
+kill -TERM "$pid" 2>/dev/null
+wait "$pid"
+status=$? # SIGTERM: a graceful stop, status 0
+check "password in a 0644 file, valid dsn: WARNING at start" 0 "WARNING: .*mode 0644" stderr
+no_fragment "password in a 0644 file, valid dsn: not printed" "$pw"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
