@@ -22,10 +22,74 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- Re-running the script would otherwise print a NOTICE per existing object.
 SET LOCAL client_min_messages = warning;
 
+-- Whoever owns the schema, or anything in it, can replace the functions the
+-- daemon calls, and the daemon often runs as a powerful role. So an existing
+-- mvrefresh schema is only taken over when it and everything in it belong to
+-- the installing role or to a superuser; anything else is refused before a
+-- single object is created. (The daemon checks the same at every connect.)
+DO $do$
+DECLARE
+    odd record;
+BEGIN
+    SELECT o.kind, o.name, r.rolname AS owner INTO odd
+    FROM (
+        SELECT 'schema' AS kind, n.nspname::pg_catalog.text AS name, n.nspowner AS owner
+        FROM pg_catalog.pg_namespace n WHERE n.nspname = 'mvrefresh'
+      UNION ALL
+        SELECT 'function', p.oid::pg_catalog.regprocedure::pg_catalog.text, p.proowner
+        FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'mvrefresh'
+      UNION ALL
+        SELECT 'relation', c.oid::pg_catalog.regclass::pg_catalog.text, c.relowner
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'mvrefresh'
+      UNION ALL
+        SELECT 'type', t.oid::pg_catalog.regtype::pg_catalog.text, t.typowner
+        FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+        WHERE n.nspname = 'mvrefresh'
+    ) AS o
+    JOIN pg_catalog.pg_roles r ON r.oid = o.owner
+    WHERE r.rolname <> current_user AND NOT r.rolsuper
+    LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+            MESSAGE = pg_catalog.format(
+                'cannot install mvrefresh: %s %s is owned by role %I, which is neither the installing role (%I) nor a superuser',
+                odd.kind, odd.name, odd.owner, current_user),
+            DETAIL = 'Whoever owns the schema mvrefresh or an object in it can replace the functions mvrefreshd calls, and with them run code with the daemon''s rights.',
+            HINT = 'Inspect the schema, then drop it or hand it over (ALTER ... OWNER TO) before installing.';
+    END IF;
+END
+$do$;
+
 CREATE SCHEMA IF NOT EXISTS mvrefresh;
 
 COMMENT ON SCHEMA mvrefresh IS
     'mvrefresh: materialized views refreshed by mvrefreshd when their base tables change';
+
+--------------------------------------------------------------------------------
+-- The daemon's role
+--------------------------------------------------------------------------------
+
+-- Everything mvrefreshd calls is granted to this role and to nobody else, so
+-- the daemon's login role needs one statement: GRANT mvrefresh_daemon TO it.
+-- Roles belong to the whole cluster; each database's install grants to the same
+-- one. Creating it needs CREATEROLE: without, the install goes on and only
+-- superusers (and the installing role) can run the daemon.
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = 'mvrefresh_daemon') THEN
+        BEGIN
+            CREATE ROLE mvrefresh_daemon NOLOGIN;
+            COMMENT ON ROLE mvrefresh_daemon IS
+                'mvrefresh: may run mvrefreshd (GRANT mvrefresh_daemon TO the daemon''s login role)';
+        EXCEPTION WHEN insufficient_privilege THEN
+            RAISE WARNING 'mvrefresh: cannot create role mvrefresh_daemon: %', SQLERRM
+                USING HINT = 'A role with CREATEROLE can run: CREATE ROLE mvrefresh_daemon NOLOGIN; then install again.';
+        END;
+    END IF;
+END
+$do$;
 
 --------------------------------------------------------------------------------
 -- Registry
@@ -110,6 +174,150 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
 );
 
 --------------------------------------------------------------------------------
+-- Who may do what
+--------------------------------------------------------------------------------
+--
+-- A registration belongs to the view's owner. Only roles with the privileges
+-- of the owner (members that inherit it) and superusers may watch, unwatch,
+-- retune or pause a view; everybody else is refused with SQLSTATE 42501. The
+-- rule is enforced in the database: watch() and unwatch() check it, and the
+-- only direct write anyone is granted (UPDATE of the tuning columns) goes
+-- through a trigger that checks it too. Registry rows and status rows are
+-- visible only to roles that may SELECT the view (errors can quote data). The
+-- refresh bookkeeping can only be written through the daemon's functions,
+-- which only mvrefresh_daemon may execute.
+
+-- The role the session acts as: its SET ROLE, or else its login role. A
+-- SECURITY DEFINER function sees its own owner as current_user, so watch() and
+-- unwatch() ask this instead. It is never more than the session could do by
+-- itself (a session can always RESET ROLE), and SET ROLE cannot change while
+-- a SECURITY DEFINER function runs, so a caller cannot dress up as another.
+CREATE OR REPLACE FUNCTION mvrefresh.acting_role()
+RETURNS name
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE pg_catalog.current_setting('role')
+               WHEN 'none' THEN session_user
+               ELSE pg_catalog.current_setting('role')::pg_catalog.name
+           END;
+$fn$;
+
+-- May role `who` manage the registration of `view`? Yes when it has the
+-- privileges of the view's owner (superusers have everyone's), or of the
+-- owner of the mvrefresh schema (who owns the registry tables anyway). A
+-- relation that no longer exists protects nothing: its rows may be cleaned up.
+CREATE OR REPLACE FUNCTION mvrefresh.may_manage(view regclass, who name)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT COALESCE(
+        (SELECT pg_catalog.pg_has_role(may_manage.who, c.relowner, 'USAGE')
+                OR pg_catalog.pg_has_role(may_manage.who, n.nspowner, 'USAGE')
+         FROM pg_catalog.pg_class c, pg_catalog.pg_namespace n
+         WHERE c.oid = may_manage.view AND n.nspname = 'mvrefresh'),
+        true);
+$fn$;
+
+-- The same rule as an error, for functions and triggers to call.
+CREATE OR REPLACE FUNCTION mvrefresh.require_owner(view regclass, who name, action text)
+RETURNS void
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    owner name;
+BEGIN
+    IF mvrefresh.may_manage(require_owner.view, require_owner.who) THEN
+        RETURN;
+    END IF;
+    SELECT r.rolname INTO owner
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+    WHERE c.oid = require_owner.view;
+    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+        MESSAGE = pg_catalog.format('permission denied to %s materialized view %s',
+                                    require_owner.action, require_owner.view),
+        DETAIL = pg_catalog.format('Role %I does not have the privileges of its owner, role %I.',
+                                   require_owner.who, owner),
+        HINT = 'Only the owner of a view (or a member of the owning role) and superusers may watch, unwatch, retune or pause it.';
+END
+$fn$;
+
+-- Held to the same rule: hand-made INSERT, UPDATE and DELETE on the registry.
+-- current_user is the real caller here (inside watch() it is the installer,
+-- and watch() has checked already).
+CREATE OR REPLACE FUNCTION mvrefresh.check_owner()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        PERFORM mvrefresh.require_owner(OLD.view, current_user,
+                                        CASE TG_OP WHEN 'DELETE' THEN 'unwatch' ELSE 'retune' END);
+    END IF;
+    IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.view IS DISTINCT FROM OLD.view) THEN
+        PERFORM mvrefresh.require_owner(NEW.view, current_user, 'watch');
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS view_owner_guard ON mvrefresh.view;
+CREATE TRIGGER view_owner_guard
+    BEFORE INSERT OR UPDATE OR DELETE ON mvrefresh.view
+    FOR EACH ROW EXECUTE FUNCTION mvrefresh.check_owner();
+
+-- Row visibility. The tables' owner (the installer) is not subject to it, nor
+-- are superusers, nor the SECURITY DEFINER functions below.
+ALTER TABLE mvrefresh.view ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mvrefresh.dependency ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mvrefresh.refresh_state ENABLE ROW LEVEL SECURITY;
+
+DROP POLICY IF EXISTS view_visible ON mvrefresh.view;
+CREATE POLICY view_visible ON mvrefresh.view FOR SELECT
+    USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'));
+-- Rows one can see can be aimed at; check_owner() then decides, so that a
+-- non-owner gets an error instead of a silent "UPDATE 0".
+DROP POLICY IF EXISTS view_retune ON mvrefresh.view;
+CREATE POLICY view_retune ON mvrefresh.view FOR UPDATE
+    USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'))
+    WITH CHECK (true);
+DROP POLICY IF EXISTS dependency_visible ON mvrefresh.dependency;
+CREATE POLICY dependency_visible ON mvrefresh.dependency FOR SELECT
+    USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'));
+-- refresh_state has no policy: nobody but its owner reads or writes it
+-- directly; people read mvrefresh.status.
+
+-- Start from nothing on every install, so that grants from older versions (or
+-- made by hand) cannot keep a path around these rules; then grant exactly this.
+DO $do$
+DECLARE
+    g record;
+BEGIN
+    FOR g IN
+        SELECT DISTINCT c.oid::pg_catalog.regclass AS tbl, a.grantee
+        FROM pg_catalog.pg_class c
+        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
+        WHERE c.oid IN ('mvrefresh.view'::pg_catalog.regclass,
+                        'mvrefresh.dependency'::pg_catalog.regclass,
+                        'mvrefresh.refresh_state'::pg_catalog.regclass)
+          AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', g.tbl,
+            CASE g.grantee WHEN 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+    END LOOP;
+END
+$do$;
+GRANT SELECT ON mvrefresh.view, mvrefresh.dependency TO PUBLIC;
+GRANT UPDATE (debounce, max_wait, "concurrently", enabled) ON mvrefresh.view TO PUBLIC;
+
+--------------------------------------------------------------------------------
 -- Registry consistency
 --------------------------------------------------------------------------------
 
@@ -124,6 +332,8 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
 CREATE OR REPLACE FUNCTION mvrefresh.check_dependency()
 RETURNS trigger
 LANGUAGE plpgsql
+-- It must see every row, not only those the caller may read.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
@@ -172,6 +382,8 @@ CREATE CONSTRAINT TRIGGER dependency_acyclic
 CREATE OR REPLACE FUNCTION mvrefresh.check_not_upstream()
 RETURNS trigger
 LANGUAGE plpgsql
+-- It must see every row, not only those the caller may read.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -357,6 +569,28 @@ BEGIN
 END
 $fn$;
 
+-- From PostgreSQL 17 on, REFRESH needs only the MAINTAIN privilege on the
+-- view. watch() grants it to mvrefresh_daemon (the owner asked for the view to
+-- be refreshed; MAINTAIN allows nothing but maintenance of this one view), and
+-- unwatch() takes it back, so a daemon role needs no membership in the owners'
+-- roles. Before 17 only ownership will do: see the README's Security section.
+CREATE OR REPLACE FUNCTION mvrefresh.grant_maintain(view regclass, grant_it boolean)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.current_setting('server_version_num')::integer >= 170000
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = 'mvrefresh_daemon')
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = grant_maintain.view) THEN
+        EXECUTE pg_catalog.format(
+            CASE WHEN grant_it THEN 'GRANT MAINTAIN ON %s TO mvrefresh_daemon'
+                 ELSE 'REVOKE MAINTAIN ON %s FROM mvrefresh_daemon' END,
+            grant_maintain.view);
+    END IF;
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION mvrefresh.watch(
     view         regclass,
     debounce     interval DEFAULT '1 second',
@@ -364,9 +598,14 @@ CREATE OR REPLACE FUNCTION mvrefresh.watch(
     concurrently boolean  DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql
+-- Runs as the installer: it writes the registry, which only these functions
+-- may, and puts triggers on tables the caller may not own. Who the caller is
+-- comes from acting_role(), and it is checked before anything changes.
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
+    who    name := mvrefresh.acting_role();
     src    record;
     bases  regclass[] := '{}';  -- every dependency: tables and upstream views
     tables regclass[] := '{}';  -- the ones that get triggers
@@ -404,6 +643,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'concurrently must not be NULL';
     END IF;
+    PERFORM mvrefresh.require_owner(watch.view, who, 'watch');
 
     -- Serialize watch()/unwatch(): deciding which triggers are still needed
     -- must not race with another session registering a view on the same table,
@@ -432,6 +672,16 @@ BEGIN
                                              src.source::pg_catalog.text);
             END IF;
         ELSE
+            -- A trigger runs on every write to the table: creating one is what
+            -- PostgreSQL's TRIGGER privilege is for, and watch() needs it too.
+            IF NOT pg_catalog.has_table_privilege(who, src.source, 'TRIGGER') THEN
+                RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                    MESSAGE = pg_catalog.format(
+                        'permission denied to watch materialized view %s: role %I may not create triggers on table %s, which it reads',
+                        watch.view, who, src.source),
+                    HINT = pg_catalog.format(
+                        'The table''s owner can GRANT TRIGGER ON %s TO %I.', src.source, who);
+            END IF;
             tables := tables || src.source;
         END IF;
         bases := bases || src.source;
@@ -481,6 +731,7 @@ BEGIN
     END LOOP;
 
     PERFORM mvrefresh.release_tables(stale);
+    PERFORM mvrefresh.grant_maintain(watch.view, true);
 
     IF pg_catalog.cardinality(bases) = 0 THEN
         RAISE WARNING '"%" reads no table that can carry a trigger', watch.view
@@ -495,6 +746,7 @@ COMMENT ON FUNCTION mvrefresh.watch(regclass, interval, interval, boolean) IS
 CREATE OR REPLACE FUNCTION mvrefresh.unwatch(view regclass)
 RETURNS void
 LANGUAGE plpgsql
+SECURITY DEFINER  -- as watch()
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -504,6 +756,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'view must not be NULL';
     END IF;
+    PERFORM mvrefresh.require_owner(unwatch.view, mvrefresh.acting_role(), 'unwatch');
 
     -- Same serialization as watch().
     LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
@@ -519,6 +772,7 @@ BEGIN
     END IF;
 
     PERFORM mvrefresh.release_tables(stale);
+    PERFORM mvrefresh.grant_maintain(unwatch.view, false);
 END
 $fn$;
 
@@ -557,6 +811,7 @@ RETURNS TABLE (view oid, name text, debounce_ms bigint, max_wait_ms bigint,
                concurrently boolean, base oid, base_is_view boolean)
 LANGUAGE sql
 STABLE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT v.view::pg_catalog.oid,
@@ -579,18 +834,20 @@ $fn$;
 -- REFRESH: takes ACCESS SHARE on every relation the view reads (its tables, with
 -- their partitions and inheritance children, and its upstream views), in OID
 -- order. TRUNCATE and table rewrites (ALTER TABLE ... SET DATA TYPE; CLUSTER
--- and VACUUM FULL keep row versions) are not MVCC-safe: a snapshot taken before they commit sees the
--- new heap as empty. A REFRESH takes its snapshot when it starts and its locks
+-- and VACUUM FULL keep row versions) are not MVCC-safe: a snapshot taken
+-- before they commit sees the new heap as empty. A REFRESH takes its snapshot when it starts and its locks
 -- as it plans, so one queued behind an ETL job's TRUNCATE + reload would read
 -- the reloaded table with an old snapshot and publish an empty view. Waiting
 -- here instead, in a statement of its own, means the REFRESH's snapshot is
 -- taken after whatever held these relations has committed. The session's
 -- lock_timeout applies to these waits like to any other. Returns how many
--- relations it locked.
+-- relations it locked. SECURITY DEFINER: from PostgreSQL 17 on the daemon may
+-- refresh with MAINTAIN on the view alone, without rights on its tables.
 CREATE OR REPLACE FUNCTION mvrefresh.lock_sources(view oid)
 RETURNS integer
 LANGUAGE plpgsql
 VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -620,18 +877,67 @@ BEGIN
 END
 $fn$;
 
+-- refresh_begin() gained "denied": drop the older one so it can be recreated.
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.refresh_begin(oid, double precision)')
+                 AND NOT ('denied' = ANY (p.proargnames))) THEN
+        DROP FUNCTION mvrefresh.refresh_begin(oid, double precision);
+    END IF;
+END
+$do$;
+
+-- Why role `who` may not REFRESH materialized view `view`, with the fix; NULL
+-- when it may. Ownership (as a member of the owning role) always works; from
+-- PostgreSQL 17 on the MAINTAIN privilege is enough, and watch() grants it to
+-- mvrefresh_daemon. (Nested CASE: has_table_privilege() only knows MAINTAIN
+-- from 17 on, and CASE is what guarantees it is not asked before.)
+CREATE OR REPLACE FUNCTION mvrefresh.refresh_denied(view regclass, who name)
+RETURNS text
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT CASE
+        WHEN pg_catalog.pg_has_role(refresh_denied.who, c.relowner, 'USAGE') THEN NULL
+        WHEN pg_catalog.current_setting('server_version_num')::integer >= 170000 THEN
+            CASE WHEN pg_catalog.has_table_privilege(refresh_denied.who, c.oid, 'MAINTAIN') THEN NULL
+            ELSE pg_catalog.format(
+                'role %I may not refresh %s: it needs the MAINTAIN privilege on it. '
+                'Fix: GRANT mvrefresh_daemon TO %I and run SELECT mvrefresh.watch(%L) again '
+                '(it grants MAINTAIN to mvrefresh_daemon), or GRANT MAINTAIN ON %s TO %I, '
+                'or GRANT pg_maintain TO %I',
+                refresh_denied.who, refresh_denied.view, refresh_denied.who,
+                refresh_denied.view::pg_catalog.text, refresh_denied.view, refresh_denied.who,
+                refresh_denied.who)
+            END
+        ELSE pg_catalog.format(
+            'role %I may not refresh %s: before PostgreSQL 17 only its owner can, and %I is '
+            'not a member of the owning role %I. Fix: GRANT %I TO %I',
+            refresh_denied.who, refresh_denied.view, refresh_denied.who, r.rolname,
+            r.rolname, refresh_denied.who)
+    END
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+    WHERE c.oid = refresh_denied.view;
+$fn$;
+
 -- Called by the daemon right before a refresh. Returning no row means "do not
 -- refresh": the view was dropped, is no longer a materialized view, or was
 -- unwatched. The names come back separately so the daemon quotes them itself
--- (PQescapeIdentifier) instead of trusting a preformatted string.
+-- (PQescapeIdentifier) instead of trusting a preformatted string. "denied" is
+-- non-NULL when the daemon's role cannot refresh the view: the daemon records
+-- it as the failure (SQLSTATE 42501) instead of trying.
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision)
-RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text)
+RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text, denied text)
 LANGUAGE sql
 VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH target AS (
         SELECT v.view, n.nspname, c.relname,
+               mvrefresh.refresh_denied(v.view, mvrefresh.acting_role()) AS denied,
                -- The user's explicit choice is reported before what the
                -- catalog says, so the daemon's log names the real cause.
                CASE
@@ -663,7 +969,7 @@ AS $fn$
                 last_start = EXCLUDED.last_start,
                 pending_since = EXCLUDED.pending_since
     )
-    SELECT t.nspname, t.relname, t.reason IS NULL, t.reason
+    SELECT t.nspname, t.relname, t.reason IS NULL, t.reason, t.denied
     FROM target t;
 $fn$;
 
@@ -679,6 +985,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.refresh_end(
 RETURNS void
 LANGUAGE sql
 VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     UPDATE mvrefresh.refresh_state AS s
@@ -704,6 +1011,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.mark_interrupted()
 RETURNS integer
 LANGUAGE sql
 VOLATILE
+SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH closed AS (
@@ -800,7 +1108,12 @@ $do$;
 -- staleness is how long committed changes have been waiting for a refresh.
 -- depends_on lists what the view waits for: watched upstream views and base
 -- tables. New columns go at the end: CREATE OR REPLACE VIEW can only append.
-CREATE OR REPLACE VIEW mvrefresh.status AS
+-- A row shows only to roles that may SELECT the view itself: last_error can
+-- quote the data that made a refresh fail. The view runs with its owner's
+-- rights (the registry's row security does not filter for it), hence the
+-- explicit test, and security_barrier so that a caller's own functions in a
+-- WHERE clause cannot see the rows before it.
+CREATE OR REPLACE VIEW mvrefresh.status WITH (security_barrier) AS
 SELECT v.view,
        v.debounce,
        v.max_wait,
@@ -822,12 +1135,52 @@ SELECT v.view,
              WHERE d.view = v.view
              ORDER BY d.base::pg_catalog.oid) AS depends_on
 FROM mvrefresh.view v
-LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view;
+LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
+WHERE pg_catalog.has_table_privilege(v.view::pg_catalog.oid, 'SELECT');
 
--- Anyone may look at the status; changing the registry stays with the owner
--- and whoever the owner grants it to.
 GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
 GRANT SELECT ON mvrefresh.status TO PUBLIC;
+
+-- Functions: what PUBLIC may call, what only the daemon may. Every install
+-- resets them, like the tables above. Functions not named here keep PUBLIC's
+-- default EXECUTE: watch(), unwatch() (they check their caller), sources(),
+-- and the helpers row security and triggers call in the caller's name.
+DO $do$
+DECLARE
+    f       record;
+    daemon  boolean := EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                               WHERE r.rolname = 'mvrefresh_daemon');
+BEGIN
+    FOR f IN
+        SELECT p.oid::pg_catalog.regprocedure AS fn, a.grantee
+        FROM pg_catalog.pg_proc p
+        CROSS JOIN LATERAL pg_catalog.aclexplode(
+            COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS a
+        WHERE p.oid IN (
+                'mvrefresh.registry()'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_begin(oid, double precision)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision)'::pg_catalog.regprocedure,
+                'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
+                'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
+                'mvrefresh.release_tables(regclass[])'::pg_catalog.regprocedure,
+                'mvrefresh.grant_maintain(regclass, boolean)'::pg_catalog.regprocedure)
+          AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', f.fn,
+            CASE f.grantee WHEN 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(f.grantee)) END);
+    END LOOP;
+    IF daemon THEN
+        GRANT EXECUTE ON FUNCTION
+            mvrefresh.registry(),
+            mvrefresh.refresh_begin(oid, double precision),
+            mvrefresh.refresh_end(oid, boolean, text, text, text, double precision),
+            mvrefresh.mark_interrupted(),
+            mvrefresh.lock_sources(oid)
+        TO mvrefresh_daemon;
+    END IF;
+END
+$do$;
 
 --------------------------------------------------------------------------------
 -- Upgrade: bring stored dependencies up to date

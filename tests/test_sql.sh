@@ -356,11 +356,11 @@ is "refresh_begin() returns no row for a table or an unwatched matview" "0|0" \
     "SELECT (SELECT count(*) FROM mvrefresh.refresh_begin('t_a'::regclass, NULL)),
             (SELECT count(*) FROM mvrefresh.refresh_begin('mv_ab'::regclass, NULL))"
 is "refresh_begin() on a WITH NO DATA matview: not populated" "public|mv_nodata|f|not populated" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_nodata'::regclass, NULL)"
+    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_nodata'::regclass, NULL)"
 is "refresh_begin() without a usable unique index: no unique index" "public|mv_nouniq|f|no unique index" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL)"
+    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL)"
 is "refresh_begin() with concurrently => false: concurrently disabled" "public|mv_a|f|concurrently disabled" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL)"
+    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL)"
 is "refresh_begin() with a unique index on a column: concurrent_ok, reason NULL" "public|mv_a|t|t" \
     "SELECT mvrefresh.watch('mv_a', '250 ms', '5 s', true) \\g /dev/null
      SELECT nspname, relname, concurrent_ok, reason IS NULL
@@ -389,9 +389,13 @@ is "a later success keeps the last error as history" "2|1|57014" \
 is "status shows zero counts for a view registered by plain INSERT" "0|0|f" \
     "INSERT INTO mvrefresh.view (view) VALUES ('mv_ab');
      SELECT refresh_count, failure_count, refreshing FROM mvrefresh.status WHERE view = 'mv_ab'::regclass"
-is "status is readable by any role" "t" \
-    "BEGIN; CREATE ROLE mvr_sqltest_reader; SET ROLE mvr_sqltest_reader;
-     SELECT count(*) > 0 FROM mvrefresh.status; ROLLBACK;"
+is "status is readable by any role, one row per view it may SELECT" "t|0|1" \
+    "BEGIN; CREATE ROLE mvr_sqltest_reader; GRANT SELECT ON mv_a TO mvr_sqltest_reader;
+     SET ROLE mvr_sqltest_reader;
+     SELECT (SELECT count(*) FROM mvrefresh.status WHERE view = 'mv_a'::regclass) = 1,
+            (SELECT count(*) FROM mvrefresh.status WHERE view <> 'mv_a'::regclass),
+            (SELECT count(*) FROM mvrefresh.status);
+     ROLLBACK;"
 
 # --- dropped matview ------------------------------------------------------------
 is "a dropped matview drops out of registry() and refresh_begin() gives no row" "0|0" \
