@@ -27,7 +27,9 @@ static const struct key keys[] = {
     {"application_name", KEY_STRING, F(application_name), "mvrefreshd", 0, 0, true},
     {"max_concurrent", KEY_INT, F(max_concurrent), "2", 1, MVR_CONFIG_MAX_CONCURRENT, false},
     {"log_level", KEY_LOG_LEVEL, F(log_level), "info", 0, 0, false},
-    {"lock_timeout", KEY_DURATION, F(lock_timeout_ms), "0", 0, DUR_MAX, false},
+    /* Not 0: a plain REFRESH waiting for its lock holds every reader of the view behind it,
+     * so anyone who can hold the view open could otherwise stall it, and them, forever. */
+    {"lock_timeout", KEY_DURATION, F(lock_timeout_ms), "5s", 0, DUR_MAX, false},
     {"statement_timeout", KEY_DURATION, F(statement_timeout_ms), "0", 0, DUR_MAX, false},
     {"debounce", KEY_DURATION, F(debounce_ms), "1s", 1, DUR_MAX, false},
     {"max_wait", KEY_DURATION, F(max_wait_ms), "30s", 1, DUR_MAX, false},

@@ -19,9 +19,11 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void go_down(struct mvr_conn *c, const char *why);
+static int send_query(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
+                      const char *const *params, mvr_conn_result_fn fn, void *arg);
 static void on_notice(void *arg, const char *message);
 
-static const char *const state_names[] = {"down", "connecting", "idle", "busy"};
+static const char *const state_names[] = {"down", "connecting", "setup", "idle", "busy"};
 
 const char *mvr_conn_state_name(enum mvr_conn_state s)
 {
@@ -132,19 +134,34 @@ static double next_backoff(struct mvr_conn *c)
     return base * (0.5 + 0.5 * (double)(c->jitter_seed % 1000) / 1000.0);
 }
 
-static void go_down(struct mvr_conn *c, const char *why)
+/* Log why the connection is going down: once for a run of failed attempts, always when it
+ * was up. A session the daemon refuses to use is an error, not a network hiccup. */
+static void report_down(struct mvr_conn *c, const char *why, bool refused)
 {
-    mvr_conn_result_fn fn = c->on_result;
     bool was_up = c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
+    char msg[1024];
 
-    c->on_result = NULL;
-    /* why may point into the PGconn: report before dropping it. */
-    if (was_up || !c->loss_reported) {
-        char msg[1024];
-        mvr_redact(why, msg, sizeof msg);
+    /* A refusal says what to fix: report it even when the run started with a lost
+     * connection (the reason the session was refused is news). */
+    if (refused ? c->refusal_reported : !was_up && c->loss_reported)
+        return;
+    mvr_redact(why, msg, sizeof msg);
+    if (refused) {
+        c->refusal_reported = true;
+        mvr_error(c->log, "%s: %s", c->name, msg);
+    } else {
         mvr_warning(c->log, "%s: %s %s", c->name,
                     was_up ? "connection lost:" : "cannot connect:", msg);
     }
+}
+
+static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
+{
+    mvr_conn_result_fn fn = c->on_result;
+
+    c->on_result = NULL;
+    /* why may point into the PGconn: report before dropping it. */
+    report_down(c, why, refused);
     c->loss_reported = true;
     drop_pg(c);
     set_state(c, MVR_CONN_DOWN);
@@ -156,6 +173,11 @@ static void go_down(struct mvr_conn *c, const char *why)
         ev_timer_set(&c->retry, next_backoff(c), 0.0);
         ev_timer_start(c->loop, &c->retry);
     }
+}
+
+static void go_down(struct mvr_conn *c, const char *why)
+{
+    go_down_as(c, why, false);
 }
 
 static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -182,26 +204,48 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     mvr_conn_open(c, c->dsn, c->app_name);
 }
 
+/* The session check is done: use the connection, or refuse it and try again later (the owner
+ * of the schema may fix it meanwhile). */
+static void session_done(struct mvr_conn *c, const PGresult *res, void *arg)
+{
+    char why[1024];
+
+    (void)arg;
+    if (res == NULL)
+        return; /* lost: go_down has run */
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        go_down(c, PQresultErrorMessage(res));
+        return;
+    }
+    if (mvr_session_read(res, &c->session, why, sizeof why) != 0) {
+        go_down_as(c, why, true);
+        return;
+    }
+    if (c->loss_reported || c->backoff > BACKOFF_FIRST)
+        mvr_info(c->log, "%s: connected to database \"%s\" on %s as role \"%s\"", c->name,
+                 PQdb(c->pg), PQhost(c->pg), c->session.role);
+    else
+        mvr_debug(c->log, "%s: connected to database \"%s\" on %s as role \"%s\"", c->name,
+                  PQdb(c->pg), PQhost(c->pg), c->session.role);
+    c->loss_reported = c->refusal_reported = false;
+    c->backoff = BACKOFF_FIRST;
+    set_state(c, MVR_CONN_IDLE);
+    if (c->hooks->up != NULL)
+        c->hooks->up(c);
+}
+
 static void connected(struct mvr_conn *c)
 {
     if (PQsetnonblocking(c->pg, 1) != 0) {
         go_down(c, PQerrorMessage(c->pg));
         return;
     }
-    if (c->loss_reported || c->backoff > BACKOFF_FIRST)
-        mvr_info(c->log, "%s: connected to database \"%s\" on %s", c->name, PQdb(c->pg),
-                 PQhost(c->pg));
-    else
-        mvr_debug(c->log, "%s: connected to database \"%s\" on %s", c->name, PQdb(c->pg),
-                  PQhost(c->pg));
     ev_timer_stop(c->loop, &c->deadline);
     PQsetNoticeProcessor(c->pg, on_notice, c);
-    c->loss_reported = false;
-    c->backoff = BACKOFF_FIRST;
-    set_state(c, MVR_CONN_IDLE);
+    set_state(c, MVR_CONN_SETUP);
     watch_socket(c, EV_READ);
-    if (c->hooks->up != NULL)
-        c->hooks->up(c);
+    /* Before anything else runs in this session (see session.h). */
+    send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, NULL);
 }
 
 static void poll_connect(struct mvr_conn *c)
@@ -225,9 +269,12 @@ static void poll_connect(struct mvr_conn *c)
 /* Server notices (NOTICE, WARNING) belong in our log, not on a bare stderr line. */
 static void on_notice(void *arg, const char *message)
 {
-    const struct mvr_conn *c = arg;
+    struct mvr_conn *c = arg;
 
-    mvr_info(c->log, "%s: server said: %s", c->name, message);
+    if (c->hooks->notice != NULL)
+        c->hooks->notice(c, message);
+    else
+        mvr_info(c->log, "%s: server said: %s", c->name, message);
 }
 
 static int flush_output(struct mvr_conn *c)
@@ -243,24 +290,31 @@ static int flush_output(struct mvr_conn *c)
     return 0;
 }
 
-int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const char *const *params,
-                  mvr_conn_result_fn fn, void *arg)
+static int send_query(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
+                      const char *const *params, mvr_conn_result_fn fn, void *arg)
 {
-    if (c->state != MVR_CONN_IDLE)
-        return -1;
     /* Only the simple protocol takes several statements; parameters need the extended one. */
     int sent = nparams == 0 ? PQsendQuery(c->pg, sql)
-                            : PQsendQueryParams(c->pg, sql, nparams, NULL, params, NULL, NULL, 0);
+                            : PQsendQueryParams(c->pg, sql, nparams, types, params, NULL, NULL, 0);
     if (!sent) {
         go_down(c, PQerrorMessage(c->pg));
         return -1;
     }
     c->on_result = fn;
     c->result_arg = arg;
-    set_state(c, MVR_CONN_BUSY);
+    if (c->state == MVR_CONN_IDLE)
+        set_state(c, MVR_CONN_BUSY);
     /* Sent: from here on fn runs exactly once, even if flushing fails (with NULL then). */
     flush_output(c);
     return 0;
+}
+
+int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
+                  const char *const *params, mvr_conn_result_fn fn, void *arg)
+{
+    if (c->state != MVR_CONN_IDLE)
+        return -1;
+    return send_query(c, sql, nparams, types, params, fn, arg);
 }
 
 static void drain_notifies(struct mvr_conn *c)
@@ -299,15 +353,22 @@ static void finish_query(struct mvr_conn *c)
 
     c->held = NULL;
     c->on_result = NULL;
-    set_state(c, MVR_CONN_IDLE);
+    /* A session being set up becomes idle only once its check passed (session_done). */
+    if (c->state == MVR_CONN_BUSY)
+        set_state(c, MVR_CONN_IDLE);
     if (fn != NULL)
         fn(c, res, c->result_arg);
     PQclear(res);
 }
 
+static bool awaiting_result(const struct mvr_conn *c)
+{
+    return c->state == MVR_CONN_BUSY || c->state == MVR_CONN_SETUP;
+}
+
 static void collect_results(struct mvr_conn *c)
 {
-    while (c->state == MVR_CONN_BUSY && !PQisBusy(c->pg)) {
+    while (awaiting_result(c) && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r == NULL)
             finish_query(c);
@@ -323,7 +384,7 @@ static void read_input(struct mvr_conn *c)
         return;
     }
     drain_notifies(c);
-    if (c->state == MVR_CONN_BUSY)
+    if (awaiting_result(c))
         collect_results(c);
     /* Results can carry notifications parsed along with them. */
     drain_notifies(c);

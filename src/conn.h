@@ -1,5 +1,6 @@
 /*
- * One asynchronous libpq connection driven by libev: connect, send one query at a time,
+ * One asynchronous libpq connection driven by libev: connect, check the session (session.h),
+ * send one query at a time,
  * collect its results, surface notifications, and reconnect with jittered exponential
  * backoff when the connection breaks. Listener, registry loader and refresh workers are
  * all built on it; none of them ever blocks the loop.
@@ -13,10 +14,12 @@
 #include <stdint.h>
 
 #include "log.h"
+#include "session.h"
 
 enum mvr_conn_state {
     MVR_CONN_DOWN,       /* no connection; a reconnect may be scheduled */
     MVR_CONN_CONNECTING, /* PQconnectPoll in progress */
+    MVR_CONN_SETUP,      /* connected; pinning and checking the session (session.h) */
     MVR_CONN_IDLE,       /* connected, no query */
     MVR_CONN_BUSY,       /* a query was sent, results pending */
 };
@@ -30,6 +33,8 @@ struct mvr_conn_hooks {
     void (*down)(struct mvr_conn *c);
     /* One notification; the hook must not keep the pointer. */
     void (*notify)(struct mvr_conn *c, const PGnotify *n);
+    /* A NOTICE or WARNING from the server; without this hook it is logged. */
+    void (*notice)(struct mvr_conn *c, const char *message);
 };
 
 /* Called once per query with the first error result, else the last result; res is NULL when
@@ -51,13 +56,15 @@ struct mvr_conn {
     const char *app_name;
     PGconn *pg;
     enum mvr_conn_state state;
-    bool reconnect;     /* reconnect automatically after a loss */
-    bool loss_reported; /* log a run of failed attempts once, not per retry */
+    bool reconnect;        /* reconnect automatically after a loss */
+    bool loss_reported;    /* log a run of failed attempts once, not per retry */
+    bool refusal_reported; /* likewise for a session refused (session.h) */
     double backoff;
     uint64_t jitter_seed;
     mvr_conn_result_fn on_result;
     void *result_arg;
-    PGresult *held; /* result kept for the callback */
+    PGresult *held;             /* result kept for the callback */
+    struct mvr_session session; /* what the last session check found */
 };
 
 void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_log *log,
@@ -66,11 +73,13 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
 void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name);
 /* Close without reconnecting; a pending query gets no callback. */
 void mvr_conn_close(struct mvr_conn *c);
-/* Send a query with text parameters (none: several statements allowed). Returns 0 when sent:
- * fn then runs exactly once; -1 (fn never runs) if not idle or libpq refused it, in which
- * case the connection goes down. */
-int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const char *const *params,
-                  mvr_conn_result_fn fn, void *arg);
+/* Send a query with text parameters whose types are given as OIDs, so that no type name is
+ * spelled in SQL (none: several statements allowed). Returns 0 when sent: fn then runs
+ * exactly once, possibly before this returns (when the connection breaks while sending);
+ * -1 (fn never runs) if not idle or libpq refused it, in which case the connection goes
+ * down. */
+int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
+                  const char *const *params, mvr_conn_result_fn fn, void *arg);
 /* Treat the connection as lost (reconnecting if it would have): for a session that is up but
  * unusable, e.g. LISTEN refused on a standby. Safe inside a result callback. */
 void mvr_conn_drop(struct mvr_conn *c, const char *why);

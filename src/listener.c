@@ -25,7 +25,7 @@ static void listen_done(struct mvr_conn *c, const PGresult *res, void *arg)
 
 static void conn_up(struct mvr_conn *c)
 {
-    mvr_conn_send(c, listen_sql, 0, NULL, listen_done, c);
+    mvr_conn_send(c, listen_sql, 0, NULL, NULL, listen_done, c);
 }
 
 static void conn_notify(struct mvr_conn *c, const PGnotify *n)

@@ -13,7 +13,12 @@ static void worker_up(struct mvr_conn *c)
         mvr_pool_kick(w->pool);
 }
 
-static const struct mvr_conn_hooks worker_hooks = {.up = worker_up};
+static void worker_notice(struct mvr_conn *c, const char *message)
+{
+    mvr_refresh_notice((struct mvr_worker *)c, message);
+}
+
+static const struct mvr_conn_hooks worker_hooks = {.up = worker_up, .notice = worker_notice};
 
 void mvr_pool_init(struct mvr_pool *p, struct ev_loop *loop, const struct mvr_log *log,
                    struct mvr_views *views, const struct mvr_pool_hooks *hooks, void *owner)

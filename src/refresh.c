@@ -8,14 +8,37 @@
 #include "clock.h"
 #include "pool.h"
 
-static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason"
-                                " FROM mvrefresh.refresh_begin($1::oid, $2::float8)";
-static const char end_sql[] =
-    "SELECT mvrefresh.refresh_end($1::oid, $2::bool, $3, $4, $5, $6::float8)";
+/* PostgreSQL's type OIDs (pg_type.dat; fixed since forever). Parameter types go as OIDs, so no
+ * type name is spelled in SQL where a session object could stand in for it. */
+#define TYPE_BOOL 16
+#define TYPE_TEXT 25
+#define TYPE_OID 26
+#define TYPE_FLOAT8 701
+
+static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason, denied"
+                                " FROM mvrefresh.refresh_begin($1, $2)";
+static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8};
+static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6)";
+static const Oid end_types[] = {TYPE_OID, TYPE_BOOL, TYPE_TEXT, TYPE_TEXT, TYPE_TEXT, TYPE_FLOAT8};
+
+/* Everything a view's code may have left in the session, gone before the daemon's next
+ * statement: temporary objects (first, so that nothing below can resolve to them), open
+ * cursors, prepared statements, LISTENs, session advisory locks, cached plans, sequence
+ * state and settings. The equivalent of DISCARD ALL, which cannot run in the implicit
+ * transaction of a multi-statement query. */
+static const char reset_sql[] =
+    "DISCARD TEMP; SET search_path = pg_catalog, pg_temp; CLOSE ALL; DEALLOCATE ALL; "
+    "UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; "
+    "DISCARD SEQUENCES; RESET ALL; SET search_path = pg_catalog, pg_temp";
+
+/* Server messages a view's refresh may log: a query that raises thousands of NOTICEs must
+ * not flood the daemon's log. */
+#define NOTICE_BURST 10
+#define NOTICE_WINDOW 60.0
 
 static void send_end(struct mvr_worker *w);
 
-static const char *const step_names[] = {"none", "begin", "refresh", "end", "unrecorded"};
+static const char *const step_names[] = {"none", "begin", "refresh", "reset", "end", "unrecorded"};
 
 const char *mvr_refresh_step_name(enum mvr_refresh_step step)
 {
@@ -54,11 +77,23 @@ static const char *epoch_text(double t, char *buf, size_t len)
     return buf;
 }
 
+static void report_suppressed(struct mvr_worker *w)
+{
+    uint64_t n = mvr_ratelimit_take_suppressed(&w->view->notices);
+
+    if (n > 0)
+        mvr_warning(w->conn.log,
+                    "%s: suppressed %" PRIu64 " server message(s) while refreshing %s "
+                    "(at most %d a minute are logged per view)",
+                    w->conn.name, n, w->view->conf.name, NOTICE_BURST);
+}
+
 static void finish(struct mvr_worker *w)
 {
     struct mvr_view *v = w->view;
     struct mvr_pool *p = w->pool;
 
+    report_suppressed(w);
     w->view = NULL;
     w->step = MVR_STEP_NONE;
     mvr_views_end(p->views, v, w->ok);
@@ -130,7 +165,33 @@ static void send_end(struct mvr_worker *w)
     params[4] = w->ok ? NULL : w->error;
     params[5] = epoch_text(pending_after(w), pending, sizeof pending);
     set_step(w, MVR_STEP_END);
-    if (mvr_conn_send(&w->conn, end_sql, 6, params, end_done, w) != 0)
+    if (mvr_conn_send(&w->conn, end_sql, 6, end_types, params, end_done, w) != 0)
+        await_reconnect(w);
+}
+
+static void reset_done(struct mvr_conn *c, const PGresult *res, void *arg)
+{
+    struct mvr_worker *w = arg;
+
+    if (res == NULL) {
+        await_reconnect(w);
+    } else if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* A session we could not clean is not used again: a new one is clean. The outcome is
+         * recorded once it is up. */
+        set_step(w, MVR_STEP_UNRECORDED);
+        mvr_conn_drop(c, PQresultErrorMessage(res));
+        if (w->pool->stopping)
+            finish(w);
+    } else {
+        send_end(w);
+    }
+}
+
+/* After every REFRESH, successful or not: the view's code ran in this session. */
+static void send_reset(struct mvr_worker *w)
+{
+    set_step(w, MVR_STEP_RESET);
+    if (mvr_conn_send(&w->conn, reset_sql, 0, NULL, NULL, reset_done, w) != 0)
         await_reconnect(w);
 }
 
@@ -148,7 +209,10 @@ static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
                     w->view->conf.name, ms, w->error, w->sqlstate);
     }
     w->refreshed = true;
-    conclude(w, res);
+    if (res == NULL)
+        await_reconnect(w);
+    else
+        send_reset(w);
 }
 
 static void explain_plain(struct mvr_worker *w, const char *reason)
@@ -180,8 +244,8 @@ static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, s
                      "SET LOCAL statement_timeout = %" PRId64 "; "
                      "SELECT mvrefresh.lock_sources('%" PRIu32 "'::pg_catalog.oid); "
                      "REFRESH MATERIALIZED VIEW %s%s.%s",
-                     w->pool->lock_timeout_ms, w->pool->statement_timeout_ms,
-                     w->view->conf.oid, w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
+                     w->pool->lock_timeout_ms, w->pool->statement_timeout_ms, w->view->conf.oid,
+                     w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
     PQfreemem(qnsp);
     PQfreemem(qrel);
     return n < 0 || (size_t)n >= len ? -1 : 0;
@@ -210,6 +274,12 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
         conclude(w, res);
     } else if (PQntuples(res) != 1) {
         view_gone(w);
+    } else if (!PQgetisnull(res, 0, 4)) {
+        /* The role cannot refresh this view: say what it lacks and how to grant it, rather
+         * than have REFRESH fail with "must be owner". */
+        fail(w, "42501", PQgetvalue(res, 0, 4));
+        mvr_warning(c->log, "cannot refresh %s: %s", w->view->conf.name, w->error);
+        send_end(w);
     } else if (w->pool->stopping) {
         /* SIGTERM arrived while BEGIN was in flight: start no new REFRESH. */
         fail(w, "57P01", "not started: the daemon is stopping");
@@ -219,7 +289,7 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
         send_end(w);
     } else {
         set_step(w, MVR_STEP_REFRESH);
-        if (mvr_conn_send(c, sql, 0, NULL, refresh_done, w) != 0)
+        if (mvr_conn_send(c, sql, 0, NULL, NULL, refresh_done, w) != 0)
             lost(w);
     }
 }
@@ -240,8 +310,19 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     params[0] = oid;
     params[1] = epoch_text(mvr_debounce_pending_since(&v->deb), pending, sizeof pending);
     set_step(w, MVR_STEP_BEGIN);
-    if (mvr_conn_send(&w->conn, begin_sql, 2, params, begin_done, w) != 0)
+    if (mvr_conn_send(&w->conn, begin_sql, 2, begin_types, params, begin_done, w) != 0)
         lost(w);
+}
+
+void mvr_refresh_notice(struct mvr_worker *w, const char *message)
+{
+    if (w->view == NULL) {
+        mvr_info(w->conn.log, "%s: server said: %s", w->conn.name, message);
+        return;
+    }
+    if (mvr_ratelimit_allow(&w->view->notices, mvr_clock_now(), NOTICE_BURST, NOTICE_WINDOW))
+        mvr_info(w->conn.log, "%s: refreshing %s: server said: %s", w->conn.name,
+                 w->view->conf.name, message);
 }
 
 void mvr_refresh_resume(struct mvr_worker *w)

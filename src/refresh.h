@@ -5,6 +5,7 @@
  *   REFRESH one implicit transaction: mvrefresh.lock_sources() locks what the view reads,
  *           then REFRESH MATERIALIZED VIEW [CONCURRENTLY] on PQescapeIdentifier'd names, so
  *           the REFRESH's snapshot postdates any TRUNCATE or rewrite it had to wait for;
+ *   RESET   clears whatever the view's code left in the session (see reset_sql);
  *   END     mvrefresh.refresh_end(): records the outcome in the status row.
  * Every step is an asynchronous query; the loop never waits on the server.
  */
@@ -20,6 +21,7 @@ enum mvr_refresh_step {
     MVR_STEP_NONE,
     MVR_STEP_BEGIN,
     MVR_STEP_REFRESH,
+    MVR_STEP_RESET,
     MVR_STEP_END,
     MVR_STEP_UNRECORDED, /* the connection died: record the failure once it is back */
 };
@@ -46,6 +48,8 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v);
  * stays bound to the worker until then, so the status row cannot be overtaken by a newer
  * refresh of the same view on another worker. */
 void mvr_refresh_resume(struct mvr_worker *w);
+/* A server message arrived on the worker's connection: logged, rate-limited per view. */
+void mvr_refresh_notice(struct mvr_worker *w, const char *message);
 /* Shutting down: give up recording, release the view. */
 void mvr_refresh_abandon(struct mvr_worker *w);
 const char *mvr_refresh_step_name(enum mvr_refresh_step step);

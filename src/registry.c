@@ -30,10 +30,33 @@ enum {
 
 static void start_load(struct mvr_registry *r);
 
+/* Once per daemon run: who we are, and what lets us refresh other roles' views. A
+ * superuser daemon runs every view owner's code one statement away from full control. */
+static void report_role(struct mvr_registry *r)
+{
+    const struct mvr_session *s = &r->conn.session;
+
+    if (r->role_reported)
+        return;
+    r->role_reported = true;
+    mvr_info(r->conn.log, "database \"%s\", role \"%s\", PostgreSQL %d.%d; refreshes as: %s",
+             s->database, s->role, s->server_version / 10000,
+             s->server_version >= 100000 ? s->server_version % 10000
+                                         : s->server_version / 100 % 100,
+             mvr_session_refresh_right(s));
+    if (s->superuser)
+        mvr_warning(r->conn.log,
+                    "role \"%s\" is a superuser: every REFRESH runs code that the view's owner "
+                    "wrote, in a session with superuser rights; run mvrefreshd as a dedicated "
+                    "role instead (see the README's Security section)",
+                    s->role);
+}
+
 static void conn_up(struct mvr_conn *c)
 {
     struct mvr_registry *r = (struct mvr_registry *)c;
 
+    report_role(r);
     if (r->wanted)
         start_load(r);
 }
@@ -57,6 +80,7 @@ void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struc
     r->wanted = false;
     r->catch_up = false;
     r->loaded_once = false;
+    r->role_reported = false;
     r->last_start = -MIN_INTERVAL;
     r->views = r->tables = 0;
     r->loaded = loaded;
@@ -203,7 +227,7 @@ static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mvr_error(c->log, "cannot load the registry (is sql/mvrefresh.sql installed?): %s",
+        mvr_error(c->log, "cannot load the registry from database \"%s\": %s", c->session.database,
                   PQresultErrorMessage(res));
         retry_later(r, RETRY_SECONDS);
         return;
@@ -233,7 +257,7 @@ static void start_load(struct mvr_registry *r)
     r->wanted = false;
     r->last_start = mvr_clock_now();
     /* On failure the conn went down without calling on_result: ask again when it is back. */
-    if (mvr_conn_send(&r->conn, r->loaded_once ? registry_sql : first_sql, 0, NULL, on_result, r) !=
-        0)
+    if (mvr_conn_send(&r->conn, r->loaded_once ? registry_sql : first_sql, 0, NULL, NULL, on_result,
+                      r) != 0)
         r->wanted = true;
 }

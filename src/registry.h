@@ -24,6 +24,7 @@ struct mvr_registry {
     bool wanted;          /* a load was asked for and not yet started */
     bool catch_up;        /* some pending request asked for catch-up */
     bool loaded_once;     /* a load has succeeded in this daemon's life */
+    bool role_reported;   /* the role and its rights were logged */
     double last_start;    /* monotonic time the last load was sent */
     size_t views, tables; /* shape of the last load, to log only changes */
     mvr_registry_loaded_fn loaded;

@@ -283,6 +283,7 @@ static struct mvr_view *view_new(struct mvr_views *set, const struct mvr_view_co
     v->set = set;
     v->conf = *conf;
     mvr_debounce_init(&v->deb);
+    mvr_ratelimit_init(&v->notices);
     /* Nobody heard the changes made before it was watched: refresh it once now. */
     mvr_debounce_force(&v->deb, mvr_clock_now());
     return v;

@@ -17,6 +17,7 @@
 #include "depmap.h"
 #include "log.h"
 #include "oidmap.h"
+#include "ratelimit.h"
 
 /* One registry row: immutable settings of a watched view. */
 struct mvr_view_conf {
@@ -44,11 +45,12 @@ struct mvr_view {
     struct mvr_views *set;
     struct mvr_view_conf conf;
     struct mvr_debounce deb;
-    bool queued;          /* waiting for a worker */
-    bool removed;         /* unwatched while refreshing: freed when the refresh ends */
-    bool fallback_logged; /* "plain refresh" is explained once per view */
-    unsigned seen_up;     /* equals set->walk_up when visited by the current upward walk */
-    unsigned seen_down;   /* likewise for downward walks */
+    bool queued;                  /* waiting for a worker */
+    bool removed;                 /* unwatched while refreshing: freed when the refresh ends */
+    bool fallback_logged;         /* "plain refresh" is explained once per view */
+    struct mvr_ratelimit notices; /* server messages its refreshes may log */
+    unsigned seen_up;             /* equals set->walk_up when visited by the current upward walk */
+    unsigned seen_down;           /* likewise for downward walks */
     TAILQ_ENTRY(mvr_view) link;
 };
 

@@ -113,7 +113,7 @@ static void assert_defaults(const struct mvr_config *cfg)
     assert_string_equal(cfg->application_name, "mvrefreshd");
     assert_int_equal(cfg->max_concurrent, 2);
     assert_int_equal(cfg->log_level, MVR_LOG_INFO);
-    assert_int_equal(cfg->lock_timeout_ms, 0);
+    assert_int_equal(cfg->lock_timeout_ms, 5000);
     assert_int_equal(cfg->statement_timeout_ms, 0);
     assert_int_equal(cfg->debounce_ms, 1000);
     assert_int_equal(cfg->max_wait_ms, 30000);
@@ -158,7 +158,7 @@ static void test_full_file(void **state)
                    "max_concurrent = 8\n"
                    "   # indented comment\n"
                    "log_level = debug\n"
-                   "lock_timeout = 5s\n"
+                   "lock_timeout = 7s\n"
                    "statement_timeout = 2min\n"
                    "debounce = 250ms\n"
                    "max_wait = 1h\n"
@@ -170,7 +170,7 @@ static void test_full_file(void **state)
     assert_string_equal(fx->cfg.application_name, "mvr-test");
     assert_int_equal(fx->cfg.max_concurrent, 8);
     assert_int_equal(fx->cfg.log_level, MVR_LOG_DEBUG);
-    assert_int_equal(fx->cfg.lock_timeout_ms, 5000);
+    assert_int_equal(fx->cfg.lock_timeout_ms, 7000);
     assert_int_equal(fx->cfg.statement_timeout_ms, 120000);
     assert_int_equal(fx->cfg.debounce_ms, 250);
     assert_int_equal(fx->cfg.max_wait_ms, 3600000);

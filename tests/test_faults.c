@@ -858,7 +858,7 @@ PGT_TEST(test_rewatch_during_refresh_never_doubles)
     pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
     pgt_exec(t, "INSERT INTO go VALUES (false)");
     pgt_exec(t, "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
-                "IF (SELECT slow FROM go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
+                "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
     pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
                 "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");

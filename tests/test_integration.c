@@ -339,7 +339,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     pgt_exec(t, "INSERT INTO go VALUES (false)");
     /* Slow only when asked, so the catch-up refresh is quick. */
     pgt_exec(t, "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
-                "IF (SELECT slow FROM go) THEN PERFORM pg_sleep(60); END IF; RETURN 1; END$$");
+                "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(60); END IF; RETURN 1; END$$");
     pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
                 "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");

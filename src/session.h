@@ -1,0 +1,41 @@
+/*
+ * The first statement of every daemon connection, and what it tells us.
+ *
+ * The daemon runs other roles' code: every REFRESH executes a view's query, as that view's
+ * owner but in the daemon's session. So each session starts by pinning search_path to
+ * pg_catalog, pg_temp (pg_temp last: nothing a view's functions leave in the session's
+ * temporary schema can then stand in for a type, function or table the daemon names), and by
+ * checking that the mvrefresh schema and everything in it belong to the daemon's own role or
+ * to a superuser, since whoever owns them can replace the functions the daemon calls. A
+ * session that fails the check is not used.
+ */
+#ifndef MVR_SESSION_H
+#define MVR_SESSION_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* PostgreSQL's NAMEDATALEN is 64: identifiers are at most 63 bytes. */
+#define MVR_NAME_LEN 64
+
+struct mvr_session {
+    char role[MVR_NAME_LEN];     /* current_user */
+    char database[MVR_NAME_LEN]; /* current_database() */
+    int server_version;          /* server_version_num, e.g. 150018 */
+    bool superuser;
+    bool daemon_member;   /* has the privileges of mvrefresh_daemon */
+    bool maintain_member; /* has the privileges of pg_maintain (PostgreSQL 17+) */
+};
+
+/* The statement to send right after connecting. */
+extern const char mvr_session_setup_sql[];
+
+/* Read its result. Returns 0 when the session may be used; -1 with the reason (for the log:
+ * what is wrong and how to fix it) when it must not. */
+int mvr_session_read(const PGresult *res, struct mvr_session *s, char *why, size_t len);
+
+/* What lets this role refresh views that other roles own, for the start-up log. */
+const char *mvr_session_refresh_right(const struct mvr_session *s);
+
+#endif
