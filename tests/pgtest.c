@@ -227,17 +227,12 @@ void pgt_exec(pgt_ctx *t, const char *fmt, ...)
     PQclear(run_owned(t, sql));
 }
 
-void pgt_exec_fails(pgt_ctx *t, char sqlstate[6], const char *fmt, ...)
+/* Run sql (taken over) on conn, which must fail; its SQLSTATE goes to sqlstate. */
+static void fails_on(pgt_ctx *t, PGconn *conn, char sqlstate[6], char *sql)
 {
-    va_list ap;
-    char *sql;
-    PGresult *res;
+    PGresult *res = PQexec(conn, sql);
     const char *state;
 
-    va_start(ap, fmt);
-    sql = vformat_or_fail(t, fmt, ap);
-    va_end(ap);
-    res = PQexec(t->conn, sql);
     if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
         char stmt[1024];
         snprintf(stmt, sizeof stmt, "%s", sql);
@@ -250,6 +245,28 @@ void pgt_exec_fails(pgt_ctx *t, char sqlstate[6], const char *fmt, ...)
     snprintf(sqlstate, 6, "%s", state != NULL ? state : "?????");
     PQclear(res);
     free(sql);
+}
+
+void pgt_exec_fails(pgt_ctx *t, char sqlstate[6], const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+
+    va_start(ap, fmt);
+    sql = vformat_or_fail(t, fmt, ap);
+    va_end(ap);
+    fails_on(t, t->conn, sqlstate, sql);
+}
+
+void pgt_exec_fails_on(pgt_ctx *t, PGconn *conn, char sqlstate[6], const char *fmt, ...)
+{
+    va_list ap;
+    char *sql;
+
+    va_start(ap, fmt);
+    sql = vformat_or_fail(t, fmt, ap);
+    va_end(ap);
+    fails_on(t, conn, sqlstate, sql);
 }
 
 /* One row, one column; returns malloc'd text, NULL for SQL NULL. */
@@ -400,9 +417,10 @@ void pgt_assert_stays(pgt_ctx *t, long duration_ms, const char *expected, const 
 
 /* ---- database lifecycle ------------------------------------------------- */
 
-static void install_sql(pgt_ctx *t)
+bool pgt_install_on(pgt_ctx *t, PGconn *conn, char sqlstate[6], char *err, size_t errlen)
 {
     const char *path = getenv("MVREFRESH_SQL");
+    const char *state;
     char *sql;
     PGresult *res;
     ExecStatusType st;
@@ -412,16 +430,25 @@ static void install_sql(pgt_ctx *t)
     sql = read_file(path);
     if (sql == NULL)
         failf("%s: cannot read %s: %s", t->name, path, strerror(errno));
-    res = PQexec(t->conn, sql);
+    res = PQexec(conn, sql);
     free(sql);
     st = PQresultStatus(res);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-        char err[1024];
-        snprintf(err, sizeof err, "%s", PQresultErrorMessage(res));
-        PQclear(res);
-        failf("%s: installing %s failed: %s", t->name, path, err);
-    }
+    state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    snprintf(sqlstate, 6, "%s", state != NULL ? state : "00000");
+    snprintf(err, errlen, "%s", PQresultErrorMessage(res));
     PQclear(res);
+    /* The file is one transaction: a failure leaves it open and aborted. */
+    if (PQtransactionStatus(conn) == PQTRANS_INERROR)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static void install_sql(pgt_ctx *t)
+{
+    char sqlstate[6], err[1024];
+
+    if (!pgt_install_on(t, t->conn, sqlstate, err, sizeof err))
+        failf("%s: installing %s failed: %s", t->name, getenv("MVREFRESH_SQL"), err);
 }
 
 static void make_names(pgt_ctx *t, const char *test_name)
@@ -724,6 +751,46 @@ void pgt_log_dump(const pgt_ctx *t, int lines)
 }
 
 /* ---- fault injection ---------------------------------------------------- */
+
+PGconn *pgt_connect_as(pgt_ctx *t, const char *role)
+{
+    const char *const keys[] = {"dbname", "user", NULL};
+    const char *const values[] = {t->dbname, role, NULL};
+
+    for (int i = 0; i < PGT_MAX_CONNS; i++) {
+        if (t->conns[i] == NULL) {
+            PGconn *conn = PQconnectdbParams(keys, values, 0);
+            if (PQstatus(conn) != CONNECTION_OK) {
+                char err[1024];
+                snprintf(err, sizeof err, "%s", PQerrorMessage(conn));
+                PQfinish(conn);
+                failf("%s: cannot connect as %s: %s", t->name, role, err);
+            }
+            PQsetNoticeProcessor(conn, quiet_notices, NULL);
+            t->conns[i] = conn;
+            return conn;
+        }
+    }
+    failf("%s: more than %d extra connections", t->name, PGT_MAX_CONNS);
+    return NULL;
+}
+
+const char *pgt_dsn_as(const pgt_ctx *t, const char *role, char *buf, size_t size)
+{
+    size_t n = (size_t)snprintf(buf, size, "dbname=%s user='", t->dbname);
+
+    /* A conninfo value in single quotes: backslash before ' and \. */
+    for (const char *p = role; *p != '\0' && n + 3 < size; p++) {
+        if (*p == '\'' || *p == '\\')
+            buf[n++] = '\\';
+        buf[n++] = *p;
+    }
+    if (n + 2 > size)
+        failf("%s: conninfo for role %s does not fit", t->name, role);
+    buf[n++] = '\'';
+    buf[n] = '\0';
+    return buf;
+}
 
 PGconn *pgt_connect(pgt_ctx *t)
 {

@@ -143,6 +143,16 @@ void pgt_log_dump(const pgt_ctx *t, int lines);
 
 /* Another connection to the test database; teardown closes it. */
 PGconn *pgt_connect(pgt_ctx *t);
+/* Another connection to the test database as a given (LOGIN) role; teardown closes it. */
+PGconn *pgt_connect_as(pgt_ctx *t, const char *role);
+/* A conninfo for the test database as role (any characters), for pgt_daemon_start_dsn. */
+const char *pgt_dsn_as(const pgt_ctx *t, const char *role, char *buf, size_t size);
+/* pgt_exec_fails on a given connection. */
+void pgt_exec_fails_on(pgt_ctx *t, PGconn *conn, char sqlstate[6], const char *fmt, ...)
+    PGT_PRINTF(4, 5);
+/* Install MVREFRESH_SQL on conn; returns whether it worked, with the SQLSTATE (00000 when it
+ * did) and the error message. */
+bool pgt_install_on(pgt_ctx *t, PGconn *conn, char sqlstate[6], char *err, size_t errlen);
 /* pgt_exec on a given connection (one of pgt_connect's). */
 void pgt_exec_on(pgt_ctx *t, PGconn *conn, const char *fmt, ...) PGT_PRINTF(3, 4);
 /* A statement on the maintenance database (roles, ALTER DATABASE ...). */

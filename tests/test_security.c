@@ -1,0 +1,524 @@
+/*
+ * The trust boundary, tried the way a hostile database role would.
+ *
+ * The daemon runs other roles' code (every REFRESH executes a view's query), usually as a
+ * powerful role. Each case creates real roles on the test server and attacks from their
+ * sessions: escalation through objects left in the daemon's session, registrations of views
+ * one does not own, forged status rows, a schema owned by someone else, floods of server
+ * messages, locks held to stall a refresh. Role, schema and table names carry quotes,
+ * spaces, dots and non-ASCII letters throughout.
+ *
+ * Roles belong to the whole cluster, which tests/run-with-pg.sh creates for this suite
+ * alone; each test uses role names of its own.
+ */
+#include "pgtest.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEADLINE_MS = 10000 };
+
+/* SQLSTATE insufficient_privilege */
+#define DENIED "42501"
+
+/* Create a LOGIN role (as the superuser) and return its SQL identifier in buf. */
+static const char *make_role(pgt_ctx *t, const char *name, char *buf, size_t size)
+{
+    char *ident = PQescapeIdentifier(t->conn, name, strlen(name));
+
+    assert_non_null(ident);
+    snprintf(buf, size, "%s", ident);
+    PQfreemem(ident);
+    pgt_exec(t, "CREATE ROLE %s LOGIN", buf);
+    return buf;
+}
+
+/* ---- escalation through the daemon's session ----------------------------- */
+
+#define ATK_SCHEMA "\"évil schema.x\""
+
+/* Everything the attacker's view does while the daemon refreshes it, each step recorded. */
+static const char plant_sql[] =
+    "CREATE FUNCTION " ATK_SCHEMA ".note(what text) RETURNS void LANGUAGE sql AS "
+    "$$ INSERT INTO " ATK_SCHEMA ".attempts VALUES (what, current_user) $$;"
+    /* Runs with the rights of whoever evaluates the domain's CHECK. */
+    "CREATE FUNCTION " ATK_SCHEMA ".evil(x bigint) RETURNS boolean LANGUAGE plpgsql AS $$ "
+    "BEGIN "
+    "  EXECUTE pg_catalog.format('ALTER ROLE %I SUPERUSER', "
+    "                            (SELECT name FROM " ATK_SCHEMA ".me)); "
+    "  EXECUTE pg_catalog.format('GRANT pg_read_all_data TO %I', "
+    "                            (SELECT name FROM " ATK_SCHEMA ".me)); "
+    "  PERFORM " ATK_SCHEMA ".note('escalated'); "
+    "  RETURN true; "
+    "EXCEPTION WHEN OTHERS THEN RETURN true; "
+    "END $$;"
+    "CREATE FUNCTION " ATK_SCHEMA ".plant() RETURNS int LANGUAGE plpgsql AS $$ "
+    "BEGIN "
+    "  BEGIN "
+    "    EXECUTE 'CREATE DOMAIN pg_temp.oid AS pg_catalog.int8 "
+    "             CHECK (" ATK_SCHEMA ".evil(VALUE))'; "
+    "    EXECUTE 'CREATE DOMAIN pg_temp.float8 AS pg_catalog.float8 "
+    "             CHECK (" ATK_SCHEMA ".evil(VALUE::pg_catalog.int8))'; "
+    "    PERFORM " ATK_SCHEMA ".note('planted'); "
+    "  EXCEPTION WHEN OTHERS THEN PERFORM " ATK_SCHEMA ".note('plant failed: ' || SQLERRM); "
+    "  END; "
+    "  BEGIN "
+    "    PERFORM pg_catalog.pg_advisory_lock(4242); "
+    "    PERFORM pg_catalog.set_config('search_path', '" ATK_SCHEMA ", pg_catalog', false); "
+    "    EXECUTE 'PREPARE evil_stmt AS SELECT 1'; "
+    "  EXCEPTION WHEN OTHERS THEN NULL; "
+    "  END; "
+    "  RETURN 1; "
+    "END $$;";
+
+/*
+ * A view owner's function, run by REFRESH, creates a domain named "oid" (and "float8") in
+ * the session's temporary schema, whose CHECK would run its code with the daemon's rights if
+ * a later statement of the daemon resolved one of those type names to it; it also takes a
+ * session advisory lock and changes settings. The daemon runs as a superuser, the worst case.
+ */
+PGT_TEST(test_refresh_cannot_escalate_through_session_objects)
+{
+    char atk[128];
+    PGconn *a;
+
+    make_role(t, "Mallory \"the\" .évil", atk, sizeof atk);
+    pgt_exec(t, "CREATE SCHEMA " ATK_SCHEMA " AUTHORIZATION %s", atk);
+    a = pgt_connect_as(t, "Mallory \"the\" .évil");
+    pgt_exec_on(t, a, "CREATE TABLE " ATK_SCHEMA ".attempts (what text, by_role name)");
+    pgt_exec_on(t, a, "CREATE TABLE " ATK_SCHEMA ".me (name text)");
+    pgt_exec_on(t, a, "INSERT INTO " ATK_SCHEMA ".me VALUES (current_user)");
+    pgt_exec_on(t, a, "%s", plant_sql);
+    pgt_exec_on(t, a, "CREATE TABLE " ATK_SCHEMA ".\"t a.b\" (id int PRIMARY KEY)");
+    pgt_exec_on(t, a,
+                "CREATE MATERIALIZED VIEW " ATK_SCHEMA ".\"the \"\"view\"\"\" AS "
+                "SELECT id, " ATK_SCHEMA ".plant() AS p FROM " ATK_SCHEMA ".\"t a.b\"");
+    pgt_exec_on(t, a, "CREATE UNIQUE INDEX ON " ATK_SCHEMA ".\"the \"\"view\"\"\" (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('" ATK_SCHEMA ".\"the \"\"view\"\"\"', '50 ms', '1 s')");
+    pgt_daemon_start(t, NULL);
+
+    for (int i = 1; i <= 3; i++) {
+        if (i > 1)
+            pgt_exec_on(t, a, "INSERT INTO " ATK_SCHEMA ".\"t a.b\" VALUES (%d)", i);
+        pgt_wait_refreshes(t, ATK_SCHEMA ".\"the \"\"view\"\"\"", i, DEADLINE_MS);
+    }
+    /* The attack gained nothing... */
+    assert_int_equal(
+        pgt_query_ll(t, "SELECT count(*) FROM " ATK_SCHEMA ".attempts WHERE what = 'escalated'"),
+        0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_roles WHERE rolname = "
+                                     "'Mallory \"the\" .évil' AND rolsuper"),
+                     0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r "
+                                     "ON r.oid = m.member WHERE r.rolname = "
+                                     "'Mallory \"the\" .évil'"),
+                     0);
+    /* ...though it was really made: the domains were created (from the second refresh on:
+     * the first one runs before the session has a temporary schema, which a view's code may
+     * not create). */
+    assert_in_range(
+        pgt_query_ll(t, "SELECT count(*) FROM " ATK_SCHEMA ".attempts WHERE what = 'planted'"), 2,
+        3);
+    /* What the last refresh left in the session was gone before the daemon's next statement
+     * (recording the refresh, which ran after the reset). */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_locks "
+                                     "WHERE locktype = 'advisory' AND objid = 4242"),
+                     0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_type t "
+                                     "JOIN pg_namespace n ON n.oid = t.typnamespace "
+                                     "WHERE n.nspname LIKE 'pg\\_temp\\_%%' "
+                                     "AND t.typname IN ('oid', 'float8')"),
+                     0);
+    /* The daemon said it runs as a superuser, and that it should not. */
+    assert_true(pgt_log_count_lines(t, "WARNING", "is a superuser") == 1);
+}
+
+/* ---- registrations belong to owners -------------------------------------- */
+
+#define OWN_SCHEMA "\"Ørj \"\"an\"\".ü schema\""
+#define OWN_VIEW OWN_SCHEMA ".\"sales \"\"by\"\" day\""
+
+/* Role owner owns schema OWN_SCHEMA with table base and view OWN_VIEW over it. */
+static PGconn *owner_with_view(pgt_ctx *t, const char *owner_name, const char *owner)
+{
+    PGconn *o;
+
+    pgt_exec(t, "CREATE SCHEMA " OWN_SCHEMA " AUTHORIZATION %s", owner);
+    o = pgt_connect_as(t, owner_name);
+    pgt_exec_on(t, o, "CREATE TABLE " OWN_SCHEMA ".\"base.tbl\" (id int PRIMARY KEY, v int)");
+    pgt_exec_on(t, o, "INSERT INTO " OWN_SCHEMA ".\"base.tbl\" VALUES (1, 1)");
+    pgt_exec_on(t, o,
+                "CREATE MATERIALIZED VIEW " OWN_VIEW " AS "
+                "SELECT id, v FROM " OWN_SCHEMA ".\"base.tbl\"");
+    pgt_exec_on(t, o, "CREATE UNIQUE INDEX ON " OWN_VIEW " (id)");
+    return o;
+}
+
+static void expect_denied(pgt_ctx *t, PGconn *conn, const char *sql)
+{
+    char state[6];
+
+    pgt_exec_fails_on(t, conn, state, "%s", sql);
+    if (strcmp(state, DENIED) != 0)
+        fail_msg("%s: expected SQLSTATE " DENIED " but got %s from: %s", t->name, state, sql);
+}
+
+/*
+ * A role with every table privilege on the view and its table, but not its owner, tries to
+ * watch, unwatch, retune, pause and forge status, through the functions and by hand.
+ */
+PGT_TEST(test_non_owner_is_refused)
+{
+    char owner[128], intruder[128];
+    PGconn *i;
+
+    make_role(t, "Ørjan \"owner\" .x", owner, sizeof owner);
+    make_role(t, "intru der.ü", intruder, sizeof intruder);
+    owner_with_view(t, "Ørjan \"owner\" .x", owner);
+    pgt_exec(t, "GRANT USAGE ON SCHEMA " OWN_SCHEMA " TO %s", intruder);
+    pgt_exec(t, "GRANT ALL ON ALL TABLES IN SCHEMA " OWN_SCHEMA " TO %s", intruder);
+    i = pgt_connect_as(t, "intru der.ü");
+
+    expect_denied(t, i, "SELECT mvrefresh.watch('" OWN_VIEW "')");
+    pgt_exec(t, "SET ROLE %s", owner);
+    pgt_exec(t, "SELECT mvrefresh.watch('" OWN_VIEW "', '200 ms', '2 s')");
+    pgt_exec(t, "RESET ROLE");
+
+    expect_denied(t, i, "SELECT mvrefresh.watch('" OWN_VIEW "', '1 h', '2 h')");
+    expect_denied(t, i, "SELECT mvrefresh.unwatch('" OWN_VIEW "')");
+    expect_denied(t, i, "UPDATE mvrefresh.view SET debounce = '1 h', max_wait = '2 h'");
+    expect_denied(t, i,
+                  "UPDATE mvrefresh.view SET enabled = false "
+                  "WHERE view = '" OWN_VIEW "'::regclass");
+    expect_denied(t, i, "DELETE FROM mvrefresh.view");
+    expect_denied(t, i, "INSERT INTO mvrefresh.view (view) VALUES ('" OWN_VIEW "')");
+    expect_denied(t, i, "DELETE FROM mvrefresh.dependency");
+    expect_denied(t, i,
+                  "INSERT INTO mvrefresh.dependency VALUES "
+                  "('" OWN_VIEW "', 'pg_class'::regclass)");
+    expect_denied(t, i, "UPDATE mvrefresh.refresh_state SET refresh_count = 999");
+    expect_denied(t, i,
+                  "SELECT mvrefresh.refresh_end('" OWN_VIEW "'::regclass, true, 'plain', "
+                  "NULL, NULL, NULL)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL)");
+    expect_denied(t, i, "SELECT mvrefresh.mark_interrupted()");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.registry()");
+    expect_denied(t, i, "SELECT mvrefresh.lock_sources('" OWN_VIEW "'::regclass)");
+    /* (In the implicit transaction of a two-statement query, where LOCK is allowed.) */
+    expect_denied(t, i, "LOCK TABLE mvrefresh.view IN ACCESS EXCLUSIVE MODE; SELECT 1");
+
+    /* Nothing changed. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.status WHERE view = '" OWN_VIEW
+                                     "'::regclass AND debounce = '200 ms' AND enabled "
+                                     "AND refresh_count = 0 AND NOT refreshing"),
+                     1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '" OWN_SCHEMA
+                                     ".\"base.tbl\"'::regclass AND tgname LIKE 'mvrefresh%%'"),
+                     2);
+}
+
+/* The owner, with no grant of any kind on mvrefresh's tables, manages its own view: watch,
+ * retune, pause, resume, unwatch; a member of the owning role may too. */
+PGT_TEST(test_owner_manages_own_view_without_grants)
+{
+    char owner[128], member[128];
+    PGconn *o, *m;
+
+    make_role(t, "Own \"er\".2 ß", owner, sizeof owner);
+    make_role(t, "mem ber.ñ", member, sizeof member);
+    pgt_exec(t, "GRANT %s TO %s", owner, member);
+    o = owner_with_view(t, "Own \"er\".2 ß", owner);
+    m = pgt_connect_as(t, "mem ber.ñ");
+
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_VIEW "', '200 ms', '2 s')");
+    pgt_exec_on(t, o,
+                "UPDATE mvrefresh.view SET debounce = '300 ms', max_wait = '3 s' "
+                "WHERE view = '" OWN_VIEW "'::regclass");
+    pgt_exec_on(t, m,
+                "UPDATE mvrefresh.view SET enabled = false "
+                "WHERE view = '" OWN_VIEW "'::regclass");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view WHERE view = '" OWN_VIEW
+                                     "'::regclass AND debounce = '300 ms' AND NOT enabled"),
+                     1);
+    pgt_exec_on(t, o, "UPDATE mvrefresh.view SET enabled = true");
+    /* The owner sees its own status row. */
+    pgt_exec_on(t, o, "SELECT * FROM mvrefresh.status WHERE view = '" OWN_VIEW "'::regclass");
+    pgt_exec_on(t, m, "SELECT mvrefresh.unwatch('" OWN_VIEW "')");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view"), 0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger WHERE tgname LIKE "
+                                     "'mvrefresh%%' AND NOT tgisinternal "
+                                     "AND tgrelid <> ALL ('{mvrefresh.view,mvrefresh.dependency}'"
+                                     "::regclass[])"),
+                     0);
+}
+
+/* watch() puts triggers on every table the view reads: that takes TRIGGER on them. */
+PGT_TEST(test_watch_needs_trigger_privilege_on_base_tables)
+{
+    char owner[128], reporter[128];
+    PGconn *r;
+    char state[6];
+
+    make_role(t, "etl \"own\".er", owner, sizeof owner);
+    make_role(t, "report ér.x", reporter, sizeof reporter);
+    owner_with_view(t, "etl \"own\".er", owner);
+    pgt_exec(t, "GRANT USAGE, CREATE ON SCHEMA " OWN_SCHEMA " TO %s", reporter);
+    pgt_exec(t, "GRANT SELECT ON " OWN_SCHEMA ".\"base.tbl\" TO %s", reporter);
+    r = pgt_connect_as(t, "report ér.x");
+    pgt_exec_on(t, r,
+                "CREATE MATERIALIZED VIEW " OWN_SCHEMA ".\"rep.v\" AS "
+                "SELECT id FROM " OWN_SCHEMA ".\"base.tbl\"");
+    pgt_exec_fails_on(t, r, state, "SELECT mvrefresh.watch('" OWN_SCHEMA ".\"rep.v\"')");
+    assert_string_equal(state, DENIED);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view"), 0);
+    pgt_exec(t, "GRANT TRIGGER ON " OWN_SCHEMA ".\"base.tbl\" TO %s", reporter);
+    pgt_exec_on(t, r, "SELECT mvrefresh.watch('" OWN_SCHEMA ".\"rep.v\"')");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view"), 1);
+}
+
+/* Rows of mvrefresh.status, mvrefresh.view and mvrefresh.dependency that conn sees. */
+static const char *rows_seen(PGconn *conn)
+{
+    static char seen[64];
+    PGresult *r = PQexec(conn, "SELECT (SELECT count(*) FROM mvrefresh.status) || '|' || "
+                               "(SELECT count(*) FROM mvrefresh.view) || '|' || "
+                               "(SELECT count(*) FROM mvrefresh.dependency)");
+
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    snprintf(seen, sizeof seen, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return seen;
+}
+
+/* Status and registry rows show only to roles that may read the view: a refresh error can
+ * quote the data that caused it. */
+PGT_TEST(test_status_only_for_readers)
+{
+    char owner[128], stranger[128];
+    PGconn *s;
+
+    make_role(t, "own \"é\".r3", owner, sizeof owner);
+    make_role(t, "stran ger.ø", stranger, sizeof stranger);
+    owner_with_view(t, "own \"é\".r3", owner);
+    pgt_exec(t, "SELECT mvrefresh.watch('" OWN_VIEW "')");
+    s = pgt_connect_as(t, "stran ger.ø");
+    assert_string_equal(rows_seen(s), "0|0|0");
+    pgt_exec(t, "GRANT USAGE ON SCHEMA " OWN_SCHEMA " TO %s", stranger);
+    pgt_exec(t, "GRANT SELECT ON " OWN_VIEW " TO %s", stranger);
+    assert_string_equal(rows_seen(s), "1|1|1");
+}
+
+/* ---- a schema nobody else controls --------------------------------------- */
+
+/* Someone created the schema first (with a function of theirs in it): the install refuses
+ * and creates nothing. */
+PGT_TEST(test_install_refuses_a_foreign_schema)
+{
+    char evil[128], state[6], err[1024];
+
+    make_role(t, "squat \"ter\".ü", evil, sizeof evil);
+    pgt_exec(t, "DROP SCHEMA mvrefresh CASCADE");
+    pgt_exec(t, "GRANT CREATE ON DATABASE %s TO %s", t->dbname, evil);
+    pgt_exec(t, "SET ROLE %s", evil);
+    pgt_exec(t, "CREATE SCHEMA mvrefresh");
+    pgt_exec(t, "CREATE FUNCTION mvrefresh.registry() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    pgt_exec(t, "RESET ROLE");
+
+    assert_false(pgt_install_on(t, t->conn, state, err, sizeof err));
+    assert_string_equal(state, DENIED);
+    assert_non_null(strstr(err, "squat"));
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_class c JOIN pg_namespace n "
+                                     "ON n.oid = c.relnamespace WHERE n.nspname = 'mvrefresh'"),
+                     0);
+
+    /* Handed over to the installer, the schema is taken: the squatter's function is not
+     * theirs any more either. */
+    pgt_exec(t, "ALTER SCHEMA mvrefresh OWNER TO CURRENT_USER");
+    assert_false(pgt_install_on(t, t->conn, state, err, sizeof err));
+    assert_non_null(strstr(err, "registry()"));
+    pgt_exec(t, "DROP FUNCTION mvrefresh.registry()");
+    assert_true(pgt_install_on(t, t->conn, state, err, sizeof err));
+}
+
+/* Someone got to own one of the functions the daemon calls: it refuses to call any, says
+ * why, keeps trying, and goes back to work once the ownership is fixed. */
+PGT_TEST(test_daemon_refuses_foreign_owned_functions)
+{
+    char evil[128];
+    long mark;
+
+    make_role(t, "own \"s\" the.fn ü", evil, sizeof evil);
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    pgt_exec(t,
+             "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8) "
+             "OWNER TO %s",
+             evil);
+    mark = pgt_log_mark(t);
+    pgt_daemon_start(t, NULL);
+    pgt_log_wait(t, DEADLINE_MS, 1, "is owned by role");
+    pgt_refreshes_stay(t, "mv", 0, 1000);
+    assert_true(pgt_daemon_alive(t));
+    assert_true(pgt_log_count_lines_since(t, mark, "refusing", "refresh_end") >= 1);
+
+    pgt_exec(t, "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8) "
+                "OWNER TO CURRENT_USER");
+    /* The connections retry with backoff (at most 30 s between tries). */
+    pgt_wait_refreshes(t, "mv", 1, 40000);
+
+    /* The same for the schema itself, noticed when a connection is made again. */
+    pgt_exec(t, "ALTER SCHEMA mvrefresh OWNER TO %s", evil);
+    mark = pgt_log_mark(t);
+    pgt_terminate(t, "application_name LIKE 'mvrefreshd%%'");
+    pgt_log_wait(t, DEADLINE_MS, 1, "schema mvrefresh is owned by role");
+    assert_true(pgt_log_count_lines_since(t, mark, "refusing", "schema mvrefresh") >= 1);
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_refreshes_stay(t, "mv", 1, 1000);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* ---- resource abuse ------------------------------------------------------ */
+
+/* A view whose query raises thousands of NOTICEs: a few are logged, the rest counted. */
+PGT_TEST(test_notice_flood_is_rate_limited)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "INSERT INTO t SELECT generate_series(1, 5000)");
+    pgt_exec(t, "CREATE FUNCTION noisy(i int) RETURNS int LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE NOTICE 'row %% says hello', i; RETURN i; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW \"no isy.v\" AS SELECT public.noisy(id) AS id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON \"no isy.v\" (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('\"no isy.v\"', '50 ms', '1 s')");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "\"no isy.v\"", 1, DEADLINE_MS);
+    pgt_log_wait(t, DEADLINE_MS, 1, "suppressed");
+    assert_in_range(pgt_log_count(t, "says hello"), 1, 10);
+    assert_int_equal(pgt_log_count_lines(t, "suppressed 4990 server message", "no isy.v"), 1);
+    assert_true(pgt_daemon_alive(t));
+}
+
+/* With the default settings a reader that holds a view open cannot hold a plain REFRESH
+ * (and every reader queued behind it) forever: lock_timeout is on by default. */
+PGT_TEST(test_default_lock_timeout_bounds_a_held_refresh)
+{
+    PGconn *reader;
+    int64_t start;
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s', concurrently => false)");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+
+    reader = pgt_connect(t);
+    pgt_exec_on(t, reader, "BEGIN");
+    pgt_exec_on(t, reader, "SELECT count(*) FROM mv");
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    start = pgt_now_ms();
+    pgt_poll_until(t, 30000, "55P03",
+                   "SELECT last_sqlstate FROM mvrefresh.status WHERE view = 'mv'::regclass");
+    print_message("the held refresh gave up after %lld ms\n", (long long)(pgt_now_ms() - start));
+    pgt_exec_on(t, reader, "COMMIT");
+    pgt_wait_refreshes(t, "mv", 2, 30000);
+}
+
+/* A view whose functions name tables without a schema relied on the session's search_path;
+ * the daemon's sessions pin it to pg_catalog, pg_temp (as PostgreSQL 17 does for every
+ * REFRESH), so such a view fails with a clear error until its function sets its own. */
+PGT_TEST(test_view_functions_get_a_pinned_search_path)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE TABLE factor (f int)");
+    pgt_exec(t, "INSERT INTO factor VALUES (2)");
+    pgt_exec(t, "CREATE FUNCTION scaled(i int) RETURNS int LANGUAGE sql STABLE "
+                "AS 'SELECT i * (SELECT f FROM factor)'");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT public.scaled(id) AS id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    pgt_daemon_start(t, NULL);
+    pgt_poll_until(t, DEADLINE_MS, "42P01",
+                   "SELECT last_sqlstate FROM mvrefresh.status WHERE view = 'mv'::regclass");
+    pgt_exec(t, "ALTER FUNCTION scaled(int) SET search_path = public");
+    pgt_exec(t, "INSERT INTO t VALUES (21)");
+    pgt_poll_until(t, 30000, "42", "SELECT max(id) FROM mv");
+}
+
+/* ---- the documented setup, end to end ------------------------------------ */
+
+/*
+ * A superuser installed mvrefresh (the harness did); an application role owns tables and
+ * views and watches them with no grant at all; a dedicated daemon role has exactly
+ * GRANT mvrefresh_daemon and membership in the application role, and keeps the view fresh.
+ * The same daemon role without that membership is told what to grant.
+ */
+PGT_TEST(test_three_roles)
+{
+    char app[128], daemon[128], dsn[512];
+    PGconn *o;
+    long mark;
+
+    make_role(t, "App \"Owner\" ü.x", app, sizeof app);
+    make_role(t, "mvr daemon.é", daemon, sizeof daemon);
+    pgt_exec(t, "GRANT mvrefresh_daemon TO %s", daemon);
+    o = owner_with_view(t, "App \"Owner\" ü.x", app);
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_VIEW "', '50 ms', '1 s')");
+
+    /* Not (yet) a member of the owning role: every attempt says what to grant. */
+    pgt_daemon_start_dsn(t, NULL, pgt_dsn_as(t, "mvr daemon.é", dsn, sizeof dsn));
+    pgt_poll_until(t, DEADLINE_MS, DENIED,
+                   "SELECT last_sqlstate FROM mvrefresh.status WHERE view = '" OWN_VIEW
+                   "'::regclass");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT last_error LIKE '%%GRANT %%' FROM mvrefresh.status "
+                   "WHERE view = '" OWN_VIEW "'::regclass");
+    assert_int_equal(pgt_log_count(t, "is a superuser"), 0);
+    assert_true(pgt_log_count(t, "refreshes as: ") >= 1);
+
+    pgt_exec(t, "GRANT %s TO %s", app, daemon);
+    pgt_exec_on(t, o, "INSERT INTO " OWN_SCHEMA ".\"base.tbl\" VALUES (2, 2)");
+    pgt_poll_until(t, 40000, "2", "SELECT count(*) FROM " OWN_VIEW);
+    pgt_exec_on(t, o, "INSERT INTO " OWN_SCHEMA ".\"base.tbl\" VALUES (3, 3)");
+    pgt_poll_until(t, DEADLINE_MS, "3", "SELECT count(*) FROM " OWN_VIEW);
+    /* The application role reads its status. */
+    {
+        PGresult *r = PQexec(o, "SELECT refresh_count >= 2 FROM mvrefresh.status");
+        assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+        assert_int_equal(PQntuples(r), 1);
+        assert_string_equal(PQgetvalue(r, 0, 0), "t");
+        PQclear(r);
+    }
+    pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
+
+    /* Without mvrefresh_daemon the daemon cannot call its functions, and says the fix. */
+    pgt_exec(t, "REVOKE mvrefresh_daemon FROM %s", daemon);
+    mark = pgt_log_mark(t);
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    pgt_log_wait(t, DEADLINE_MS, 1, "GRANT mvrefresh_daemon TO");
+    assert_true(pgt_log_count_lines_since(t, mark, "GRANT mvrefresh_daemon TO", "mvr daemon.é") >=
+                1);
+    assert_true(pgt_daemon_alive(t));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        PGT_UNIT(test_refresh_cannot_escalate_through_session_objects),
+        PGT_UNIT(test_non_owner_is_refused),
+        PGT_UNIT(test_owner_manages_own_view_without_grants),
+        PGT_UNIT(test_watch_needs_trigger_privilege_on_base_tables),
+        PGT_UNIT(test_status_only_for_readers),
+        PGT_UNIT(test_install_refuses_a_foreign_schema),
+        PGT_UNIT(test_daemon_refuses_foreign_owned_functions),
+        PGT_UNIT(test_notice_flood_is_rate_limited),
+        PGT_UNIT(test_default_lock_timeout_bounds_a_held_refresh),
+        PGT_UNIT(test_view_functions_get_a_pinned_search_path),
+        PGT_UNIT(test_three_roles),
+    };
+
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
