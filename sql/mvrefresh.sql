@@ -417,6 +417,46 @@ CREATE CONSTRAINT TRIGGER view_upstream_guard
     FOR EACH ROW EXECUTE FUNCTION mvrefresh.check_not_upstream();
 
 --------------------------------------------------------------------------------
+-- The contract with mvrefreshd
+--------------------------------------------------------------------------------
+
+-- The two notification channels are named here and nowhere else in this file.
+-- mvrefreshd names them once as well (src/session.h), checks at every connect
+-- that version() reports the same, and the tests check that both sides agree.
+-- IMMUTABLE and without a SET clause, so that a call is folded into a constant
+-- when the trigger's plan is made: it costs the write path nothing.
+CREATE OR REPLACE FUNCTION mvrefresh.change_channel()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $fn$ SELECT 'mvrefresh'::pg_catalog.text $fn$;
+
+CREATE OR REPLACE FUNCTION mvrefresh.control_channel()
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $fn$ SELECT 'mvrefresh_control'::pg_catalog.text $fn$;
+
+-- The release of this file, and the protocol: what the daemon calls and reads
+-- (these functions, their arguments and columns, the channels, the payloads).
+-- The protocol number changes whenever that changes incompatibly, and a daemon
+-- refuses, naming both versions, an installed SQL whose protocol is not its own.
+-- Protocol 1 was every release before version() existed.
+CREATE OR REPLACE FUNCTION mvrefresh.version()
+RETURNS TABLE (version text, protocol integer, change_channel text, control_channel text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT '0.2.0'::pg_catalog.text, 2, mvrefresh.change_channel(), mvrefresh.control_channel();
+$fn$;
+
+COMMENT ON FUNCTION mvrefresh.version() IS
+    'The installed mvrefresh release and the daemon protocol it speaks';
+
+--------------------------------------------------------------------------------
 -- Change signals
 --------------------------------------------------------------------------------
 
@@ -430,7 +470,7 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
 BEGIN
-    PERFORM pg_catalog.pg_notify('mvrefresh', TG_RELID::pg_catalog.text);
+    PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), TG_RELID::pg_catalog.text);
     RETURN NULL;
 END
 $fn$;
@@ -446,7 +486,7 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    PERFORM pg_catalog.pg_notify('mvrefresh_control', 'reload');
+    PERFORM pg_catalog.pg_notify(mvrefresh.control_channel(), 'reload');
     RETURN NULL;
 END
 $fn$;

@@ -166,9 +166,9 @@ static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
     drop_pg(c);
     set_state(c, MVR_CONN_DOWN);
     if (fn != NULL)
-        fn(c, NULL, c->result_arg);
+        fn(c->result_arg, NULL);
     if (c->hooks->down != NULL)
-        c->hooks->down(c);
+        c->hooks->down(c->owner);
     if (c->reconnect && c->state == MVR_CONN_DOWN) {
         ev_timer_set(&c->retry, next_backoff(c), 0.0);
         ev_timer_start(c->loop, &c->retry);
@@ -204,23 +204,9 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
     mvr_conn_open(c, c->dsn, c->app_name);
 }
 
-/* The session check is done: use the connection, or refuse it and try again later (the owner
- * of the schema may fix it meanwhile). */
-static void session_done(struct mvr_conn *c, const PGresult *res, void *arg)
+/* The session checks are done: the connection is ready. */
+static void session_ready(struct mvr_conn *c)
 {
-    char why[1024];
-
-    (void)arg;
-    if (res == NULL)
-        return; /* lost: go_down has run */
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        go_down(c, PQresultErrorMessage(res));
-        return;
-    }
-    if (mvr_session_read(res, &c->session, why, sizeof why) != 0) {
-        go_down_as(c, why, true);
-        return;
-    }
     if (c->loss_reported || c->backoff > BACKOFF_FIRST)
         mvr_info(c->log, "%s: connected to database \"%s\" on %s as role \"%s\"", c->name,
                  PQdb(c->pg), PQhost(c->pg), c->session.role);
@@ -231,7 +217,46 @@ static void session_done(struct mvr_conn *c, const PGresult *res, void *arg)
     c->backoff = BACKOFF_FIRST;
     set_state(c, MVR_CONN_IDLE);
     if (c->hooks->up != NULL)
-        c->hooks->up(c);
+        c->hooks->up(c->owner);
+}
+
+/* A check failed: refuse the session, and try again later (its cause may be fixed meanwhile). */
+static bool check_failed(struct mvr_conn *c, const PGresult *res)
+{
+    if (res == NULL)
+        return true; /* lost: go_down has run */
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        go_down(c, PQresultErrorMessage(res));
+        return true;
+    }
+    return false;
+}
+
+static void version_done(void *arg, const PGresult *res)
+{
+    struct mvr_conn *c = arg;
+    char why[1024];
+
+    if (check_failed(c, res))
+        return;
+    if (mvr_session_read_version(res, &c->session, why, sizeof why) != 0)
+        go_down_as(c, why, true);
+    else
+        session_ready(c);
+}
+
+/* Only once the schema is known to be trusted may its version() be called. */
+static void session_done(void *arg, const PGresult *res)
+{
+    struct mvr_conn *c = arg;
+    char why[1024];
+
+    if (check_failed(c, res))
+        return;
+    if (mvr_session_read(res, &c->session, why, sizeof why) != 0)
+        go_down_as(c, why, true);
+    else
+        send_query(c, mvr_session_version_sql, 0, NULL, NULL, version_done, c);
 }
 
 static void connected(struct mvr_conn *c)
@@ -245,7 +270,7 @@ static void connected(struct mvr_conn *c)
     set_state(c, MVR_CONN_SETUP);
     watch_socket(c, EV_READ);
     /* Before anything else runs in this session (see session.h). */
-    send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, NULL);
+    send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, c);
 }
 
 static void poll_connect(struct mvr_conn *c)
@@ -272,7 +297,7 @@ static void on_notice(void *arg, const char *message)
     struct mvr_conn *c = arg;
 
     if (c->hooks->notice != NULL)
-        c->hooks->notice(c, message);
+        c->hooks->notice(c->owner, message);
     else
         mvr_info(c->log, "%s: server said: %s", c->name, message);
 }
@@ -323,7 +348,7 @@ static void drain_notifies(struct mvr_conn *c)
 
     while (c->pg != NULL && (n = PQnotifies(c->pg)) != NULL) {
         if (c->hooks->notify != NULL)
-            c->hooks->notify(c, n);
+            c->hooks->notify(c->owner, n);
         PQfreemem(n);
     }
 }
@@ -357,7 +382,7 @@ static void finish_query(struct mvr_conn *c)
     if (c->state == MVR_CONN_BUSY)
         set_state(c, MVR_CONN_IDLE);
     if (fn != NULL)
-        fn(c, res, c->result_arg);
+        fn(c->result_arg, res);
     PQclear(res);
 }
 
@@ -392,7 +417,7 @@ static void read_input(struct mvr_conn *c)
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct mvr_conn *c = (struct mvr_conn *)w;
+    struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, io);
 
     (void)loop;
     if (c->state == MVR_CONN_CONNECTING) {

@@ -26,24 +26,25 @@ enum mvr_conn_state {
 
 struct mvr_conn;
 
+/* Every callback gets its owner's pointer first (the owner given to mvr_conn_init). */
 struct mvr_conn_hooks {
-    /* Connected and idle. */
-    void (*up)(struct mvr_conn *c);
+    /* Connected, checked (session.h) and idle. */
+    void (*up)(void *owner);
     /* Lost (or failed to connect); a busy query already got its result callback. */
-    void (*down)(struct mvr_conn *c);
+    void (*down)(void *owner);
     /* One notification; the hook must not keep the pointer. */
-    void (*notify)(struct mvr_conn *c, const PGnotify *n);
+    void (*notify)(void *owner, const PGnotify *n);
     /* A NOTICE or WARNING from the server; without this hook it is logged. */
-    void (*notice)(struct mvr_conn *c, const char *message);
+    void (*notice)(void *owner, const char *message);
 };
 
 /* Called once per query with the first error result, else the last result; res is NULL when
  * the connection broke. The connection is idle again (or down) when this runs; res is freed
  * after the callback returns. */
-typedef void (*mvr_conn_result_fn)(struct mvr_conn *c, const PGresult *res, void *arg);
+typedef void (*mvr_conn_result_fn)(void *arg, const PGresult *res);
 
 struct mvr_conn {
-    ev_io io; /* first member: the callback recovers the conn from the watcher */
+    ev_io io; /* every watcher callback recovers the conn with MVR_CONTAINER_OF */
     ev_timer retry;
     ev_timer deadline; /* connect timeout: libpq ignores connect_timeout with PQconnectPoll */
     int fd;            /* socket being watched, to notice libpq moving to the next host */

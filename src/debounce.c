@@ -2,81 +2,59 @@
 
 #include <math.h>
 
-void mvr_debounce_init(struct mvr_debounce *d)
+void mvr_pending_clear(struct mvr_pending *p)
 {
-    *d = (struct mvr_debounce){.first_change = NAN, .last_change = NAN, .run_first = NAN};
+    *p = (struct mvr_pending){.since = NAN, .window = NAN, .last = NAN, .forced = NAN};
 }
 
-void mvr_debounce_touch(struct mvr_debounce *d, double now)
+bool mvr_pending_any(const struct mvr_pending *p)
 {
-    if (!d->dirty) {
-        d->dirty = true;
-        d->first_change = now;
-    }
-    d->last_change = now;
+    return !isnan(p->since);
 }
 
-void mvr_debounce_force(struct mvr_debounce *d, double now)
+void mvr_pending_touch(struct mvr_pending *p, double now)
 {
-    mvr_debounce_touch(d, now);
-    d->urgent = true;
+    if (!mvr_pending_any(p))
+        p->since = p->window = now;
+    p->last = now;
 }
 
-double mvr_debounce_due(const struct mvr_debounce *d, double debounce, double max_wait)
+void mvr_pending_force(struct mvr_pending *p, double now)
+{
+    mvr_pending_touch(p, now);
+    if (isnan(p->forced))
+        p->forced = now;
+}
+
+/* fmin() that treats NAN as "none" (fmin already does: it returns the other operand). */
+static double earliest(double a, double b)
+{
+    return fmin(a, b);
+}
+
+void mvr_pending_merge(struct mvr_pending *p, const struct mvr_pending *from)
+{
+    p->since = earliest(p->since, from->since);
+    p->window = earliest(p->window, from->window);
+    p->last = fmax(p->last, from->last);
+    p->forced = earliest(p->forced, from->forced);
+}
+
+double mvr_pending_due(const struct mvr_pending *p, double debounce, double max_wait)
 {
     double due;
 
-    if (!d->dirty || d->running)
+    if (!mvr_pending_any(p))
         return INFINITY;
-    if (d->urgent)
-        due = d->first_change;
-    else
-        due = fmin(d->last_change + debounce, d->first_change + max_wait);
-    return fmax(due, d->not_before);
+    due = fmin(p->last + debounce, p->window + max_wait);
+    return isnan(p->forced) ? due : fmin(due, p->forced);
 }
 
-void mvr_debounce_begin(struct mvr_debounce *d)
-{
-    d->running = true;
-    d->run_first = d->dirty ? d->first_change : NAN;
-    d->dirty = false;
-    d->urgent = false;
-}
-
-static double backoff(unsigned failures, double base, double cap)
+double mvr_backoff_delay(unsigned failures, double base, double cap)
 {
     double delay = base;
 
     for (unsigned i = 1; i < failures && delay < cap; i++)
         delay *= 2;
     return fmin(delay, cap);
-}
-
-void mvr_debounce_end(struct mvr_debounce *d, double now, bool ok, double base, double cap)
-{
-    d->running = false;
-    if (ok) {
-        d->failures = 0;
-        d->not_before = 0;
-        return;
-    }
-    d->failures++;
-    d->not_before = now + backoff(d->failures, base, cap);
-    /* The failed refresh covered nothing: its changes are pending again, as old as they were. */
-    if (!d->dirty) {
-        d->dirty = true;
-        d->first_change = isnan(d->run_first) ? now : d->run_first;
-        d->last_change = d->first_change;
-    } else if (!isnan(d->run_first) && d->run_first < d->first_change) {
-        d->first_change = d->run_first;
-    }
-    /* Retry as soon as the backoff allows, not after another quiet period. */
-    d->urgent = true;
-}
-
-double mvr_debounce_pending_since(const struct mvr_debounce *d)
-{
-    if (d->dirty)
-        return d->first_change;
-    return d->running ? d->run_first : NAN;
 }

@@ -24,8 +24,8 @@ static int nodes_build(struct nodes *nodes, const struct mvr_depmap *m)
     if (nodes->oid == NULL)
         return -1;
     for (size_t i = 0; i < m->n; i++) {
-        nodes->oid[2 * i] = m->deps[i].table;
-        nodes->oid[2 * i + 1] = m->deps[i].view;
+        nodes->oid[2 * i] = m->edges[i].from;
+        nodes->oid[2 * i + 1] = m->edges[i].to;
     }
     qsort(nodes->oid, 2 * m->n, sizeof *nodes->oid, cmp_u32);
     for (size_t i = 0; i < 2 * m->n; i++)
@@ -50,17 +50,17 @@ static void settle(const struct mvr_depmap *m, const struct nodes *nodes, size_t
     size_t head = 0, tail = 0;
 
     for (size_t i = 0; i < m->n; i++)
-        indeg[node_index(nodes, m->deps[i].view)]++;
+        indeg[node_index(nodes, m->edges[i].to)]++;
     for (size_t i = 0; i < nodes->n; i++)
         if (indeg[i] == 0)
             queue[tail++] = i;
     while (head < tail) {
         size_t u = queue[head++];
-        const struct mvr_dep *out;
+        const struct mvr_edge *out;
         size_t k = mvr_depmap_find(m, nodes->oid[u], &out);
         done[u] = true;
         for (size_t j = 0; j < k; j++) {
-            size_t v = node_index(nodes, out[j].view);
+            size_t v = node_index(nodes, out[j].to);
             if (--indeg[v] == 0)
                 queue[tail++] = v;
         }
@@ -69,21 +69,21 @@ static void settle(const struct mvr_depmap *m, const struct nodes *nodes, size_t
 
 /* Keep the edges not between two unsettled nodes; report the others. */
 static void prune(struct mvr_depmap *m, const struct nodes *nodes, const bool *done,
-                  void (*dropped)(void *arg, const struct mvr_dep *e), void *arg)
+                  void (*dropped)(void *arg, const struct mvr_edge *e), void *arg)
 {
     size_t kept = 0;
 
     for (size_t i = 0; i < m->n; i++) {
-        if (!done[node_index(nodes, m->deps[i].table)] && !done[node_index(nodes, m->deps[i].view)])
-            dropped(arg, &m->deps[i]);
+        if (!done[node_index(nodes, m->edges[i].from)] && !done[node_index(nodes, m->edges[i].to)])
+            dropped(arg, &m->edges[i]);
         else
-            m->deps[kept++] = m->deps[i];
+            m->edges[kept++] = m->edges[i];
     }
     m->n = kept;
 }
 
 int mvr_graph_break_cycles(struct mvr_depmap *m,
-                           void (*dropped)(void *arg, const struct mvr_dep *e), void *arg)
+                           void (*dropped)(void *arg, const struct mvr_edge *e), void *arg)
 {
     struct nodes nodes;
     size_t *indeg, *queue;
@@ -111,7 +111,7 @@ int mvr_graph_reverse(const struct mvr_depmap *m, struct mvr_depmap *out)
 {
     mvr_depmap_init(out);
     for (size_t i = 0; i < m->n; i++) {
-        if (mvr_depmap_add(out, m->deps[i].view, m->deps[i].table) != 0) {
+        if (mvr_depmap_add(out, m->edges[i].to, m->edges[i].from) != 0) {
             mvr_depmap_free(out);
             return -1;
         }

@@ -12,12 +12,12 @@
 #include "depmap.h"
 
 /* Remove every edge between views that lie on, or downstream of, a cycle: what is left is
- * acyclic and keeps every edge not involved. Edges are (table = upstream, view = downstream).
+ * acyclic and keeps every edge not involved. Edges are (from = upstream, to = downstream).
  * Calls dropped(arg, edge) for each removed edge. Returns -1 when out of memory (m unchanged). */
 int mvr_graph_break_cycles(struct mvr_depmap *m,
-                           void (*dropped)(void *arg, const struct mvr_dep *e), void *arg);
+                           void (*dropped)(void *arg, const struct mvr_edge *e), void *arg);
 
-/* The same edges keyed the other way round: (table = downstream, view = upstream). */
+/* The same edges keyed the other way round: (from = downstream, to = upstream). */
 int mvr_graph_reverse(const struct mvr_depmap *m, struct mvr_depmap *out);
 
 #endif

@@ -6,7 +6,7 @@
 
 static const char listen_sql[] = "LISTEN " MVR_CHANNEL "; LISTEN " MVR_CONTROL_CHANNEL;
 
-static void listen_done(struct mvr_conn *c, const PGresult *res, void *arg)
+static void listen_done(void *arg, const PGresult *res)
 {
     struct mvr_listener *l = arg;
 
@@ -15,30 +15,32 @@ static void listen_done(struct mvr_conn *c, const PGresult *res, void *arg)
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         /* E.g. a standby ("cannot execute LISTEN during recovery"): a session that cannot
          * listen is no use; reconnect, and let libpq pick a host again. */
-        mvr_conn_drop(c, PQresultErrorMessage(res));
+        mvr_conn_drop(&l->conn, PQresultErrorMessage(res));
         return;
     }
-    mvr_debug(c->log, "listener: listening on channels %s and %s", MVR_CHANNEL,
+    mvr_debug(l->conn.log, "listener: listening on channels %s and %s", MVR_CHANNEL,
               MVR_CONTROL_CHANNEL);
-    l->hooks->listening(l);
+    l->hooks->listening(l->owner);
 }
 
-static void conn_up(struct mvr_conn *c)
+static void conn_up(void *owner)
 {
-    mvr_conn_send(c, listen_sql, 0, NULL, NULL, listen_done, c);
+    struct mvr_listener *l = owner;
+
+    mvr_conn_send(&l->conn, listen_sql, 0, NULL, NULL, listen_done, l);
 }
 
-static void conn_notify(struct mvr_conn *c, const PGnotify *n)
+static void conn_notify(void *owner, const PGnotify *n)
 {
-    struct mvr_listener *l = (struct mvr_listener *)c;
+    struct mvr_listener *l = owner;
     uint32_t table;
 
     if (strcmp(n->relname, MVR_CONTROL_CHANNEL) == 0)
-        l->hooks->control(l);
+        l->hooks->control(l->owner);
     else if (mvr_payload_parse_oid(n->extra, &table))
-        l->hooks->changed(l, table);
+        l->hooks->changed(l->owner, table);
     else
-        l->hooks->invalid(l, n->extra);
+        l->hooks->invalid(l->owner, n->extra);
 }
 
 static const struct mvr_conn_hooks listener_hooks = {.up = conn_up, .notify = conn_notify};

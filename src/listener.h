@@ -2,6 +2,7 @@
  * The LISTEN connection. It is used for nothing else and never opens a transaction, so
  * notifications flow the moment they are committed, even while refreshes run elsewhere
  * (a stalled listener would fill the server's notification queue and fail writers' commits).
+ * The channels are the contract's (session.h).
  */
 #ifndef MVR_LISTENER_H
 #define MVR_LISTENER_H
@@ -10,24 +11,20 @@
 
 #include "conn.h"
 
-#define MVR_CHANNEL "mvrefresh"
-#define MVR_CONTROL_CHANNEL "mvrefresh_control"
-
-struct mvr_listener;
-
+/* Every callback gets the owner given to mvr_listener_init first. */
 struct mvr_listener_hooks {
     /* LISTEN is in place: from here on no committed change goes unheard. */
-    void (*listening)(struct mvr_listener *l);
+    void (*listening)(void *owner);
     /* A change to the table with this OID. */
-    void (*changed)(struct mvr_listener *l, uint32_t table);
+    void (*changed)(void *owner, uint32_t table);
     /* The registry changed. */
-    void (*control)(struct mvr_listener *l);
+    void (*control)(void *owner);
     /* A payload that is not a table OID: untrusted input, only counted. */
-    void (*invalid)(struct mvr_listener *l, const char *payload);
+    void (*invalid)(void *owner, const char *payload);
 };
 
 struct mvr_listener {
-    struct mvr_conn conn; /* first member */
+    struct mvr_conn conn;
     const struct mvr_listener_hooks *hooks;
     void *owner;
 };

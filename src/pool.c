@@ -3,37 +3,37 @@
 #include <stdio.h>
 #include <string.h>
 
-static void worker_up(struct mvr_conn *c)
+static void worker_up(void *owner)
 {
-    struct mvr_worker *w = (struct mvr_worker *)c;
+    struct mvr_worker *w = owner;
 
     if (w->view != NULL)
         mvr_refresh_resume(w);
     else
-        mvr_pool_kick(w->pool);
+        mvr_pool_kick(w->owner);
 }
 
-static void worker_notice(struct mvr_conn *c, const char *message)
+static void worker_notice(void *owner, const char *message)
 {
-    mvr_refresh_notice((struct mvr_worker *)c, message);
+    mvr_refresh_notice(owner, message);
 }
 
 static const struct mvr_conn_hooks worker_hooks = {.up = worker_up, .notice = worker_notice};
 
+static void worker_done(void *owner, struct mvr_worker *w, struct mvr_view *v,
+                        const struct mvr_refresh_outcome *out);
+
 void mvr_pool_init(struct mvr_pool *p, struct ev_loop *loop, const struct mvr_log *log,
-                   struct mvr_views *views, const struct mvr_pool_hooks *hooks, void *owner)
+                   const struct mvr_pool_hooks *hooks, void *owner)
 {
     memset(p, 0, sizeof *p);
-    p->loop = loop;
-    p->log = log;
-    p->views = views;
     p->hooks = hooks;
     p->owner = owner;
     for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++) {
         char name[32];
         snprintf(name, sizeof name, "worker %zu", i + 1);
-        mvr_conn_init(&p->workers[i].conn, loop, log, name, &worker_hooks, &p->workers[i]);
-        p->workers[i].pool = p;
+        mvr_worker_init(&p->workers[i], loop, log, name, &worker_hooks, &p->settings, worker_done,
+                        p);
     }
 }
 
@@ -44,7 +44,7 @@ static void resize(struct mvr_pool *p)
         return;
     for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++) {
         struct mvr_worker *w = &p->workers[i];
-        if (i < p->limit && !w->opened && !p->stopping) {
+        if (i < p->limit && !w->opened && !p->settings.stopping) {
             w->opened = true;
             mvr_conn_open(&w->conn, p->dsn, p->app_name);
         } else if (i >= p->limit && w->opened && w->view == NULL) {
@@ -52,6 +52,17 @@ static void resize(struct mvr_pool *p)
             mvr_conn_close(&w->conn);
         }
     }
+}
+
+static void worker_done(void *owner, struct mvr_worker *w, struct mvr_view *v,
+                        const struct mvr_refresh_outcome *out)
+{
+    struct mvr_pool *p = owner;
+
+    (void)w;
+    resize(p);
+    p->hooks->finished(p->owner, v, out);
+    mvr_pool_kick(p);
 }
 
 void mvr_pool_open(struct mvr_pool *p, const char *dsn, const char *app_name)
@@ -64,32 +75,23 @@ void mvr_pool_open(struct mvr_pool *p, const char *dsn, const char *app_name)
 void mvr_pool_configure(struct mvr_pool *p, const struct mvr_config *cfg)
 {
     p->limit = (size_t)cfg->max_concurrent;
-    p->lock_timeout_ms = cfg->lock_timeout_ms;
-    p->statement_timeout_ms = cfg->statement_timeout_ms;
+    p->settings.lock_timeout_ms = cfg->lock_timeout_ms;
+    p->settings.statement_timeout_ms = cfg->statement_timeout_ms;
     resize(p);
     mvr_pool_kick(p);
 }
 
 void mvr_pool_kick(struct mvr_pool *p)
 {
-    for (size_t i = 0; i < p->limit && !p->stopping; i++) {
+    for (size_t i = 0; i < p->limit && !p->settings.stopping; i++) {
         struct mvr_worker *w = &p->workers[i];
+        struct mvr_view *v;
         if (w->view != NULL || w->conn.state != MVR_CONN_IDLE)
             continue;
-        struct mvr_view *v = mvr_views_pop(p->views);
-        if (v == NULL)
+        if ((v = p->hooks->next(p->owner)) == NULL)
             return;
         mvr_refresh_start(w, v);
     }
-}
-
-void mvr_pool_worker_done(struct mvr_pool *p, struct mvr_worker *w)
-{
-    (void)w;
-    resize(p);
-    mvr_pool_kick(p);
-    if (mvr_pool_busy(p) == 0 && p->hooks->idle != NULL)
-        p->hooks->idle(p->owner);
 }
 
 size_t mvr_pool_busy(const struct mvr_pool *p)
@@ -103,7 +105,7 @@ size_t mvr_pool_busy(const struct mvr_pool *p)
 
 void mvr_pool_stop(struct mvr_pool *p)
 {
-    p->stopping = true;
+    p->settings.stopping = true;
     for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
         mvr_refresh_abandon(&p->workers[i]);
 }
@@ -122,9 +124,11 @@ void mvr_pool_close(struct mvr_pool *p)
         mvr_conn_close(&w->conn);
         w->opened = false;
         if (w->view != NULL) {
-            /* Abandoned at exit: still give a retired view back so it is freed. */
-            mvr_views_end(p->views, w->view, false);
+            /* Abandoned at exit: still hand the view back, so that it is freed. */
+            struct mvr_refresh_outcome out = {.result = MVR_REFRESH_FAILED, .sqlstate = "57P01"};
+            struct mvr_view *v = w->view;
             w->view = NULL;
+            p->hooks->finished(p->owner, v, &out);
         }
     }
 }

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "clock.h"
-#include "pool.h"
 
 /* PostgreSQL's type OIDs (pg_type.dat; fixed since forever). Parameter types go as OIDs, so no
  * type name is spelled in SQL where a session object could stand in for it. */
@@ -43,6 +42,18 @@ static const char *const step_names[] = {"none", "begin", "refresh", "reset", "e
 const char *mvr_refresh_step_name(enum mvr_refresh_step step)
 {
     return step_names[step];
+}
+
+void mvr_worker_init(struct mvr_worker *w, struct ev_loop *loop, const struct mvr_log *log,
+                     const char *name, const struct mvr_conn_hooks *hooks,
+                     const struct mvr_refresh_settings *settings, mvr_refresh_done_fn done,
+                     void *owner)
+{
+    memset(w, 0, sizeof *w);
+    mvr_conn_init(&w->conn, loop, log, name, hooks, w);
+    w->settings = settings;
+    w->done = done;
+    w->owner = owner;
 }
 
 static void set_step(struct mvr_worker *w, enum mvr_refresh_step step)
@@ -88,23 +99,29 @@ static void report_suppressed(struct mvr_worker *w)
                     w->conn.name, n, w->view->conf.name, NOTICE_BURST);
 }
 
-static void finish(struct mvr_worker *w)
+/* The refresh is over: free the worker, then report what became of it. */
+static void finish_as(struct mvr_worker *w, enum mvr_refresh_result result)
 {
     struct mvr_view *v = w->view;
-    struct mvr_pool *p = w->pool;
+    struct mvr_refresh_outcome out = {.result = result};
 
     report_suppressed(w);
+    snprintf(out.sqlstate, sizeof out.sqlstate, "%s", w->sqlstate);
     w->view = NULL;
     w->step = MVR_STEP_NONE;
-    mvr_views_end(p->views, v, w->ok);
-    mvr_pool_worker_done(p, w);
+    w->done(w->owner, w, v, &out);
+}
+
+static void finish(struct mvr_worker *w)
+{
+    finish_as(w, w->ok ? MVR_REFRESH_OK : MVR_REFRESH_FAILED);
 }
 
 /* The connection died: the outcome (a failure, unless only its recording was lost) is
  * recorded, and a failed view retried, once the worker has reconnected. */
 static void await_reconnect(struct mvr_worker *w)
 {
-    if (w->pool->stopping) {
+    if (w->settings->stopping) {
         finish(w);
         return;
     }
@@ -127,7 +144,7 @@ static void lost(struct mvr_worker *w)
     await_reconnect(w);
 }
 
-static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
+static void end_done(void *arg, const PGresult *res)
 {
     struct mvr_worker *w = arg;
 
@@ -136,20 +153,9 @@ static void end_done(struct mvr_conn *c, const PGresult *res, void *arg)
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        mvr_warning(c->log, "%s: cannot record the outcome for %s: %s", c->name, w->view->conf.name,
-                    PQresultErrorMessage(res));
+        mvr_warning(w->conn.log, "%s: cannot record the outcome for %s: %s", w->conn.name,
+                    w->view->conf.name, PQresultErrorMessage(res));
     finish(w);
-}
-
-/* Pending since: changes that arrived during the refresh, or, after a failure, the ones the
- * failed refresh was meant to cover. */
-static double pending_after(const struct mvr_worker *w)
-{
-    const struct mvr_debounce *d = &w->view->deb;
-
-    if (!w->ok && !isnan(d->run_first))
-        return d->run_first;
-    return d->dirty ? d->first_change : NAN;
 }
 
 static void send_end(struct mvr_worker *w)
@@ -163,13 +169,13 @@ static void send_end(struct mvr_worker *w)
     params[2] = w->refreshed ? (w->concurrent ? "concurrently" : "plain") : NULL;
     params[3] = w->ok ? NULL : w->sqlstate;
     params[4] = w->ok ? NULL : w->error;
-    params[5] = epoch_text(pending_after(w), pending, sizeof pending);
+    params[5] = epoch_text(mvr_view_pending_after(w->view, w->ok), pending, sizeof pending);
     set_step(w, MVR_STEP_END);
     if (mvr_conn_send(&w->conn, end_sql, 6, end_types, params, end_done, w) != 0)
         await_reconnect(w);
 }
 
-static void reset_done(struct mvr_conn *c, const PGresult *res, void *arg)
+static void reset_done(void *arg, const PGresult *res)
 {
     struct mvr_worker *w = arg;
 
@@ -179,8 +185,8 @@ static void reset_done(struct mvr_conn *c, const PGresult *res, void *arg)
         /* A session we could not clean is not used again: a new one is clean. The outcome is
          * recorded once it is up. */
         set_step(w, MVR_STEP_UNRECORDED);
-        mvr_conn_drop(c, PQresultErrorMessage(res));
-        if (w->pool->stopping)
+        mvr_conn_drop(&w->conn, PQresultErrorMessage(res));
+        if (w->settings->stopping)
             finish(w);
     } else {
         send_end(w);
@@ -195,17 +201,17 @@ static void send_reset(struct mvr_worker *w)
         await_reconnect(w);
 }
 
-static void refresh_done(struct mvr_conn *c, const PGresult *res, void *arg)
+static void refresh_done(void *arg, const PGresult *res)
 {
     struct mvr_worker *w = arg;
     double ms = (mvr_clock_now() - w->started) * 1000.0;
 
     if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
-        mvr_info(c->log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
+        mvr_info(w->conn.log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
                  w->concurrent ? "concurrently" : "plain", ms);
     } else {
         record_error(w, res);
-        mvr_warning(c->log, "refresh of %s failed after %.0f ms: %s (SQLSTATE %s)",
+        mvr_warning(w->conn.log, "refresh of %s failed after %.0f ms: %s (SQLSTATE %s)",
                     w->view->conf.name, ms, w->error, w->sqlstate);
     }
     w->refreshed = true;
@@ -244,8 +250,8 @@ static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, s
                      "SET LOCAL statement_timeout = %" PRId64 "; "
                      "SELECT mvrefresh.lock_sources('%" PRIu32 "'::pg_catalog.oid); "
                      "REFRESH MATERIALIZED VIEW %s%s.%s",
-                     w->pool->lock_timeout_ms, w->pool->statement_timeout_ms, w->view->conf.oid,
-                     w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
+                     w->settings->lock_timeout_ms, w->settings->statement_timeout_ms,
+                     w->view->conf.oid, w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
     PQfreemem(qnsp);
     PQfreemem(qrel);
     return n < 0 || (size_t)n >= len ? -1 : 0;
@@ -253,18 +259,16 @@ static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, s
 
 static void view_gone(struct mvr_worker *w)
 {
-    struct mvr_pool *p = w->pool;
-
     mvr_info(w->conn.log, "%s is no longer a watched materialized view; reloading the registry",
              w->view->conf.name);
-    w->ok = true; /* nothing to retry */
-    finish(w);
-    p->hooks->view_gone(p->owner);
+    finish_as(w, MVR_REFRESH_GONE);
 }
 
-static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
+/* BEGIN's answer: refresh, or (dropped, not allowed, stopping) record why not. */
+static void begin_done(void *arg, const PGresult *res)
 {
     struct mvr_worker *w = arg;
+    struct mvr_conn *c = &w->conn;
     char sql[1024];
 
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -280,7 +284,7 @@ static void begin_done(struct mvr_conn *c, const PGresult *res, void *arg)
         fail(w, "42501", PQgetvalue(res, 0, 4));
         mvr_warning(c->log, "cannot refresh %s: %s", w->view->conf.name, w->error);
         send_end(w);
-    } else if (w->pool->stopping) {
+    } else if (w->settings->stopping) {
         /* SIGTERM arrived while BEGIN was in flight: start no new REFRESH. */
         fail(w, "57P01", "not started: the daemon is stopping");
         send_end(w);
@@ -304,11 +308,9 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->refreshed = false;
     w->sqlstate[0] = w->error[0] = '\0';
     w->started = mvr_clock_now();
-    /* From here on, a change to the view's tables is not covered by this refresh. */
-    mvr_views_begin(w->pool->views, v);
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
     params[0] = oid;
-    params[1] = epoch_text(mvr_debounce_pending_since(&v->deb), pending, sizeof pending);
+    params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);
     set_step(w, MVR_STEP_BEGIN);
     if (mvr_conn_send(&w->conn, begin_sql, 2, begin_types, params, begin_done, w) != 0)
         lost(w);

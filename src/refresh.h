@@ -1,18 +1,21 @@
 /*
- * One refresh on one worker connection, as a state machine:
+ * One refresh on one worker connection, as a step machine:
  *   BEGIN   mvrefresh.refresh_begin(): marks the status row, returns the view's current
- *           schema and name and whether CONCURRENTLY can work (populated, unique index);
+ *           schema and name, whether CONCURRENTLY can work (populated, unique index), and
+ *           why the daemon's role may not refresh it, if it may not;
  *   REFRESH one implicit transaction: mvrefresh.lock_sources() locks what the view reads,
  *           then REFRESH MATERIALIZED VIEW [CONCURRENTLY] on PQescapeIdentifier'd names, so
  *           the REFRESH's snapshot postdates any TRUNCATE or rewrite it had to wait for;
  *   RESET   clears whatever the view's code left in the session (see reset_sql);
  *   END     mvrefresh.refresh_end(): records the outcome in the status row.
- * Every step is an asynchronous query; the loop never waits on the server.
+ * Every step is an asynchronous query; the loop never waits on the server. The worker reports
+ * the outcome through its one callback and knows nothing of who gave it the view.
  */
 #ifndef MVR_REFRESH_H
 #define MVR_REFRESH_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "conn.h"
 #include "view.h"
@@ -23,14 +26,38 @@ enum mvr_refresh_step {
     MVR_STEP_REFRESH,
     MVR_STEP_RESET,
     MVR_STEP_END,
-    MVR_STEP_UNRECORDED, /* the connection died: record the failure once it is back */
+    MVR_STEP_UNRECORDED, /* the connection died: record the outcome once it is back */
 };
 
-struct mvr_pool;
+/* Shared by the workers of one pool, changed by its owner. */
+struct mvr_refresh_settings {
+    int64_t lock_timeout_ms;
+    int64_t statement_timeout_ms;
+    bool stopping; /* start no REFRESH; give up recording outcomes that wait for a connection */
+};
+
+enum mvr_refresh_result {
+    MVR_REFRESH_OK,
+    MVR_REFRESH_FAILED,
+    MVR_REFRESH_GONE, /* the view is no longer a watched materialized view */
+};
+
+struct mvr_refresh_outcome {
+    enum mvr_refresh_result result;
+    char sqlstate[6]; /* MVR_REFRESH_FAILED */
+};
+
+struct mvr_worker;
+
+/* The refresh of v on w is over (recorded, or given up at shutdown); w is free again. */
+typedef void (*mvr_refresh_done_fn)(void *owner, struct mvr_worker *w, struct mvr_view *v,
+                                    const struct mvr_refresh_outcome *out);
 
 struct mvr_worker {
-    struct mvr_conn conn; /* first member */
-    struct mvr_pool *pool;
+    struct mvr_conn conn;
+    const struct mvr_refresh_settings *settings;
+    mvr_refresh_done_fn done;
+    void *owner;
     bool opened;
     struct mvr_view *view; /* the view being refreshed, NULL when free */
     enum mvr_refresh_step step;
@@ -42,9 +69,14 @@ struct mvr_worker {
     double started;
 };
 
-/* Start refreshing v on an idle worker. */
+/* The worker's connection uses hooks, so that its owner decides what "up" means. */
+void mvr_worker_init(struct mvr_worker *w, struct ev_loop *loop, const struct mvr_log *log,
+                     const char *name, const struct mvr_conn_hooks *hooks,
+                     const struct mvr_refresh_settings *settings, mvr_refresh_done_fn done,
+                     void *owner);
+/* Start refreshing v (REFRESHING) on an idle worker. */
 void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v);
-/* The worker's connection is back: record a failure that its loss left unrecorded. The view
+/* The worker's connection is back: record an outcome that its loss left unrecorded. The view
  * stays bound to the worker until then, so the status row cannot be overtaken by a newer
  * refresh of the same view on another worker. */
 void mvr_refresh_resume(struct mvr_worker *w);

@@ -17,6 +17,7 @@ static const char registry_sql[] = REGISTRY_SQL;
  * "refreshing" (one daemon per database: nothing else can be refreshing now). */
 static const char first_sql[] = "SELECT mvrefresh.mark_interrupted(); " REGISTRY_SQL;
 
+/* The columns of mvrefresh.registry(), found by name in each result. */
 enum {
     COL_VIEW,
     COL_NAME,
@@ -24,8 +25,11 @@ enum {
     COL_MAX_WAIT,
     COL_CONCURRENTLY,
     COL_BASE,
-    COL_BASE_IS_VIEW, /* absent before SQL with cascades: every base is then a table */
+    COL_BASE_IS_VIEW,
     NCOLS
+};
+static const char *const column_names[NCOLS] = {
+    "view", "name", "debounce_ms", "max_wait_ms", "concurrently", "base", "base_is_view",
 };
 
 static void start_load(struct mvr_registry *r);
@@ -52,9 +56,9 @@ static void report_role(struct mvr_registry *r)
                     s->role);
 }
 
-static void conn_up(struct mvr_conn *c)
+static void conn_up(void *owner)
 {
-    struct mvr_registry *r = (struct mvr_registry *)c;
+    struct mvr_registry *r = owner;
 
     report_role(r);
     if (r->wanted)
@@ -73,7 +77,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struct mvr_log *log,
-                       mvr_registry_loaded_fn loaded, void *owner)
+                       const struct mvr_registry_hooks *hooks, void *owner)
 {
     mvr_conn_init(&r->conn, loop, log, "registry", &registry_hooks, r);
     ev_init(&r->retry, retry_cb);
@@ -83,7 +87,7 @@ void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struc
     r->role_reported = false;
     r->last_start = -MIN_INTERVAL;
     r->views = r->tables = 0;
-    r->loaded = loaded;
+    r->hooks = hooks;
     r->owner = owner;
 }
 
@@ -118,13 +122,38 @@ static int parse_oid(const char *text, uint32_t *oid)
     return 0;
 }
 
-static int64_t parse_ms(const PGresult *res, int row, int col)
+/* A result of mvrefresh.registry() and where its columns are. */
+struct rows {
+    const PGresult *res;
+    int col[NCOLS];
+};
+
+/* Columns are found by name, so the SQL may add columns or reorder them. */
+static int find_columns(struct rows *r, const PGresult *res, const char **missing)
 {
-    return PQgetisnull(res, row, col) ? -1 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+    r->res = res;
+    for (int i = 0; i < NCOLS; i++) {
+        r->col[i] = PQfnumber(res, column_names[i]);
+        if (r->col[i] < 0) {
+            *missing = column_names[i];
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static const char *value(const struct rows *r, int row, int col)
+{
+    return PQgetvalue(r->res, row, r->col[col]);
+}
+
+static int64_t parse_ms(const struct rows *r, int row, int col)
+{
+    return PQgetisnull(r->res, row, r->col[col]) ? -1 : strtoll(value(r, row, col), NULL, 10);
 }
 
 /* Add row's view to confs unless it is the same view as the previous row. */
-static int add_view(struct mvr_view_confs *confs, const PGresult *res, int row, uint32_t view)
+static int add_view(struct mvr_view_confs *confs, const struct rows *r, int row, uint32_t view)
 {
     struct mvr_view_conf *conf;
 
@@ -132,12 +161,12 @@ static int add_view(struct mvr_view_confs *confs, const PGresult *res, int row, 
         return 0;
     conf = &confs->items[confs->n];
     conf->oid = view;
-    conf->name = strdup(PQgetvalue(res, row, COL_NAME));
+    conf->name = strdup(value(r, row, COL_NAME));
     if (conf->name == NULL)
         return -1;
-    conf->debounce_ms = parse_ms(res, row, COL_DEBOUNCE);
-    conf->max_wait_ms = parse_ms(res, row, COL_MAX_WAIT);
-    conf->concurrently = PQgetvalue(res, row, COL_CONCURRENTLY)[0] == 't';
+    conf->debounce_ms = parse_ms(r, row, COL_DEBOUNCE);
+    conf->max_wait_ms = parse_ms(r, row, COL_MAX_WAIT);
+    conf->concurrently = value(r, row, COL_CONCURRENTLY)[0] == 't';
     conf->deps_hash = 0;
     confs->n++;
     return 0;
@@ -153,46 +182,41 @@ static uint64_t mix(uint32_t base, bool is_view)
     return x ^ (x >> 31);
 }
 
-static int parse_row(struct mvr_view_confs *confs, const PGresult *res, int row)
+static int parse_row(struct mvr_view_confs *confs, const struct rows *r, int row)
 {
     uint32_t view, base;
     bool is_view;
 
-    if (parse_oid(PQgetvalue(res, row, COL_VIEW), &view) != 0)
+    if (parse_oid(value(r, row, COL_VIEW), &view) != 0 || add_view(confs, r, row, view) != 0)
         return -1;
-    if (add_view(confs, res, row, view) != 0)
-        return -1;
-    if (PQgetisnull(res, row, COL_BASE))
+    if (PQgetisnull(r->res, row, r->col[COL_BASE]))
         return 0;
-    if (parse_oid(PQgetvalue(res, row, COL_BASE), &base) != 0)
+    if (parse_oid(value(r, row, COL_BASE), &base) != 0)
         return -1;
-    is_view = PQnfields(res) > COL_BASE_IS_VIEW && PQgetvalue(res, row, COL_BASE_IS_VIEW)[0] == 't';
+    is_view = value(r, row, COL_BASE_IS_VIEW)[0] == 't';
     confs->items[confs->n - 1].deps_hash += mix(base, is_view);
-    if (is_view)
-        return mvr_depmap_add(&confs->downs, base, view);
-    return mvr_depmap_add(&confs->deps, base, view);
+    /* Edges point the way a change flows: table -> view, upstream view -> downstream view. */
+    return mvr_depmap_add(is_view ? &confs->views : &confs->tables, base, view);
 }
 
-static int parse_result(const PGresult *res, struct mvr_view_confs *confs)
+static int parse_result(const struct rows *r, struct mvr_view_confs *confs)
 {
-    int rows = PQntuples(res);
+    int nrows = PQntuples(r->res);
 
     memset(confs, 0, sizeof *confs);
-    mvr_depmap_init(&confs->deps);
-    mvr_depmap_init(&confs->downs);
-    if (PQnfields(res) != NCOLS && PQnfields(res) != COL_BASE_IS_VIEW)
-        return -1;
-    confs->items = calloc(rows > 0 ? (size_t)rows : 1, sizeof *confs->items);
+    mvr_depmap_init(&confs->tables);
+    mvr_depmap_init(&confs->views);
+    confs->items = calloc(nrows > 0 ? (size_t)nrows : 1, sizeof *confs->items);
     if (confs->items == NULL)
         return -1;
-    for (int row = 0; row < rows; row++) {
-        if (parse_row(confs, res, row) != 0) {
+    for (int row = 0; row < nrows; row++) {
+        if (parse_row(confs, r, row) != 0) {
             mvr_view_confs_free(confs);
             return -1;
         }
     }
-    mvr_depmap_finish(&confs->deps);
-    mvr_depmap_finish(&confs->downs);
+    mvr_depmap_finish(&confs->tables);
+    mvr_depmap_finish(&confs->views);
     return 0;
 }
 
@@ -207,7 +231,7 @@ static void retry_later(struct mvr_registry *r, double seconds)
  * flood of reloads must not flood the log. */
 static void report_load(struct mvr_registry *r, const struct mvr_view_confs *confs)
 {
-    size_t tables = mvr_depmap_tables(&confs->deps);
+    size_t tables = mvr_depmap_sources(&confs->tables);
     bool changed = !r->loaded_once || confs->n != r->views || tables != r->tables;
 
     mvr_log_write(r->conn.log, changed ? MVR_LOG_INFO : MVR_LOG_DEBUG,
@@ -216,7 +240,25 @@ static void report_load(struct mvr_registry *r, const struct mvr_view_confs *con
     r->tables = tables;
 }
 
-static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
+/* Turn a successful result into a load; -1 (logged) when it cannot be used. */
+static int read_load(struct mvr_registry *r, const PGresult *res, struct mvr_view_confs *confs)
+{
+    struct rows rows;
+    const char *missing;
+
+    if (find_columns(&rows, res, &missing) != 0) {
+        mvr_error(r->conn.log,
+                  "cannot load the registry: mvrefresh.registry() has no column \"%s\"", missing);
+        return -1;
+    }
+    if (parse_result(&rows, confs) != 0) {
+        mvr_error(r->conn.log, "cannot load the registry: unexpected value or out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_result(void *arg, const PGresult *res)
 {
     struct mvr_registry *r = arg;
     struct mvr_view_confs confs;
@@ -227,20 +269,19 @@ static void on_result(struct mvr_conn *c, const PGresult *res, void *arg)
         return;
     }
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mvr_error(c->log, "cannot load the registry from database \"%s\": %s", c->session.database,
-                  PQresultErrorMessage(res));
+        mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
+                  r->conn.session.database, PQresultErrorMessage(res));
         retry_later(r, RETRY_SECONDS);
         return;
     }
-    if (parse_result(res, &confs) != 0) {
-        mvr_error(c->log, "cannot load the registry: unexpected result or out of memory");
+    if (read_load(r, res, &confs) != 0) {
         retry_later(r, RETRY_SECONDS);
         return;
     }
     r->catch_up = false;
     report_load(r, &confs);
     r->loaded_once = true;
-    r->loaded(r, &confs, catch_up);
+    r->hooks->loaded(r->owner, &confs, catch_up);
     start_load(r);
 }
 

@@ -11,15 +11,14 @@
 #include "conn.h"
 #include "view.h"
 
-struct mvr_registry;
-
-/* Called with a fresh load (ownership passes to the callee); catch_up says whether the load
- * was asked for by a (re)connect of the listener, after which every view is stale. */
-typedef void (*mvr_registry_loaded_fn)(struct mvr_registry *r, struct mvr_view_confs *confs,
-                                       bool catch_up);
+struct mvr_registry_hooks {
+    /* A fresh load (ownership passes to the callee); catch_up says whether it was asked for
+     * by a (re)connect of the listener, after which every view may be stale. */
+    void (*loaded)(void *owner, struct mvr_view_confs *confs, bool catch_up);
+};
 
 struct mvr_registry {
-    struct mvr_conn conn; /* first member */
+    struct mvr_conn conn;
     ev_timer retry;       /* after a failed load */
     bool wanted;          /* a load was asked for and not yet started */
     bool catch_up;        /* some pending request asked for catch-up */
@@ -27,12 +26,12 @@ struct mvr_registry {
     bool role_reported;   /* the role and its rights were logged */
     double last_start;    /* monotonic time the last load was sent */
     size_t views, tables; /* shape of the last load, to log only changes */
-    mvr_registry_loaded_fn loaded;
+    const struct mvr_registry_hooks *hooks;
     void *owner;
 };
 
 void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struct mvr_log *log,
-                       mvr_registry_loaded_fn loaded, void *owner);
+                       const struct mvr_registry_hooks *hooks, void *owner);
 void mvr_registry_open(struct mvr_registry *r, const char *dsn, const char *app_name);
 /* Ask for a (re)load; cheap to call in bursts. */
 void mvr_registry_request(struct mvr_registry *r, bool catch_up);

@@ -15,6 +15,7 @@ const char mvr_session_setup_sql[] =
     " EXISTS (SELECT 1 FROM pg_catalog.pg_roles d WHERE d.rolname = 'pg_maintain'"
     "         AND pg_catalog.pg_has_role(current_user, d.oid, 'USAGE')),"
     " pg_catalog.to_regprocedure('mvrefresh.registry()') IS NOT NULL,"
+    " pg_catalog.to_regprocedure('mvrefresh.version()') IS NOT NULL,"
     /* The first object of the schema (the schema included) owned by neither us nor a
      * superuser: its owner could replace what we call. */
     " (SELECT pg_catalog.format('%s %s is owned by role %I', o.kind, o.name, w.rolname)"
@@ -48,6 +49,9 @@ const char mvr_session_setup_sql[] =
     "    AND NOT pg_catalog.has_function_privilege(f, 'EXECUTE') LIMIT 1)"
     " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
 
+const char mvr_session_version_sql[] =
+    "SELECT version, protocol, change_channel, control_channel FROM mvrefresh.version()";
+
 enum {
     COL_ROLE,
     COL_ROLE_SQL, /* the role as an SQL identifier, for the fixes we suggest */
@@ -57,6 +61,7 @@ enum {
     COL_DAEMON,
     COL_MAINTAIN,
     COL_INSTALLED,
+    COL_VERSIONED, /* has mvrefresh.version(): 0.2.0 or later */
     COL_UNTRUSTED,
     COL_DENIED,
     NCOLS
@@ -100,12 +105,40 @@ int mvr_session_read(const PGresult *res, struct mvr_session *s, char *why, size
                  s->database);
         return -1;
     }
+    if (!flag(res, COL_VERSIONED)) {
+        snprintf(why, len,
+                 "the mvrefresh SQL in database \"%s\" is older than this mvrefreshd %s "
+                 "(it has no mvrefresh.version(); this daemon needs protocol %d): install "
+                 "this version's sql/mvrefresh.sql in it",
+                 s->database, MVR_VERSION, MVR_SQL_PROTOCOL);
+        return -1;
+    }
     if (!PQgetisnull(res, 0, COL_DENIED)) {
         snprintf(why, len,
                  "role \"%s\" may not execute %s in database \"%s\": "
                  "GRANT mvrefresh_daemon TO %s; (as a superuser)",
                  s->role, PQgetvalue(res, 0, COL_DENIED), s->database,
                  PQgetvalue(res, 0, COL_ROLE_SQL));
+        return -1;
+    }
+    return 0;
+}
+
+int mvr_session_read_version(const PGresult *res, struct mvr_session *s, char *why, size_t len)
+{
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 4) {
+        snprintf(why, len, "unexpected answer from mvrefresh.version()");
+        return -1;
+    }
+    snprintf(s->sql_version, sizeof s->sql_version, "%s", PQgetvalue(res, 0, 0));
+    s->sql_protocol = atoi(PQgetvalue(res, 0, 1));
+    if (s->sql_protocol != MVR_SQL_PROTOCOL || strcmp(PQgetvalue(res, 0, 2), MVR_CHANNEL) != 0 ||
+        strcmp(PQgetvalue(res, 0, 3), MVR_CONTROL_CHANNEL) != 0) {
+        snprintf(why, len,
+                 "the mvrefresh SQL in database \"%s\" is version %s (protocol %d), which this "
+                 "mvrefreshd %s (protocol %d) does not understand: install the sql/mvrefresh.sql "
+                 "that came with this mvrefreshd, or run the mvrefreshd that came with that SQL",
+                 s->database, s->sql_version, s->sql_protocol, MVR_VERSION, MVR_SQL_PROTOCOL);
         return -1;
     }
     return 0;

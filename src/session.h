@@ -26,14 +26,26 @@ struct mvr_session {
     bool superuser;
     bool daemon_member;   /* has the privileges of mvrefresh_daemon */
     bool maintain_member; /* has the privileges of pg_maintain (PostgreSQL 17+) */
+    char sql_version[32]; /* mvrefresh.version() of the installed SQL */
+    int sql_protocol;
 };
+
+/* The SQL this daemon understands: mvrefresh.version()'s protocol, and the channels. The SQL
+ * side defines the same once each (sql/mvrefresh.sql); a daemon and an installed SQL of
+ * different protocols refuse each other, and the tests check that both sides agree. */
+#define MVR_SQL_PROTOCOL 2
+#define MVR_CHANNEL "mvrefresh"
+#define MVR_CONTROL_CHANNEL "mvrefresh_control"
 
 /* The statement to send right after connecting. */
 extern const char mvr_session_setup_sql[];
+/* The second one, once the first said the schema can be trusted. */
+extern const char mvr_session_version_sql[];
 
-/* Read its result. Returns 0 when the session may be used; -1 with the reason (for the log:
- * what is wrong and how to fix it) when it must not. */
+/* Read their results. Each returns 0 when the session may be used; -1 with the reason (for
+ * the log: what is wrong and how to fix it) when it must not. */
 int mvr_session_read(const PGresult *res, struct mvr_session *s, char *why, size_t len);
+int mvr_session_read_version(const PGresult *res, struct mvr_session *s, char *why, size_t len);
 
 /* What lets this role refresh views that other roles own, for the start-up log. */
 const char *mvr_session_refresh_right(const struct mvr_session *s);

@@ -4,453 +4,201 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "container.h"
-#include "graph.h"
-#include "oidmap.h"
+static const char *const state_names[MVR_VIEW_NSTATES] = {
+    "idle", "debouncing", "blocked", "queued", "refreshing", "backoff", "retired",
+};
 
-/* Closer than this to its deadline a view is due: re-arming for a few microseconds would
- * only spin the loop. */
-#define DUE_SLACK 0.001
-/* First retry delay after a failed refresh; doubles up to retry_backoff_max. */
-#define BACKOFF_BASE 1.0
+/* legal[from][to]: the only transitions there are. Anything else is a bug, refused. */
+#define I MVR_VIEW_IDLE
+#define D MVR_VIEW_DEBOUNCING
+#define B MVR_VIEW_BLOCKED
+#define Q MVR_VIEW_QUEUED
+#define R MVR_VIEW_REFRESHING
+#define K MVR_VIEW_BACKOFF
+#define T MVR_VIEW_RETIRED
+static const bool legal[MVR_VIEW_NSTATES][MVR_VIEW_NSTATES] = {
+    /* a change arrives */
+    [I][D] = true,
+    /* its deadline passes: queued, or blocked behind an upstream view */
+    [D][Q] = true,
+    [D][B] = true,
+    /* the upstream views settled; or, popped from the queue, one turned out not settled */
+    [B][Q] = true,
+    [Q][B] = true,
+    /* a worker takes it */
+    [Q][R] = true,
+    /* the refresh ends: clean, changed meanwhile, failed; or the view was unwatched */
+    [R][I] = true,
+    [R][D] = true,
+    [R][K] = true,
+    [R][T] = true,
+    /* the retry is due; or a change came that the refresh may now get right */
+    [K][Q] = true,
+    [K][B] = true,
+    [K][D] = true,
+    /* watched again while its refresh still runs */
+    [T][R] = true,
+};
+#undef I
+#undef D
+#undef B
+#undef Q
+#undef R
+#undef K
+#undef T
 
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void arm(struct mvr_views *set, struct mvr_view *v);
-
-void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mvr_log *log,
-                    void (*on_due)(void *owner), void *owner)
+const char *mvr_view_state_name(enum mvr_view_state s)
 {
-    memset(set, 0, sizeof *set);
-    set->loop = loop;
-    set->log = log;
-    set->on_due = on_due;
-    set->owner = owner;
-    set->debounce = 1.0;
-    set->max_wait = 30.0;
-    set->backoff_max = 300.0;
-    TAILQ_INIT(&set->due);
-    TAILQ_INIT(&set->retired);
-    mvr_depmap_init(&set->deps);
-    mvr_depmap_init(&set->downs);
-    mvr_depmap_init(&set->ups);
-    mvr_oidmap_init(&set->index);
+    return (unsigned)s < MVR_VIEW_NSTATES ? state_names[s] : "?";
 }
 
-static double debounce_of(const struct mvr_views *set, const struct mvr_view *v)
+bool mvr_view_set_state(struct mvr_view *v, enum mvr_view_state to, const struct mvr_log *log)
 {
-    return v->conf.debounce_ms < 0 ? set->debounce : (double)v->conf.debounce_ms / 1000.0;
-}
+    enum mvr_view_state from = v->state;
 
-static double max_wait_of(const struct mvr_views *set, const struct mvr_view *v)
-{
-    return v->conf.max_wait_ms < 0 ? set->max_wait : (double)v->conf.max_wait_ms / 1000.0;
-}
-
-/* An upstream view is unsettled while it waits, is queued or refreshes. One that is backing
- * off after a failure does not hold its readers back: it may fail for hours. */
-static bool unsettled(const struct mvr_view *u)
-{
-    return u->queued || u->deb.running || (u->deb.dirty && u->deb.failures == 0);
-}
-
-static bool walk_up(struct mvr_views *set, const struct mvr_view *v)
-{
-    const struct mvr_dep *up;
-    size_t n = mvr_depmap_find(&set->ups, v->conf.oid, &up);
-
-    for (size_t i = 0; i < n; i++) {
-        struct mvr_view *u = mvr_views_find(set, up[i].view);
-        if (u == NULL || u->seen_up == set->walk_up)
-            continue;
-        u->seen_up = set->walk_up;
-        if (unsettled(u) || walk_up(set, u))
-            return true;
+    if ((unsigned)to >= MVR_VIEW_NSTATES || !legal[from][to]) {
+        mvr_error(log, "%s: refusing the transition %s -> %s (a bug: please report it)",
+                  v->conf.name, mvr_view_state_name(from), mvr_view_state_name(to));
+        return false;
     }
-    return false;
+    mvr_debug(log, "%s: %s -> %s", v->conf.name, state_names[from], state_names[to]);
+    v->state = to;
+    return true;
 }
 
-/* A view waits while any view it reads, directly or not, is unsettled: refreshing it first
- * would only mean refreshing it again. (The graph is acyclic: see graph.h.) */
-static bool blocked(struct mvr_views *set, const struct mvr_view *v)
-{
-    set->walk_up++;
-    return walk_up(set, v);
-}
-
-/* Re-arm every view downstream of v; with force, mark the direct readers changed (v's
- * refresh changed what they read) without waiting for a debounce: that was spent upstream. */
-static void walk_down(struct mvr_views *set, const struct mvr_view *v, bool force)
-{
-    const struct mvr_dep *down;
-    size_t n = mvr_depmap_find(&set->downs, v->conf.oid, &down);
-
-    /* All direct readers first: one may also be reached through another reader below, and
-     * must still count as changed even if that other reader fails. */
-    for (size_t i = 0; i < n && force; i++) {
-        struct mvr_view *d = mvr_views_find(set, down[i].view);
-        if (d != NULL)
-            mvr_debounce_force(&d->deb, mvr_clock_now());
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct mvr_view *d = mvr_views_find(set, down[i].view);
-        if (d == NULL || d->seen_down == set->walk_down)
-            continue;
-        d->seen_down = set->walk_down;
-        arm(set, d);
-        walk_down(set, d, false);
-    }
-}
-
-static void enqueue(struct mvr_views *set, struct mvr_view *v)
-{
-    ev_timer_stop(set->loop, &v->timer);
-    v->queued = true;
-    TAILQ_INSERT_TAIL(&set->due, v, link);
-    set->on_due(set->owner);
-}
-
-/* Put the view's timer on its current deadline, or queue it when the deadline has passed. */
-static void arm(struct mvr_views *set, struct mvr_view *v)
-{
-    double due, delay;
-
-    if (v->queued || v->removed)
-        return;
-    due = mvr_debounce_due(&v->deb, debounce_of(set, v), max_wait_of(set, v));
-    if (isinf(due)) {
-        ev_timer_stop(set->loop, &v->timer);
-        return;
-    }
-    delay = due - mvr_clock_now();
-    if (delay <= DUE_SLACK) {
-        /* A blocked view is re-armed when what blocks it settles (walk_down). */
-        if (blocked(set, v))
-            ev_timer_stop(set->loop, &v->timer);
-        else
-            enqueue(set, v);
-        return;
-    }
-    v->timer.repeat = delay;
-    ev_timer_again(set->loop, &v->timer);
-}
-
-/* The timer fires at the deadline computed when it was armed; changes since then may have
- * pushed the deadline out, and arm() simply re-arms for the rest ("lazy" rescheduling: a
- * change costs no timer operation). */
-static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct mvr_view *v = (struct mvr_view *)w;
-
-    (void)loop;
-    (void)revents;
-    arm(v->set, v);
-}
-
-void mvr_views_configure(struct mvr_views *set, const struct mvr_config *cfg)
-{
-    set->debounce = (double)cfg->debounce_ms / 1000.0;
-    set->max_wait = (double)cfg->max_wait_ms / 1000.0;
-    set->backoff_max = (double)cfg->retry_backoff_max_ms / 1000.0;
-    for (size_t i = 0; i < set->n; i++)
-        arm(set, set->items[i]);
-}
-
-static int cmp_oid(const void *key, const void *item)
-{
-    uint32_t oid = *(const uint32_t *)key;
-    const struct mvr_view *v = *(struct mvr_view *const *)item;
-
-    return oid < v->conf.oid ? -1 : oid > v->conf.oid;
-}
-
-struct mvr_view *mvr_views_find(const struct mvr_views *set, uint32_t oid)
-{
-    struct mvr_view **hit;
-
-    if (set->n == 0)
-        return NULL; /* items may be NULL, which bsearch must not be given */
-    hit = bsearch(&oid, set->items, set->n, sizeof *set->items, cmp_oid);
-
-    return hit ? *hit : NULL;
-}
-
-static void touch_one(struct mvr_views *set, struct mvr_view *v, double now)
-{
-    bool was_dirty = v->deb.dirty;
-
-    mvr_debounce_touch(&v->deb, now);
-    /* A change only moves the deadline later: an armed timer needs no update. */
-    if (!was_dirty || !ev_is_active(&v->timer))
-        arm(set, v);
-}
-
-/* Without the hash index (it could not be allocated): the sorted map, more slowly. */
-static size_t touch_slow(struct mvr_views *set, uint32_t table)
-{
-    const struct mvr_dep *dep;
-    size_t n = mvr_depmap_find(&set->deps, table, &dep);
-    double now = mvr_clock_now();
-
-    for (size_t i = 0; i < n; i++) {
-        struct mvr_view *v = mvr_views_find(set, dep[i].view);
-        if (v != NULL)
-            touch_one(set, v, now);
-    }
-    return n;
-}
-
-size_t mvr_views_touch(struct mvr_views *set, uint32_t table)
-{
-    void *const *hit;
-    size_t n;
-    double now;
-
-    if (set->index.slots == NULL)
-        return touch_slow(set, table);
-    n = mvr_oidmap_find(&set->index, table, &hit);
-    if (n == 0)
-        return 0;
-    now = mvr_clock_now();
-    for (size_t i = 0; i < n; i++)
-        touch_one(set, hit[i], now);
-    return n;
-}
-
-struct mvr_view *mvr_views_pop(struct mvr_views *set)
-{
-    struct mvr_view *v;
-
-    while ((v = TAILQ_FIRST(&set->due)) != NULL) {
-        TAILQ_REMOVE(&set->due, v, link);
-        v->queued = false;
-        /* Something it reads changed while it sat in the queue: wait for that instead. */
-        if (!blocked(set, v))
-            return v;
-    }
-    return NULL;
-}
-
-void mvr_views_begin(struct mvr_views *set, struct mvr_view *v)
-{
-    ev_timer_stop(set->loop, &v->timer);
-    mvr_debounce_begin(&v->deb);
-}
-
-static void view_free(struct mvr_views *set, struct mvr_view *v)
-{
-    ev_timer_stop(set->loop, &v->timer);
-    if (v->queued)
-        TAILQ_REMOVE(&set->due, v, link);
-    else if (v->removed)
-        TAILQ_REMOVE(&set->retired, v, link);
-    free(v->conf.name);
-    free(v);
-}
-
-void mvr_views_end(struct mvr_views *set, struct mvr_view *v, bool ok)
-{
-    if (v->removed) {
-        view_free(set, v);
-        return;
-    }
-    mvr_debounce_end(&v->deb, mvr_clock_now(), ok, BACKOFF_BASE, set->backoff_max);
-    arm(set, v);
-    set->walk_down++;
-    v->seen_down = set->walk_down;
-    walk_down(set, v, ok);
-}
-
-void mvr_views_stop(struct mvr_views *set)
-{
-    struct mvr_view *v;
-
-    for (size_t i = 0; i < set->n; i++)
-        ev_timer_stop(set->loop, &set->items[i]->timer);
-    while ((v = TAILQ_FIRST(&set->due)) != NULL) {
-        TAILQ_REMOVE(&set->due, v, link);
-        v->queued = false;
-    }
-}
-
-static struct mvr_view *view_new(struct mvr_views *set, const struct mvr_view_conf *conf)
+struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf)
 {
     struct mvr_view *v = calloc(1, sizeof *v);
 
     if (v == NULL)
         return NULL;
-    ev_init(&v->timer, timer_cb);
-    v->set = set;
+    mvr_timer_init(&v->timer);
     v->conf = *conf;
-    mvr_debounce_init(&v->deb);
+    v->state = MVR_VIEW_IDLE;
+    mvr_pending_clear(&v->pending);
+    mvr_pending_clear(&v->covered);
+    v->retry_at = NAN;
     mvr_ratelimit_init(&v->notices);
-    /* Nobody heard the changes made before it was watched: refresh it once now. */
-    mvr_debounce_force(&v->deb, mvr_clock_now());
     return v;
 }
 
-static void retire(struct mvr_views *set, struct mvr_view *v)
+void mvr_view_free(struct mvr_view *v)
 {
-    mvr_info(set->log, "no longer watching %s", v->conf.name);
-    if (v->deb.running) {
-        v->removed = true; /* the worker still points at it */
-        ev_timer_stop(set->loop, &v->timer);
-        TAILQ_INSERT_TAIL(&set->retired, v, link);
+    if (v != NULL)
+        free(v->conf.name);
+    free(v);
+}
+
+void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log)
+{
+    if (forced)
+        mvr_pending_force(&v->pending, now);
+    else
+        mvr_pending_touch(&v->pending, now);
+    if (v->state == MVR_VIEW_IDLE || (v->state == MVR_VIEW_BACKOFF && v->retry_on_change))
+        mvr_view_set_state(v, MVR_VIEW_DEBOUNCING, log);
+}
+
+double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait)
+{
+    switch (v->state) {
+    case MVR_VIEW_DEBOUNCING:
+        /* After a failure, a change brings the retry forward, never back. */
+        return fmin(mvr_pending_due(&v->pending, debounce, max_wait), v->retry_at);
+    case MVR_VIEW_BACKOFF:
+        return v->retry_at;
+    default:
+        return INFINITY;
+    }
+}
+
+void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log)
+{
+    if (!mvr_view_set_state(v, MVR_VIEW_REFRESHING, log))
+        return;
+    v->covered = v->pending;
+    mvr_pending_clear(&v->pending);
+}
+
+/* The changes a failed refresh was meant to show are pending again, as old as they were; the
+ * max_wait window starts again at the failure, so that a change that comes after it waits at
+ * most one window before the next try, however long the view has been failing. */
+static void fail(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
+                 const struct mvr_log *log)
+{
+    mvr_pending_merge(&v->pending, &v->covered);
+    v->pending.window = v->pending.last = now;
+    v->pending.forced = NAN;
+    v->failures++;
+    v->retry_at = now + mvr_backoff_delay(v->failures, base, cap);
+    v->retry_on_change = outcome == MVR_OUTCOME_FAILED;
+    mvr_view_set_state(v, MVR_VIEW_BACKOFF, log);
+}
+
+void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
+                  const struct mvr_log *log)
+{
+    if (v->state != MVR_VIEW_REFRESHING) {
+        mvr_error(log, "%s: a refresh ended in state %s (a bug: please report it)", v->conf.name,
+                  mvr_view_state_name(v->state));
+        return;
+    }
+    if (outcome != MVR_OUTCOME_OK) {
+        fail(v, outcome, now, base, cap, log);
     } else {
-        view_free(set, v);
+        v->failures = 0;
+        v->retry_at = NAN;
+        mvr_view_set_state(v, mvr_pending_any(&v->pending) ? MVR_VIEW_DEBOUNCING : MVR_VIEW_IDLE,
+                           log);
+    }
+    mvr_pending_clear(&v->covered);
+}
+
+double mvr_view_pending_since(const struct mvr_view *v)
+{
+    if (mvr_pending_any(&v->pending))
+        return v->pending.since;
+    return v->covered.since; /* NAN unless a refresh runs */
+}
+
+double mvr_view_pending_after(const struct mvr_view *v, bool ok)
+{
+    return ok ? v->pending.since : fmin(v->pending.since, v->covered.since);
+}
+
+bool mvr_view_unsettled(const struct mvr_view *v)
+{
+    switch (v->state) {
+    case MVR_VIEW_QUEUED:
+    case MVR_VIEW_REFRESHING:
+        return true;
+    case MVR_VIEW_DEBOUNCING:
+    case MVR_VIEW_BLOCKED:
+        /* After a failure it is on its way to another try that may fail as well. */
+        return v->failures == 0;
+    default:
+        return false;
     }
 }
 
-/* A view unwatched and watched again while its refresh still runs must reuse that state:
- * a second struct would start a second, concurrent REFRESH of the same view. */
-static struct mvr_view *revive(struct mvr_views *set, const struct mvr_view_conf *conf, double now)
+/*
+ * A change can fix a refresh that failed on the data: a duplicate key under CONCURRENTLY, a
+ * division by zero, a check in the view's code. It cannot fix one that failed on its
+ * surroundings: privileges and missing objects (class 42), locks and other objects' state
+ * (55), timeouts, cancels and shutdowns (57), lost connections (08), deadlocks and
+ * serialization failures (40), resources (53, 54), system and internal errors (58, XX).
+ * Those keep their backoff, so that a busy table cannot turn a stuck refresh into a storm.
+ */
+enum mvr_outcome mvr_outcome_of_failure(const char *sqlstate)
 {
-    struct mvr_view *v;
+    static const char *const stuck[] = {"42", "55", "57", "08", "40", "53", "54", "58", "XX"};
 
-    TAILQ_FOREACH(v, &set->retired, link)
-    {
-        if (v->conf.oid == conf->oid) {
-            TAILQ_REMOVE(&set->retired, v, link);
-            v->removed = false;
-            free(v->conf.name);
-            v->conf = *conf;
-            mvr_debounce_force(&v->deb, now); /* nobody listened for it meanwhile */
-            return v;
-        }
-    }
-    return NULL;
-}
-
-static int cmp_conf(const void *a, const void *b)
-{
-    const struct mvr_view_conf *x = a, *y = b;
-
-    return x->oid < y->oid ? -1 : x->oid > y->oid;
-}
-
-/* Build the new item array, reusing the state of views that stay. Returns how many items
- * were filled; conf names move into the views. */
-static size_t adopt(struct mvr_views *set, struct mvr_view_confs *confs, struct mvr_view **items,
-                    bool catch_up)
-{
-    size_t made = 0;
-    double now = mvr_clock_now();
-
-    qsort(confs->items, confs->n, sizeof *confs->items, cmp_conf);
-    for (size_t i = 0; i < confs->n; i++) {
-        struct mvr_view_conf *conf = &confs->items[i];
-        struct mvr_view *v = mvr_views_find(set, conf->oid);
-        if (v != NULL) {
-            /* Even a running refresh may predate changes made while nobody listened. A view
-             * that now reads other tables may have missed their changes: the triggers came
-             * with the registry change, and notifications sent before we reloaded found
-             * the old map. */
-            if (catch_up || v->conf.deps_hash != conf->deps_hash)
-                mvr_debounce_force(&v->deb, now);
-            free(v->conf.name);
-            v->conf = *conf;
-        } else if ((v = revive(set, conf, now)) != NULL) {
-            mvr_info(set->log, "watching %s again", conf->name);
-        } else if ((v = view_new(set, conf)) != NULL) {
-            mvr_info(set->log, "watching %s", conf->name);
-        } else {
-            mvr_error(set->log, "out of memory: not watching %s", conf->name);
-            free(conf->name);
-            continue;
-        }
-        conf->name = NULL;
-        items[made++] = v;
-    }
-    return made;
-}
-
-static void cycle_edge(void *arg, const struct mvr_dep *e)
-{
-    struct mvr_views *set = arg;
-    const struct mvr_view *up = mvr_views_find(set, e->table);
-    const struct mvr_view *down = mvr_views_find(set, e->view);
-
-    mvr_error(set->log, "the registry has a dependency cycle: ignoring that %s reads %s",
-              down ? down->conf.name : "?", up ? up->conf.name : "?");
-}
-
-/* Take over the view -> reader edges, made acyclic, and index them both ways. */
-static void adopt_graph(struct mvr_views *set, struct mvr_depmap *downs)
-{
-    mvr_depmap_free(&set->downs);
-    mvr_depmap_free(&set->ups);
-    if (mvr_graph_break_cycles(downs, cycle_edge, set) != 0 ||
-        mvr_graph_reverse(downs, &set->ups) != 0) {
-        mvr_error(set->log, "out of memory: refreshing without dependency order");
-        return;
-    }
-    set->downs = *downs;
-    mvr_depmap_init(downs);
-}
-
-/* Resolve table -> views to pointers once per load: the notification path then costs one hash
- * probe. Views only go away in mvr_views_apply, which rebuilds this. */
-static void build_index(struct mvr_views *set)
-{
-    uint32_t *oids = malloc((set->deps.n + 1) * sizeof *oids);
-    void **views = malloc((set->deps.n + 1) * sizeof *views);
-
-    mvr_oidmap_free(&set->index);
-    if (oids != NULL && views != NULL) {
-        for (size_t i = 0; i < set->deps.n; i++) {
-            oids[i] = set->deps.deps[i].table;
-            views[i] = mvr_views_find(set, set->deps.deps[i].view);
-        }
-        if (mvr_oidmap_build(&set->index, oids, views, set->deps.n) != 0)
-            mvr_warning(set->log, "out of memory: notifications take the slower path");
-    }
-    free(oids);
-    free(views);
-}
-
-void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool catch_up)
-{
-    struct mvr_view **items = calloc(confs->n ? confs->n : 1, sizeof *items);
-    struct mvr_views next = *set;
-
-    if (items == NULL) {
-        mvr_error(set->log, "out of memory: registry change not applied");
-        mvr_view_confs_free(confs);
-        return;
-    }
-    next.items = items;
-    next.n = adopt(set, confs, items, catch_up);
-    for (size_t i = 0; i < set->n; i++)
-        if (mvr_views_find(&next, set->items[i]->conf.oid) == NULL)
-            retire(set, set->items[i]);
-    free(set->items);
-    set->items = next.items;
-    set->n = next.n;
-    mvr_depmap_free(&set->deps);
-    set->deps = confs->deps;
-    mvr_depmap_init(&confs->deps);
-    adopt_graph(set, &confs->downs);
-    build_index(set);
-    mvr_view_confs_free(confs);
-    for (size_t i = 0; i < set->n; i++)
-        arm(set, set->items[i]);
-}
-
-void mvr_views_free(struct mvr_views *set)
-{
-    struct mvr_view *v;
-
-    while ((v = TAILQ_FIRST(&set->retired)) != NULL)
-        view_free(set, v);
-    for (size_t i = 0; i < set->n; i++)
-        view_free(set, set->items[i]);
-    free(set->items);
-    set->items = NULL;
-    set->n = 0;
-    mvr_depmap_free(&set->deps);
-    mvr_depmap_free(&set->downs);
-    mvr_depmap_free(&set->ups);
-    mvr_oidmap_free(&set->index);
+    if (sqlstate == NULL || strlen(sqlstate) != 5)
+        return MVR_OUTCOME_FAILED_STUCK;
+    for (size_t i = 0; i < sizeof stuck / sizeof stuck[0]; i++)
+        if (strncmp(sqlstate, stuck[i], 2) == 0)
+            return MVR_OUTCOME_FAILED_STUCK;
+    return MVR_OUTCOME_FAILED;
 }
 
 void mvr_view_confs_free(struct mvr_view_confs *confs)
@@ -460,6 +208,6 @@ void mvr_view_confs_free(struct mvr_view_confs *confs)
     free(confs->items);
     confs->items = NULL;
     confs->n = 0;
-    mvr_depmap_free(&confs->deps);
-    mvr_depmap_free(&confs->downs);
+    mvr_depmap_free(&confs->tables);
+    mvr_depmap_free(&confs->views);
 }

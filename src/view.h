@@ -1,23 +1,54 @@
 /*
- * The set of watched views and their run-time state: debounce clocks (one libev timer per
- * view), the queue of views due for refresh, and the table -> views map. A registry reload
- * swaps in new settings but keeps each surviving view's state, so a retune never loses a
- * pending change.
+ * One watched view and its lifecycle, as an explicit state machine (pure: no libev, no libpq;
+ * callers pass "now").
+ *
+ *   IDLE        --a change-->                       DEBOUNCING
+ *   DEBOUNCING  --its deadline-->                   QUEUED, or BLOCKED while a view it reads
+ *                                                   is not settled
+ *   BLOCKED     --what it reads settled-->          QUEUED
+ *   QUEUED      --a worker takes it-->              REFRESHING (or BLOCKED, if what it reads
+ *                                                   changed while it waited)
+ *   REFRESHING  --success-->                        IDLE, or DEBOUNCING if changed meanwhile
+ *               --failure-->                        BACKOFF
+ *               --unwatched-->                      RETIRED
+ *   BACKOFF     --retry time-->                     QUEUED or BLOCKED
+ *               --a change a retry may now fix-->   DEBOUNCING
+ *   RETIRED     --watched again-->                  REFRESHING; freed when the refresh ends
+ *
+ * Every state change goes through mvr_view_set_state(), which refuses (and logs) a transition
+ * the table in view.c does not allow and logs every other one at debug level. What is not
+ * state is data: the pending changes, the failure count, the retry time.
  */
 #ifndef MVR_VIEW_H
 #define MVR_VIEW_H
 
-#include <ev.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "config.h"
 #include "debounce.h"
 #include "depmap.h"
 #include "log.h"
-#include "oidmap.h"
 #include "ratelimit.h"
+#include "timerheap.h"
+
+enum mvr_view_state {
+    MVR_VIEW_IDLE,       /* nothing pending */
+    MVR_VIEW_DEBOUNCING, /* changes pending; due at its deadline */
+    MVR_VIEW_BLOCKED,    /* due, but a view it reads is not settled yet */
+    MVR_VIEW_QUEUED,     /* due; waiting for a worker */
+    MVR_VIEW_REFRESHING, /* on a worker (changes meanwhile are pending: one more cycle) */
+    MVR_VIEW_BACKOFF,    /* the last refresh failed; retried at retry_at */
+    MVR_VIEW_RETIRED,    /* unwatched while refreshing: freed when the refresh ends */
+    MVR_VIEW_NSTATES
+};
+
+/* What became of a refresh, as far as scheduling cares. */
+enum mvr_outcome {
+    MVR_OUTCOME_OK,
+    MVR_OUTCOME_FAILED,       /* a later change may fix it (bad data, a conflict) */
+    MVR_OUTCOME_FAILED_STUCK, /* a change cannot fix it (rights, locks, timeouts, connection) */
+};
 
 /* One registry row: immutable settings of a watched view. */
 struct mvr_view_conf {
@@ -29,68 +60,65 @@ struct mvr_view_conf {
     uint64_t deps_hash; /* fingerprint of what it reads: a change means it may be stale */
 };
 
-/* A whole registry load: views sorted by oid, the tables they read, and which watched
- * views they read (table = upstream view, view = downstream view). */
+/* A whole registry load: views, the tables they read (from = table, to = view), and the
+ * edges between watched views (from = upstream view, to = downstream view). */
 struct mvr_view_confs {
     struct mvr_view_conf *items;
     size_t n;
-    struct mvr_depmap deps;
-    struct mvr_depmap downs;
+    struct mvr_depmap tables;
+    struct mvr_depmap views;
 };
 
-struct mvr_views;
-
 struct mvr_view {
-    ev_timer timer; /* first member: the debounce deadline */
-    struct mvr_views *set;
+    struct mvr_timer timer; /* its deadline in the schedule's heap */
     struct mvr_view_conf conf;
-    struct mvr_debounce deb;
-    bool queued;                  /* waiting for a worker */
-    bool removed;                 /* unwatched while refreshing: freed when the refresh ends */
+    enum mvr_view_state state;
+    struct mvr_pending pending;  /* changes no started refresh covers */
+    struct mvr_pending covered;  /* REFRESHING: the changes this refresh covers */
+    double retry_at;             /* BACKOFF: earliest retry */
+    unsigned failures;           /* consecutive failed refreshes */
+    bool retry_on_change;        /* BACKOFF: the failure is one a change may fix */
+    unsigned seen_up, seen_down; /* the schedule's graph walks: the last ones that visited it */
+    TAILQ_ENTRY(mvr_view) link;  /* QUEUED: the due queue; RETIRED: the retired list */
+    /* For the refresh itself, not for scheduling: */
     bool fallback_logged;         /* "plain refresh" is explained once per view */
     struct mvr_ratelimit notices; /* server messages its refreshes may log */
-    unsigned seen_up;             /* equals set->walk_up when visited by the current upward walk */
-    unsigned seen_down;           /* likewise for downward walks */
-    TAILQ_ENTRY(mvr_view) link;
 };
 
 TAILQ_HEAD(mvr_view_queue, mvr_view);
 
-struct mvr_views {
-    struct ev_loop *loop;
-    const struct mvr_log *log;
-    struct mvr_view **items; /* sorted by oid */
-    size_t n;
-    struct mvr_depmap deps;  /* table -> views reading it */
-    struct mvr_oidmap index; /* the same, resolved to struct mvr_view pointers */
-    struct mvr_depmap downs; /* view -> watched views reading it (cascade targets) */
-    struct mvr_depmap ups;   /* view -> watched views it reads (must settle first) */
-    struct mvr_view_queue due;
-    struct mvr_view_queue retired; /* unwatched while refreshing; link reused (never queued) */
-    double debounce, max_wait, backoff_max; /* daemon defaults, seconds */
-    unsigned walk_up, walk_down;            /* generations of the current graph walks */
-    void (*on_due)(void *owner);            /* a view entered the queue */
-    void *owner;
-};
+const char *mvr_view_state_name(enum mvr_view_state s);
+/* Move v to state `to`; returns false (and logs an error) if the table does not allow it. */
+bool mvr_view_set_state(struct mvr_view *v, enum mvr_view_state to, const struct mvr_log *log);
 
-void mvr_views_init(struct mvr_views *set, struct ev_loop *loop, const struct mvr_log *log,
-                    void (*on_due)(void *owner), void *owner);
-void mvr_views_free(struct mvr_views *set);
-/* Adopt the defaults of a (re)loaded configuration and reschedule every view. */
-void mvr_views_configure(struct mvr_views *set, const struct mvr_config *cfg);
-/* Swap in a registry load (taking ownership of confs). New views are due at once; with
- * catch_up (the listener has just (re)connected) every view is. */
-void mvr_views_apply(struct mvr_views *set, struct mvr_view_confs *confs, bool catch_up);
-/* A base table changed; returns how many watched views read it. */
-size_t mvr_views_touch(struct mvr_views *set, uint32_t table);
-/* Next view due for refresh, or NULL. */
-struct mvr_view *mvr_views_pop(struct mvr_views *set);
-/* A refresh of v starts / ended; after end, v may have been freed. */
-void mvr_views_begin(struct mvr_views *set, struct mvr_view *v);
-void mvr_views_end(struct mvr_views *set, struct mvr_view *v, bool ok);
-/* Shutdown: stop all timers and forget the queue. */
-void mvr_views_stop(struct mvr_views *set);
-struct mvr_view *mvr_views_find(const struct mvr_views *set, uint32_t oid);
+/* A new view (IDLE), owning conf->name; NULL when out of memory. */
+struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf);
+void mvr_view_free(struct mvr_view *v);
+
+/* A base table changed (forced: due at once). IDLE views start debouncing, and so do views
+ * backing off after a failure a change may fix; otherwise the change is only noted. */
+void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log);
+/* When a DEBOUNCING or BACKOFF view is due; INFINITY in every other state. */
+double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait);
+/* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */
+void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
+/* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are
+ * pending again, as old as they were, and the retry waits base, doubling per consecutive
+ * failure, capped at cap. */
+void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
+                  const struct mvr_log *log);
+/* The oldest change the view does not show yet, counting those a running refresh covers;
+ * NAN when there is none. */
+double mvr_view_pending_since(const struct mvr_view *v);
+/* What pending_since will be once the running refresh ends with outcome ok (or not). */
+double mvr_view_pending_after(const struct mvr_view *v, bool ok);
+/* Does this view hold back the views that read it? While it waits, is queued or refreshes:
+ * refreshing a reader first would only mean refreshing it again. Not while it backs off
+ * after failures (that may last hours), nor while it is idle. */
+bool mvr_view_unsettled(const struct mvr_view *v);
+
+/* A failed refresh's SQLSTATE: can a later change to the data fix it? */
+enum mvr_outcome mvr_outcome_of_failure(const char *sqlstate);
 
 void mvr_view_confs_free(struct mvr_view_confs *confs);
 

@@ -11,15 +11,15 @@
 static void check_find(const struct mvr_depmap *m, uint32_t table, const uint32_t *want, size_t n,
                        int line)
 {
-    const struct mvr_dep *first = NULL;
+    const struct mvr_edge *first = NULL;
     size_t got = mvr_depmap_find(m, table, &first);
 
     if (got != n)
         fail_msg("line %d: table %u has %zu views, expected %zu", line, (unsigned)table, got, n);
     for (size_t i = 0; i < n; i++) {
-        if (first[i].table != table || first[i].view != want[i])
+        if (first[i].from != table || first[i].to != want[i])
             fail_msg("line %d: table %u entry %zu is (%u, %u), expected (%u, %u)", line,
-                     (unsigned)table, i, (unsigned)first[i].table, (unsigned)first[i].view,
+                     (unsigned)table, i, (unsigned)first[i].from, (unsigned)first[i].to,
                      (unsigned)table, (unsigned)want[i]);
     }
 }
@@ -32,7 +32,7 @@ static void check_find(const struct mvr_depmap *m, uint32_t table, const uint32_
 
 static void assert_absent(const struct mvr_depmap *m, uint32_t table)
 {
-    const struct mvr_dep *first = NULL;
+    const struct mvr_edge *first = NULL;
 
     if (mvr_depmap_find(m, table, &first) != 0)
         fail_msg("table %u found", (unsigned)table);
@@ -41,11 +41,11 @@ static void assert_absent(const struct mvr_depmap *m, uint32_t table)
 static void assert_sorted_unique(const struct mvr_depmap *m)
 {
     for (size_t i = 1; i < m->n; i++) {
-        const struct mvr_dep *a = &m->deps[i - 1], *b = &m->deps[i];
-        if (!(a->table < b->table || (a->table == b->table && a->view < b->view)))
+        const struct mvr_edge *a = &m->edges[i - 1], *b = &m->edges[i];
+        if (!(a->from < b->from || (a->from == b->from && a->to < b->to)))
             fail_msg("entries %zu (%u, %u) and %zu (%u, %u) out of order or duplicate", i - 1,
-                     (unsigned)a->table, (unsigned)a->view, i, (unsigned)b->table,
-                     (unsigned)b->view);
+                     (unsigned)a->from, (unsigned)a->to, i, (unsigned)b->from,
+                     (unsigned)b->to);
     }
 }
 
@@ -58,13 +58,13 @@ static void test_empty_map(void **state)
     assert_int_equal(m.n, 0);
     mvr_depmap_finish(&m);
     assert_int_equal(m.n, 0);
-    assert_int_equal(mvr_depmap_tables(&m), 0);
+    assert_int_equal(mvr_depmap_sources(&m), 0);
     assert_absent(&m, 1);
     assert_absent(&m, 0);
     assert_absent(&m, UINT32_MAX);
     mvr_depmap_free(&m);
     assert_int_equal(m.n, 0);
-    assert_null(m.deps);
+    assert_null(m.edges);
 }
 
 static void test_single(void **state)
@@ -76,7 +76,7 @@ static void test_single(void **state)
     assert_int_equal(mvr_depmap_add(&m, 16384, 20000), 0);
     mvr_depmap_finish(&m);
     assert_int_equal(m.n, 1);
-    assert_int_equal(mvr_depmap_tables(&m), 1);
+    assert_int_equal(mvr_depmap_sources(&m), 1);
     assert_views(&m, 16384, 20000);
     assert_absent(&m, 16383);
     assert_absent(&m, 16385);
@@ -104,7 +104,7 @@ static void test_add_finish_find(void **state)
 
     assert_int_equal(m.n, 6);
     assert_sorted_unique(&m);
-    assert_int_equal(mvr_depmap_tables(&m), 3);
+    assert_int_equal(mvr_depmap_sources(&m), 3);
     assert_views(&m, 100, 9001, 9002, 9003);
     assert_views(&m, 200, 9001);
     assert_views(&m, 300, 9001, 9003);
@@ -115,7 +115,7 @@ static void test_add_finish_find(void **state)
     assert_absent(&m, 301);
     assert_absent(&m, UINT32_MAX);
     mvr_depmap_free(&m);
-    assert_null(m.deps);
+    assert_null(m.edges);
     assert_int_equal(m.n, 0);
 }
 
@@ -131,7 +131,7 @@ static void test_extreme_oids(void **state)
     assert_int_equal(mvr_depmap_add(&m, 1, 1), 0);
     mvr_depmap_finish(&m);
     assert_sorted_unique(&m);
-    assert_int_equal(mvr_depmap_tables(&m), 2);
+    assert_int_equal(mvr_depmap_sources(&m), 2);
     assert_views(&m, 1, 1, UINT32_MAX);
     assert_views(&m, UINT32_MAX, 1, UINT32_MAX);
     assert_absent(&m, 2);
@@ -149,7 +149,7 @@ static void test_all_duplicates(void **state)
         assert_int_equal(mvr_depmap_add(&m, 7, 8), 0);
     mvr_depmap_finish(&m);
     assert_int_equal(m.n, 1);
-    assert_int_equal(mvr_depmap_tables(&m), 1);
+    assert_int_equal(mvr_depmap_sources(&m), 1);
     assert_views(&m, 7, 8);
     mvr_depmap_free(&m);
 }
@@ -178,15 +178,15 @@ static void test_many(void **state)
     mvr_depmap_finish(&m);
     assert_int_equal(m.n, pairs);
     assert_sorted_unique(&m);
-    assert_int_equal(mvr_depmap_tables(&m), TABLES);
+    assert_int_equal(mvr_depmap_sources(&m), TABLES);
     for (uint32_t t = 1; t <= TABLES; t++) {
-        const struct mvr_dep *first = NULL;
+        const struct mvr_edge *first = NULL;
         size_t n = mvr_depmap_find(&m, t, &first);
 
         assert_int_equal(n, t % 5 + 1);
         for (size_t i = 0; i < n; i++) {
-            assert_int_equal(first[i].table, t);
-            assert_int_equal(first[i].view, t * 10 + i);
+            assert_int_equal(first[i].from, t);
+            assert_int_equal(first[i].to, t * 10 + i);
         }
     }
     assert_absent(&m, 0);
@@ -206,15 +206,15 @@ static void test_every_size_and_position(void **state)
         for (uint32_t k = size; k >= 1; k--)
             assert_int_equal(mvr_depmap_add(&m, 2 * k, 1000 + k), 0);
         mvr_depmap_finish(&m);
-        assert_int_equal(mvr_depmap_tables(&m), size);
+        assert_int_equal(mvr_depmap_sources(&m), size);
         for (uint32_t t = 1; t <= 2 * size + 1; t++) {
-            const struct mvr_dep *first = NULL;
+            const struct mvr_edge *first = NULL;
             size_t n = mvr_depmap_find(&m, t, &first);
 
             if (t % 2 == 1) {
                 if (n != 0)
                     fail_msg("size %u: odd table %u found", (unsigned)size, (unsigned)t);
-            } else if (n != 1 || first[0].table != t || first[0].view != 1000 + t / 2) {
+            } else if (n != 1 || first[0].from != t || first[0].to != 1000 + t / 2) {
                 fail_msg("size %u: table %u not found as (%u, %u)", (unsigned)size, (unsigned)t,
                          (unsigned)t, (unsigned)(1000 + t / 2));
             }

@@ -10,11 +10,11 @@
 #include "graph.h"
 
 struct drops {
-    struct mvr_dep edge[16];
+    struct mvr_edge edge[16];
     size_t n;
 };
 
-static void on_drop(void *arg, const struct mvr_dep *e)
+static void on_drop(void *arg, const struct mvr_edge *e)
 {
     struct drops *d = arg;
 
@@ -33,11 +33,11 @@ static void build(struct mvr_depmap *m, const uint32_t (*edges)[2], size_t n)
 
 static bool has_edge(const struct mvr_depmap *m, uint32_t up, uint32_t down)
 {
-    const struct mvr_dep *first;
+    const struct mvr_edge *first;
     size_t n = mvr_depmap_find(m, up, &first);
 
     for (size_t i = 0; i < n; i++)
-        if (first[i].view == down)
+        if (first[i].to == down)
             return true;
     return false;
 }

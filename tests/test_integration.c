@@ -10,6 +10,7 @@
  * proves the daemon is LISTENing: it LISTENs before the catch-up.
  */
 #include "pgtest.h"
+#include "session.h" /* the contract's constants, as the daemon has them */
 
 #include <signal.h>
 #include <stdio.h>
@@ -338,8 +339,9 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
     pgt_exec(t, "INSERT INTO go VALUES (false)");
     /* Slow only when asked, so the catch-up refresh is quick. */
-    pgt_exec(t, "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
-                "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(60); END IF; RETURN 1; END$$");
+    pgt_exec(t,
+             "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
+             "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(60); END IF; RETURN 1; END$$");
     pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
                 "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
@@ -398,6 +400,73 @@ PGT_TEST(test_sighup_with_broken_config)
     assert_true(pgt_daemon_alive(t));
 }
 
+/* The SQL and the daemon speak one protocol: the same version, protocol number and channels,
+ * each defined once on each side. */
+PGT_TEST(test_sql_and_daemon_agree_on_the_contract)
+{
+    char *got = pgt_query_text(t, "SELECT version || '|' || protocol || '|' || change_channel "
+                                  "|| '|' || control_channel FROM mvrefresh.version()");
+    char want[256];
+
+    snprintf(want, sizeof want, "%s|%d|%s|%s", MVR_VERSION, MVR_SQL_PROTOCOL, MVR_CHANNEL,
+             MVR_CONTROL_CHANNEL);
+    assert_string_equal(got, want);
+    free(got);
+    /* The triggers really use those channels. */
+    pgt_exec(t, "CREATE TABLE t (id int)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "LISTEN " MVR_CHANNEL);
+    pgt_exec(t, "LISTEN " MVR_CONTROL_CHANNEL);
+    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    {
+        int change = 0, control = 0;
+        PGnotify *n;
+        PQconsumeInput(t->conn);
+        while ((n = PQnotifies(t->conn)) != NULL) {
+            change += strcmp(n->relname, MVR_CHANNEL) == 0;
+            control += strcmp(n->relname, MVR_CONTROL_CHANNEL) == 0;
+            PQfreemem(n);
+        }
+        assert_int_equal(change, 1);
+        assert_true(control >= 1);
+    }
+}
+
+/* An installed SQL of another protocol, or one from before version() existed: the daemon
+ * refuses it, naming both versions, keeps running, and works once the right SQL is in. */
+PGT_TEST(test_daemon_refuses_sql_of_another_protocol)
+{
+    char want[256];
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    pgt_exec(t, "CREATE OR REPLACE FUNCTION mvrefresh.version() RETURNS TABLE (version text, "
+                "protocol integer, change_channel text, control_channel text) LANGUAGE sql "
+                "AS $$ SELECT '9.9.9', 99, 'mvrefresh', 'mvrefresh_control' $$");
+    pgt_daemon_start(t, NULL);
+    snprintf(want, sizeof want, "mvrefreshd %s (protocol %d) does not understand", MVR_VERSION,
+             MVR_SQL_PROTOCOL);
+    pgt_log_wait(t, DEADLINE_MS, 1, want);
+    assert_true(pgt_log_count(t, "version 9.9.9 (protocol 99)") >= 1);
+    pgt_refreshes_stay(t, "mv", 0, 500);
+    assert_true(pgt_daemon_alive(t));
+    pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
+
+    pgt_exec(t, "DROP FUNCTION mvrefresh.version()");
+    pgt_daemon_start(t, NULL);
+    pgt_log_wait(t, DEADLINE_MS, 1, "has no mvrefresh.version()");
+    pgt_refreshes_stay(t, "mv", 0, 500);
+
+    /* The right SQL: the daemon retries and goes to work. */
+    {
+        char state[6], err[1024];
+        assert_true(pgt_install_on(t, t->conn, state, err, sizeof err));
+    }
+    pgt_wait_refreshes(t, "mv", 1, 40000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +484,8 @@ int main(void)
         PGT_UNIT(test_sigterm_during_slow_refresh),
         PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
         PGT_UNIT(test_sighup_with_broken_config),
+        PGT_UNIT(test_sql_and_daemon_agree_on_the_contract),
+        PGT_UNIT(test_daemon_refuses_sql_of_another_protocol),
     };
 
     /* PGT_FILTER (a cmocka glob such as "*insert*") runs a subset, e.g. under valgrind. */

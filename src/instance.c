@@ -1,0 +1,245 @@
+#include "instance.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "clock.h"
+#include "container.h"
+
+/* Invalid payloads are summarised at most this often, so a flood cannot flood the log. */
+#define INVALID_LOG_INTERVAL 10.0
+
+/* The timer follows the schedule's next deadline. */
+static void rearm(struct mvr_instance *in)
+{
+    double next = mvr_schedule_next_deadline(&in->schedule);
+
+    ev_timer_stop(in->loop, &in->deadline);
+    if (!isinf(next)) {
+        ev_timer_set(&in->deadline, fmax(next - mvr_clock_now(), 0.0), 0.0);
+        ev_timer_start(in->loop, &in->deadline);
+    }
+}
+
+/* After an event: rearm the timer, and let free workers take whatever became due. */
+static void settle(struct mvr_instance *in)
+{
+    rearm(in);
+    mvr_pool_kick(&in->pool);
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_instance *in = MVR_CONTAINER_OF(w, struct mvr_instance, deadline);
+
+    (void)loop;
+    (void)revents;
+    mvr_schedule_expire(&in->schedule, mvr_clock_now());
+    settle(in);
+}
+
+/* ---- listener ---- */
+
+static void on_listening(void *owner)
+{
+    struct mvr_instance *in = owner;
+
+    /* Anything committed before LISTEN took effect was never heard: load the registry and
+     * refresh every view once. */
+    mvr_registry_request(&in->registry, true);
+}
+
+static void on_changed(void *owner, uint32_t table)
+{
+    struct mvr_instance *in = owner;
+    double next = mvr_schedule_next_deadline(&in->schedule);
+
+    if (in->stopping)
+        return;
+    if (mvr_schedule_changed(&in->schedule, table, mvr_clock_now()) == 0)
+        in->unmatched_total++;
+    /* The hot path: most changes move no deadline, and leave the timer alone. */
+    if (mvr_schedule_next_deadline(&in->schedule) != next)
+        rearm(in);
+    if (mvr_schedule_has_due(&in->schedule))
+        mvr_pool_kick(&in->pool);
+}
+
+static void on_control(void *owner)
+{
+    struct mvr_instance *in = owner;
+
+    mvr_registry_request(&in->registry, false);
+}
+
+static void report_invalid(struct mvr_instance *in)
+{
+    mvr_warning(in->log,
+                "ignored %llu invalid notification payload(s) on channel \"%s\" "
+                "(%llu since start; only table OIDs are acted on)",
+                (unsigned long long)in->invalid_pending, MVR_CHANNEL,
+                (unsigned long long)in->invalid_total);
+    in->invalid_pending = 0;
+}
+
+static void on_invalid(void *owner, const char *payload)
+{
+    struct mvr_instance *in = owner;
+
+    (void)payload; /* never logged: it is attacker-controlled and may be 8 kB */
+    in->invalid_total++;
+    in->invalid_pending++;
+    if (!ev_is_active(&in->invalid_timer)) {
+        report_invalid(in);
+        ev_timer_again(in->loop, &in->invalid_timer);
+    }
+}
+
+static void invalid_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_instance *in = MVR_CONTAINER_OF(w, struct mvr_instance, invalid_timer);
+
+    (void)revents;
+    if (in->invalid_pending > 0)
+        report_invalid(in);
+    else
+        ev_timer_stop(loop, w);
+}
+
+static const struct mvr_listener_hooks listener_hooks = {
+    .listening = on_listening,
+    .changed = on_changed,
+    .control = on_control,
+    .invalid = on_invalid,
+};
+
+/* ---- registry ---- */
+
+static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
+{
+    struct mvr_instance *in = owner;
+
+    if (in->stopping) {
+        mvr_view_confs_free(confs);
+        return;
+    }
+    mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
+    settle(in);
+}
+
+static const struct mvr_registry_hooks registry_hooks = {.loaded = on_loaded};
+
+/* ---- pool ---- */
+
+static struct mvr_view *next_view(void *owner)
+{
+    struct mvr_instance *in = owner;
+
+    return mvr_schedule_pop(&in->schedule);
+}
+
+static enum mvr_outcome outcome_of(const struct mvr_refresh_outcome *out)
+{
+    switch (out->result) {
+    case MVR_REFRESH_OK:
+    case MVR_REFRESH_GONE: /* nothing to retry: the reload drops it */
+        return MVR_OUTCOME_OK;
+    default:
+        return mvr_outcome_of_failure(out->sqlstate);
+    }
+}
+
+static void on_finished(void *owner, struct mvr_view *v, const struct mvr_refresh_outcome *out)
+{
+    struct mvr_instance *in = owner;
+
+    mvr_schedule_done(&in->schedule, v, outcome_of(out), mvr_clock_now());
+    if (out->result == MVR_REFRESH_GONE && !in->stopping)
+        mvr_registry_request(&in->registry, false);
+    if (in->stopping) {
+        if (mvr_pool_busy(&in->pool) == 0 && in->hooks->idle != NULL)
+            in->hooks->idle(in->owner);
+        return;
+    }
+    settle(in);
+}
+
+static const struct mvr_pool_hooks pool_hooks = {.next = next_view, .finished = on_finished};
+
+/* ---- lifecycle ---- */
+
+void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const struct mvr_log *log,
+                       const struct mvr_instance_hooks *hooks, void *owner)
+{
+    memset(in, 0, sizeof *in);
+    in->loop = loop;
+    in->log = log;
+    in->hooks = hooks;
+    in->owner = owner;
+    mvr_listener_init(&in->listener, loop, log, &listener_hooks, in);
+    mvr_registry_init(&in->registry, loop, log, &registry_hooks, in);
+    mvr_schedule_init(&in->schedule, log);
+    mvr_pool_init(&in->pool, loop, log, &pool_hooks, in);
+    ev_init(&in->deadline, deadline_cb);
+    ev_init(&in->invalid_timer, invalid_timer_cb);
+    in->invalid_timer.repeat = INVALID_LOG_INTERVAL;
+}
+
+void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cfg)
+{
+    mvr_schedule_configure(&in->schedule, (double)cfg->debounce_ms / 1000.0,
+                           (double)cfg->max_wait_ms / 1000.0,
+                           (double)cfg->retry_backoff_max_ms / 1000.0, mvr_clock_now());
+    mvr_pool_configure(&in->pool, cfg);
+    if (!in->stopping)
+        settle(in);
+}
+
+void mvr_instance_open(struct mvr_instance *in, const char *dsn, const char *app_name)
+{
+    mvr_listener_open(&in->listener, dsn, app_name);
+    mvr_registry_open(&in->registry, dsn, app_name);
+    mvr_pool_open(&in->pool, dsn, app_name);
+}
+
+void mvr_instance_reload(struct mvr_instance *in)
+{
+    if (!in->stopping)
+        mvr_registry_request(&in->registry, false);
+}
+
+size_t mvr_instance_stop(struct mvr_instance *in)
+{
+    in->stopping = true;
+    mvr_schedule_stop(&in->schedule);
+    ev_timer_stop(in->loop, &in->deadline);
+    mvr_listener_close(&in->listener);
+    mvr_registry_close(&in->registry);
+    ev_timer_stop(in->loop, &in->invalid_timer);
+    mvr_pool_stop(&in->pool);
+    return mvr_pool_busy(&in->pool);
+}
+
+void mvr_instance_cancel(struct mvr_instance *in)
+{
+    mvr_pool_cancel(&in->pool);
+}
+
+size_t mvr_instance_busy(const struct mvr_instance *in)
+{
+    return mvr_pool_busy(&in->pool);
+}
+
+void mvr_instance_close(struct mvr_instance *in)
+{
+    in->stopping = true;
+    mvr_listener_close(&in->listener);
+    mvr_registry_close(&in->registry);
+    mvr_pool_close(&in->pool);
+    mvr_schedule_free(&in->schedule);
+    ev_timer_stop(in->loop, &in->deadline);
+    ev_timer_stop(in->loop, &in->invalid_timer);
+    if (in->invalid_total > 0 || in->unmatched_total > 0)
+        mvr_info(in->log, "ignored %llu invalid and %llu unmatched notifications",
+                 (unsigned long long)in->invalid_total, (unsigned long long)in->unmatched_total);
+}

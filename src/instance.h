@@ -1,0 +1,62 @@
+/*
+ * Everything mvrefreshd does for one database: the LISTEN connection, the registry loader, the
+ * schedule of its views, the pool of refresh workers (which also write the status rows), and
+ * the one timer that stands for every view's deadline. Nothing here is global, so several
+ * instances can share a loop; the daemon owns the loop, the signals and the configuration.
+ *
+ *   listener ──change──▶ schedule ◀──load── registry
+ *                          │  ▲
+ *               due views  │  │ outcomes
+ *                          ▼  │
+ *                          pool ──▶ workers (refresh.c)
+ */
+#ifndef MVR_INSTANCE_H
+#define MVR_INSTANCE_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "listener.h"
+#include "pool.h"
+#include "registry.h"
+#include "schedule.h"
+
+struct mvr_instance_hooks {
+    /* Stopping, and the last running refresh has ended. */
+    void (*idle)(void *owner);
+};
+
+struct mvr_instance {
+    struct ev_loop *loop;
+    const struct mvr_log *log;
+    struct mvr_listener listener;
+    struct mvr_registry registry;
+    struct mvr_schedule schedule;
+    struct mvr_pool pool;
+    ev_timer deadline;      /* at the schedule's next deadline */
+    ev_timer invalid_timer; /* summarises invalid payloads at most every few seconds */
+    uint64_t invalid_total, invalid_pending, unmatched_total;
+    bool stopping;
+    const struct mvr_instance_hooks *hooks;
+    void *owner;
+};
+
+void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const struct mvr_log *log,
+                       const struct mvr_instance_hooks *hooks, void *owner);
+/* Apply a (re)loaded configuration: defaults, timeouts, max_concurrent. */
+void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cfg);
+/* Connect; dsn and app_name must outlive the instance. */
+void mvr_instance_open(struct mvr_instance *in, const char *dsn, const char *app_name);
+/* Load the registry again. */
+void mvr_instance_reload(struct mvr_instance *in);
+/* Stop taking work; returns how many refreshes are still running (idle() follows them). */
+size_t mvr_instance_stop(struct mvr_instance *in);
+/* Ask the server to cancel the running refreshes. */
+void mvr_instance_cancel(struct mvr_instance *in);
+size_t mvr_instance_busy(const struct mvr_instance *in);
+/* Close every connection and free everything. */
+void mvr_instance_close(struct mvr_instance *in);
+
+#endif

@@ -1,0 +1,468 @@
+#include "schedule.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+#include "graph.h"
+
+/* Closer than this to its deadline a view is due: a timer for a few microseconds would only
+ * spin the loop. */
+#define DUE_SLACK 0.001
+
+void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log)
+{
+    memset(s, 0, sizeof *s);
+    s->log = log;
+    mvr_depmap_init(&s->tables);
+    mvr_depmap_init(&s->downs);
+    mvr_depmap_init(&s->ups);
+    mvr_oidmap_init(&s->index);
+    mvr_timerheap_init(&s->deadlines);
+    TAILQ_INIT(&s->due);
+    TAILQ_INIT(&s->retired);
+    s->debounce = 1.0;
+    s->max_wait = 30.0;
+    s->backoff_base = 1.0;
+    s->backoff_max = 300.0;
+}
+
+static int cmp_oid(const void *key, const void *item)
+{
+    uint32_t oid = *(const uint32_t *)key;
+    const struct mvr_view *v = *(struct mvr_view *const *)item;
+
+    return oid < v->conf.oid ? -1 : oid > v->conf.oid;
+}
+
+struct mvr_view *mvr_schedule_find(const struct mvr_schedule *s, uint32_t oid)
+{
+    struct mvr_view **hit;
+
+    if (s->n == 0)
+        return NULL; /* items may be NULL, which bsearch must not be given */
+    hit = bsearch(&oid, s->items, s->n, sizeof *s->items, cmp_oid);
+    return hit ? *hit : NULL;
+}
+
+/* ---- who holds whom back -------------------------------------------------- */
+
+static bool walk_up(struct mvr_schedule *s, const struct mvr_view *v)
+{
+    const struct mvr_edge *up;
+    size_t n = mvr_depmap_find(&s->ups, v->conf.oid, &up);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *u = mvr_schedule_find(s, up[i].to);
+        if (u == NULL || u->seen_up == s->walk_up)
+            continue;
+        u->seen_up = s->walk_up;
+        if (mvr_view_unsettled(u) || walk_up(s, u))
+            return true;
+    }
+    return false;
+}
+
+/* Does any view v reads, directly or not, hold it back? (The graph is acyclic: graph.h.) */
+static bool blocked(struct mvr_schedule *s, const struct mvr_view *v)
+{
+    s->walk_up++;
+    return walk_up(s, v);
+}
+
+/* ---- one view's place: deadline, queue, or blocked ------------------------- */
+
+static double debounce_of(const struct mvr_schedule *s, const struct mvr_view *v)
+{
+    return v->conf.debounce_ms < 0 ? s->debounce : (double)v->conf.debounce_ms / 1000.0;
+}
+
+static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v)
+{
+    return v->conf.max_wait_ms < 0 ? s->max_wait : (double)v->conf.max_wait_ms / 1000.0;
+}
+
+static void enqueue(struct mvr_schedule *s, struct mvr_view *v)
+{
+    mvr_timerheap_remove(&s->deadlines, &v->timer);
+    if (mvr_view_set_state(v, MVR_VIEW_QUEUED, s->log))
+        TAILQ_INSERT_TAIL(&s->due, v, link);
+}
+
+/* Its deadline has come: queue it, or hold it back while a view it reads settles. */
+static void make_due(struct mvr_schedule *s, struct mvr_view *v)
+{
+    mvr_timerheap_remove(&s->deadlines, &v->timer);
+    if (blocked(s, v))
+        mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log);
+    else
+        enqueue(s, v);
+}
+
+/* Put v where it belongs now: its deadline in the heap, or due. */
+static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
+{
+    double due;
+
+    if (s->stopped)
+        return;
+    switch (v->state) {
+    case MVR_VIEW_DEBOUNCING:
+    case MVR_VIEW_BACKOFF:
+        due = mvr_view_due(v, debounce_of(s, v), max_wait_of(s, v));
+        /* With no room in the heap (out of memory), early beats never. */
+        if (due - now <= DUE_SLACK || mvr_timerheap_set(&s->deadlines, &v->timer, due) != 0)
+            make_due(s, v);
+        break;
+    case MVR_VIEW_BLOCKED:
+        if (!blocked(s, v))
+            enqueue(s, v);
+        break;
+    default:
+        mvr_timerheap_remove(&s->deadlines, &v->timer);
+        break;
+    }
+}
+
+static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now, bool forced)
+{
+    enum mvr_view_state before = v->state;
+
+    mvr_view_change(v, now, forced, s->log);
+    if (v->state != MVR_VIEW_DEBOUNCING && v->state != MVR_VIEW_BACKOFF)
+        return; /* it is due already, or refreshing: the change is noted as pending */
+    /* A plain change only moves a debouncing view's deadline later, and its timer looks
+     * again when it fires: most changes cost no heap operation at all. */
+    if (before != v->state || forced || !mvr_timer_active(&v->timer))
+        evaluate(s, v, now);
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+/* Without the hash index (it could not be allocated): the sorted map, more slowly. */
+static size_t changed_slow(struct mvr_schedule *s, uint32_t table, double now)
+{
+    const struct mvr_edge *e;
+    size_t n = mvr_depmap_find(&s->tables, table, &e);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *v = mvr_schedule_find(s, e[i].to);
+        if (v != NULL)
+            change_one(s, v, now, false);
+    }
+    return n;
+}
+
+size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now)
+{
+    void *const *hit;
+    size_t n;
+
+    if (s->index.slots == NULL)
+        return changed_slow(s, table, now);
+    n = mvr_oidmap_find(&s->index, table, &hit);
+    for (size_t i = 0; i < n; i++)
+        change_one(s, hit[i], now, false);
+    return n;
+}
+
+void mvr_schedule_expire(struct mvr_schedule *s, double now)
+{
+    struct mvr_timer *t;
+
+    while (!s->stopped && (t = mvr_timerheap_first(&s->deadlines)) != NULL &&
+           t->at - now <= DUE_SLACK) {
+        struct mvr_view *v = MVR_CONTAINER_OF(t, struct mvr_view, timer);
+        mvr_timerheap_remove(&s->deadlines, t);
+        evaluate(s, v, now); /* due now, or (changed since it was set) a later deadline */
+    }
+}
+
+double mvr_schedule_next_deadline(const struct mvr_schedule *s)
+{
+    const struct mvr_timer *t = mvr_timerheap_first(&s->deadlines);
+
+    return t != NULL ? t->at : INFINITY;
+}
+
+bool mvr_schedule_has_due(const struct mvr_schedule *s)
+{
+    return !TAILQ_EMPTY(&s->due);
+}
+
+struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s)
+{
+    struct mvr_view *v;
+
+    while (!s->stopped && (v = TAILQ_FIRST(&s->due)) != NULL) {
+        TAILQ_REMOVE(&s->due, v, link);
+        /* Something it reads became unsettled while it sat in the queue: wait for that. */
+        if (blocked(s, v)) {
+            mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log);
+            continue;
+        }
+        mvr_view_begin(v, s->log);
+        return v;
+    }
+    return NULL;
+}
+
+/* Look again at every view downstream of v: what held them back may have settled. */
+static void walk_down(struct mvr_schedule *s, const struct mvr_view *v, double now)
+{
+    const struct mvr_edge *down;
+    size_t n = mvr_depmap_find(&s->downs, v->conf.oid, &down);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *d = mvr_schedule_find(s, down[i].to);
+        if (d == NULL || d->seen_down == s->walk_down)
+            continue;
+        d->seen_down = s->walk_down;
+        evaluate(s, d, now);
+        walk_down(s, d, now);
+    }
+}
+
+/* v's refresh ended. After a success its direct readers changed (what they read did), and are
+ * due at once: the debounce was spent upstream. All of them first: one may also be reached
+ * through another reader below, and must count as changed even if that one fails. */
+static void cascade(struct mvr_schedule *s, struct mvr_view *v, bool ok, double now)
+{
+    const struct mvr_edge *down;
+    size_t n = mvr_depmap_find(&s->downs, v->conf.oid, &down);
+
+    for (size_t i = 0; i < n && ok; i++) {
+        struct mvr_view *d = mvr_schedule_find(s, down[i].to);
+        if (d != NULL)
+            change_one(s, d, now, true);
+    }
+    s->walk_down++;
+    v->seen_down = s->walk_down;
+    walk_down(s, v, now);
+}
+
+void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outcome outcome,
+                       double now)
+{
+    if (v->state == MVR_VIEW_RETIRED) {
+        TAILQ_REMOVE(&s->retired, v, link);
+        mvr_view_free(v);
+        return;
+    }
+    mvr_view_end(v, outcome, now, s->backoff_base, s->backoff_max, s->log);
+    evaluate(s, v, now);
+    cascade(s, v, outcome == MVR_OUTCOME_OK, now);
+}
+
+void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
+                            double backoff_max, double now)
+{
+    s->debounce = debounce;
+    s->max_wait = max_wait;
+    s->backoff_max = backoff_max;
+    for (size_t i = 0; i < s->n; i++)
+        evaluate(s, s->items[i], now);
+}
+
+void mvr_schedule_stop(struct mvr_schedule *s)
+{
+    s->stopped = true;
+    TAILQ_INIT(&s->due);
+    mvr_timerheap_free(&s->deadlines);
+}
+
+/* ---- registry loads --------------------------------------------------------- */
+
+/* A view leaves the registry: at once, or when its running refresh ends (a worker points at
+ * it). */
+static void retire(struct mvr_schedule *s, struct mvr_view *v)
+{
+    mvr_info(s->log, "no longer watching %s", v->conf.name);
+    mvr_timerheap_remove(&s->deadlines, &v->timer);
+    if (v->state == MVR_VIEW_QUEUED)
+        TAILQ_REMOVE(&s->due, v, link);
+    if (v->state == MVR_VIEW_REFRESHING && mvr_view_set_state(v, MVR_VIEW_RETIRED, s->log)) {
+        TAILQ_INSERT_TAIL(&s->retired, v, link);
+        return;
+    }
+    mvr_view_free(v);
+}
+
+/* A view unwatched and watched again while its refresh still runs must reuse that state: a
+ * second struct would start a second, concurrent REFRESH of the same view. */
+static struct mvr_view *revive(struct mvr_schedule *s, const struct mvr_view_conf *conf)
+{
+    struct mvr_view *v;
+
+    TAILQ_FOREACH(v, &s->retired, link)
+    {
+        if (v->conf.oid == conf->oid) {
+            TAILQ_REMOVE(&s->retired, v, link);
+            mvr_view_set_state(v, MVR_VIEW_REFRESHING, s->log);
+            free(v->conf.name);
+            v->conf = *conf;
+            return v;
+        }
+    }
+    return NULL;
+}
+
+static int cmp_conf(const void *a, const void *b)
+{
+    const struct mvr_view_conf *x = a, *y = b;
+
+    return x->oid < y->oid ? -1 : x->oid > y->oid;
+}
+
+/* The view for one registry row: the one we have (new settings), one being retired, or a new
+ * one. *stale says whether it may have missed changes: new, or reading other relations now. */
+static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *conf, bool *stale)
+{
+    struct mvr_view *v = mvr_schedule_find(s, conf->oid);
+
+    if (v != NULL) {
+        *stale = v->conf.deps_hash != conf->deps_hash;
+        free(v->conf.name);
+        v->conf = *conf;
+    } else if ((v = revive(s, conf)) != NULL) {
+        mvr_info(s->log, "watching %s again", conf->name);
+        *stale = true;
+    } else if ((v = mvr_view_new(conf)) != NULL) {
+        mvr_info(s->log, "watching %s", conf->name);
+        *stale = true;
+    } else {
+        mvr_error(s->log, "out of memory: not watching %s", conf->name);
+        free(conf->name);
+    }
+    conf->name = NULL; /* moved into the view (or freed) */
+    return v;
+}
+
+/* Build the new item array from confs; stale[i] says whether items[i] is due at once. */
+static size_t adopt(struct mvr_schedule *s, struct mvr_view_confs *confs, struct mvr_view **items,
+                    bool *stale)
+{
+    size_t made = 0;
+
+    qsort(confs->items, confs->n, sizeof *confs->items, cmp_conf);
+    for (size_t i = 0; i < confs->n; i++) {
+        struct mvr_view *v = adopt_one(s, &confs->items[i], &stale[made]);
+        if (v != NULL)
+            items[made++] = v;
+    }
+    return made;
+}
+
+static void cycle_edge(void *arg, const struct mvr_edge *e)
+{
+    struct mvr_schedule *s = arg;
+    const struct mvr_view *up = mvr_schedule_find(s, e->from);
+    const struct mvr_view *down = mvr_schedule_find(s, e->to);
+
+    mvr_error(s->log, "the registry has a dependency cycle: ignoring that %s reads %s",
+              down ? down->conf.name : "?", up ? up->conf.name : "?");
+}
+
+/* Take over the upstream -> downstream edges, made acyclic, and index them both ways. */
+static void adopt_graph(struct mvr_schedule *s, struct mvr_depmap *downs)
+{
+    mvr_depmap_free(&s->downs);
+    mvr_depmap_free(&s->ups);
+    if (mvr_graph_break_cycles(downs, cycle_edge, s) != 0 ||
+        mvr_graph_reverse(downs, &s->ups) != 0) {
+        mvr_error(s->log, "out of memory: refreshing without dependency order");
+        return;
+    }
+    s->downs = *downs;
+    mvr_depmap_init(downs);
+}
+
+/* Resolve table -> views to pointers once per load: a notification then costs one hash probe.
+ * Views only go away in mvr_schedule_apply, which rebuilds this. */
+static void build_index(struct mvr_schedule *s)
+{
+    uint32_t *oids = malloc((s->tables.n + 1) * sizeof *oids);
+    void **views = malloc((s->tables.n + 1) * sizeof *views);
+
+    mvr_oidmap_free(&s->index);
+    if (oids != NULL && views != NULL) {
+        for (size_t i = 0; i < s->tables.n; i++) {
+            oids[i] = s->tables.edges[i].from;
+            views[i] = mvr_schedule_find(s, s->tables.edges[i].to);
+        }
+        if (mvr_oidmap_build(&s->index, oids, views, s->tables.n) != 0)
+            mvr_warning(s->log, "out of memory: notifications take the slower path");
+    }
+    free(oids);
+    free(views);
+}
+
+/* Swap the item arrays; views that are not in the new one leave. */
+static void replace_items(struct mvr_schedule *s, struct mvr_view **items, size_t n)
+{
+    struct mvr_schedule next = *s;
+
+    next.items = items;
+    next.n = n;
+    for (size_t i = 0; i < s->n; i++)
+        if (mvr_schedule_find(&next, s->items[i]->conf.oid) == NULL)
+            retire(s, s->items[i]);
+    free(s->items);
+    s->items = items;
+    s->n = n;
+}
+
+void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
+                        double now)
+{
+    size_t slots = confs->n ? confs->n : 1, n;
+    struct mvr_view **items = calloc(slots, sizeof *items);
+    bool *stale = calloc(slots, sizeof *stale);
+
+    if (items == NULL || stale == NULL || mvr_timerheap_reserve(&s->deadlines, slots) != 0) {
+        mvr_error(s->log, "out of memory: registry change not applied");
+        free(items);
+        free(stale);
+        mvr_view_confs_free(confs);
+        return;
+    }
+    n = adopt(s, confs, items, stale);
+    replace_items(s, items, n);
+    mvr_depmap_free(&s->tables);
+    s->tables = confs->tables;
+    mvr_depmap_init(&confs->tables);
+    adopt_graph(s, &confs->views);
+    build_index(s);
+    mvr_view_confs_free(confs);
+    /* Changes nobody heard: before it was watched, while nobody listened, or to what it reads
+     * now (their triggers came with the registry change). Even a running refresh may predate
+     * them. Every other view is looked at again: what held it back may be gone. */
+    for (size_t i = 0; i < n; i++) {
+        if (catch_up || stale[i])
+            change_one(s, items[i], now, true);
+        else
+            evaluate(s, items[i], now);
+    }
+    free(stale);
+}
+
+void mvr_schedule_free(struct mvr_schedule *s)
+{
+    struct mvr_view *v;
+
+    while ((v = TAILQ_FIRST(&s->retired)) != NULL) {
+        TAILQ_REMOVE(&s->retired, v, link);
+        mvr_view_free(v);
+    }
+    mvr_timerheap_free(&s->deadlines);
+    for (size_t i = 0; i < s->n; i++)
+        mvr_view_free(s->items[i]);
+    free(s->items);
+    s->items = NULL;
+    s->n = 0;
+    mvr_depmap_free(&s->tables);
+    mvr_depmap_free(&s->downs);
+    mvr_depmap_free(&s->ups);
+    mvr_oidmap_free(&s->index);
+}

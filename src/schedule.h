@@ -1,0 +1,77 @@
+/*
+ * The scheduling and cascade rules for all watched views of one database, as pure code: every
+ * event (a change, time passing, a refresh starting or ending, a registry load, new settings)
+ * is a function call with an explicit "now", and nothing here touches libev or libpq. The
+ * event loop drives it through an adapter (instance.c) that arms one timer at
+ * mvr_schedule_next_deadline() and hands mvr_schedule_pop()'s views to workers.
+ *
+ * The rules (README: "Views on views", "Guarantees"):
+ * - a view is due at min(last change + debounce, window start + max_wait); forced changes
+ *   (catch-up, newly watched, what it reads changed, an upstream view refreshed) at once;
+ * - a change during a refresh earns exactly one more cycle; one before it is covered;
+ * - a due view waits (BLOCKED) while any view it reads, directly or not, is unsettled
+ *   (mvr_view_unsettled); queued views are checked again when a worker takes them;
+ * - a successful refresh makes its direct readers due at once (the debounce was spent where
+ *   the change entered); a failed one does not, but no longer holds them back;
+ * - a failure backs off exponentially; a later change brings the retry forward only when the
+ *   failure is one a change may fix (mvr_outcome_of_failure);
+ * - at most one refresh per view at a time: a view is queued, on a worker, or neither.
+ */
+#ifndef MVR_SCHEDULE_H
+#define MVR_SCHEDULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "depmap.h"
+#include "log.h"
+#include "oidmap.h"
+#include "timerheap.h"
+#include "view.h"
+
+struct mvr_schedule {
+    const struct mvr_log *log;
+    struct mvr_view **items; /* sorted by oid */
+    size_t n;
+    struct mvr_depmap tables;      /* table -> views reading it */
+    struct mvr_oidmap index;       /* the same, resolved to view pointers */
+    struct mvr_depmap downs;       /* view -> watched views reading it */
+    struct mvr_depmap ups;         /* view -> watched views it reads */
+    struct mvr_view_queue due;     /* QUEUED views, oldest first */
+    struct mvr_view_queue retired; /* RETIRED views, until their refresh ends */
+    struct mvr_timerheap deadlines;
+    double debounce, max_wait; /* defaults for views without their own, seconds */
+    double backoff_base, backoff_max;
+    unsigned walk_up, walk_down; /* generations of the current graph walks */
+    bool stopped;                /* shutting down: nothing becomes due any more */
+};
+
+void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log);
+void mvr_schedule_free(struct mvr_schedule *s);
+/* New defaults (seconds); every view's deadline is reconsidered. */
+void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
+                            double backoff_max, double now);
+/* Swap in a registry load (taking ownership of confs). New views, and views whose
+ * dependencies changed, are due at once; with catch_up (changes may have gone unheard)
+ * every view is. Views no longer watched are dropped (RETIRED while they refresh). */
+void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
+                        double now);
+/* A base table changed; returns how many watched views read it. */
+size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now);
+/* Time passed: act on every deadline up to now. */
+void mvr_schedule_expire(struct mvr_schedule *s, double now);
+/* The earliest deadline still to come; INFINITY when there is none. */
+double mvr_schedule_next_deadline(const struct mvr_schedule *s);
+/* Are views waiting for a worker? */
+bool mvr_schedule_has_due(const struct mvr_schedule *s);
+/* The next view to refresh (now REFRESHING), or NULL. */
+struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s);
+/* A refresh of v ended; v may be freed (a RETIRED view). */
+void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outcome outcome,
+                       double now);
+/* Shutting down: forget the queue; nothing becomes due any more. */
+void mvr_schedule_stop(struct mvr_schedule *s);
+struct mvr_view *mvr_schedule_find(const struct mvr_schedule *s, uint32_t oid);
+
+#endif

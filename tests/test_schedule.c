@@ -1,0 +1,660 @@
+/*
+ * Unit tests for the scheduling and cascade rules (src/schedule.h): several views, their
+ * tables and the edges between them, driven by explicit events on a fake clock, without
+ * PostgreSQL and without libev. Each test is one rule of the README's "Views on views" and
+ * "Guarantees" sections.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "schedule.h"
+
+struct fx {
+    struct mvr_schedule s;
+    struct mvr_log log;
+    struct mvr_view_confs confs;
+    double now;
+};
+
+static void begin_load(struct fx *f)
+{
+    memset(&f->confs, 0, sizeof f->confs);
+    f->confs.items = calloc(32, sizeof *f->confs.items);
+    assert_non_null(f->confs.items);
+    mvr_depmap_init(&f->confs.tables);
+    mvr_depmap_init(&f->confs.views);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+
+    assert_non_null(f);
+    mvr_log_init(&f->log, MVR_LOG_DEBUG, tmpfile());
+    assert_non_null(f->log.out);
+    mvr_schedule_init(&f->s, &f->log);
+    f->now = 1000.0;
+    begin_load(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+
+    mvr_view_confs_free(&f->confs);
+    mvr_schedule_free(&f->s);
+    fclose(f->log.out);
+    free(f);
+    return 0;
+}
+
+/* ---- building a registry load ---- */
+
+/* A view oid with its own debounce and max_wait (ms; -1: the defaults). */
+static void view(struct fx *f, uint32_t oid, int64_t debounce_ms, int64_t max_wait_ms)
+{
+    char name[16];
+    struct mvr_view_conf *c = &f->confs.items[f->confs.n++];
+
+    snprintf(name, sizeof name, "v%u", (unsigned)oid);
+    *c = (struct mvr_view_conf){.oid = oid,
+                                .name = strdup(name),
+                                .debounce_ms = debounce_ms,
+                                .max_wait_ms = max_wait_ms,
+                                .concurrently = true};
+}
+
+/* The last view added reads table (or, with reads_view, the watched view) `from`. */
+static void reads(struct fx *f, uint32_t from, bool reads_view)
+{
+    struct mvr_view_conf *c = &f->confs.items[f->confs.n - 1];
+
+    assert_int_equal(mvr_depmap_add(reads_view ? &f->confs.views : &f->confs.tables, from, c->oid),
+                     0);
+    c->deps_hash += from * 2654435761u + reads_view;
+}
+
+static void load(struct fx *f, bool catch_up)
+{
+    mvr_depmap_finish(&f->confs.tables);
+    mvr_depmap_finish(&f->confs.views);
+    mvr_schedule_apply(&f->s, &f->confs, catch_up, f->now);
+    begin_load(f);
+}
+
+/* ---- events ---- */
+
+static void at(struct fx *f, double t)
+{
+    f->now = t;
+    mvr_schedule_expire(&f->s, t);
+}
+
+static size_t change(struct fx *f, uint32_t table)
+{
+    return mvr_schedule_changed(&f->s, table, f->now);
+}
+
+/* The next view a worker would get (0: none). */
+static uint32_t pop(struct fx *f)
+{
+    struct mvr_view *v = mvr_schedule_pop(&f->s);
+
+    return v != NULL ? v->conf.oid : 0;
+}
+
+static void done(struct fx *f, uint32_t oid, enum mvr_outcome outcome)
+{
+    struct mvr_view *v = mvr_schedule_find(&f->s, oid);
+
+    assert_non_null(v);
+    assert_int_equal(v->state, MVR_VIEW_REFRESHING);
+    mvr_schedule_done(&f->s, v, outcome, f->now);
+}
+
+static enum mvr_view_state state_of(struct fx *f, uint32_t oid)
+{
+    struct mvr_view *v = mvr_schedule_find(&f->s, oid);
+
+    assert_non_null(v);
+    return v->state;
+}
+
+/* Pop until nothing is due; the oids must be exactly these, in this order. */
+#define expect_pops(f, ...)                                                                        \
+    do {                                                                                           \
+        const uint32_t want_[] = {__VA_ARGS__};                                                    \
+        check_pops((f), want_, sizeof want_ / sizeof want_[0], __LINE__);                          \
+    } while (0)
+
+static void check_pops(struct fx *f, const uint32_t *want, size_t n, int line)
+{
+    for (size_t i = 0; i <= n; i++) {
+        uint32_t got = pop(f);
+        uint32_t expected = i < n && want[i] != 0 ? want[i] : 0;
+        if (got != expected)
+            fail_msg("line %d: pop %zu gave v%u, expected %s%u", line, i, (unsigned)got,
+                     expected ? "v" : "nothing, not ", (unsigned)(expected ? expected : got));
+        if (expected == 0)
+            return;
+    }
+}
+
+/* A refresh of each view, all successful, in turn. */
+static void refresh_all(struct fx *f)
+{
+    uint32_t oid;
+
+    while ((oid = pop(f)) != 0)
+        done(f, oid, MVR_OUTCOME_OK);
+}
+
+/* One view v1 (debounce 200 ms, max_wait 2 s) reading table 100, caught up. */
+static void one_view(struct fx *f)
+{
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    load(f, false);
+    refresh_all(f); /* newly watched: refreshed at once */
+}
+
+/* ---- one view ---- */
+
+static void test_new_view_is_refreshed_at_once(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, 3600000, 7200000);
+    reads(f, 100, false);
+    load(f, false);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+    assert_true(isinf(mvr_schedule_next_deadline(&f->s)));
+}
+
+static void test_change_is_due_after_the_quiet_period(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    assert_int_equal(change(f, 100), 1);
+    assert_true(mvr_schedule_next_deadline(&f->s) == f->now + 0.2);
+    at(f, f->now + 0.1);
+    expect_pops(f, 0);
+    at(f, f->now + 0.1);
+    expect_pops(f, 1);
+}
+
+static void test_burst_is_one_refresh(void **state)
+{
+    struct fx *f = *state;
+    double start;
+
+    one_view(f);
+    start = f->now;
+    for (int i = 0; i < 1000; i++) {
+        at(f, start + i * 0.0001);
+        change(f, 100);
+    }
+    at(f, start + 0.0999 + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    at(f, f->now + 10);
+    expect_pops(f, 0);
+}
+
+static void test_max_wait_bounds_continuous_changes(void **state)
+{
+    struct fx *f = *state;
+    double start;
+
+    one_view(f);
+    start = f->now;
+    /* A change every 100 ms never leaves 200 ms of quiet: due at first + 2 s anyway. */
+    for (int i = 0; i < 19; i++) {
+        at(f, start + i * 0.1);
+        change(f, 100);
+        expect_pops(f, 0);
+    }
+    at(f, start + 2.0);
+    expect_pops(f, 1);
+}
+
+static void test_change_during_refresh_earns_one_more_cycle(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    change(f, 100); /* may be missed by the running refresh */
+    at(f, f->now + 5);
+    expect_pops(f, 0); /* one refresh per view at a time */
+    done(f, 1, MVR_OUTCOME_OK);
+    /* The change is older than the debounce already: due at once. */
+    assert_int_equal(state_of(f, 1), MVR_VIEW_QUEUED);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+}
+
+static void test_unknown_table_counts_nothing(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    assert_int_equal(change(f, 999), 0);
+    assert_true(isinf(mvr_schedule_next_deadline(&f->s)));
+}
+
+/* ---- registry loads ---- */
+
+static void test_catch_up_refreshes_every_view_at_once(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t v = 1; v <= 3; v++) {
+        view(f, v, 3600000, 7200000);
+        reads(f, 100 + v, false);
+    }
+    load(f, false);
+    refresh_all(f);
+    for (uint32_t v = 1; v <= 3; v++) {
+        view(f, v, 3600000, 7200000);
+        reads(f, 100 + v, false);
+    }
+    load(f, true); /* the listener reconnected: changes may have gone unheard */
+    expect_pops(f, 1, 2, 3);
+}
+
+static void test_reload_keeps_pending_changes_and_retunes(void **state)
+{
+    struct fx *f = *state;
+    double changed;
+
+    view(f, 1, 3600000, 7200000);
+    reads(f, 100, false);
+    load(f, false);
+    refresh_all(f);
+    changed = f->now;
+    change(f, 100);
+    at(f, f->now + 1.0);
+    view(f, 1, 50, 500); /* retuned: same dependencies */
+    reads(f, 100, false);
+    load(f, false);
+    /* Due at once: the retuned deadline (changed + 50 ms) has passed. */
+    expect_pops(f, 1);
+    assert_true(f->now - changed >= 0.05);
+}
+
+static void test_changed_dependencies_make_a_view_due(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    reads(f, 101, false); /* CREATE OR REPLACE VIEW in between: it reads one more table */
+    load(f, false);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    reads(f, 101, false);
+    load(f, false); /* nothing changed: not due */
+    expect_pops(f, 0);
+    assert_int_equal(change(f, 101), 1);
+}
+
+/* Unwatched while refreshing: kept until the refresh ends (a worker points at it); watched
+ * again meanwhile, it is the same view, so there is never a second REFRESH of it at once. */
+static void test_unwatch_and_rewatch_during_refresh(void **state)
+{
+    struct fx *f = *state;
+    struct mvr_view *v;
+
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    v = mvr_schedule_pop(&f->s);
+    assert_non_null(v);
+    load(f, false); /* unwatched */
+    assert_null(mvr_schedule_find(&f->s, 1));
+    assert_int_equal(v->state, MVR_VIEW_RETIRED);
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    load(f, false); /* watched again */
+    assert_ptr_equal(mvr_schedule_find(&f->s, 1), v);
+    expect_pops(f, 0);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 1); /* nobody listened for it meanwhile: once more */
+    done(f, 1, MVR_OUTCOME_OK);
+
+    /* Unwatched for good while refreshing: freed when the refresh ends (ASan checks). */
+    change(f, 100);
+    at(f, f->now + 0.2);
+    v = mvr_schedule_pop(&f->s);
+    load(f, false);
+    mvr_schedule_done(&f->s, v, MVR_OUTCOME_OK, f->now);
+    assert_null(mvr_schedule_find(&f->s, 1));
+    expect_pops(f, 0);
+}
+
+/* ---- views on views ---- */
+
+/* v1 reads table 100; v2 reads v1; v3 reads v2; v2 also reads table 200. */
+static void chain(struct fx *f)
+{
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    view(f, 2, 200, 2000);
+    reads(f, 1, true);
+    reads(f, 200, false);
+    view(f, 3, 200, 2000);
+    reads(f, 2, true);
+    load(f, false);
+    /* Newly watched, all three; still in order. */
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+    done(f, 2, MVR_OUTCOME_OK);
+    expect_pops(f, 3);
+    done(f, 3, MVR_OUTCOME_OK);
+}
+
+static void test_chain_refreshes_in_order_with_one_debounce(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    /* No debounce of their own downstream: at once, one after the other. */
+    expect_pops(f, 2);
+    done(f, 2, MVR_OUTCOME_OK);
+    expect_pops(f, 3);
+    done(f, 3, MVR_OUTCOME_OK);
+    at(f, f->now + 10);
+    expect_pops(f, 0);
+}
+
+/* A view waits while anything it reads, directly or further up, waits or refreshes. */
+static void test_reader_waits_for_what_it_reads(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 100);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2); /* once, for both reasons */
+    done(f, 2, MVR_OUTCOME_OK);
+    expect_pops(f, 3);
+    done(f, 3, MVR_OUTCOME_OK);
+    expect_pops(f, 0);
+}
+
+/* Queued first, then what it reads changed: the worker does not take it before that settles. */
+static void test_queued_reader_is_held_back_at_pop(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_QUEUED);
+    change(f, 100);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
+    expect_pops(f, 0);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+}
+
+static void test_diamond_refreshes_each_view_once(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    view(f, 2, 200, 2000);
+    reads(f, 1, true);
+    view(f, 3, 200, 2000);
+    reads(f, 1, true);
+    view(f, 4, 200, 2000);
+    reads(f, 2, true);
+    reads(f, 3, true);
+    load(f, false);
+    refresh_all(f);
+
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    /* b and c together (max_concurrent permitting); d only after both. */
+    expect_pops(f, 2, 3);
+    done(f, 2, MVR_OUTCOME_OK);
+    expect_pops(f, 0);
+    done(f, 3, MVR_OUTCOME_OK);
+    expect_pops(f, 4);
+    done(f, 4, MVR_OUTCOME_OK);
+    expect_pops(f, 0);
+}
+
+/* A view backing off after failures does not hold back the views that read it, and its
+ * failed refresh changed nothing they read. */
+static void test_failing_upstream_holds_nobody_back(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_FAILED_STUCK);
+    expect_pops(f, 0); /* readers are not due: nothing they read changed */
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 2); /* not held back by v1, which backs off */
+    done(f, 2, MVR_OUTCOME_OK);
+    expect_pops(f, 3);
+    done(f, 3, MVR_OUTCOME_OK);
+    /* v1 retries after its backoff (1 s), and its readers follow. */
+    at(f, f->now + 1.0);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+}
+
+/* A blocked view goes as soon as what held it back fails: failing is settling. */
+static void test_blocked_reader_goes_when_upstream_fails(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 100);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    done(f, 1, MVR_OUTCOME_FAILED);
+    expect_pops(f, 2);
+}
+
+/* ---- failures ---- */
+
+static void test_failure_backs_off_and_retries(void **state)
+{
+    struct fx *f = *state;
+    double failed;
+
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    failed = f->now;
+    done(f, 1, MVR_OUTCOME_FAILED_STUCK);
+    assert_true(mvr_schedule_next_deadline(&f->s) == failed + 1.0);
+    /* A change cannot fix this one: it does not bring the retry forward. */
+    at(f, failed + 0.1);
+    change(f, 100);
+    at(f, failed + 0.9);
+    expect_pops(f, 0);
+    at(f, failed + 1.0);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_FAILED_STUCK);
+    assert_true(mvr_schedule_next_deadline(&f->s) == f->now + 2.0);
+}
+
+static void test_change_after_fixable_failure_retries_on_debounce(void **state)
+{
+    struct fx *f = *state;
+    double failed;
+
+    mvr_schedule_configure(&f->s, 1.0, 30.0, 300.0, f->now);
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    load(f, false);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_FAILED); /* on the data: a change may fix it */
+    failed = f->now;
+    at(f, failed + 1.0);
+    expect_pops(f, 1);              /* the first retry, after 1 s */
+    done(f, 1, MVR_OUTCOME_FAILED); /* the next one would wait 2 s */
+    failed = f->now;
+    at(f, failed + 0.3);
+    change(f, 100); /* the bad row was fixed */
+    at(f, failed + 0.5);
+    expect_pops(f, 1); /* 200 ms after the change, not 2 s after the failure */
+}
+
+static void test_backoff_is_capped_by_retry_backoff_max(void **state)
+{
+    struct fx *f = *state;
+
+    mvr_schedule_configure(&f->s, 1.0, 30.0, 3.0, f->now);
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    for (int i = 0; i < 5; i++) {
+        expect_pops(f, 1);
+        done(f, 1, MVR_OUTCOME_FAILED_STUCK);
+        at(f, mvr_schedule_next_deadline(&f->s));
+    }
+    assert_true(mvr_schedule_next_deadline(&f->s) == INFINITY);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_FAILED_STUCK);
+    assert_true(mvr_schedule_next_deadline(&f->s) == f->now + 3.0);
+}
+
+/* ---- robustness ---- */
+
+static void test_cycle_in_registry_is_ignored_not_waited_for(void **state)
+{
+    struct fx *f = *state;
+    char text[4096] = "";
+
+    view(f, 1, 200, 2000);
+    reads(f, 2, true);
+    view(f, 2, 200, 2000);
+    reads(f, 1, true);
+    load(f, false);
+    expect_pops(f, 1, 2);
+    fflush(f->log.out);
+    rewind(f->log.out);
+    text[fread(text, 1, sizeof text - 1, f->log.out)] = '\0';
+    assert_non_null(strstr(text, "dependency cycle"));
+}
+
+static void test_new_defaults_reschedule_pending_views(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, -1, -1);
+    reads(f, 100, false);
+    load(f, false);
+    refresh_all(f);
+    change(f, 100);
+    assert_true(mvr_schedule_next_deadline(&f->s) == f->now + 1.0);
+    mvr_schedule_configure(&f->s, 0.1, 30.0, 300.0, f->now);
+    assert_true(mvr_schedule_next_deadline(&f->s) == f->now + 0.1);
+}
+
+static void test_due_views_are_taken_oldest_first(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t v = 1; v <= 3; v++) {
+        view(f, v, 100 * (4 - v), 10000); /* v3 has the shortest debounce */
+        reads(f, 100 + v, false);
+    }
+    load(f, false);
+    refresh_all(f);
+    for (uint32_t v = 1; v <= 3; v++)
+        change(f, 100 + v);
+    at(f, f->now + 1.0);
+    expect_pops(f, 3, 2, 1);
+}
+
+static void test_nothing_is_due_after_stop(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    change(f, 100);
+    mvr_schedule_stop(&f->s);
+    at(f, f->now + 10);
+    expect_pops(f, 0);
+    assert_true(isinf(mvr_schedule_next_deadline(&f->s)));
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_new_view_is_refreshed_at_once),
+        T(test_change_is_due_after_the_quiet_period),
+        T(test_burst_is_one_refresh),
+        T(test_max_wait_bounds_continuous_changes),
+        T(test_change_during_refresh_earns_one_more_cycle),
+        T(test_unknown_table_counts_nothing),
+        T(test_catch_up_refreshes_every_view_at_once),
+        T(test_reload_keeps_pending_changes_and_retunes),
+        T(test_changed_dependencies_make_a_view_due),
+        T(test_unwatch_and_rewatch_during_refresh),
+        T(test_chain_refreshes_in_order_with_one_debounce),
+        T(test_reader_waits_for_what_it_reads),
+        T(test_queued_reader_is_held_back_at_pop),
+        T(test_diamond_refreshes_each_view_once),
+        T(test_failing_upstream_holds_nobody_back),
+        T(test_blocked_reader_goes_when_upstream_fails),
+        T(test_failure_backs_off_and_retries),
+        T(test_change_after_fixable_failure_retries_on_debounce),
+        T(test_backoff_is_capped_by_retry_backoff_max),
+        T(test_cycle_in_registry_is_ignored_not_waited_for),
+        T(test_new_defaults_reschedule_pending_views),
+        T(test_due_views_are_taken_oldest_first),
+        T(test_nothing_is_due_after_stop),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
