@@ -91,6 +91,26 @@ BEGIN
 END
 $do$;
 
+-- It may have existed before (made by whoever could create roles): say who can
+-- hand it out, since whoever holds it reads every registration and writes
+-- the status of every view.
+DO $do$
+DECLARE
+    admins text;
+BEGIN
+    SELECT pg_catalog.string_agg(pg_catalog.quote_ident(r.rolname), ', ' ORDER BY r.rolname)
+    INTO admins
+    FROM pg_catalog.pg_auth_members m
+    JOIN pg_catalog.pg_roles g ON g.oid = m.roleid AND g.rolname = 'mvrefresh_daemon'
+    JOIN pg_catalog.pg_roles r ON r.oid = m.member
+    WHERE m.admin_option AND NOT r.rolsuper AND r.rolname <> current_user;
+    IF admins IS NOT NULL THEN
+        RAISE WARNING 'mvrefresh: roles that may grant mvrefresh_daemon to others: %', admins
+            USING HINT = 'Whoever holds mvrefresh_daemon may call the daemon''s functions. REVOKE ADMIN OPTION FOR mvrefresh_daemon FROM them unless that is intended.';
+    END IF;
+END
+$do$;
+
 --------------------------------------------------------------------------------
 -- Registry
 --------------------------------------------------------------------------------
@@ -117,6 +137,12 @@ CREATE TABLE IF NOT EXISTS mvrefresh.view (
 -- dependencies, so a change to them refreshes it first, and the daemon
 -- refreshes its readers only after that refresh committed. Only tables carry
 -- notify triggers. base has no foreign key: it points into pg_class.
+-- Set by unwatch() (or by hand, by the view's owner): the row is removed, and
+-- the triggers no view needs any more with it, in the same statement. A flag
+-- rather than a DELETE grant: DELETE would let any role take any lock on this
+-- table, and hold back the daemon's every read of it.
+ALTER TABLE mvrefresh.view ADD COLUMN IF NOT EXISTS unwatched boolean NOT NULL DEFAULT false;
+
 CREATE TABLE IF NOT EXISTS mvrefresh.dependency (
     view regclass NOT NULL REFERENCES mvrefresh.view ON DELETE CASCADE,
     base regclass NOT NULL,
@@ -179,19 +205,28 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
 --
 -- A registration belongs to the view's owner. Only roles with the privileges
 -- of the owner (members that inherit it) and superusers may watch, unwatch,
--- retune or pause a view; everybody else is refused with SQLSTATE 42501. The
--- rule is enforced in the database: watch() and unwatch() check it, and the
--- only direct write anyone is granted (UPDATE of the tuning columns) goes
--- through a trigger that checks it too. Registry rows and status rows are
--- visible only to roles that may SELECT the view (errors can quote data). The
--- refresh bookkeeping can only be written through the daemon's functions,
--- which only mvrefresh_daemon may execute.
+-- retune or pause a view; everybody else is refused with SQLSTATE 42501.
+--
+-- Who is asking is always current_user, decided in code that runs as the
+-- caller: watch() and unwatch() are SECURITY INVOKER, and every write to the
+-- registry passes check_owner(). The session's identity is never used for
+-- that: a view's own code runs inside the daemon's session during REFRESH
+-- (as the view's owner), and must not pass for the daemon. What needs the
+-- installer's rights (the dependency rows, the triggers on base tables, the
+-- status rows) is done by SECURITY DEFINER code whose effect does not depend
+-- on who calls it: it makes them agree with the registry and the catalog,
+-- and it checks privileges against the view's owner, never its caller.
+--
+-- Grants are only SELECT, INSERT of a registration and UPDATE of the tuning
+-- columns: at most ROW EXCLUSIVE, a lock that neither the daemon's reads nor
+-- this file's own serialization (SHARE UPDATE EXCLUSIVE) has to wait for.
+-- Registry rows and status rows are visible only to roles that may SELECT the
+-- view (errors can quote data). The refresh bookkeeping is written only
+-- through the daemon's functions, which only mvrefresh_daemon may execute.
 
--- The role the session acts as: its SET ROLE, or else its login role. A
--- SECURITY DEFINER function sees its own owner as current_user, so watch() and
--- unwatch() ask this instead. It is never more than the session could do by
--- itself (a session can always RESET ROLE), and SET ROLE cannot change while
--- a SECURITY DEFINER function runs, so a caller cannot dress up as another.
+-- The role the session acts as: its SET ROLE, or else its login role. Used
+-- only where the session itself is the subject, in the daemon's own functions
+-- ("may this daemon refresh that view?"), never to authorize a registration.
 CREATE OR REPLACE FUNCTION mvrefresh.acting_role()
 RETURNS name
 LANGUAGE sql
@@ -247,9 +282,9 @@ BEGIN
 END
 $fn$;
 
--- Held to the same rule: hand-made INSERT, UPDATE and DELETE on the registry.
--- current_user is the real caller here (inside watch() it is the installer,
--- and watch() has checked already).
+-- Every write to the registry, by watch(), unwatch() or by hand. current_user
+-- is the real caller here (inside this file's SECURITY DEFINER code it is the
+-- installer, whose writes follow a check already made, or none is needed).
 CREATE OR REPLACE FUNCTION mvrefresh.check_owner()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -258,7 +293,7 @@ AS $fn$
 BEGIN
     IF TG_OP <> 'INSERT' THEN
         PERFORM mvrefresh.require_owner(OLD.view, current_user,
-                                        CASE TG_OP WHEN 'DELETE' THEN 'unwatch' ELSE 'retune' END);
+            CASE WHEN TG_OP = 'DELETE' OR NEW.unwatched THEN 'unwatch' ELSE 'retune' END);
     END IF;
     IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.view IS DISTINCT FROM OLD.view) THEN
         PERFORM mvrefresh.require_owner(NEW.view, current_user, 'watch');
@@ -273,7 +308,7 @@ CREATE TRIGGER view_owner_guard
     FOR EACH ROW EXECUTE FUNCTION mvrefresh.check_owner();
 
 -- Row visibility. The tables' owner (the installer) is not subject to it, nor
--- are superusers, nor the SECURITY DEFINER functions below.
+-- are superusers, nor this file's SECURITY DEFINER functions.
 ALTER TABLE mvrefresh.view ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mvrefresh.dependency ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mvrefresh.refresh_state ENABLE ROW LEVEL SECURITY;
@@ -281,11 +316,14 @@ ALTER TABLE mvrefresh.refresh_state ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS view_visible ON mvrefresh.view;
 CREATE POLICY view_visible ON mvrefresh.view FOR SELECT
     USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'));
--- Rows one can see can be aimed at; check_owner() then decides, so that a
--- non-owner gets an error instead of a silent "UPDATE 0".
+-- Rows one can see can be aimed at, and a new one proposed; check_owner()
+-- then decides, so that a non-owner gets an error instead of "UPDATE 0".
 DROP POLICY IF EXISTS view_retune ON mvrefresh.view;
 CREATE POLICY view_retune ON mvrefresh.view FOR UPDATE
     USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'))
+    WITH CHECK (true);
+DROP POLICY IF EXISTS view_watch ON mvrefresh.view;
+CREATE POLICY view_watch ON mvrefresh.view FOR INSERT
     WITH CHECK (true);
 DROP POLICY IF EXISTS dependency_visible ON mvrefresh.dependency;
 CREATE POLICY dependency_visible ON mvrefresh.dependency FOR SELECT
@@ -295,27 +333,36 @@ CREATE POLICY dependency_visible ON mvrefresh.dependency FOR SELECT
 
 -- Start from nothing on every install, so that grants from older versions (or
 -- made by hand) cannot keep a path around these rules; then grant exactly this.
+-- The same for the schema: CREATE in it would let a role add a function there,
+-- which the daemon would then refuse to work beside.
 DO $do$
 DECLARE
     g record;
 BEGIN
     FOR g IN
-        SELECT DISTINCT c.oid::pg_catalog.regclass AS tbl, a.grantee
-        FROM pg_catalog.pg_class c
-        CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
-        WHERE c.oid IN ('mvrefresh.view'::pg_catalog.regclass,
-                        'mvrefresh.dependency'::pg_catalog.regclass,
-                        'mvrefresh.refresh_state'::pg_catalog.regclass)
-          AND a.grantee <> c.relowner
+        SELECT DISTINCT pg_catalog.format('%s %s', o.kind, o.name) AS obj, a.grantee
+        FROM (SELECT 'TABLE' AS kind, c.oid::pg_catalog.regclass::pg_catalog.text AS name,
+                     c.relacl AS acl, c.relowner AS owner
+              FROM pg_catalog.pg_class c
+              WHERE c.oid IN ('mvrefresh.view'::pg_catalog.regclass,
+                              'mvrefresh.dependency'::pg_catalog.regclass,
+                              'mvrefresh.refresh_state'::pg_catalog.regclass)
+            UNION ALL
+              SELECT 'SCHEMA', 'mvrefresh', n.nspacl, n.nspowner
+              FROM pg_catalog.pg_namespace n WHERE n.nspname = 'mvrefresh') AS o
+        CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) AS a
+        WHERE a.grantee <> o.owner
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', g.tbl,
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', g.obj,
             CASE g.grantee WHEN 0 THEN 'PUBLIC'
                  ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
     END LOOP;
 END
 $do$;
+GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
 GRANT SELECT ON mvrefresh.view, mvrefresh.dependency TO PUBLIC;
-GRANT UPDATE (debounce, max_wait, "concurrently", enabled) ON mvrefresh.view TO PUBLIC;
+GRANT INSERT (view, debounce, max_wait, "concurrently", enabled) ON mvrefresh.view TO PUBLIC;
+GRANT UPDATE (debounce, max_wait, "concurrently", enabled, unwatched) ON mvrefresh.view TO PUBLIC;
 
 --------------------------------------------------------------------------------
 -- Registry consistency
@@ -337,10 +384,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    -- The same lock watch() and unwatch() hold: two sessions adding the two
-    -- halves of a cycle at once would each find no cycle. In READ COMMITTED
-    -- the query below then sees whatever the other session committed.
-    LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
+    -- The lock every change of dependencies holds (sync_view(), forget()):
+    -- two sessions adding the two halves of a cycle at once would each find
+    -- no cycle. In READ COMMITTED the query below then sees whatever the
+    -- other session committed.
+    LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
 
     IF EXISTS (
         WITH RECURSIVE reached(node) AS (
@@ -631,6 +679,210 @@ BEGIN
 END
 $fn$;
 
+-- Make a registered view's dependency rows, the triggers on its tables and its
+-- status row agree with the catalog. Runs as the installer (it puts triggers on
+-- tables the caller may not own), so it decides nothing by its caller: it only
+-- follows the registry, which only owners can write, and checks privileges
+-- against the view's owner. Anyone may call it; it does nothing new then. The
+-- view's owner must be able to read every relation the view reads (its refresh
+-- could not work otherwise, and nobody may tie a view to relations they cannot
+-- read), and must hold TRIGGER on its tables: a trigger runs on every write to
+-- a table, and creating one is what that privilege is for.
+CREATE OR REPLACE FUNCTION mvrefresh.sync_view(view regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    owner  oid;
+    bases  regclass[];
+    tables regclass[];
+    stale  regclass[];
+BEGIN
+    -- Serializes every change of dependencies and triggers; taken by nobody
+    -- else (no role is granted a lock mode that conflicts with it).
+    LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
+    SELECT c.relowner INTO owner
+    FROM mvrefresh.view v JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
+    WHERE v.view = sync_view.view AND NOT v.unwatched;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT a.bases, a.tables INTO bases, tables FROM mvrefresh.admissible_sources(view, owner) a;
+
+    stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d
+                   WHERE d.view = sync_view.view AND d.base <> ALL (bases));
+    -- Replace the dependency rows by difference so unchanged rows stay put.
+    -- A new edge that would close a cycle fails in dependency_acyclic.
+    DELETE FROM mvrefresh.dependency d WHERE d.view = sync_view.view AND d.base = ANY (stale);
+    INSERT INTO mvrefresh.dependency (view, base)
+    SELECT sync_view.view, b FROM pg_catalog.unnest(bases) AS b
+    ON CONFLICT DO NOTHING;
+    INSERT INTO mvrefresh.refresh_state (view) VALUES (sync_view.view) ON CONFLICT DO NOTHING;
+
+    PERFORM mvrefresh.add_triggers(tables);
+    PERFORM mvrefresh.release_tables(stale);
+    PERFORM mvrefresh.grant_maintain(view, true);
+
+    IF pg_catalog.cardinality(bases) = 0 THEN
+        RAISE WARNING '"%" reads no table that can carry a trigger', view
+            USING HINT = 'It is registered, but no change will ever notify the daemon.';
+    END IF;
+END
+$fn$;
+
+-- What view reads, checked against its owner: every relation it reads
+-- (bases), and the tables among them (tables), which get triggers. Refuses,
+-- with SQLSTATE and hint, what cannot be watched.
+CREATE OR REPLACE FUNCTION mvrefresh.admissible_sources(view regclass, owner oid,
+                                                       OUT bases regclass[], OUT tables regclass[])
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    src record;
+BEGIN
+    bases := '{}';
+    tables := '{}';
+    -- Ordered by OID, so concurrent callers lock tables in one order.
+    FOR src IN SELECT s.source, s.kind FROM mvrefresh.sources(view) s
+               ORDER BY s.source::pg_catalog.oid LOOP
+        IF src.kind = 'f' THEN
+            -- No trigger can fire for changes made on the foreign server.
+            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+                MESSAGE = pg_catalog.format(
+                    'materialized view "%s" reads foreign table "%s", whose changes cannot be detected',
+                    view, src.source);
+        END IF;
+        IF NOT pg_catalog.has_table_privilege(owner, src.source, 'SELECT') THEN
+            RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                MESSAGE = pg_catalog.format(
+                    'permission denied to watch materialized view %s: its owner %I may not read %s',
+                    view, pg_catalog.pg_get_userbyid(owner), src.source);
+        END IF;
+        IF src.kind = 'm' THEN
+            -- Its readers are refreshed after it, so it must be watched itself;
+            -- watching it implicitly would choose its settings for the user.
+            IF NOT EXISTS (SELECT 1 FROM mvrefresh.view u
+                           WHERE u.view = src.source AND NOT u.unwatched) THEN
+                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                    MESSAGE = pg_catalog.format(
+                        'materialized view "%s" reads materialized view "%s", which is not watched',
+                        view, src.source),
+                    HINT = pg_catalog.format('Watch it first: SELECT mvrefresh.watch(%L);',
+                                             src.source::pg_catalog.text);
+            END IF;
+        ELSE
+            IF NOT pg_catalog.has_table_privilege(owner, src.source, 'TRIGGER') THEN
+                RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
+                    MESSAGE = pg_catalog.format(
+                        'permission denied to watch materialized view %s: its owner %I may not create triggers on table %s, which it reads',
+                        view, pg_catalog.pg_get_userbyid(owner), src.source),
+                    HINT = pg_catalog.format('The table''s owner can GRANT TRIGGER ON %s TO %I.',
+                                             src.source, pg_catalog.pg_get_userbyid(owner));
+            END IF;
+            tables := tables || src.source;
+        END IF;
+        bases := bases || src.source;
+    END LOOP;
+END
+$fn$;
+
+-- The notify triggers on each table, unless there already. (No CREATE OR
+-- REPLACE TRIGGER before PostgreSQL 14: check, then create.) Upstream views get
+-- no trigger: a change reaches them through their own tables, and the daemon
+-- cascades from their refresh.
+CREATE OR REPLACE FUNCTION mvrefresh.add_triggers(tables regclass[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    tbl regclass;
+BEGIN
+    FOREACH tbl IN ARRAY tables LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                       WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify') THEN
+            EXECUTE pg_catalog.format(
+                'CREATE TRIGGER mvrefresh_notify'
+                ' AFTER INSERT OR UPDATE OR DELETE ON %s'
+                ' FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify()', tbl);
+        END IF;
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                       WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify_truncate') THEN
+            EXECUTE pg_catalog.format(
+                'CREATE TRIGGER mvrefresh_notify_truncate'
+                ' AFTER TRUNCATE ON %s'
+                ' FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify()', tbl);
+        END IF;
+    END LOOP;
+END
+$fn$;
+
+-- A registration marked unwatched goes, with what only it needed. Views of
+-- other owners that read it lose that dependency (they stay watched, and are
+-- named in a WARNING): one owner must not be able to pin another's
+-- registration. Runs as the installer, and decides nothing by its caller: the
+-- mark could only be set by the view's owner (check_owner()).
+CREATE OR REPLACE FUNCTION mvrefresh.forget(view regclass)
+RETURNS void
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    stale  regclass[];
+    reader regclass;
+BEGIN
+    LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v WHERE v.view = forget.view AND v.unwatched) THEN
+        RETURN;
+    END IF;
+    stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d WHERE d.view = forget.view);
+    FOR reader IN SELECT d.view FROM mvrefresh.dependency d WHERE d.base = forget.view
+                  ORDER BY d.view::pg_catalog.oid LOOP
+        RAISE WARNING 'materialized view "%" reads "%", which is no longer watched', reader, view
+            USING DETAIL = 'Its changes no longer cascade to the reader.',
+                  HINT = 'Watch it again, or unwatch the reader.';
+    END LOOP;
+    DELETE FROM mvrefresh.dependency d WHERE d.base = forget.view;
+    -- dependency and refresh_state rows go with it (ON DELETE CASCADE).
+    DELETE FROM mvrefresh.view v WHERE v.view = forget.view;
+    PERFORM mvrefresh.release_tables(stale);
+    PERFORM mvrefresh.grant_maintain(view, false);
+END
+$fn$;
+
+-- A registration made or unwatched, by watch()/unwatch() or by hand.
+CREATE OR REPLACE FUNCTION mvrefresh.on_registration()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NEW.unwatched THEN
+        PERFORM mvrefresh.forget(NEW.view);
+    ELSE
+        PERFORM mvrefresh.sync_view(NEW.view);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS view_registered ON mvrefresh.view;
+CREATE TRIGGER view_registered
+    AFTER INSERT ON mvrefresh.view
+    FOR EACH ROW EXECUTE FUNCTION mvrefresh.on_registration();
+DROP TRIGGER IF EXISTS view_unwatched ON mvrefresh.view;
+CREATE TRIGGER view_unwatched
+    AFTER UPDATE OF unwatched ON mvrefresh.view
+    FOR EACH ROW WHEN (NEW.unwatched) EXECUTE FUNCTION mvrefresh.on_registration();
+
+-- SECURITY INVOKER, like unwatch(): the caller is current_user, which is right
+-- even inside another role's code (see "Who may do what").
 CREATE OR REPLACE FUNCTION mvrefresh.watch(
     view         regclass,
     debounce     interval DEFAULT '1 second',
@@ -638,19 +890,8 @@ CREATE OR REPLACE FUNCTION mvrefresh.watch(
     concurrently boolean  DEFAULT true)
 RETURNS void
 LANGUAGE plpgsql
--- Runs as the installer: it writes the registry, which only these functions
--- may, and puts triggers on tables the caller may not own. Who the caller is
--- comes from acting_role(), and it is checked before anything changes.
-SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    who    name := mvrefresh.acting_role();
-    src    record;
-    bases  regclass[] := '{}';  -- every dependency: tables and upstream views
-    tables regclass[] := '{}';  -- the ones that get triggers
-    stale  regclass[];
-    tbl    regclass;
 BEGIN
     -- Validate everything before changing anything. (The call is one
     -- transaction anyway; this also gives the clearest message first.)
@@ -683,54 +924,11 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'concurrently must not be NULL';
     END IF;
-    PERFORM mvrefresh.require_owner(watch.view, who, 'watch');
+    PERFORM mvrefresh.require_owner(watch.view, current_user, 'watch');
 
-    -- Serialize watch()/unwatch(): deciding which triggers are still needed
-    -- must not race with another session registering a view on the same table,
-    -- and an upstream view found watched below must stay watched until we
-    -- commit. This mode still lets the daemon read the registry.
-    LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
-
-    -- Ordered by OID, so concurrent callers lock tables in one order.
-    FOR src IN SELECT s.source, s.kind FROM mvrefresh.sources(watch.view) s
-               ORDER BY s.source::pg_catalog.oid LOOP
-        IF src.kind = 'f' THEN
-            -- No trigger can fire for changes made on the foreign server.
-            RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
-                MESSAGE = pg_catalog.format(
-                    'materialized view "%s" reads foreign table "%s", whose changes cannot be detected',
-                    watch.view, src.source);
-        ELSIF src.kind = 'm' THEN
-            -- Its readers are refreshed after it, so it must be watched itself;
-            -- watching it implicitly would choose its settings for the user.
-            IF NOT EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = src.source) THEN
-                RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-                    MESSAGE = pg_catalog.format(
-                        'materialized view "%s" reads materialized view "%s", which is not watched',
-                        watch.view, src.source),
-                    HINT = pg_catalog.format('Watch it first: SELECT mvrefresh.watch(%L);',
-                                             src.source::pg_catalog.text);
-            END IF;
-        ELSE
-            -- A trigger runs on every write to the table: creating one is what
-            -- PostgreSQL's TRIGGER privilege is for, and watch() needs it too.
-            IF NOT pg_catalog.has_table_privilege(who, src.source, 'TRIGGER') THEN
-                RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
-                    MESSAGE = pg_catalog.format(
-                        'permission denied to watch materialized view %s: role %I may not create triggers on table %s, which it reads',
-                        watch.view, who, src.source),
-                    HINT = pg_catalog.format(
-                        'The table''s owner can GRANT TRIGGER ON %s TO %I.', src.source, who);
-            END IF;
-            tables := tables || src.source;
-        END IF;
-        bases := bases || src.source;
-    END LOOP;
-
-    stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d
-                   WHERE d.view = watch.view AND d.base <> ALL (bases));
-
-    -- Re-watching retunes only; "enabled" stays whatever the user set.
+    -- Re-watching retunes only; "enabled" stays whatever the user set. A new
+    -- row is synced by its insert trigger; an existing one here, since what
+    -- it reads may have changed (CREATE OR REPLACE VIEW in between).
     INSERT INTO mvrefresh.view AS v (view, debounce, max_wait, "concurrently")
     VALUES (watch.view, watch.debounce, watch.max_wait, watch.concurrently)
     -- By constraint name: in PL/pgSQL "(view)" would clash with the parameter.
@@ -738,45 +936,7 @@ BEGIN
         SET debounce = EXCLUDED.debounce,
             max_wait = EXCLUDED.max_wait,
             "concurrently" = EXCLUDED.concurrently;
-
-    -- Replace the dependency rows by difference so unchanged rows stay put.
-    -- A new edge that would close a cycle fails in dependency_acyclic.
-    DELETE FROM mvrefresh.dependency d
-    WHERE d.view = watch.view AND d.base <> ALL (bases);
-    INSERT INTO mvrefresh.dependency (view, base)
-    SELECT watch.view, b FROM pg_catalog.unnest(bases) AS b
-    ON CONFLICT DO NOTHING;
-
-    INSERT INTO mvrefresh.refresh_state (view) VALUES (watch.view)
-    ON CONFLICT DO NOTHING;
-
-    -- No CREATE OR REPLACE TRIGGER before PostgreSQL 14: check, then create.
-    -- Upstream views get no trigger: a change reaches them through their own
-    -- tables, and the daemon cascades from their refresh.
-    FOREACH tbl IN ARRAY tables LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                       WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify') THEN
-            EXECUTE pg_catalog.format(
-                'CREATE TRIGGER mvrefresh_notify'
-                ' AFTER INSERT OR UPDATE OR DELETE ON %s'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify()', tbl);
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                       WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify_truncate') THEN
-            EXECUTE pg_catalog.format(
-                'CREATE TRIGGER mvrefresh_notify_truncate'
-                ' AFTER TRUNCATE ON %s'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify()', tbl);
-        END IF;
-    END LOOP;
-
-    PERFORM mvrefresh.release_tables(stale);
-    PERFORM mvrefresh.grant_maintain(watch.view, true);
-
-    IF pg_catalog.cardinality(bases) = 0 THEN
-        RAISE WARNING '"%" reads no table that can carry a trigger', watch.view
-            USING HINT = 'It is registered, but no change will ever notify the daemon.';
-    END IF;
+    PERFORM mvrefresh.sync_view(watch.view);
 END
 $fn$;
 
@@ -786,33 +946,34 @@ COMMENT ON FUNCTION mvrefresh.watch(regclass, interval, interval, boolean) IS
 CREATE OR REPLACE FUNCTION mvrefresh.unwatch(view regclass)
 RETURNS void
 LANGUAGE plpgsql
-SECURITY DEFINER  -- as watch()
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    stale regclass[];
+    reader regclass;
 BEGIN
     IF unwatch.view IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
             MESSAGE = 'view must not be NULL';
     END IF;
-    PERFORM mvrefresh.require_owner(unwatch.view, mvrefresh.acting_role(), 'unwatch');
-
-    -- Same serialization as watch().
-    LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
-
-    stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d WHERE d.view = unwatch.view);
-
-    -- dependency and refresh_state rows go with it (ON DELETE CASCADE). If a
-    -- watched view still reads this one, view_upstream_guard fails the DELETE
-    -- and with it the whole call, so nothing changes.
-    DELETE FROM mvrefresh.view v WHERE v.view = unwatch.view;
+    PERFORM mvrefresh.require_owner(unwatch.view, current_user, 'unwatch');
+    -- A watched view of one's own still reads it: unwatch that first. (Other
+    -- owners' readers do not hold it: see forget().)
+    SELECT d.view INTO reader
+    FROM mvrefresh.dependency d
+    WHERE d.base = unwatch.view AND mvrefresh.may_manage(d.view, current_user)
+    ORDER BY d.view::pg_catalog.oid
+    LIMIT 1;
+    IF reader IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format(
+                'materialized view "%s" is read by watched materialized view "%s"',
+                unwatch.view, reader),
+            HINT = 'Unwatch that view first.';
+    END IF;
+    UPDATE mvrefresh.view v SET unwatched = true WHERE v.view = unwatch.view;
     IF NOT FOUND THEN
         RAISE NOTICE '"%" is not watched', unwatch.view;
     END IF;
-
-    PERFORM mvrefresh.release_tables(stale);
-    PERFORM mvrefresh.grant_maintain(unwatch.view, false);
 END
 $fn$;
 
@@ -871,9 +1032,8 @@ AS $fn$
 $fn$;
 
 -- Called by the daemon in the refresh's own transaction, right before the
--- REFRESH: takes ACCESS SHARE on every relation the view reads (its tables, with
--- their partitions and inheritance children, and its upstream views), in OID
--- order. TRUNCATE and table rewrites (ALTER TABLE ... SET DATA TYPE; CLUSTER
+-- REFRESH: takes ACCESS SHARE on every table the view reads (with their
+-- partitions and inheritance children), in OID order. TRUNCATE and table rewrites (ALTER TABLE ... SET DATA TYPE; CLUSTER
 -- and VACUUM FULL keep row versions) are not MVCC-safe: a snapshot taken
 -- before they commit sees the new heap as empty. A REFRESH takes its snapshot when it starts and its locks
 -- as it plans, so one queued behind an ETL job's TRUNCATE + reload would read
@@ -881,8 +1041,11 @@ $fn$;
 -- here instead, in a statement of its own, means the REFRESH's snapshot is
 -- taken after whatever held these relations has committed. The session's
 -- lock_timeout applies to these waits like to any other. Returns how many
--- relations it locked. SECURITY DEFINER: from PostgreSQL 17 on the daemon may
--- refresh with MAINTAIN on the view alone, without rights on its tables.
+-- tables it locked. Upstream materialized views need no such lock: a plain
+-- REFRESH writes its new rows frozen (an older snapshot sees them), and a
+-- concurrent one is MVCC-safe. SECURITY DEFINER: from PostgreSQL 17 on the
+-- daemon may refresh with MAINTAIN on the view alone, without rights on its
+-- tables.
 CREATE OR REPLACE FUNCTION mvrefresh.lock_sources(view oid)
 RETURNS integer
 LANGUAGE plpgsql
@@ -895,21 +1058,25 @@ DECLARE
     locked integer := 0;
 BEGIN
     FOR rel IN
-        SELECT n.nspname, c.relname, c.relkind
+        SELECT c.oid, n.nspname, c.relname
         FROM mvrefresh.dependency d
         JOIN pg_catalog.pg_class c ON c.oid = d.base
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE d.view = lock_sources.view::pg_catalog.regclass
-          AND c.relkind IN ('r', 'p', 'm')
+          AND c.relkind IN ('r', 'p')
         ORDER BY c.oid
     LOOP
-        IF rel.relkind = 'm' THEN
-            -- LOCK TABLE refuses materialized views; a query takes the same
-            -- lock and keeps it until the transaction ends.
-            EXECUTE pg_catalog.format('SELECT FROM %I.%I LIMIT 0', rel.nspname, rel.relname);
-        ELSE
-            EXECUTE pg_catalog.format('LOCK TABLE %I.%I IN ACCESS SHARE MODE',
-                                      rel.nspname, rel.relname);
+        -- LOCK TABLE runs no code of anyone's (it plans nothing), which is what
+        -- makes it safe here with the installer's rights. A name is looked up
+        -- again when it runs: if a rename swapped another relation in under
+        -- it meanwhile, give up (the refresh fails and is retried).
+        EXECUTE pg_catalog.format('LOCK TABLE %I.%I IN ACCESS SHARE MODE',
+                                  rel.nspname, rel.relname);
+        IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', rel.nspname, rel.relname))
+           IS DISTINCT FROM rel.oid::pg_catalog.regclass THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = pg_catalog.format('relation %I.%I changed while it was being locked',
+                                            rel.nspname, rel.relname);
         END IF;
         locked := locked + 1;
     END LOOP;
@@ -1084,6 +1251,10 @@ CREATE OR REPLACE FUNCTION mvrefresh.on_sql_drop()
 RETURNS event_trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
+-- A DROP must never wait long for mvrefresh: it may hold ACCESS EXCLUSIVE on a
+-- view that readers queue behind. Past this, the cleanup is left to the lazy
+-- path (a WARNING says so); function-level, so the caller's setting returns.
+SET lock_timeout = '2s'
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -1113,7 +1284,7 @@ BEGIN
     BEGIN
         -- Same serialization as watch()/unwatch(): a concurrent watch() must
         -- not count on a trigger that we are about to drop.
-        LOCK TABLE mvrefresh.view IN SHARE ROW EXCLUSIVE MODE;
+        LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
         -- The tables the dropped views read, before the rows naming them go.
         freed := ARRAY(SELECT d.base FROM mvrefresh.dependency d
                        WHERE d.view::pg_catalog.oid = ANY (dropped));
@@ -1183,8 +1354,9 @@ GRANT SELECT ON mvrefresh.status TO PUBLIC;
 
 -- Functions: what PUBLIC may call, what only the daemon may. Every install
 -- resets them, like the tables above. Functions not named here keep PUBLIC's
--- default EXECUTE: watch(), unwatch() (they check their caller), sources(),
--- and the helpers row security and triggers call in the caller's name.
+-- default EXECUTE: watch(), unwatch() (they run as their caller), sync_view()
+-- (it does nothing but make things agree), sources(), and the helpers row
+-- security and triggers call in the caller's name.
 DO $do$
 DECLARE
     f       record;
@@ -1203,7 +1375,9 @@ BEGIN
                 'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
                 'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.release_tables(regclass[])'::pg_catalog.regprocedure,
-                'mvrefresh.grant_maintain(regclass, boolean)'::pg_catalog.regprocedure)
+                'mvrefresh.grant_maintain(regclass, boolean)'::pg_catalog.regprocedure,
+                'mvrefresh.forget(regclass)'::pg_catalog.regprocedure,
+                'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure)
           AND a.grantee <> p.proowner
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', f.fn,

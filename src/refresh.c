@@ -243,9 +243,12 @@ static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, s
     if (!w->concurrent)
         explain_plain(w, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
     /* One implicit transaction: the timeouts are LOCAL to it, and the REFRESH takes its
-     * snapshot only once lock_sources() holds every relation the view reads (see there). */
+     * snapshot only once lock_sources() holds every table the view reads (see there). READ
+     * COMMITTED whatever the role's or database's default: under REPEATABLE READ the
+     * transaction's one snapshot would be taken by lock_sources(), before its waits. */
     if (qnsp != NULL && qrel != NULL)
         n = snprintf(sql, len,
+                     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; "
                      "SET LOCAL lock_timeout = %" PRId64 "; "
                      "SET LOCAL statement_timeout = %" PRId64 "; "
                      "SELECT mvrefresh.lock_sources('%" PRIu32 "'::pg_catalog.oid); "

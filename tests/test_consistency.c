@@ -125,6 +125,17 @@ PGT_TEST(test_truncate_reload_plain)
     job_across_refresh(t, "TRUNCATE acct", true);
 }
 
+/* With REPEATABLE READ as the database's default, a transaction's one snapshot is taken by
+ * its first query: the refresh must not inherit that level, or its snapshot would again
+ * predate the locks it waits for. */
+PGT_TEST(test_truncate_reload_under_a_repeatable_read_default)
+{
+    pgt_admin_exec(t, "ALTER DATABASE %s SET default_transaction_isolation = 'repeatable read'",
+                   t->dbname);
+    setup(t, true);
+    job_across_refresh(t, "TRUNCATE acct", true);
+}
+
 /* ALTER TABLE ... SET DATA TYPE rewrites the table: just as unsafe for an old snapshot. */
 PGT_TEST(test_rewrite_concurrently)
 {
@@ -174,6 +185,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         PGT_UNIT(test_truncate_reload_concurrently),
         PGT_UNIT(test_truncate_reload_plain),
+        PGT_UNIT(test_truncate_reload_under_a_repeatable_read_default),
         PGT_UNIT(test_rewrite_concurrently),
         PGT_UNIT(test_rewrite_plain),
         PGT_UNIT(test_lock_timeout_applies_to_base_table_locks),

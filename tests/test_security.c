@@ -310,6 +310,203 @@ PGT_TEST(test_status_only_for_readers)
     assert_string_equal(rows_seen(s), "1|1|1");
 }
 
+/* ---- the view's own code, run by REFRESH in the daemon's session ---------- */
+
+#define M_SCHEMA "\"m.ål \"\"x\"\"\""
+
+/* Mallory owns schema M_SCHEMA; the daemon's role "mvr d.ü" may call mvrefresh's functions and
+ * refresh the views of both roles: the recommended setup, not a superuser. Returns mallory's
+ * connection; *dsn is the daemon's. */
+static PGconn *mallory_and_daemon(pgt_ctx *t, const char *mallory_name, const char *daemon_name,
+                                  const char *alice, char *dsn, size_t dsnlen)
+{
+    char mallory[128], daemon[128];
+    PGconn *m;
+
+    make_role(t, mallory_name, mallory, sizeof mallory);
+    make_role(t, daemon_name, daemon, sizeof daemon);
+    pgt_exec(t, "GRANT mvrefresh_daemon TO %s", daemon);
+    pgt_exec(t, "GRANT %s, %s TO %s", mallory, alice, daemon);
+    pgt_exec(t, "CREATE SCHEMA " M_SCHEMA " AUTHORIZATION %s", mallory);
+    m = pgt_connect_as(t, mallory_name);
+    pgt_exec_on(t, m, "CREATE TABLE " M_SCHEMA ".log (what text, by_role name)");
+    pgt_dsn_as(t, daemon_name, dsn, dsnlen);
+    return m;
+}
+
+/*
+ * An upstream view's owner plants code where planning a query over that view runs it (a
+ * partial index's predicate, evaluated when the planner loads the index). Nothing of the
+ * daemon may plan a query over it with rights other than the view owner's own.
+ */
+PGT_TEST(test_upstream_view_code_never_runs_with_other_rights)
+{
+    char alice[128], dsn[512];
+    PGconn *m;
+
+    make_role(t, "ali ce.1", alice, sizeof alice);
+    m = mallory_and_daemon(t, "mal lory.ñ", "mvr d.ü", alice, dsn, sizeof dsn);
+    pgt_exec_on(t, m,
+                "CREATE FUNCTION " M_SCHEMA ".pwn_v() RETURNS void LANGUAGE plpgsql AS $$ BEGIN "
+                "  INSERT INTO " M_SCHEMA ".log VALUES ('ran', current_user); "
+                "  BEGIN ALTER ROLE \"mal lory.ñ\" SUPERUSER; "
+                "        INSERT INTO " M_SCHEMA ".log VALUES ('escalated', current_user); "
+                "  EXCEPTION WHEN OTHERS THEN NULL; END; "
+                "END $$");
+    pgt_exec_on(t, m,
+                "CREATE FUNCTION " M_SCHEMA ".pwn() RETURNS int LANGUAGE plpgsql IMMUTABLE "
+                "AS $$ BEGIN PERFORM " M_SCHEMA ".pwn_v(); RETURN 1; END $$");
+    pgt_exec_on(t, m, "CREATE TABLE " M_SCHEMA ".t (id int PRIMARY KEY)");
+    pgt_exec_on(t, m, "CREATE TABLE " M_SCHEMA ".t3 (id int PRIMARY KEY)");
+    pgt_exec_on(t, m, "INSERT INTO " M_SCHEMA ".t VALUES (1)");
+    pgt_exec_on(t, m, "CREATE MATERIALIZED VIEW " M_SCHEMA ".u AS SELECT id FROM " M_SCHEMA ".t");
+    pgt_exec_on(t, m, "CREATE UNIQUE INDEX ON " M_SCHEMA ".u (id)");
+    pgt_exec_on(t, m,
+                "CREATE MATERIALIZED VIEW " M_SCHEMA ".d AS SELECT t3.id FROM " M_SCHEMA
+                ".t3 JOIN " M_SCHEMA ".u USING (id)");
+    pgt_exec_on(t, m, "CREATE UNIQUE INDEX ON " M_SCHEMA ".d (id)");
+    pgt_exec_on(t, m, "SELECT mvrefresh.watch('" M_SCHEMA ".u', '50 ms', '1 s')");
+    pgt_exec_on(t, m, "SELECT mvrefresh.watch('" M_SCHEMA ".d', '50 ms', '1 s')");
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    pgt_wait_refreshes(t, M_SCHEMA ".d", 1, DEADLINE_MS);
+
+    pgt_exec_on(t, m, "CREATE INDEX trap ON " M_SCHEMA ".u (id) WHERE " M_SCHEMA ".pwn() = 1");
+    pgt_exec_on(t, m, "ALTER INDEX " M_SCHEMA ".trap SET (fillfactor = 80)");
+    pgt_exec_on(t, m, "INSERT INTO " M_SCHEMA ".t3 VALUES (1)");
+    pgt_wait_refreshes(t, M_SCHEMA ".d", 2, DEADLINE_MS);
+    pgt_exec_on(t, m, "INSERT INTO " M_SCHEMA ".t3 VALUES (2)");
+    pgt_wait_refreshes(t, M_SCHEMA ".d", 3, DEADLINE_MS);
+    /* It may run, but only as its owner. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM " M_SCHEMA ".log "
+                                     "WHERE by_role <> 'mal lory.ñ' OR what = 'escalated'"),
+                     0);
+    assert_int_equal(
+        pgt_query_ll(t, "SELECT count(*) FROM pg_roles WHERE rolname = 'mal lory.ñ' AND rolsuper"),
+        0);
+}
+
+/*
+ * A view's code runs inside the daemon's session during REFRESH. There it calls watch() and
+ * unwatch(): it must be treated as the view's owner, not as the daemon (which may refresh, and
+ * so manage, everyone's views): no unwatching someone else's view, no triggers on someone
+ * else's table.
+ */
+PGT_TEST(test_view_code_cannot_act_as_the_daemon)
+{
+    char alice[128], dsn[512];
+    PGconn *a, *m;
+
+    make_role(t, "ali ce.2", alice, sizeof alice);
+    m = mallory_and_daemon(t, "mal lory.ñ2", "mvr d.ü2", alice, dsn, sizeof dsn);
+    pgt_exec(t, "CREATE SCHEMA \"a.ü\" AUTHORIZATION %s", alice);
+    a = pgt_connect_as(t, "ali ce.2");
+    pgt_exec_on(t, a, "CREATE TABLE \"a.ü\".acct (id int PRIMARY KEY)");
+    pgt_exec_on(t, a, "CREATE TABLE \"a.ü\".other (id int PRIMARY KEY)");
+    pgt_exec_on(t, a, "CREATE MATERIALIZED VIEW \"a.ü\".s AS SELECT id FROM \"a.ü\".acct");
+    pgt_exec_on(t, a, "CREATE UNIQUE INDEX ON \"a.ü\".s (id)");
+    pgt_exec_on(t, a, "SELECT mvrefresh.watch('\"a.ü\".s', '50 ms', '1 s')");
+    pgt_exec_on(t, a, "GRANT USAGE ON SCHEMA \"a.ü\" TO \"mal lory.ñ2\"");
+    pgt_exec_on(t, a, "GRANT SELECT ON \"a.ü\".other TO \"mal lory.ñ2\"");
+
+    pgt_exec_on(t, m,
+                "CREATE MATERIALIZED VIEW " M_SCHEMA ".w AS SELECT id FROM \"a.ü\".other "
+                "WITH NO DATA");
+    pgt_exec_on(t, m,
+                "CREATE FUNCTION " M_SCHEMA ".evil() RETURNS int LANGUAGE plpgsql AS $$ BEGIN "
+                "  BEGIN PERFORM mvrefresh.unwatch('\"a.ü\".s'); "
+                "        INSERT INTO " M_SCHEMA ".log VALUES ('unwatched', current_user); "
+                "  EXCEPTION WHEN OTHERS THEN "
+                "        INSERT INTO " M_SCHEMA ".log VALUES (SQLSTATE, current_user); END; "
+                "  BEGIN PERFORM mvrefresh.watch('" M_SCHEMA ".w', '1 h', '2 h'); "
+                "        INSERT INTO " M_SCHEMA ".log VALUES ('watched', current_user); "
+                "  EXCEPTION WHEN OTHERS THEN "
+                "        INSERT INTO " M_SCHEMA ".log VALUES (SQLSTATE, current_user); END; "
+                "  RETURN 1; "
+                "END $$");
+    pgt_exec_on(t, m, "CREATE TABLE " M_SCHEMA ".t (id int PRIMARY KEY)");
+    pgt_exec_on(t, m,
+                "CREATE MATERIALIZED VIEW " M_SCHEMA ".mv AS SELECT id, " M_SCHEMA
+                ".evil() AS e FROM " M_SCHEMA ".t");
+    pgt_exec_on(t, m, "CREATE UNIQUE INDEX ON " M_SCHEMA ".mv (id)");
+    pgt_exec_on(t, m, "TRUNCATE " M_SCHEMA ".log");
+    pgt_exec_on(t, m, "SELECT mvrefresh.watch('" M_SCHEMA ".mv', '50 ms', '1 s')");
+    pgt_daemon_start_dsn(t, NULL, dsn);
+    pgt_exec_on(t, m, "INSERT INTO " M_SCHEMA ".t VALUES (1)");
+    pgt_wait_refreshes(t, M_SCHEMA ".mv", 1, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM " M_SCHEMA ".log");
+
+    /* Both refused, as what they are: the owner of that view, who may do neither. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM " M_SCHEMA ".log "
+                                     "WHERE what = '42501' AND by_role = 'mal lory.ñ2'"),
+                     2);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view WHERE view IN "
+                                     "('\"a.ü\".s'::regclass, '" M_SCHEMA ".w'::regclass)"),
+                     1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger "
+                                     "WHERE tgrelid = '\"a.ü\".other'::regclass"),
+                     0);
+}
+
+/* A role that holds a registry row lock-mode open (any role can: UPDATE is granted) holds back
+ * neither another owner's unwatch() nor a DROP of a watched view. */
+PGT_TEST(test_an_open_registry_update_blocks_nobody)
+{
+    char owner[128], other[128];
+    PGconn *o, *x;
+
+    make_role(t, "own er.3", owner, sizeof owner);
+    make_role(t, "sit ter.ø", other, sizeof other);
+    o = owner_with_view(t, "own er.3", owner);
+    pgt_exec_on(t, o, "CREATE MATERIALIZED VIEW " OWN_SCHEMA ".gone AS SELECT 1 AS one");
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_VIEW "')");
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_SCHEMA ".gone')");
+    x = pgt_connect_as(t, "sit ter.ø");
+    pgt_exec_on(t, x, "BEGIN");
+    pgt_exec_on(t, x, "UPDATE mvrefresh.view SET enabled = true WHERE false");
+
+    pgt_exec_on(t, o, "SET statement_timeout = %ld", pgt_scaled(5000));
+    pgt_exec_on(t, o, "SELECT mvrefresh.unwatch('" OWN_VIEW "')");
+    pgt_exec_on(t, o, "DROP MATERIALIZED VIEW " OWN_SCHEMA ".gone");
+    pgt_exec_on(t, x, "ROLLBACK");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view"), 0);
+}
+
+/*
+ * Watching a view ties it to what it reads. A role that may not read another owner's view
+ * cannot tie one of its own to it (through a plain view in between); one that may, can, but
+ * cannot stop that owner from unwatching it.
+ */
+PGT_TEST(test_nobody_pins_another_owners_view)
+{
+    char owner[128], pinner[128];
+    PGconn *o, *p;
+    char state[6];
+
+    make_role(t, "own er.4", owner, sizeof owner);
+    make_role(t, "pin ner.ü", pinner, sizeof pinner);
+    o = owner_with_view(t, "own er.4", owner);
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_VIEW "')");
+    pgt_exec(t, "GRANT USAGE ON SCHEMA " OWN_SCHEMA " TO %s", pinner);
+    pgt_exec(t, "CREATE SCHEMA \"p.x\" AUTHORIZATION %s", pinner);
+    p = pgt_connect_as(t, "pin ner.ü");
+    pgt_exec_on(t, p, "CREATE VIEW \"p.x\".pv AS SELECT * FROM " OWN_VIEW);
+    pgt_exec_on(t, p,
+                "CREATE MATERIALIZED VIEW \"p.x\".pin AS SELECT * FROM \"p.x\".pv "
+                "WITH NO DATA");
+    pgt_exec_fails_on(t, p, state, "SELECT mvrefresh.watch('\"p.x\".pin')");
+    assert_string_equal(state, DENIED);
+
+    pgt_exec_on(t, o, "GRANT SELECT ON " OWN_VIEW " TO \"pin ner.ü\"");
+    pgt_exec_on(t, p, "SELECT mvrefresh.watch('\"p.x\".pin')");
+    pgt_exec_on(t, o, "SELECT mvrefresh.unwatch('" OWN_VIEW "')");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view "
+                                     "WHERE view = '" OWN_VIEW "'::regclass"),
+                     0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view "
+                                     "WHERE view = '\"p.x\".pin'::regclass"),
+                     1);
+}
+
 /* ---- a schema nobody else controls --------------------------------------- */
 
 /* Someone created the schema first (with a function of theirs in it): the install refuses
@@ -340,6 +537,15 @@ PGT_TEST(test_install_refuses_a_foreign_schema)
     assert_non_null(strstr(err, "registry()"));
     pgt_exec(t, "DROP FUNCTION mvrefresh.registry()");
     assert_true(pgt_install_on(t, t->conn, state, err, sizeof err));
+
+    /* A grant to create in the schema (by hand, or from older versions) does not survive an
+     * install: whoever has it could add a function the daemon would refuse to work beside. */
+    pgt_exec(t, "GRANT CREATE ON SCHEMA mvrefresh TO %s", evil);
+    assert_true(pgt_install_on(t, t->conn, state, err, sizeof err));
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_roles WHERE rolname = "
+                                     "'squat \"ter\".ü' AND has_schema_privilege(oid, "
+                                     "'mvrefresh', 'CREATE')"),
+                     0);
 }
 
 /* Someone got to own one of the functions the daemon calls: it refuses to call any, says
@@ -510,6 +716,10 @@ int main(void)
         PGT_UNIT(test_owner_manages_own_view_without_grants),
         PGT_UNIT(test_watch_needs_trigger_privilege_on_base_tables),
         PGT_UNIT(test_status_only_for_readers),
+        PGT_UNIT(test_upstream_view_code_never_runs_with_other_rights),
+        PGT_UNIT(test_view_code_cannot_act_as_the_daemon),
+        PGT_UNIT(test_an_open_registry_update_blocks_nobody),
+        PGT_UNIT(test_nobody_pins_another_owners_view),
         PGT_UNIT(test_install_refuses_a_foreign_schema),
         PGT_UNIT(test_daemon_refuses_foreign_owned_functions),
         PGT_UNIT(test_notice_flood_is_rate_limited),
