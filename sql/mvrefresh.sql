@@ -166,6 +166,9 @@ BEGIN
             ('mvrefresh.view',       'view_debounce_positive',    'debounce > interval ''0'''),
             ('mvrefresh.view',       'view_max_wait_positive',    'max_wait > interval ''0'''),
             ('mvrefresh.view',       'view_max_wait_ge_debounce', 'max_wait >= debounce'),
+            -- 'infinity' passes the checks above, and no daemon could schedule it.
+            ('mvrefresh.view',       'view_debounce_finite',      'isfinite(debounce)'),
+            ('mvrefresh.view',       'view_max_wait_finite',      'isfinite(max_wait)'),
             -- A view cannot wait for its own refresh. Longer cycles need a
             -- query, so dependency_acyclic (below) catches those.
             ('mvrefresh.dependency', 'dependency_not_self',       'base <> view')
@@ -197,6 +200,19 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
     last_error    text,
     last_sqlstate text,
     pending_since timestamptz
+);
+-- When take_changes() last marked the view pending: a refresh that began
+-- before that must not clear the mark when it ends (the daemon may never
+-- have heard of those changes: the result of take_changes() can be lost with
+-- its connection after it committed).
+ALTER TABLE mvrefresh.refresh_state ADD COLUMN IF NOT EXISTS marked_at timestamptz;
+
+-- The backstop's memory (docs/quiet-triggers.md): the last fingerprint of
+-- each watched table's write statistics and storage. In the database, so that
+-- a change only the backstop can see is still found after a daemon restart.
+CREATE TABLE IF NOT EXISTS mvrefresh.table_state (
+    table_oid   oid  PRIMARY KEY,
+    fingerprint text NOT NULL
 );
 
 --------------------------------------------------------------------------------
@@ -296,6 +312,13 @@ BEGIN
             CASE WHEN TG_OP = 'DELETE' OR NEW.unwatched THEN 'unwatch' ELSE 'retune' END);
     END IF;
     IF TG_OP <> 'DELETE' AND (TG_OP = 'INSERT' OR NEW.view IS DISTINCT FROM OLD.view) THEN
+        -- Only an existing materialized view can be registered: an OID nobody uses yet has
+        -- no owner to ask, and would register whatever view later gets it.
+        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                       WHERE c.oid = NEW.view AND c.relkind = 'm') THEN
+            RAISE EXCEPTION USING ERRCODE = 'wrong_object_type',
+                MESSAGE = pg_catalog.format('"%s" is not a materialized view', NEW.view);
+        END IF;
         PERFORM mvrefresh.require_owner(NEW.view, current_user, 'watch');
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
@@ -316,11 +339,13 @@ ALTER TABLE mvrefresh.refresh_state ENABLE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS view_visible ON mvrefresh.view;
 CREATE POLICY view_visible ON mvrefresh.view FOR SELECT
     USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'));
--- Rows one can see can be aimed at, and a new one proposed; check_owner()
--- then decides, so that a non-owner gets an error instead of "UPDATE 0".
+-- Only its owners can aim an UPDATE (or SELECT ... FOR UPDATE, which needs
+-- the same) at a row: anyone else could hold its row lock and stall the
+-- owner, or the daemon. A non-owner's hand-made UPDATE so changes no row;
+-- mvrefresh.watch(), unwatch(), pause() and resume() say 42501 instead.
 DROP POLICY IF EXISTS view_retune ON mvrefresh.view;
 CREATE POLICY view_retune ON mvrefresh.view FOR UPDATE
-    USING (pg_catalog.has_table_privilege(view::pg_catalog.oid, 'SELECT'))
+    USING (mvrefresh.may_manage(view, current_user))
     WITH CHECK (true);
 DROP POLICY IF EXISTS view_watch ON mvrefresh.view;
 CREATE POLICY view_watch ON mvrefresh.view FOR INSERT
@@ -508,23 +533,154 @@ COMMENT ON FUNCTION mvrefresh.version() IS
 -- Change signals
 --------------------------------------------------------------------------------
 
--- Trigger function on the base tables. It runs on the application's write
--- path, so it is kept minimal and deliberately has no SET search_path (that
--- would make every call set and restore a GUC); everything is qualified
--- instead. The payload is constant per table, which lets PostgreSQL fold
--- duplicate notifications within one transaction into one.
+-- Quiet triggers (docs/quiet-triggers.md has the protocol and the argument
+-- that nothing is missed). Each watched table has a generation, a sequence
+-- mvrefresh."gen_<oid>" whose values come from the global sequence below, so
+-- that a generation never repeats; the daemon starts a new one when it needs
+-- to hear from the table again. A session signals a table once per
+-- generation: the trigger's WHEN condition, evaluated without calling any
+-- PL/pgSQL, compares the table's generation (a sequence is not read through
+-- the transaction's snapshot) with the one the session last signalled,
+-- remembered in a setting that an abort takes back.
+--
+-- The global sequence starts at the clock in microseconds: a session that
+-- lived through a complete uninstall and reinstall may remember a generation
+-- of the old install, and the new one must never hand that value out again.
+-- A generation is 2 * nextval + 1 when the daemon wants a doorbell for the
+-- next signal, 2 * nextval when polling will do (see rearm()).
+DO $do$
+BEGIN
+    IF pg_catalog.to_regclass('mvrefresh.generation') IS NULL THEN
+        EXECUTE pg_catalog.format('CREATE SEQUENCE mvrefresh.generation START WITH %s',
+            (pg_catalog.date_part('epoch', pg_catalog.clock_timestamp()) * 1000000)::pg_catalog.int8);
+    END IF;
+END
+$do$;
+
+-- Markers: one row per table and writing transaction that took the armed
+-- path, written by that transaction (so visible when it commits, gone if it
+-- aborts, waiting while it is prepared), taken by the daemon. Nobody but
+-- record_change() writes here.
+CREATE TABLE IF NOT EXISTS mvrefresh.change_log (
+    table_oid  oid         NOT NULL,
+    changed_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS xact xid8;
+CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log (table_oid, xact);
+
+-- Has this backend written tbl (or a partition or inheritance child of it)
+-- in this transaction, or does it hold it in ACCESS EXCLUSIVE mode (TRUNCATE
+-- leaves no row counts)? The row counts are the backend's own statistics not
+-- yet reported, which may include a transaction that committed in the last
+-- second or so: either way a session that could write tbl did. Holding a
+-- lower lock proves nothing: PREPARE of an INSERT takes ROW EXCLUSIVE without
+-- any privilege check. With track_counts off there are no counts, and the
+-- write-mode lock is the best evidence left.
+CREATE OR REPLACE FUNCTION mvrefresh.wrote(tbl oid)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    modes text[] := ARRAY['AccessExclusiveLock'];
+BEGIN
+    IF EXISTS (
+        WITH RECURSIVE tree(rel) AS (
+            SELECT wrote.tbl
+          UNION
+            SELECT i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.rel
+        )
+        SELECT 1 FROM tree
+        WHERE pg_catalog.pg_stat_get_xact_tuples_inserted(tree.rel)
+            + pg_catalog.pg_stat_get_xact_tuples_updated(tree.rel)
+            + pg_catalog.pg_stat_get_xact_tuples_deleted(tree.rel) > 0) THEN
+        RETURN true;
+    END IF;
+    IF NOT pg_catalog.current_setting('track_counts')::boolean THEN
+        modes := modes || ARRAY['RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock'];
+    END IF;
+    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                   WHERE l.locktype = 'relation'
+                     AND l.relation = wrote.tbl
+                     AND l.pid = pg_catalog.pg_backend_pid()
+                     AND l.granted
+                     AND l.mode = ANY (modes));
+END
+$fn$;
+
+-- The armed path's proof: a marker is recorded only for a watched table the
+-- calling transaction wrote (wrote()), i.e. only by someone who may write it.
+-- Anyone can NOTIFY; nobody can make a view refresh without writing what it
+-- reads. At most one marker per table and transaction. Runs as the installer
+-- (nobody else may write change_log). True when this transaction has a marker
+-- for tbl: only then may the session remember the generation.
+CREATE OR REPLACE FUNCTION mvrefresh.record_change(tbl oid)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d WHERE d.base = record_change.tbl)
+       OR NOT mvrefresh.wrote(record_change.tbl) THEN
+        RETURN false;
+    END IF;
+    INSERT INTO mvrefresh.change_log AS m (table_oid, xact)
+    VALUES (record_change.tbl, pg_catalog.pg_current_xact_id())
+    ON CONFLICT (table_oid, xact) DO NOTHING;
+    RETURN true;
+END
+$fn$;
+
+-- The armed path, run only when the trigger's WHEN condition found this
+-- session behind the table's generation: record a marker, ring the doorbell
+-- if the generation asks for one, remember the generation. It runs on the
+-- application's write path as the writer, with the writer's search_path: no
+-- SET clause (that would save and restore settings on every call), so every
+-- name and every operator is qualified. The generation is found from the
+-- table's OID, never from the trigger's argument: after a dump and restore
+-- the OIDs differ, the sequence is not found, and every write signals (and
+-- nothing is remembered) until reinstalling the SQL repairs the triggers.
+--
+-- Where transactions can be prepared (max_prepared_transactions > 0): no
+-- doorbell, since PREPARE TRANSACTION refuses a transaction that has notified
+-- (and a signal sent only sometimes would make it fail only sometimes; the
+-- daemon polls instead); and the generation is remembered for this
+-- transaction only, since PREPARE keeps the session's settings while the
+-- marker waits in the prepared transaction, which may yet be rolled back.
 CREATE OR REPLACE FUNCTION mvrefresh.notify()
 RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
+DECLARE
+    seq      pg_catalog.regclass := pg_catalog.to_regclass(
+                 pg_catalog.textcat('mvrefresh.gen_', TG_RELID::pg_catalog.text));
+    gen      pg_catalog.int8;
+    prepared boolean := pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4
+                        OPERATOR(pg_catalog.>) 0;
 BEGIN
-    PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), TG_RELID::pg_catalog.text);
+    IF mvrefresh.record_change(TG_RELID) IS NOT TRUE THEN
+        RETURN NULL;
+    END IF;
+    IF seq IS NOT NULL THEN
+        gen := pg_catalog.pg_sequence_last_value(seq);
+    END IF;
+    IF NOT prepared AND (gen IS NULL OR gen OPERATOR(pg_catalog.%) 2 OPERATOR(pg_catalog.=) 1) THEN
+        PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), TG_RELID::pg_catalog.text);
+    END IF;
+    IF gen IS NOT NULL THEN
+        PERFORM pg_catalog.set_config(
+            pg_catalog.textcat('mvrefresh.seen_', TG_RELID::pg_catalog.text),
+            gen::pg_catalog.text, prepared);
+    END IF;
     RETURN NULL;
 END
 $fn$;
 
 COMMENT ON FUNCTION mvrefresh.notify() IS
-    'Statement trigger on base tables: NOTIFY mvrefresh, ''<table oid>''';
+    'Armed path of the quiet statement triggers on base tables: marker, doorbell, remembered generation';
 
 -- Any change to the registry tells a running daemon to reload it, so watch(),
 -- unwatch() and plain UPDATEs take effect without a restart.
@@ -625,8 +781,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    tbl regclass;
-    trg name;
+    tbl       regclass;
+    trg       name;
+    lock_wait text;
 BEGIN
     -- A relation gone without the event trigger noticing (installed by a
     -- non-superuser) that a view had stopped reading before it was dropped.
@@ -653,6 +810,31 @@ BEGIN
         ORDER BY t.tgrelid, t.tgname  -- a stable lock order across sessions
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', trg, tbl);
+    END LOOP;
+
+    -- Generations of tables nobody watches: the triggers that read them are
+    -- gone. (A later watch makes a new one, from the global sequence.)
+    FOR tbl IN
+        SELECT c.oid::pg_catalog.regclass
+        FROM pg_catalog.pg_class c
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'mvrefresh'
+        WHERE c.relkind = 'S' AND c.relname LIKE 'gen\_%'
+          AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
+                          WHERE 'gen_' || d.base::pg_catalog.oid::pg_catalog.text = c.relname)
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend p
+                          WHERE p.refobjid = c.oid AND p.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass)
+    LOOP
+        -- Every writer's trigger locked it, so a prepared transaction may
+        -- hold it for as long as it stays prepared: then leave it for a later
+        -- cleanup rather than fail the caller.
+        BEGIN
+            lock_wait := pg_catalog.current_setting('lock_timeout');
+            PERFORM pg_catalog.set_config('lock_timeout', '100ms', true);
+            EXECUTE pg_catalog.format('DROP SEQUENCE %s', tbl);
+            PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
+        EXCEPTION WHEN lock_not_available THEN
+            NULL;
+        END;
     END LOOP;
 END
 $fn$;
@@ -683,7 +865,8 @@ $fn$;
 -- status row agree with the catalog. Runs as the installer (it puts triggers on
 -- tables the caller may not own), so it decides nothing by its caller: it only
 -- follows the registry, which only owners can write, and checks privileges
--- against the view's owner. Anyone may call it; it does nothing new then. The
+-- against the view's owner. Called by the registry's trigger, i.e. only when
+-- an owner made or changed a registration. The
 -- view's owner must be able to read every relation the view reads (its refresh
 -- could not work otherwise, and nobody may tie a view to relations they cannot
 -- read), and must hold TRIGGER on its tables: a trigger runs on every write to
@@ -692,14 +875,22 @@ CREATE OR REPLACE FUNCTION mvrefresh.sync_view(view regclass)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
+-- Serializing on the registry lock must not make an owner wait for long on
+-- another owner who left a transaction open after watch(): fail instead.
+SET lock_timeout = '5s'
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    owner  oid;
-    bases  regclass[];
-    tables regclass[];
-    stale  regclass[];
+    owner   oid;
+    bases   regclass[];
+    tables  regclass[];
+    stale   regclass[];
+    changed boolean;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v
+                   WHERE v.view = sync_view.view AND NOT v.unwatched) THEN
+        RETURN;
+    END IF;
     -- Serializes every change of dependencies and triggers; taken by nobody
     -- else (no role is granted a lock mode that conflicts with it).
     LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
@@ -719,13 +910,24 @@ BEGIN
     INSERT INTO mvrefresh.dependency (view, base)
     SELECT sync_view.view, b FROM pg_catalog.unnest(bases) AS b
     ON CONFLICT DO NOTHING;
-    INSERT INTO mvrefresh.refresh_state (view) VALUES (sync_view.view) ON CONFLICT DO NOTHING;
+    -- A view new to the registry, or reading other relations now, may have
+    -- missed changes nobody signalled: pending, so that a daemon catches up on
+    -- it even if it is not running now.
+    changed := FOUND OR pg_catalog.cardinality(stale) > 0
+               OR NOT EXISTS (SELECT 1 FROM mvrefresh.refresh_state s WHERE s.view = sync_view.view);
+    IF changed THEN
+        INSERT INTO mvrefresh.refresh_state AS s (view, pending_since, marked_at)
+        VALUES (sync_view.view, pg_catalog.clock_timestamp(), pg_catalog.clock_timestamp())
+        ON CONFLICT ON CONSTRAINT refresh_state_pkey DO UPDATE
+            SET pending_since = COALESCE(s.pending_since, EXCLUDED.pending_since),
+                marked_at = EXCLUDED.marked_at;
+    END IF;
 
     PERFORM mvrefresh.add_triggers(tables);
     PERFORM mvrefresh.release_tables(stale);
     PERFORM mvrefresh.grant_maintain(view, true);
 
-    IF pg_catalog.cardinality(bases) = 0 THEN
+    IF changed AND pg_catalog.cardinality(bases) = 0 THEN
         RAISE WARNING '"%" reads no table that can carry a trigger', view
             USING HINT = 'It is registered, but no change will ever notify the daemon.';
     END IF;
@@ -790,32 +992,89 @@ BEGIN
 END
 $fn$;
 
--- The notify triggers on each table, unless there already. (No CREATE OR
--- REPLACE TRIGGER before PostgreSQL 14: check, then create.) Upstream views get
--- no trigger: a change reaches them through their own tables, and the daemon
--- cascades from their refresh.
+-- The generation sequence of a table (docs/quiet-triggers.md), made on first
+-- use. Its first value comes from the global sequence: never NULL (a sequence
+-- never called reads as NULL), never one a session may have seen before. CACHE
+-- 1, or a new value could hide in another session's cache.
+CREATE OR REPLACE FUNCTION mvrefresh.generation_of(tbl regclass)
+RETURNS regclass
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    name text := 'gen_' || tbl::pg_catalog.oid::pg_catalog.text;
+    seq  regclass := pg_catalog.to_regclass('mvrefresh.' || name);
+BEGIN
+    IF seq IS NULL THEN
+        EXECUTE pg_catalog.format('CREATE SEQUENCE mvrefresh.%I CACHE 1', name);
+        seq := pg_catalog.to_regclass('mvrefresh.' || name);
+        PERFORM pg_catalog.setval(seq, pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2 + 1);
+        -- Every writer's trigger reads it (pg_sequence_last_value needs SELECT).
+        EXECUTE pg_catalog.format('GRANT SELECT ON SEQUENCE %s TO PUBLIC', seq);
+    END IF;
+    RETURN seq;
+END
+$fn$;
+
+-- The quiet triggers on each table, unless there already in this form. Any
+-- other form is replaced: an older release's (a NOTIFY on every statement), or
+-- one whose OIDs no longer match after a dump and restore (the WHEN condition
+-- names the generation and the setting by OID; the argument is the
+-- generation's OID, kept only to recognise the form). So reinstalling the SQL
+-- upgrades and repairs triggers in place. The views reading a table whose
+-- triggers were replaced are marked pending: what happened under the old ones
+-- was only in the memory of a daemon that may be gone. Tables in OID order, a
+-- stable lock order. The WHEN condition names the generation as a regclass
+-- constant, which also makes the triggers depend on it. It compares text,
+-- never casts: a setting rolled back with the savepoint that created it reads
+-- as '', and a cast that fails would fail the user's write.
 CREATE OR REPLACE FUNCTION mvrefresh.add_triggers(tables regclass[])
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    tbl regclass;
+    tbl      regclass;
+    seq      regclass;
+    trg      record;
+    setting  text;
+    replaced boolean;
 BEGIN
-    FOREACH tbl IN ARRAY tables LOOP
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                       WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify') THEN
+    FOR tbl IN SELECT DISTINCT t::pg_catalog.oid::pg_catalog.regclass
+               FROM pg_catalog.unnest(tables) AS t ORDER BY 1 LOOP
+        seq := mvrefresh.generation_of(tbl);
+        setting := 'mvrefresh.seen_' || tbl::pg_catalog.oid::pg_catalog.text;
+        replaced := false;
+        FOR trg IN SELECT * FROM (VALUES ('mvrefresh_notify', 'INSERT OR UPDATE OR DELETE'),
+                                         ('mvrefresh_notify_truncate', 'TRUNCATE')) AS v(name, events)
+        LOOP
+            CONTINUE WHEN EXISTS (
+                SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgname = trg.name AND t.tgnargs = 1
+                  AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
+                  AND pg_catalog.encode(t.tgargs, 'escape')
+                      = seq::pg_catalog.oid::pg_catalog.text || '\000'
+                  AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
+                                        pg_catalog.quote_literal(setting)) > 0);
+            IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                       WHERE t.tgrelid = tbl AND t.tgname = trg.name) THEN
+                EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', trg.name, tbl);
+                replaced := true;
+            END IF;
             EXECUTE pg_catalog.format(
-                'CREATE TRIGGER mvrefresh_notify'
-                ' AFTER INSERT OR UPDATE OR DELETE ON %s'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify()', tbl);
-        END IF;
-        IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                       WHERE t.tgrelid = tbl AND t.tgname = 'mvrefresh_notify_truncate') THEN
-            EXECUTE pg_catalog.format(
-                'CREATE TRIGGER mvrefresh_notify_truncate'
-                ' AFTER TRUNCATE ON %s'
-                ' FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify()', tbl);
+                'CREATE TRIGGER %I AFTER %s ON %s FOR EACH STATEMENT'
+                ' WHEN (pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass)::pg_catalog.text'
+                '       IS DISTINCT FROM pg_catalog.current_setting(%L, true))'
+                ' EXECUTE FUNCTION mvrefresh.notify(%L)',
+                trg.name, trg.events, tbl, seq::pg_catalog.text, setting,
+                seq::pg_catalog.oid::pg_catalog.text);
+        END LOOP;
+        IF replaced THEN
+            UPDATE mvrefresh.refresh_state AS s
+            SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+                marked_at = pg_catalog.clock_timestamp()
+            FROM mvrefresh.dependency d
+            WHERE d.base = tbl AND s.view = d.view;
         END IF;
     END LOOP;
 END
@@ -830,6 +1089,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.forget(view regclass)
 RETURNS void
 LANGUAGE plpgsql
 SECURITY DEFINER
+SET lock_timeout = '5s'
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
@@ -872,14 +1132,14 @@ BEGIN
 END
 $fn$;
 
+-- Every registration made or changed is synced (a retune too: what the view
+-- reads may have changed since). Only owners can make or change one, so only
+-- they start this work, and only for their own views.
+DROP TRIGGER IF EXISTS view_unwatched ON mvrefresh.view;
 DROP TRIGGER IF EXISTS view_registered ON mvrefresh.view;
 CREATE TRIGGER view_registered
-    AFTER INSERT ON mvrefresh.view
+    AFTER INSERT OR UPDATE ON mvrefresh.view
     FOR EACH ROW EXECUTE FUNCTION mvrefresh.on_registration();
-DROP TRIGGER IF EXISTS view_unwatched ON mvrefresh.view;
-CREATE TRIGGER view_unwatched
-    AFTER UPDATE OF unwatched ON mvrefresh.view
-    FOR EACH ROW WHEN (NEW.unwatched) EXECUTE FUNCTION mvrefresh.on_registration();
 
 -- SECURITY INVOKER, like unwatch(): the caller is current_user, which is right
 -- even inside another role's code (see "Who may do what").
@@ -926,9 +1186,9 @@ BEGIN
     END IF;
     PERFORM mvrefresh.require_owner(watch.view, current_user, 'watch');
 
-    -- Re-watching retunes only; "enabled" stays whatever the user set. A new
-    -- row is synced by its insert trigger; an existing one here, since what
-    -- it reads may have changed (CREATE OR REPLACE VIEW in between).
+    -- Re-watching retunes only; "enabled" stays whatever the user set. Either
+    -- way the registry's trigger syncs dependencies and triggers, since what
+    -- the view reads may have changed (CREATE OR REPLACE VIEW in between).
     INSERT INTO mvrefresh.view AS v (view, debounce, max_wait, "concurrently")
     VALUES (watch.view, watch.debounce, watch.max_wait, watch.concurrently)
     -- By constraint name: in PL/pgSQL "(view)" would clash with the parameter.
@@ -936,7 +1196,6 @@ BEGIN
         SET debounce = EXCLUDED.debounce,
             max_wait = EXCLUDED.max_wait,
             "concurrently" = EXCLUDED.concurrently;
-    PERFORM mvrefresh.sync_view(watch.view);
 END
 $fn$;
 
@@ -980,55 +1239,350 @@ $fn$;
 COMMENT ON FUNCTION mvrefresh.unwatch(regclass) IS
     'Forget a watched view and drop notify triggers no remaining view needs';
 
+-- Stop and start refreshing a watched view; its triggers and registration stay.
+-- (A plain UPDATE of "enabled" by the view's owner does the same.)
+CREATE OR REPLACE FUNCTION mvrefresh.pause(view regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM mvrefresh.require_owner(pause.view, current_user, 'pause');
+    UPDATE mvrefresh.view v SET enabled = false WHERE v.view = pause.view;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('"%s" is not watched', pause.view);
+    END IF;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION mvrefresh.resume(view regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM mvrefresh.require_owner(resume.view, current_user, 'resume');
+    UPDATE mvrefresh.view v SET enabled = true WHERE v.view = resume.view;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('"%s" is not watched', resume.view);
+    END IF;
+END
+$fn$;
+
 --------------------------------------------------------------------------------
 -- Daemon interface
 --------------------------------------------------------------------------------
 
--- A function's result columns cannot be changed in place: drop an older
--- registry() (from before base_is_view) so it can be recreated below. Kept
--- when already current, so grants made on it survive a reinstall.
-DO $do$
+-- Daemons that came before the quiet triggers read the registry with this and
+-- would refresh without re-arming anything, missing changes: this SQL refuses
+-- them with a message that says what to do. (Recreated in this form, so that
+-- grants made on an older registry() do not survive.)
+DROP FUNCTION IF EXISTS mvrefresh.registry();
+CREATE FUNCTION mvrefresh.registry()
+RETURNS TABLE (view oid)
+LANGUAGE plpgsql
+AS $fn$
 BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.registry()')
-                 AND p.proargnames IS DISTINCT FROM
-                     ARRAY['view', 'name', 'debounce_ms', 'max_wait_ms',
-                           'concurrently', 'base', 'base_is_view']::pg_catalog.text[]) THEN
-        DROP FUNCTION mvrefresh.registry();
-    END IF;
+    RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+        MESSAGE = pg_catalog.format('this mvrefresh SQL (%s) needs mvrefreshd %s or later',
+                                    (SELECT v.version FROM mvrefresh.version() v), '0.2.0'),
+        HINT = 'Upgrade mvrefreshd to the release this SQL came with.';
 END
-$do$;
+$fn$;
+
+-- A daemon of another protocol is refused, by name and version, wherever it
+-- starts its work (registry(), refresh_begin()). True otherwise.
+CREATE OR REPLACE FUNCTION mvrefresh.check_protocol(protocol integer)
+RETURNS boolean
+LANGUAGE plpgsql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF check_protocol.protocol IS DISTINCT FROM (SELECT v.protocol FROM mvrefresh.version() v) THEN
+        RAISE EXCEPTION USING ERRCODE = 'feature_not_supported',
+            MESSAGE = pg_catalog.format(
+                'mvrefreshd speaks protocol %s, this mvrefresh SQL (%s) protocol %s',
+                check_protocol.protocol, (SELECT v.version FROM mvrefresh.version() v),
+                (SELECT v.protocol FROM mvrefresh.version() v)),
+            HINT = 'Run the mvrefreshd that came with this SQL, or install the SQL that came with the daemon.';
+    END IF;
+    RETURN true;
+END
+$fn$;
 
 -- Everything the daemon needs to build its table -> views map and the graph of
 -- views, in one query. Disabled views and views that no longer exist are left
 -- out so the daemon never works on them; durations are converted to
 -- milliseconds here so the daemon need not parse interval text. base_is_view
 -- tells an edge to an upstream view (refresh after it) from a table (refresh
--- on its notifications). It stays true for an upstream view that is disabled:
--- the daemon ignores edges to views it has not loaded. A view without
--- dependencies has one row with a NULL base and base_is_view false.
-CREATE OR REPLACE FUNCTION mvrefresh.registry()
+-- on its changes). It stays true for an upstream view that is disabled: the
+-- daemon ignores edges to views it has not loaded. A view without
+-- dependencies has one row with a NULL base and base_is_view false. pending:
+-- the status says changes wait (or a refresh was cut short), which a daemon
+-- that starts must catch up on. The daemon passes the protocol it speaks, and
+-- a daemon of another protocol is refused with both named.
+CREATE OR REPLACE FUNCTION mvrefresh.registry(protocol integer)
 RETURNS TABLE (view oid, name text, debounce_ms bigint, max_wait_ms bigint,
-               concurrently boolean, base oid, base_is_view boolean)
-LANGUAGE sql
+               concurrently boolean, base oid, base_is_view boolean, pending boolean)
+LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+BEGIN
+    PERFORM mvrefresh.check_protocol(registry.protocol);
+    RETURN QUERY
     SELECT v.view::pg_catalog.oid,
            v.view::pg_catalog.text,
-           pg_catalog.round(pg_catalog.date_part('epoch', v.debounce) * 1000)::pg_catalog.int8,
-           pg_catalog.round(pg_catalog.date_part('epoch', v.max_wait) * 1000)::pg_catalog.int8,
+           -- At most about 31 years: one row's extreme value must not stop
+           -- the registry from loading for everyone.
+           (SELECT pg_catalog.round(LEAST(e, 1e9) * 1000)::pg_catalog.int8
+            FROM pg_catalog.date_part('epoch', v.debounce) AS e WHERE e IS NOT NULL),
+           (SELECT pg_catalog.round(LEAST(e, 1e9) * 1000)::pg_catalog.int8
+            FROM pg_catalog.date_part('epoch', v.max_wait) AS e WHERE e IS NOT NULL),
            v.concurrently,
            b.oid,
-           EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base)
+           EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base),
+           COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true)
     FROM mvrefresh.view v
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
+    LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
     LEFT JOIN (mvrefresh.dependency d
                JOIN pg_catalog.pg_class b ON b.oid = d.base)
       ON d.view = v.view
-    WHERE v.enabled
+    WHERE v.enabled AND NOT v.unwatched
     ORDER BY v.view::pg_catalog.oid, b.oid;
+END
+$fn$;
+
+-- The tables a view reads, with their partitions and inheritance children:
+-- a write to any of them is a write to what the view reads.
+CREATE OR REPLACE FUNCTION mvrefresh.view_tables(view oid)
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE t(rel) AS (
+        SELECT d.base::pg_catalog.oid
+        FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+        WHERE d.view = view_tables.view::pg_catalog.regclass
+      UNION
+        SELECT i.inhrelid FROM t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.rel
+    )
+    SELECT rel FROM t;
+$fn$;
+
+-- A new generation for each of these tables (docs/quiet-triggers.md): the next
+-- write to it, by any session, takes the armed path again. Sequences are not
+-- transactional: the new generation is seen at once, whatever the caller's
+-- transaction does later. With ring, that path also rings the doorbell (odd
+-- generations); without, the daemon finds the marker when it next polls, which
+-- is all it needs while a view debounces: that spares busy tables a notifying
+-- commit per session and re-arm. Returns how many tables it re-armed.
+DROP FUNCTION IF EXISTS mvrefresh.rearm(oid[]);
+CREATE OR REPLACE FUNCTION mvrefresh.rearm(tables oid[], ring boolean)
+RETURNS integer
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.count(pg_catalog.setval(
+               c.oid::pg_catalog.regclass,
+               pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2
+               + CASE WHEN rearm.ring THEN 1 ELSE 0 END))::pg_catalog.int4
+    FROM pg_catalog.unnest(rearm.tables) AS t(rel)
+    JOIN pg_catalog.pg_class c
+      ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
+     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+$fn$;
+
+-- A 32-bit transaction id as the 64-bit one it stands for now: pg_locks shows
+-- the former, pg_xact_status() takes the latter. A running transaction's id is
+-- within 2^31 of the next one to be assigned, before or after it (one may be
+-- assigned while we look): take the 64-bit id closest to that reference.
+CREATE OR REPLACE FUNCTION mvrefresh.xid8_of(x xid)
+RETURNS xid8
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT (r + CASE WHEN d >= 2147483648 THEN d - 4294967296 ELSE d END)::pg_catalog.text::pg_catalog.xid8
+    FROM (SELECT r, ((x::pg_catalog.text::pg_catalog.int8 - (r & 4294967295)) % 4294967296
+                     + 4294967296) % 4294967296 AS d
+          FROM (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+                       ::pg_catalog.text::pg_catalog.int8 AS r) AS next) AS diff;
+$fn$;
+
+-- Step 2 and 3 of a refresh (docs/quiet-triggers.md): re-arm the view's tables,
+-- then list the transactions, prepared ones included, that hold a write-mode
+-- lock on one of them. A write that skipped its signal belongs to one of them
+-- or was signalled by the session before; the daemon follows each until it
+-- ends. Reads pg_locks, which takes every lock-manager partition lock: once
+-- per refresh.
+CREATE OR REPLACE FUNCTION mvrefresh.rearm_view(view oid)
+RETURNS xid8[]
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    tables oid[] := ARRAY(SELECT mvrefresh.view_tables(rearm_view.view));
+BEGIN
+    PERFORM mvrefresh.rearm(tables, true);
+    RETURN ARRAY(
+        SELECT DISTINCT mvrefresh.xid8_of(x.transactionid)
+        FROM pg_catalog.pg_locks l
+        JOIN pg_catalog.pg_locks x
+          ON x.virtualtransaction = l.virtualtransaction
+         AND x.locktype = 'transactionid' AND x.mode = 'ExclusiveLock' AND x.granted
+        WHERE l.locktype = 'relation'
+          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                            WHERE d.datname = pg_catalog.current_database())
+          AND l.relation = ANY (tables)
+          AND l.granted
+          AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock',
+                         'ExclusiveLock', 'AccessExclusiveLock')
+          AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid());
+END
+$fn$;
+
+-- Take every committed marker and, in the same statement, mark the views that
+-- read those tables pending (so that a daemon killed right after still finds
+-- them). Returns the tables. Markers of transactions still running are not
+-- visible yet, and are taken by a later call.
+CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
+RETURNS SETOF oid
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH gone AS (
+        DELETE FROM mvrefresh.change_log RETURNING table_oid
+    ), tables AS (
+        SELECT DISTINCT g.table_oid FROM gone g
+    ), marked AS (
+        UPDATE mvrefresh.refresh_state s
+        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+            marked_at = pg_catalog.clock_timestamp()
+        FROM mvrefresh.dependency d
+        WHERE d.view = s.view
+          AND d.base::pg_catalog.oid IN (SELECT t.table_oid FROM tables t)
+        RETURNING 1
+    )
+    SELECT t.table_oid FROM tables t;
+$fn$;
+
+-- The backstop (docs/quiet-triggers.md): for each table, a fingerprint of its
+-- cumulative write statistics and its storage, over all its partitions and
+-- inheritance children. It changes when the table is written, whether or not
+-- any trigger fired.
+CREATE OR REPLACE FUNCTION mvrefresh.table_fingerprints(tables oid[])
+RETURNS TABLE (table_oid oid, fingerprint text)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE tree(root, rel) AS (
+        SELECT t, t FROM pg_catalog.unnest(table_fingerprints.tables) AS t
+      UNION
+        SELECT tree.root, i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.rel
+    )
+    SELECT tree.root,
+           pg_catalog.sum(COALESCE(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0))::pg_catalog.text
+           || '/' || pg_catalog.sum(c.relfilenode::pg_catalog.text::pg_catalog.int8)::pg_catalog.text
+    FROM tree
+    JOIN pg_catalog.pg_class c ON c.oid = tree.rel
+    LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = tree.rel
+    GROUP BY tree.root;
+$fn$;
+
+-- One round of the backstop, for the daemon: compare each table's fingerprint
+-- with the one stored, store the new one, and mark the views that read a
+-- table whose fingerprint moved as pending (in the same statement, like
+-- take_changes()). Returns those tables. A table seen for the first time only
+-- gets its fingerprint stored; tables no longer passed are forgotten.
+-- Statistics can also move without a committed change (an aborted write, a
+-- statistics reset): then a view is refreshed once more than needed.
+CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[])
+RETURNS SETOF oid
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH now_ AS (
+        SELECT f.table_oid, f.fingerprint FROM mvrefresh.table_fingerprints(backstop.tables) AS f
+    ), moved AS (
+        SELECT n.table_oid
+        FROM now_ n JOIN mvrefresh.table_state t ON t.table_oid = n.table_oid
+        WHERE t.fingerprint <> n.fingerprint
+    ), stored AS (
+        INSERT INTO mvrefresh.table_state AS t (table_oid, fingerprint)
+        SELECT n.table_oid, n.fingerprint FROM now_ n
+        ON CONFLICT (table_oid) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
+        RETURNING 1
+    ), forgotten AS (
+        DELETE FROM mvrefresh.table_state t
+        WHERE t.table_oid <> ALL (backstop.tables)
+        RETURNING 1
+    ), marked AS (
+        UPDATE mvrefresh.refresh_state s
+        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+            marked_at = pg_catalog.clock_timestamp()
+        FROM mvrefresh.dependency d
+        WHERE d.view = s.view
+          AND d.base::pg_catalog.oid IN (SELECT m.table_oid FROM moved m)
+        RETURNING 1
+    )
+    SELECT m.table_oid FROM moved m;
+$fn$;
+
+-- One refresh of a view, as the daemon's role (SECURITY INVOKER: REFRESH needs
+-- the daemon's rights, not the installer's), in the caller's READ COMMITTED
+-- transaction: lock what it reads, re-arm its tables and list the writers in
+-- flight, then REFRESH, whose snapshot follows all of that. The name is read
+-- here from the OID and checked again after the REFRESH, so a rename meanwhile
+-- fails (and rolls back) this refresh instead of refreshing something else.
+-- Returns the writers in flight (docs/quiet-triggers.md).
+CREATE OR REPLACE FUNCTION mvrefresh.refresh(view oid, concurrently boolean)
+RETURNS SETOF xid8
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    writers xid8[];
+    nsp     name;
+    rel     name;
+BEGIN
+    PERFORM mvrefresh.lock_sources(refresh.view);
+    writers := mvrefresh.rearm_view(refresh.view);
+    SELECT n.nspname, c.relname INTO nsp, rel
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = refresh.view AND c.relkind = 'm';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_table',
+            MESSAGE = pg_catalog.format('materialized view %s does not exist', refresh.view);
+    END IF;
+    EXECUTE pg_catalog.format('REFRESH MATERIALIZED VIEW %s%I.%I',
+                              CASE WHEN refresh.concurrently THEN 'CONCURRENTLY ' ELSE '' END,
+                              nsp, rel);
+    IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, rel)) IS DISTINCT FROM
+       refresh.view::pg_catalog.regclass THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format('materialized view %I.%I was renamed during its refresh',
+                                        nsp, rel);
+    END IF;
+    RETURN QUERY SELECT pg_catalog.unnest(writers);
+END
 $fn$;
 
 -- Called by the daemon in the refresh's own transaction, right before the
@@ -1084,16 +1638,11 @@ BEGIN
 END
 $fn$;
 
--- refresh_begin() gained "denied": drop the older one so it can be recreated.
-DO $do$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
-               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.refresh_begin(oid, double precision)')
-                 AND NOT ('denied' = ANY (p.proargnames))) THEN
-        DROP FUNCTION mvrefresh.refresh_begin(oid, double precision);
-    END IF;
-END
-$do$;
+-- refresh_begin() takes the daemon's protocol since protocol 2: a daemon of
+-- protocol 1, still running while this SQL is installed, would refresh on
+-- doorbells without ever re-arming a table. Its refreshes now fail, loudly,
+-- instead of views going quietly stale.
+DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision);
 
 -- Why role `who` may not REFRESH materialized view `view`, with the fix; NULL
 -- when it may. Ownership (as a member of the owning role) always works; from
@@ -1135,7 +1684,8 @@ $fn$;
 -- (PQescapeIdentifier) instead of trusting a preformatted string. "denied" is
 -- non-NULL when the daemon's role cannot refresh the view: the daemon records
 -- it as the failure (SQLSTATE 42501) instead of trying.
-CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision)
+CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision,
+                                                   protocol integer)
 RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text, denied text)
 LANGUAGE sql
 VOLATILE
@@ -1165,6 +1715,7 @@ AS $fn$
         JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE v.view = refresh_begin.view::pg_catalog.regclass
+          AND mvrefresh.check_protocol(refresh_begin.protocol)
     ), mark AS (
         -- Upsert: a registration made by a plain INSERT has no state row yet.
         INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
@@ -1204,16 +1755,28 @@ AS $fn$
         failure_count = s.failure_count + CASE WHEN refresh_end.ok THEN 0 ELSE 1 END,
         last_error    = CASE WHEN refresh_end.ok THEN s.last_error ELSE refresh_end.message END,
         last_sqlstate = CASE WHEN refresh_end.ok THEN s.last_sqlstate ELSE refresh_end.sqlstate END,
-        pending_since = pg_catalog.to_timestamp(refresh_end.pending_since)
+        -- Changes marked in the database since this refresh began are still
+        -- pending, whether or not the daemon heard of them.
+        pending_since = COALESCE(pg_catalog.to_timestamp(refresh_end.pending_since),
+                                 CASE WHEN s.marked_at >= s.last_start THEN s.marked_at END)
     -- One clock reading, so last_duration is exactly last_finish - last_start.
     FROM (SELECT pg_catalog.clock_timestamp() AS t) AS now_
     WHERE s.view = refresh_end.view::pg_catalog.regclass;
+    -- A successful refresh changed what its readers read: they are pending now,
+    -- so that a daemon killed before it refreshes them still does at its next
+    -- start.
+    UPDATE mvrefresh.refresh_state AS s
+    SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp())
+    FROM mvrefresh.dependency d
+    WHERE refresh_end.ok
+      AND d.base = refresh_end.view::pg_catalog.regclass
+      AND s.view = d.view;
 $fn$;
 
 -- Called by the daemon once at start-up: a status row still marked
 -- "refreshing" belongs to a daemon that was killed mid-refresh (one daemon per
--- database). Its changes stay pending; the daemon's start-up catch-up
--- refreshes every view anyway. Returns how many rows it closed.
+-- database). Its changes stay pending, so the start-up catch-up refreshes it.
+-- Returns how many rows it closed.
 CREATE OR REPLACE FUNCTION mvrefresh.mark_interrupted()
 RETURNS integer
 LANGUAGE sql
@@ -1227,7 +1790,9 @@ AS $fn$
             last_finish   = pg_catalog.clock_timestamp(),
             failure_count = s.failure_count + 1,
             last_error    = 'interrupted: the daemon stopped during this refresh',
-            last_sqlstate = NULL
+            last_sqlstate = NULL,
+            -- Still to be done: the next daemon catches up on it.
+            pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp())
         WHERE s.refreshing
         RETURNING 1
     )
@@ -1354,9 +1919,11 @@ GRANT SELECT ON mvrefresh.status TO PUBLIC;
 
 -- Functions: what PUBLIC may call, what only the daemon may. Every install
 -- resets them, like the tables above. Functions not named here keep PUBLIC's
--- default EXECUTE: watch(), unwatch() (they run as their caller), sync_view()
--- (it does nothing but make things agree), sources(), and the helpers row
--- security and triggers call in the caller's name.
+-- default EXECUTE: watch(), unwatch(), pause(), resume() (they run as their
+-- caller), record_change() (writers' triggers call it; it checks their locks),
+-- sources(), and the helpers row security and triggers call in the caller's
+-- name. Trigger functions that run as the installer are not among them: one
+-- could be attached to a table of one's own.
 DO $do$
 DECLARE
     f       record;
@@ -1369,15 +1936,27 @@ BEGIN
         CROSS JOIN LATERAL pg_catalog.aclexplode(
             COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS a
         WHERE p.oid IN (
-                'mvrefresh.registry()'::pg_catalog.regprocedure,
-                'mvrefresh.refresh_begin(oid, double precision)'::pg_catalog.regprocedure,
+                'mvrefresh.registry(integer)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_begin(oid, double precision, integer)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision)'::pg_catalog.regprocedure,
                 'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
                 'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.release_tables(regclass[])'::pg_catalog.regprocedure,
                 'mvrefresh.grant_maintain(regclass, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.forget(regclass)'::pg_catalog.regprocedure,
-                'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure)
+                'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure,
+                'mvrefresh.generation_of(regclass)'::pg_catalog.regprocedure,
+                'mvrefresh.sync_view(regclass)'::pg_catalog.regprocedure,
+                'mvrefresh.check_dependency()'::pg_catalog.regprocedure,
+                'mvrefresh.check_not_upstream()'::pg_catalog.regprocedure,
+                'mvrefresh.on_registration()'::pg_catalog.regprocedure,
+                'mvrefresh.on_sql_drop()'::pg_catalog.regprocedure,
+                'mvrefresh.rearm(oid[], boolean)'::pg_catalog.regprocedure,
+                'mvrefresh.rearm_view(oid)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
+                'mvrefresh.take_changes()'::pg_catalog.regprocedure,
+                'mvrefresh.table_fingerprints(oid[])'::pg_catalog.regprocedure,
+                'mvrefresh.backstop(oid[])'::pg_catalog.regprocedure)
           AND a.grantee <> p.proowner
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', f.fn,
@@ -1386,11 +1965,16 @@ BEGIN
     END LOOP;
     IF daemon THEN
         GRANT EXECUTE ON FUNCTION
-            mvrefresh.registry(),
-            mvrefresh.refresh_begin(oid, double precision),
+            mvrefresh.registry(integer),
+            mvrefresh.refresh_begin(oid, double precision, integer),
             mvrefresh.refresh_end(oid, boolean, text, text, text, double precision),
             mvrefresh.mark_interrupted(),
-            mvrefresh.lock_sources(oid)
+            mvrefresh.lock_sources(oid),
+            mvrefresh.rearm(oid[], boolean),
+            mvrefresh.rearm_view(oid),
+            mvrefresh.refresh(oid, boolean),
+            mvrefresh.take_changes(),
+            mvrefresh.backstop(oid[])
         TO mvrefresh_daemon;
     END IF;
 END
@@ -1432,6 +2016,17 @@ BEGIN
                 USING HINT = COALESCE(NULLIF(hint, ''), 'Fix the cause, then run mvrefresh.watch() on it again.');
         END;
     END LOOP;
+END
+$do$;
+
+-- Triggers from before the quiet triggers (a NOTIFY on every statement) are
+-- replaced in place, and every watched table gets its generation.
+DO $do$
+BEGIN
+    PERFORM mvrefresh.add_triggers(ARRAY(
+        SELECT DISTINCT d.base
+        FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')));
 END
 $do$;
 

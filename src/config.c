@@ -35,6 +35,9 @@ static const struct key keys[] = {
     {"max_wait", KEY_DURATION, F(max_wait_ms), "30s", 1, DUR_MAX, false},
     {"shutdown_timeout", KEY_DURATION, F(shutdown_timeout_ms), "30s", 0, DUR_MAX, false},
     {"retry_backoff_max", KEY_DURATION, F(retry_backoff_max_ms), "5min", 1, DUR_MAX, false},
+    {"poll_interval", KEY_DURATION, F(poll_interval_ms), "1s", 10, DUR_MAX, false},
+    {"rearm_interval", KEY_DURATION, F(rearm_interval_ms), "250ms", 10, DUR_MAX, false},
+    {"backstop_interval", KEY_DURATION, F(backstop_interval_ms), "5min", 0, DUR_MAX, false},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -73,7 +76,11 @@ static int set_duration(const struct key *k, int64_t *slot, const char *value, c
         return -1;
     }
     if (ms < k->min) {
-        snprintf(err, len, "%s must be positive, not \"%s\"", k->name, value);
+        if (k->min > 1)
+            snprintf(err, len, "%s must be at least %lld ms, not \"%s\"", k->name,
+                     (long long)k->min, value);
+        else
+            snprintf(err, len, "%s must be positive, not \"%s\"", k->name, value);
         return -1;
     }
     *slot = ms;

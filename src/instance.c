@@ -49,20 +49,15 @@ static void on_listening(void *owner)
     mvr_registry_request(&in->registry, true);
 }
 
+/* A doorbell: a committed marker may wait. The payload names a table, but anyone can NOTIFY:
+ * only taking the markers says what changed (docs/quiet-triggers.md). */
 static void on_changed(void *owner, uint32_t table)
 {
     struct mvr_instance *in = owner;
-    double next = mvr_schedule_next_deadline(&in->schedule);
 
-    if (in->stopping)
-        return;
-    if (mvr_schedule_changed(&in->schedule, table, mvr_clock_now()) == 0)
-        in->unmatched_total++;
-    /* The hot path: most changes move no deadline, and leave the timer alone. */
-    if (mvr_schedule_next_deadline(&in->schedule) != next)
-        rearm(in);
-    if (mvr_schedule_has_due(&in->schedule))
-        mvr_pool_kick(&in->pool);
+    (void)table;
+    if (!in->stopping)
+        mvr_quiet_doorbell(&in->quiet);
 }
 
 static void on_control(void *owner)
@@ -124,10 +119,67 @@ static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
         return;
     }
     mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
+    /* After a gap: new generations for every table, then the markers left meanwhile. */
+    if (catch_up)
+        mvr_quiet_catch_up(&in->quiet);
     settle(in);
 }
 
 static const struct mvr_registry_hooks registry_hooks = {.loaded = on_loaded};
+
+/* ---- the quiet-trigger protocol ---- */
+
+/* The hot path: a marker was taken. Most changes move no deadline, and leave the timer
+ * alone. */
+static void table_changed(void *owner, uint32_t table)
+{
+    struct mvr_instance *in = owner;
+    double next = mvr_schedule_next_deadline(&in->schedule);
+
+    if (in->stopping)
+        return;
+    if (mvr_schedule_changed(&in->schedule, table, mvr_clock_now()) == 0)
+        in->unmatched_total++;
+    if (mvr_schedule_next_deadline(&in->schedule) != next)
+        rearm(in);
+    if (mvr_schedule_has_due(&in->schedule))
+        mvr_pool_kick(&in->pool);
+}
+
+static void view_changed(void *owner, uint32_t view)
+{
+    struct mvr_instance *in = owner;
+
+    if (in->stopping)
+        return;
+    mvr_schedule_touch_view(&in->schedule, view, mvr_clock_now());
+    settle(in);
+}
+
+/* take_changes() marks the views pending in the same transaction that deletes the markers:
+ * the registry's catch-up load reads them back. */
+static void lost_changes(void *owner)
+{
+    struct mvr_instance *in = owner;
+
+    if (!in->stopping)
+        mvr_registry_request(&in->registry, true);
+}
+
+static void schedule_tables(void *owner, bool debouncing_only,
+                            void (*fn)(void *arg, uint32_t table), void *arg)
+{
+    struct mvr_instance *in = owner;
+
+    mvr_schedule_tables(&in->schedule, debouncing_only, fn, arg);
+}
+
+static const struct mvr_quiet_hooks quiet_hooks = {
+    .table_changed = table_changed,
+    .view_changed = view_changed,
+    .lost_changes = lost_changes,
+    .tables = schedule_tables,
+};
 
 /* ---- pool ---- */
 
@@ -152,8 +204,11 @@ static enum mvr_outcome outcome_of(const struct mvr_refresh_outcome *out)
 static void on_finished(void *owner, struct mvr_view *v, const struct mvr_refresh_outcome *out)
 {
     struct mvr_instance *in = owner;
+    uint32_t oid = v->conf.oid;
 
-    mvr_schedule_done(&in->schedule, v, outcome_of(out), mvr_clock_now());
+    mvr_schedule_done(&in->schedule, v, outcome_of(out), mvr_clock_now()); /* v may be freed */
+    if (out->result == MVR_REFRESH_OK && !in->stopping)
+        mvr_quiet_writers(&in->quiet, oid, out->writers, out->nwriters);
     if (out->result == MVR_REFRESH_GONE && !in->stopping)
         mvr_registry_request(&in->registry, false);
     if (in->stopping) {
@@ -180,6 +235,7 @@ void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const stru
     mvr_registry_init(&in->registry, loop, log, &registry_hooks, in);
     mvr_schedule_init(&in->schedule, log);
     mvr_pool_init(&in->pool, loop, log, &pool_hooks, in);
+    mvr_quiet_init(&in->quiet, loop, log, &quiet_hooks, in);
     ev_init(&in->deadline, deadline_cb);
     ev_init(&in->invalid_timer, invalid_timer_cb);
     in->invalid_timer.repeat = INVALID_LOG_INTERVAL;
@@ -191,14 +247,17 @@ void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cf
                            (double)cfg->max_wait_ms / 1000.0,
                            (double)cfg->retry_backoff_max_ms / 1000.0, mvr_clock_now());
     mvr_pool_configure(&in->pool, cfg);
-    if (!in->stopping)
+    if (!in->stopping) {
+        mvr_quiet_configure(&in->quiet, cfg);
         settle(in);
+    }
 }
 
 void mvr_instance_open(struct mvr_instance *in, const char *dsn, const char *app_name)
 {
     mvr_listener_open(&in->listener, dsn, app_name);
     mvr_registry_open(&in->registry, dsn, app_name);
+    mvr_quiet_open(&in->quiet, dsn, app_name);
     mvr_pool_open(&in->pool, dsn, app_name);
 }
 
@@ -215,6 +274,7 @@ size_t mvr_instance_stop(struct mvr_instance *in)
     ev_timer_stop(in->loop, &in->deadline);
     mvr_listener_close(&in->listener);
     mvr_registry_close(&in->registry);
+    mvr_quiet_close(&in->quiet);
     ev_timer_stop(in->loop, &in->invalid_timer);
     mvr_pool_stop(&in->pool);
     return mvr_pool_busy(&in->pool);
@@ -236,6 +296,7 @@ void mvr_instance_close(struct mvr_instance *in)
     mvr_listener_close(&in->listener);
     mvr_registry_close(&in->registry);
     mvr_pool_close(&in->pool);
+    mvr_quiet_close(&in->quiet);
     mvr_schedule_free(&in->schedule);
     ev_timer_stop(in->loop, &in->deadline);
     ev_timer_stop(in->loop, &in->invalid_timer);

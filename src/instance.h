@@ -4,11 +4,11 @@
  * the one timer that stands for every view's deadline. Nothing here is global, so several
  * instances can share a loop; the daemon owns the loop, the signals and the configuration.
  *
- *   listener ──change──▶ schedule ◀──load── registry
- *                          │  ▲
- *               due views  │  │ outcomes
- *                          ▼  │
- *                          pool ──▶ workers (refresh.c)
+ *   listener ──doorbell──▶ quiet ──changed tables──▶ schedule ◀──load── registry
+ *                        (markers, re-arming,          │  ▲
+ *                         writers, backstop) due views │  │ outcomes, writers in flight
+ *                                                      ▼  │
+ *                                                      pool ──▶ workers (refresh.c)
  */
 #ifndef MVR_INSTANCE_H
 #define MVR_INSTANCE_H
@@ -20,6 +20,7 @@
 #include "config.h"
 #include "listener.h"
 #include "pool.h"
+#include "quiet.h"
 #include "registry.h"
 #include "schedule.h"
 
@@ -35,6 +36,7 @@ struct mvr_instance {
     struct mvr_registry registry;
     struct mvr_schedule schedule;
     struct mvr_pool pool;
+    struct mvr_quiet quiet; /* the daemon's side of the quiet-trigger protocol */
     ev_timer deadline;      /* at the schedule's next deadline */
     ev_timer invalid_timer; /* summarises invalid payloads at most every few seconds */
     uint64_t invalid_total, invalid_pending, unmatched_total;

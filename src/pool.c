@@ -130,5 +130,6 @@ void mvr_pool_close(struct mvr_pool *p)
             w->view = NULL;
             p->hooks->finished(p->owner, v, &out);
         }
+        mvr_worker_free(w);
     }
 }

@@ -3,6 +3,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -14,8 +15,10 @@
 #define TYPE_OID 26
 #define TYPE_FLOAT8 701
 
-static const char begin_sql[] = "SELECT nspname, relname, concurrent_ok, reason, denied"
-                                " FROM mvrefresh.refresh_begin($1, $2)";
+/* The protocol goes along here too: a daemon of another one must not refresh at all. */
+static const char begin_sql[] =
+    "SELECT nspname, relname, concurrent_ok, reason, denied"
+    " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ")";
 static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8};
 static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6)";
 static const Oid end_types[] = {TYPE_OID, TYPE_BOOL, TYPE_TEXT, TYPE_TEXT, TYPE_TEXT, TYPE_FLOAT8};
@@ -28,7 +31,7 @@ static const Oid end_types[] = {TYPE_OID, TYPE_BOOL, TYPE_TEXT, TYPE_TEXT, TYPE_
 static const char reset_sql[] =
     "DISCARD TEMP; SET search_path = pg_catalog, pg_temp; CLOSE ALL; DEALLOCATE ALL; "
     "UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; "
-    "DISCARD SEQUENCES; RESET ALL; SET search_path = pg_catalog, pg_temp";
+    "DISCARD SEQUENCES; RESET ALL; SET search_path = pg_catalog, pg_temp; " MVR_SESSION_TIMEOUTS;
 
 /* Server messages a view's refresh may log: a query that raises thousands of NOTICEs must
  * not flood the daemon's log. */
@@ -107,6 +110,8 @@ static void finish_as(struct mvr_worker *w, enum mvr_refresh_result result)
 
     report_suppressed(w);
     snprintf(out.sqlstate, sizeof out.sqlstate, "%s", w->sqlstate);
+    out.writers = w->writers;
+    out.nwriters = w->nwriters;
     w->view = NULL;
     w->step = MVR_STEP_NONE;
     w->done(w->owner, w, v, &out);
@@ -158,6 +163,16 @@ static void end_done(void *arg, const PGresult *res)
     finish(w);
 }
 
+/* What the status row should call pending once this refresh is over: changes that came
+ * during it (or, after a failure, also those it was meant to show), and, from now on, the
+ * writers it found in flight, which the daemon follows and which may commit any moment. */
+static double pending_after(const struct mvr_worker *w)
+{
+    double t = mvr_view_pending_after(w->view, w->ok);
+
+    return w->ok && w->nwriters > 0 ? fmin(t, mvr_clock_now()) : t;
+}
+
 static void send_end(struct mvr_worker *w)
 {
     char oid[16], pending[64];
@@ -169,7 +184,7 @@ static void send_end(struct mvr_worker *w)
     params[2] = w->refreshed ? (w->concurrent ? "concurrently" : "plain") : NULL;
     params[3] = w->ok ? NULL : w->sqlstate;
     params[4] = w->ok ? NULL : w->error;
-    params[5] = epoch_text(mvr_view_pending_after(w->view, w->ok), pending, sizeof pending);
+    params[5] = epoch_text(pending_after(w), pending, sizeof pending);
     set_step(w, MVR_STEP_END);
     if (mvr_conn_send(&w->conn, end_sql, 6, end_types, params, end_done, w) != 0)
         await_reconnect(w);
@@ -201,12 +216,36 @@ static void send_reset(struct mvr_worker *w)
         await_reconnect(w);
 }
 
+/* The writers in flight that the REFRESH step returned: the pool's owner follows them. */
+static int keep_writers(struct mvr_worker *w, const PGresult *res)
+{
+    int rows = PQntuples(res);
+    uint64_t *writers;
+
+    w->nwriters = 0;
+    if (rows == 0)
+        return 0;
+    writers = realloc(w->writers, (size_t)rows * sizeof *writers);
+    if (writers == NULL)
+        return -1;
+    w->writers = writers;
+    for (int row = 0; row < rows; row++) {
+        char *end;
+        unsigned long long xid = strtoull(PQgetvalue(res, row, 0), &end, 10);
+        if (*end == '\0' && end != PQgetvalue(res, row, 0))
+            w->writers[w->nwriters++] = xid;
+    }
+    return 0;
+}
+
 static void refresh_done(void *arg, const PGresult *res)
 {
     struct mvr_worker *w = arg;
     double ms = (mvr_clock_now() - w->started) * 1000.0;
 
-    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && keep_writers(w, res) != 0) {
+        fail(w, "53200", "out of memory keeping the writers in flight");
+    } else if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
         mvr_info(w->conn.log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
                  w->concurrent ? "concurrently" : "plain", ms);
     } else {
@@ -230,33 +269,26 @@ static void explain_plain(struct mvr_worker *w, const char *reason)
              reason ? reason : "CONCURRENTLY is not possible");
 }
 
-/* Build the REFRESH from names escaped by libpq: never from text pasted as is. */
+/* The REFRESH step, as one implicit transaction: the timeouts are LOCAL to it, and
+ * mvrefresh.refresh() locks what the view reads, re-arms its tables and lists the writers in
+ * flight before its REFRESH takes a snapshot (docs/quiet-triggers.md), naming the view from
+ * its OID. READ COMMITTED whatever the role's or database's default: under REPEATABLE READ
+ * the transaction's one snapshot would be taken before the waits. Nothing here comes from
+ * text others control: the OID and the mode are ours. */
 static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, size_t len)
 {
-    PGconn *pg = w->conn.pg;
-    const char *nsp = PQgetvalue(res, 0, 0), *rel = PQgetvalue(res, 0, 1);
-    char *qnsp = PQescapeIdentifier(pg, nsp, strlen(nsp));
-    char *qrel = PQescapeIdentifier(pg, rel, strlen(rel));
-    int n = -1;
+    int n;
 
     w->concurrent = PQgetvalue(res, 0, 2)[0] == 't';
     if (!w->concurrent)
         explain_plain(w, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
-    /* One implicit transaction: the timeouts are LOCAL to it, and the REFRESH takes its
-     * snapshot only once lock_sources() holds every table the view reads (see there). READ
-     * COMMITTED whatever the role's or database's default: under REPEATABLE READ the
-     * transaction's one snapshot would be taken by lock_sources(), before its waits. */
-    if (qnsp != NULL && qrel != NULL)
-        n = snprintf(sql, len,
-                     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; "
-                     "SET LOCAL lock_timeout = %" PRId64 "; "
-                     "SET LOCAL statement_timeout = %" PRId64 "; "
-                     "SELECT mvrefresh.lock_sources('%" PRIu32 "'::pg_catalog.oid); "
-                     "REFRESH MATERIALIZED VIEW %s%s.%s",
-                     w->settings->lock_timeout_ms, w->settings->statement_timeout_ms,
-                     w->view->conf.oid, w->concurrent ? "CONCURRENTLY " : "", qnsp, qrel);
-    PQfreemem(qnsp);
-    PQfreemem(qrel);
+    n = snprintf(sql, len,
+                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; "
+                 "SET LOCAL lock_timeout = %" PRId64 "; "
+                 "SET LOCAL statement_timeout = %" PRId64 "; "
+                 "SELECT w FROM mvrefresh.refresh('%" PRIu32 "'::pg_catalog.oid, %s) AS w",
+                 w->settings->lock_timeout_ms, w->settings->statement_timeout_ms, w->view->conf.oid,
+                 w->concurrent ? "true" : "false");
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -309,6 +341,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->view = v;
     w->ok = true;
     w->refreshed = false;
+    w->nwriters = 0;
     w->sqlstate[0] = w->error[0] = '\0';
     w->started = mvr_clock_now();
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
@@ -340,4 +373,11 @@ void mvr_refresh_abandon(struct mvr_worker *w)
 {
     if (w->view != NULL && w->step == MVR_STEP_UNRECORDED)
         finish(w);
+}
+
+void mvr_worker_free(struct mvr_worker *w)
+{
+    free(w->writers);
+    w->writers = NULL;
+    w->nwriters = 0;
 }

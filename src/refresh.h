@@ -3,9 +3,10 @@
  *   BEGIN   mvrefresh.refresh_begin(): marks the status row, returns the view's current
  *           schema and name, whether CONCURRENTLY can work (populated, unique index), and
  *           why the daemon's role may not refresh it, if it may not;
- *   REFRESH one implicit transaction: mvrefresh.lock_sources() locks what the view reads,
- *           then REFRESH MATERIALIZED VIEW [CONCURRENTLY] on PQescapeIdentifier'd names, so
- *           the REFRESH's snapshot postdates any TRUNCATE or rewrite it had to wait for;
+ *   REFRESH one READ COMMITTED transaction, mvrefresh.refresh(): lock what the view reads (so
+ *           its snapshot postdates any TRUNCATE or rewrite it had to wait for), re-arm its
+ *           tables, list the writers in flight, REFRESH; the writers come back, to follow
+ *           (docs/quiet-triggers.md);
  *   RESET   clears whatever the view's code left in the session (see reset_sql);
  *   END     mvrefresh.refresh_end(): records the outcome in the status row.
  * Every step is an asynchronous query; the loop never waits on the server. The worker reports
@@ -44,7 +45,9 @@ enum mvr_refresh_result {
 
 struct mvr_refresh_outcome {
     enum mvr_refresh_result result;
-    char sqlstate[6]; /* MVR_REFRESH_FAILED */
+    char sqlstate[6];        /* MVR_REFRESH_FAILED */
+    const uint64_t *writers; /* transactions in flight when the REFRESH began (xid8), to follow */
+    size_t nwriters;
 };
 
 struct mvr_worker;
@@ -67,6 +70,8 @@ struct mvr_worker {
     char sqlstate[6];
     char error[512];
     double started;
+    uint64_t *writers; /* from the REFRESH step (see mvrefresh.refresh()) */
+    size_t nwriters;
 };
 
 /* The worker's connection uses hooks, so that its owner decides what "up" means. */
@@ -84,6 +89,8 @@ void mvr_refresh_resume(struct mvr_worker *w);
 void mvr_refresh_notice(struct mvr_worker *w, const char *message);
 /* Shutting down: give up recording, release the view. */
 void mvr_refresh_abandon(struct mvr_worker *w);
+/* Free what the worker allocated (its connection is closed separately). */
+void mvr_worker_free(struct mvr_worker *w);
 const char *mvr_refresh_step_name(enum mvr_refresh_step step);
 
 #endif

@@ -11,10 +11,12 @@
 /* Loads start at most this often: the control channel is open to every role. */
 #define MIN_INTERVAL 0.25
 
-#define REGISTRY_SQL "SELECT * FROM mvrefresh.registry()"
+/* The protocol goes along: the SQL refuses a daemon of another one, naming both. */
+#define REGISTRY_SQL "SELECT * FROM mvrefresh.registry(" MVR_STR(MVR_SQL_PROTOCOL) ")"
 static const char registry_sql[] = REGISTRY_SQL;
 /* The first load of a daemon's life also closes status rows that a killed predecessor left
- * "refreshing" (one daemon per database: nothing else can be refreshing now). */
+ * "refreshing" (one daemon per database: nothing else can be refreshing now); they stay
+ * pending, so the load says to catch up on them. */
 static const char first_sql[] = "SELECT mvrefresh.mark_interrupted(); " REGISTRY_SQL;
 
 /* The columns of mvrefresh.registry(), found by name in each result. */
@@ -26,10 +28,11 @@ enum {
     COL_CONCURRENTLY,
     COL_BASE,
     COL_BASE_IS_VIEW,
+    COL_PENDING,
     NCOLS
 };
 static const char *const column_names[NCOLS] = {
-    "view", "name", "debounce_ms", "max_wait_ms", "concurrently", "base", "base_is_view",
+    "view", "name", "debounce_ms", "max_wait_ms", "concurrently", "base", "base_is_view", "pending",
 };
 
 static void start_load(struct mvr_registry *r);
@@ -167,6 +170,7 @@ static int add_view(struct mvr_view_confs *confs, const struct rows *r, int row,
     conf->debounce_ms = parse_ms(r, row, COL_DEBOUNCE);
     conf->max_wait_ms = parse_ms(r, row, COL_MAX_WAIT);
     conf->concurrently = value(r, row, COL_CONCURRENTLY)[0] == 't';
+    conf->pending = value(r, row, COL_PENDING)[0] == 't';
     conf->deps_hash = 0;
     confs->n++;
     return 0;

@@ -167,6 +167,30 @@ size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now)
     return n;
 }
 
+bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now)
+{
+    struct mvr_view *v = mvr_schedule_find(s, view);
+
+    if (v != NULL)
+        change_one(s, v, now, false);
+    return v != NULL;
+}
+
+void mvr_schedule_tables(const struct mvr_schedule *s, bool debouncing_only,
+                         void (*fn)(void *arg, uint32_t table), void *arg)
+{
+    for (size_t i = 0; i < s->tables.n; i++) {
+        const struct mvr_edge *e = &s->tables.edges[i];
+        const struct mvr_view *v;
+        if (i > 0 && s->tables.edges[i - 1].from == e->from && !debouncing_only)
+            continue; /* each table once */
+        if (debouncing_only &&
+            ((v = mvr_schedule_find(s, e->to)) == NULL || v->state != MVR_VIEW_DEBOUNCING))
+            continue;
+        fn(arg, e->from);
+    }
+}
+
 void mvr_schedule_expire(struct mvr_schedule *s, double now)
 {
     struct mvr_timer *t;
@@ -329,8 +353,10 @@ static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *
         mvr_info(s->log, "watching %s again", conf->name);
         *stale = true;
     } else if ((v = mvr_view_new(conf)) != NULL) {
+        /* New to this daemon: newly watched (its status then says pending), or this daemon
+         * just started, when only the status can say whether it missed anything. */
         mvr_info(s->log, "watching %s", conf->name);
-        *stale = true;
+        *stale = conf->pending;
     } else {
         mvr_error(s->log, "out of memory: not watching %s", conf->name);
         free(conf->name);
@@ -435,11 +461,13 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
     adopt_graph(s, &confs->views);
     build_index(s);
     mvr_view_confs_free(confs);
-    /* Changes nobody heard: before it was watched, while nobody listened, or to what it reads
-     * now (their triggers came with the registry change). Even a running refresh may predate
-     * them. Every other view is looked at again: what held it back may be gone. */
+    /* Changes nobody signalled: before it was watched, or to what it reads now (their
+     * triggers came with the registry change); after a gap (catch_up), the views whose status
+     * says pending (docs/quiet-triggers.md: exactly those, not every view). Even a running
+     * refresh may predate them. Every other view is looked at again: what held it back may
+     * be gone. */
     for (size_t i = 0; i < n; i++) {
-        if (catch_up || stale[i])
+        if ((catch_up && items[i]->conf.pending) || stale[i])
             change_one(s, items[i], now, true);
         else
             evaluate(s, items[i], now);

@@ -53,12 +53,20 @@ void mvr_schedule_free(struct mvr_schedule *s);
 void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
                             double backoff_max, double now);
 /* Swap in a registry load (taking ownership of confs). New views, and views whose
- * dependencies changed, are due at once; with catch_up (changes may have gone unheard)
- * every view is. Views no longer watched are dropped (RETIRED while they refresh). */
+ * dependencies changed, are due at once; with catch_up (after a gap in signals) so is every
+ * view whose status says pending (conf.pending). Views no longer watched are dropped
+ * (RETIRED while they refresh). */
 void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
                         double now);
 /* A base table changed; returns how many watched views read it. */
 size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now);
+/* A change to one view (a writer it was followed for committed). Returns whether the view is
+ * watched. */
+bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now);
+/* Call fn for each table a view reads: every table once, or (debouncing_only) those read by
+ * a view waiting for its changes to settle, possibly more than once. */
+void mvr_schedule_tables(const struct mvr_schedule *s, bool debouncing_only,
+                         void (*fn)(void *arg, uint32_t table), void *arg);
 /* Time passed: act on every deadline up to now. */
 void mvr_schedule_expire(struct mvr_schedule *s, double now);
 /* The earliest deadline still to come; INFINITY when there is none. */

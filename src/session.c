@@ -6,7 +6,7 @@
 
 /* Everything in it is schema-qualified, even under the search_path it has just set. */
 const char mvr_session_setup_sql[] =
-    "SET search_path = pg_catalog, pg_temp; "
+    "SET search_path = pg_catalog, pg_temp; " MVR_SESSION_TIMEOUTS "; "
     "SELECT current_user, pg_catalog.quote_ident(current_user), pg_catalog.current_database(),"
     " r.rolsuper,"
     " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"
@@ -41,9 +41,11 @@ const char mvr_session_setup_sql[] =
     "  ORDER BY o.kind, o.name LIMIT 1),"
     /* The first function the daemon calls that this role may not execute. */
     " (SELECT f FROM pg_catalog.unnest(ARRAY["
-    "     'mvrefresh.registry()', 'mvrefresh.mark_interrupted()',"
-    "     'mvrefresh.refresh_begin(oid, double precision)',"
-    "     'mvrefresh.lock_sources(oid)',"
+    "     'mvrefresh.registry(integer)', 'mvrefresh.mark_interrupted()',"
+    "     'mvrefresh.refresh_begin(oid, double precision, integer)',"
+    "     'mvrefresh.refresh(oid, boolean)', 'mvrefresh.lock_sources(oid)',"
+    "     'mvrefresh.rearm_view(oid)', 'mvrefresh.take_changes()',"
+    "     'mvrefresh.rearm(oid[], boolean)', 'mvrefresh.backstop(oid[])',"
     "     'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision)']) AS f"
     "  WHERE pg_catalog.to_regprocedure(f) IS NOT NULL"
     "    AND NOT pg_catalog.has_function_privilege(f, 'EXECUTE') LIMIT 1)"

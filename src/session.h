@@ -34,8 +34,15 @@ struct mvr_session {
  * side defines the same once each (sql/mvrefresh.sql); a daemon and an installed SQL of
  * different protocols refuse each other, and the tests check that both sides agree. */
 #define MVR_SQL_PROTOCOL 2
+#define MVR_STR_(x) #x
+#define MVR_STR(x) MVR_STR_(x)
 #define MVR_CHANNEL "mvrefresh"
 #define MVR_CONTROL_CHANNEL "mvrefresh_control"
+
+/* The daemon's own statements (bookkeeping, registry loads, markers) never wait long: a role
+ * holding a lock on a registry row, say, must not hold a worker or the control connection.
+ * A refresh sets its own with SET LOCAL (lock_timeout, statement_timeout in mvrefresh.ini). */
+#define MVR_SESSION_TIMEOUTS "SET lock_timeout = '10s'; SET statement_timeout = '1min'"
 
 /* The statement to send right after connecting. */
 extern const char mvr_session_setup_sql[];

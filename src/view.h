@@ -57,6 +57,7 @@ struct mvr_view_conf {
     int64_t debounce_ms; /* -1: the daemon's default */
     int64_t max_wait_ms; /* -1: the daemon's default */
     bool concurrently;
+    bool pending;       /* its status says changes wait: catch up on it after a gap */
     uint64_t deps_hash; /* fingerprint of what it reads: a change means it may be stale */
 };
 

@@ -1096,6 +1096,29 @@ void pgt_writers_start(pgt_ctx *t, int n, long duration_ms, const char *const *s
         failf("%s: more than %d writers", t->name, PGT_MAX_WRITERS);
 }
 
+void pgt_spawn(pgt_ctx *t, int (*fn)(const char *conninfo, void *arg), void *arg)
+{
+    char conninfo[256];
+
+    snprintf(conninfo, sizeof conninfo, "%s application_name=pgt_writer connect_timeout=5", t->dsn);
+    fflush(NULL);
+    for (int i = 0; i < PGT_MAX_WRITERS; i++) {
+        pid_t pid;
+        if (t->writers[i] != 0)
+            continue;
+        pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL);
+            _exit(fn(conninfo, arg));
+        }
+        if (pid < 0)
+            failf("%s: fork: %s", t->name, strerror(errno));
+        t->writers[i] = pid;
+        return;
+    }
+    failf("%s: more than %d writers", t->name, PGT_MAX_WRITERS);
+}
+
 static void kill_writers(pgt_ctx *t)
 {
     int status;
@@ -1147,12 +1170,45 @@ void pgt_writers_wait(pgt_ctx *t, long timeout_ms)
         failf("%s:%s", t->name, bad);
 }
 
+/* What differs, for the report of a view that did not converge. */
+static void print_divergence(pgt_ctx *t, const char *view, const char *query)
+{
+    char *diff = pgt_query_text(t,
+                                "SELECT string_agg(d::text, ' ') FROM (SELECT * FROM "
+                                "((SELECT 'view' AS side, * FROM %s EXCEPT ALL SELECT 'view', * "
+                                "FROM (%s) q) UNION ALL (SELECT 'query', * FROM (%s) q EXCEPT ALL "
+                                "SELECT 'query', * FROM %s)) x LIMIT 10) d",
+                                view, query, query, view);
+    char *status = pgt_query_text(t,
+                                  "SELECT s::text FROM mvrefresh.status s "
+                                  "WHERE view = '%s'::regclass",
+                                  view);
+
+    fprintf(stderr, "pgtest: %s: %s differs: %s\npgtest: status: %s\n", t->name, view,
+            diff ? diff : "", status ? status : "(none)");
+    free(diff);
+    free(status);
+}
+
 long pgt_wait_converged(pgt_ctx *t, long timeout_ms, const char *view, const char *query)
 {
-    return pgt_poll_until(t, timeout_ms, "0",
-                          "SELECT count(*) FROM ((SELECT * FROM %s EXCEPT ALL (%s)) "
-                          "UNION ALL ((%s) EXCEPT ALL SELECT * FROM %s)) AS diff",
-                          view, query, query, view);
+    int64_t start = pgt_now_ms(), deadline = start + pgt_scaled(timeout_ms);
+
+    for (;;) {
+        long long n = pgt_query_ll(t,
+                                   "SELECT count(*) FROM ((SELECT * FROM %s EXCEPT ALL (%s)) "
+                                   "UNION ALL ((%s) EXCEPT ALL SELECT * FROM %s)) AS diff",
+                                   view, query, query, view);
+        if (n == 0)
+            return (long)(pgt_now_ms() - start);
+        if (pgt_now_ms() > deadline)
+            break;
+        pgt_sleep_ms(POLL_INTERVAL_MS);
+    }
+    print_divergence(t, view, query);
+    failf("%s: %s did not converge to its query within %ld ms", t->name, view,
+          pgt_scaled(timeout_ms));
+    return -1;
 }
 
 /* Teardown: every process this test started must be gone. */

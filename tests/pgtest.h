@@ -45,7 +45,7 @@
 
 #define PGT_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 
-enum { PGT_MAX_WRITERS = 8, PGT_MAX_CONNS = 8 };
+enum { PGT_MAX_WRITERS = 16, PGT_MAX_CONNS = 8 };
 
 /* Per-test state. Fields are for reading; change them through pgt_* only. */
 typedef struct pgt_ctx {
@@ -198,6 +198,9 @@ void pgt_server_restart(pgt_ctx *t);
  */
 void pgt_writers_start(pgt_ctx *t, int n, long duration_ms, const char *const *statements,
                        size_t count);
+/* Fork a writer of one's own: the child runs fn(conninfo, arg) (a conninfo for the test
+ * database) and exits with what it returns; pgt_writers_wait waits for it like the others. */
+void pgt_spawn(pgt_ctx *t, int (*fn)(const char *conninfo, void *arg), void *arg);
 /* Wait for the writers (scaled deadline); fail unless every one exited 0. */
 void pgt_writers_wait(pgt_ctx *t, long timeout_ms);
 

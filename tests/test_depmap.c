@@ -44,8 +44,7 @@ static void assert_sorted_unique(const struct mvr_depmap *m)
         const struct mvr_edge *a = &m->edges[i - 1], *b = &m->edges[i];
         if (!(a->from < b->from || (a->from == b->from && a->to < b->to)))
             fail_msg("entries %zu (%u, %u) and %zu (%u, %u) out of order or duplicate", i - 1,
-                     (unsigned)a->from, (unsigned)a->to, i, (unsigned)b->from,
-                     (unsigned)b->to);
+                     (unsigned)a->from, (unsigned)a->to, i, (unsigned)b->from, (unsigned)b->to);
     }
 }
 

@@ -138,10 +138,11 @@ static void create_a_and_slow(pgt_ctx *t)
     pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '100 ms', max_wait => '1 s')");
 }
 
-/* The daemon's refresh of `view` as seen in pg_stat_activity (an SQL condition). */
+/* The daemon's refresh of `view` as seen in pg_stat_activity (an SQL condition): its
+ * REFRESH step calls mvrefresh.refresh() with the view's OID. */
 #define REFRESHING_SQL(view)                                                                       \
     "application_name = 'mvrefreshd' AND state = 'active' "                                        \
-    "AND query LIKE '%%REFRESH MATERIALIZED VIEW%%" view "%%'"
+    "AND query LIKE '%%mvrefresh.refresh(''' || '" view "'::regclass::oid || '''%%'"
 
 /* ---- connection loss ---------------------------------------------------- */
 
@@ -173,6 +174,9 @@ PGT_TEST(test_listener_terminated_while_writing)
 
     converge_all(t, v, NVIEWS(ab_views));
     assert_true(pgt_daemon_alive(t));
+    /* The views converge without the listener (the control connection polls the
+     * change markers); the listener comes back on its own backoff schedule. */
+    pgt_log_wait(t, DEADLINE_MS + 30000, 2, "listening on channels");
     /* The loss is logged once, not once per failed reconnect; then the recovery. */
     assert_int_equal(pgt_log_count_lines_since(t, mark, "listener", "lost"), 1);
     assert_in_range(pgt_log_count_lines_since(t, mark, "listener", "cannot connect"), 0, 1);
@@ -573,6 +577,7 @@ PGT_TEST(test_password_never_logged)
              t->dbname, secret);
     pgt_write_file(path, conf);
     n = pgt_refresh_count(t, "mv");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (4)"); /* while no daemon runs */
     pgt_daemon_start_dsn(t, path, NULL);
     wait_refreshes_at_least(t, "mv", n + 1, DEADLINE_MS); /* its catch-up */
     snprintf(conf, sizeof conf,
@@ -857,8 +862,9 @@ PGT_TEST(test_rewatch_during_refresh_never_doubles)
     pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
     pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
     pgt_exec(t, "INSERT INTO go VALUES (false)");
-    pgt_exec(t, "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
-                "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
+    pgt_exec(t,
+             "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
+             "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
     pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
                 "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
@@ -870,7 +876,7 @@ PGT_TEST(test_rewatch_during_refresh_never_doubles)
     pgt_exec(t, "INSERT INTO t VALUES (1)");
     pgt_poll_until(t, DEADLINE_MS, "1",
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid() AND query LIKE '%%REFRESH MATERIALIZED VIEW%%' AND "
+                   "AND pid <> pg_backend_pid() AND query LIKE '%%mvrefresh.refresh(%%' AND "
                    "state = 'active'");
     /* (unwatch() would wait for the refresh: dropping triggers needs a lock it holds.) */
     pgt_exec(t, "UPDATE mvrefresh.view SET enabled = false");
@@ -880,7 +886,7 @@ PGT_TEST(test_rewatch_during_refresh_never_doubles)
     pgt_assert_stays(t, 3000, "t",
                      "SELECT count(*) <= 1 FROM pg_stat_activity WHERE datname = "
                      "current_database() AND pid <> pg_backend_pid() "
-                     "AND query LIKE '%%REFRESH MATERIALIZED VIEW%%' "
+                     "AND query LIKE '%%mvrefresh.refresh(%%' "
                      "AND state = 'active'");
     pgt_exec(t, "UPDATE go SET slow = false");
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT n FROM slow_mv");

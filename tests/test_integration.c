@@ -316,7 +316,7 @@ PGT_TEST(test_sigterm_during_slow_refresh)
     pgt_poll_until(t, DEADLINE_MS, "1",
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                    "AND pid <> pg_backend_pid() AND state = 'active' "
-                   "AND query ILIKE '%%REFRESH MATERIALIZED VIEW%%'");
+                   "AND query LIKE '%%mvrefresh.refresh(%%'");
     status = pgt_daemon_stop(t, SIGTERM, 20000);
     assert_int_equal(status, 0);
     assert_true(pgt_log_count(t, "stopping") >= 1);
@@ -354,7 +354,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     pgt_poll_until(t, DEADLINE_MS, "1",
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                    "AND pid <> pg_backend_pid() AND state = 'active' "
-                   "AND query ILIKE '%%REFRESH MATERIALIZED VIEW%%'");
+                   "AND query LIKE '%%mvrefresh.refresh(%%'");
     started = pgt_now_ms();
     status = pgt_daemon_stop(t, SIGTERM, 20000);
     assert_int_equal(status, 0);
@@ -363,7 +363,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     /* Cancelled on the server too, not merely abandoned. */
     pgt_poll_until(t, DEADLINE_MS, "0",
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid() AND query ILIKE '%%REFRESH MATERIALIZED VIEW%%'"
+                   "AND pid <> pg_backend_pid() AND query LIKE '%%mvrefresh.refresh(%%'"
                    " AND state = 'active'");
     pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
                    "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "

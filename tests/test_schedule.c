@@ -66,11 +66,13 @@ static void view(struct fx *f, uint32_t oid, int64_t debounce_ms, int64_t max_wa
     struct mvr_view_conf *c = &f->confs.items[f->confs.n++];
 
     snprintf(name, sizeof name, "v%u", (unsigned)oid);
+    /* Pending, as the status of a newly watched view says. */
     *c = (struct mvr_view_conf){.oid = oid,
                                 .name = strdup(name),
                                 .debounce_ms = debounce_ms,
                                 .max_wait_ms = max_wait_ms,
-                                .concurrently = true};
+                                .concurrently = true,
+                                .pending = true};
 }
 
 /* The last view added reads table (or, with reads_view, the watched view) `from`. */
@@ -260,7 +262,9 @@ static void test_unknown_table_counts_nothing(void **state)
 
 /* ---- registry loads ---- */
 
-static void test_catch_up_refreshes_every_view_at_once(void **state)
+/* After a gap in signals (start, reconnect), exactly the views whose status says pending are
+ * due at once, whatever their debounce; the others wait for changes (docs/quiet-triggers.md). */
+static void test_catch_up_refreshes_exactly_the_pending_views(void **state)
 {
     struct fx *f = *state;
 
@@ -273,9 +277,84 @@ static void test_catch_up_refreshes_every_view_at_once(void **state)
     for (uint32_t v = 1; v <= 3; v++) {
         view(f, v, 3600000, 7200000);
         reads(f, 100 + v, false);
+        f->confs.items[f->confs.n - 1].pending = v != 2;
     }
-    load(f, true); /* the listener reconnected: changes may have gone unheard */
-    expect_pops(f, 1, 2, 3);
+    load(f, true);
+    expect_pops(f, 1, 3);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_IDLE);
+    /* Without catch-up, a pending flag alone does not make a view due: the daemon already
+     * knows about it (its debounce is running). */
+    done(f, 1, MVR_OUTCOME_OK);
+    done(f, 3, MVR_OUTCOME_OK);
+    for (uint32_t v = 1; v <= 3; v++) {
+        view(f, v, 3600000, 7200000);
+        reads(f, 100 + v, false);
+        f->confs.items[f->confs.n - 1].pending = true;
+    }
+    load(f, false);
+    expect_pops(f, 0);
+}
+
+/* A daemon that starts knows none of the views: only the status says which ones missed
+ * something. A restart is no refresh storm. */
+static void test_start_refreshes_only_pending_views(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t v = 1; v <= 4; v++) {
+        view(f, v, 200, 2000);
+        reads(f, 100 + v, false);
+        f->confs.items[f->confs.n - 1].pending = v == 3;
+    }
+    load(f, true);
+    expect_pops(f, 3);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+}
+
+/* A writer a refresh found in flight committed: that view (only) changed again. */
+static void test_touch_view(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    assert_true(mvr_schedule_touch_view(&f->s, 1, f->now));
+    assert_false(mvr_schedule_touch_view(&f->s, 99, f->now));
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+}
+
+static void add_table(void *arg, uint32_t table)
+{
+    uint32_t **p = arg;
+
+    *(*p)++ = table;
+}
+
+/* The tables to re-arm: all (each once), or those of views that debounce. */
+static void test_tables_for_rearming(void **state)
+{
+    struct fx *f = *state;
+    uint32_t got[8], *p;
+
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    reads(f, 101, false);
+    view(f, 2, 200, 2000);
+    reads(f, 101, false);
+    load(f, false);
+    refresh_all(f);
+    p = got;
+    mvr_schedule_tables(&f->s, false, add_table, &p);
+    assert_int_equal(p - got, 2);
+    assert_int_equal(got[0], 100);
+    assert_int_equal(got[1], 101);
+    p = got;
+    mvr_schedule_tables(&f->s, true, add_table, &p);
+    assert_int_equal(p - got, 0);
+    change(f, 100);
+    p = got;
+    mvr_schedule_tables(&f->s, true, add_table, &p);
+    assert_int_equal(p - got, 2); /* v1 debounces: both its tables */
 }
 
 static void test_reload_keeps_pending_changes_and_retunes(void **state)
@@ -637,7 +716,10 @@ int main(void)
         T(test_max_wait_bounds_continuous_changes),
         T(test_change_during_refresh_earns_one_more_cycle),
         T(test_unknown_table_counts_nothing),
-        T(test_catch_up_refreshes_every_view_at_once),
+        T(test_catch_up_refreshes_exactly_the_pending_views),
+        T(test_start_refreshes_only_pending_views),
+        T(test_touch_view),
+        T(test_tables_for_rearming),
         T(test_reload_keeps_pending_changes_and_retunes),
         T(test_changed_dependencies_make_a_view_due),
         T(test_unwatch_and_rewatch_during_refresh),

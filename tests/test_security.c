@@ -156,6 +156,20 @@ static PGconn *owner_with_view(pgt_ctx *t, const char *owner_name, const char *o
     return o;
 }
 
+/* sql succeeds on conn and affects (or returns) exactly n rows. */
+static void expect_rows(pgt_ctx *t, PGconn *conn, const char *sql, int n)
+{
+    PGresult *r = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int got = st == PGRES_TUPLES_OK ? PQntuples(r) : atoi(PQcmdTuples(r));
+
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("%s: %s failed: %s", t->name, sql, PQresultErrorMessage(r));
+    PQclear(r);
+    if (got != n)
+        fail_msg("%s: %s affected %d rows, expected %d", t->name, sql, got, n);
+}
+
 static void expect_denied(pgt_ctx *t, PGconn *conn, const char *sql)
 {
     char state[6];
@@ -188,10 +202,15 @@ PGT_TEST(test_non_owner_is_refused)
 
     expect_denied(t, i, "SELECT mvrefresh.watch('" OWN_VIEW "', '1 h', '2 h')");
     expect_denied(t, i, "SELECT mvrefresh.unwatch('" OWN_VIEW "')");
-    expect_denied(t, i, "UPDATE mvrefresh.view SET debounce = '1 h', max_wait = '2 h'");
-    expect_denied(t, i,
-                  "UPDATE mvrefresh.view SET enabled = false "
-                  "WHERE view = '" OWN_VIEW "'::regclass");
+    /* A hand-made UPDATE cannot even aim at another owner's row (nor lock it). */
+    expect_rows(t, i, "UPDATE mvrefresh.view SET debounce = '1 h', max_wait = '2 h'", 0);
+    expect_rows(t, i,
+                "UPDATE mvrefresh.view SET enabled = false, unwatched = true "
+                "WHERE view = '" OWN_VIEW "'::regclass",
+                0);
+    expect_rows(t, i, "SELECT view FROM mvrefresh.view FOR UPDATE", 0);
+    expect_denied(t, i, "SELECT mvrefresh.pause('" OWN_VIEW "')");
+    expect_denied(t, i, "SELECT mvrefresh.resume('" OWN_VIEW "')");
     expect_denied(t, i, "DELETE FROM mvrefresh.view");
     expect_denied(t, i, "INSERT INTO mvrefresh.view (view) VALUES ('" OWN_VIEW "')");
     expect_denied(t, i, "DELETE FROM mvrefresh.dependency");
@@ -202,9 +221,16 @@ PGT_TEST(test_non_owner_is_refused)
     expect_denied(t, i,
                   "SELECT mvrefresh.refresh_end('" OWN_VIEW "'::regclass, true, 'plain', "
                   "NULL, NULL, NULL)");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 2)");
     expect_denied(t, i, "SELECT mvrefresh.mark_interrupted()");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.registry()");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(2)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.take_changes()");
+    expect_denied(t, i, "SELECT mvrefresh.rearm('{1}', true)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.backstop('{1}')");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.table_fingerprints('{1}')");
+    expect_denied(t, i, "UPDATE mvrefresh.table_state SET fingerprint = ''");
+    expect_denied(t, i, "SELECT mvrefresh.refresh('" OWN_VIEW "'::regclass, true)");
+    expect_denied(t, i, "INSERT INTO mvrefresh.change_log VALUES (1)");
     expect_denied(t, i, "SELECT mvrefresh.lock_sources('" OWN_VIEW "'::regclass)");
     /* (In the implicit transaction of a two-statement query, where LOCK is allowed.) */
     expect_denied(t, i, "LOCK TABLE mvrefresh.view IN ACCESS EXCLUSIVE MODE; SELECT 1");
@@ -236,13 +262,12 @@ PGT_TEST(test_owner_manages_own_view_without_grants)
     pgt_exec_on(t, o,
                 "UPDATE mvrefresh.view SET debounce = '300 ms', max_wait = '3 s' "
                 "WHERE view = '" OWN_VIEW "'::regclass");
-    pgt_exec_on(t, m,
-                "UPDATE mvrefresh.view SET enabled = false "
-                "WHERE view = '" OWN_VIEW "'::regclass");
+    pgt_exec_on(t, m, "SELECT mvrefresh.pause('" OWN_VIEW "')");
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view WHERE view = '" OWN_VIEW
                                      "'::regclass AND debounce = '300 ms' AND NOT enabled"),
                      1);
-    pgt_exec_on(t, o, "UPDATE mvrefresh.view SET enabled = true");
+    pgt_exec_on(t, o, "SELECT mvrefresh.resume('" OWN_VIEW "')");
+    pgt_exec_on(t, m, "UPDATE mvrefresh.view SET enabled = true");
     /* The owner sees its own status row. */
     pgt_exec_on(t, o, "SELECT * FROM mvrefresh.status WHERE view = '" OWN_VIEW "'::regclass");
     pgt_exec_on(t, m, "SELECT mvrefresh.unwatch('" OWN_VIEW "')");
@@ -507,6 +532,73 @@ PGT_TEST(test_nobody_pins_another_owners_view)
                      1);
 }
 
+/*
+ * What a second review found in the registration model: an OID registered before its view
+ * exists, the sync function called by anyone, the installer's trigger functions attached to a
+ * table of one's own, intervals no daemon can schedule, and a registry row held locked by its
+ * own owner, which must cost the daemon a bounded wait, not a worker.
+ */
+PGT_TEST(test_registration_edges_are_closed)
+{
+    char owner[128], other[128], dsn[512], state[6];
+    PGconn *o, *x;
+    long long next;
+
+    make_role(t, "own er.5", owner, sizeof owner);
+    make_role(t, "oth er.ø5", other, sizeof other);
+    o = owner_with_view(t, "own er.5", owner);
+    x = pgt_connect_as(t, "oth er.ø5");
+    next = pgt_query_ll(t, "SELECT '" OWN_VIEW "'::regclass::oid::int8 + 1000");
+    pgt_exec_fails_on(t, x, state,
+                      "INSERT INTO mvrefresh.view (view, enabled) "
+                      "SELECT g::oid::regclass, false FROM generate_series(%lld, %lld) g",
+                      next, next + 50);
+    assert_string_equal(state, "42809");
+    pgt_exec_fails_on(t, x, state, "SELECT mvrefresh.sync_view('" OWN_VIEW "')");
+    assert_string_equal(state, DENIED);
+    pgt_exec(t, "CREATE SCHEMA \"x.5\" AUTHORIZATION %s", other);
+    pgt_exec_on(t, x, "CREATE TABLE \"x.5\".fake (view regclass, unwatched bool, base regclass)");
+    pgt_exec_fails_on(t, x, state,
+                      "CREATE TRIGGER f AFTER INSERT ON \"x.5\".fake FOR EACH ROW "
+                      "EXECUTE FUNCTION mvrefresh.check_dependency()");
+    assert_string_equal(state, DENIED);
+    pgt_exec_fails_on(t, x, state,
+                      "CREATE TRIGGER f AFTER INSERT ON \"x.5\".fake FOR EACH ROW "
+                      "EXECUTE FUNCTION mvrefresh.on_registration()");
+    assert_string_equal(state, DENIED);
+
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_VIEW "', '50 ms', '1 s')");
+    /* (Before PostgreSQL 17 an interval cannot even be infinite: 22007 then.) */
+    pgt_exec_fails_on(t, o, state,
+                      "UPDATE mvrefresh.view SET debounce = 'infinity', "
+                      "max_wait = 'infinity'");
+    assert_true(strcmp(state, "23514") == 0 || strcmp(state, "22007") == 0);
+    /* A huge one is clamped when the daemon reads it, so it cannot stop the load. */
+    pgt_exec_on(t, o,
+                "UPDATE mvrefresh.view SET debounce = '178000000 years', "
+                "max_wait = '178000000 years'");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(2)"), 1);
+    pgt_exec_on(t, o, "UPDATE mvrefresh.view SET debounce = '50 ms', max_wait = '1 s'");
+
+    /* The owner keeps its own row locked: the daemon's refresh of that view gives up after a
+     * bounded wait (and is retried), its other work goes on. */
+    pgt_exec(t, "GRANT mvrefresh_daemon, %s TO %s", owner, other);
+    pgt_write_file(pgt_path(t, "one.ini", dsn, sizeof dsn), "[mvrefreshd]\nmax_concurrent = 1\n");
+    pgt_exec_on(t, o, "CREATE TABLE " OWN_SCHEMA ".t (id int PRIMARY KEY)");
+    pgt_exec_on(t, o,
+                "CREATE MATERIALIZED VIEW " OWN_SCHEMA ".mv AS SELECT id FROM " OWN_SCHEMA ".t");
+    pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_SCHEMA ".mv', '50 ms', '1 s')");
+    pgt_exec(t, "DELETE FROM mvrefresh.refresh_state");
+    pgt_exec_on(t, o, "BEGIN");
+    pgt_exec_on(t, o,
+                "SELECT view FROM mvrefresh.view WHERE view = '" OWN_VIEW "'::regclass "
+                "FOR UPDATE");
+    pgt_daemon_start_dsn(t, dsn, pgt_dsn_as(t, "oth er.ø5", dsn + 256, sizeof dsn - 256));
+    pgt_exec(t, "INSERT INTO " OWN_SCHEMA ".t VALUES (1)");
+    pgt_poll_until(t, 40000, "1", "SELECT count(*) FROM " OWN_SCHEMA ".mv");
+    pgt_exec_on(t, o, "COMMIT");
+}
+
 /* ---- a schema nobody else controls --------------------------------------- */
 
 /* Someone created the schema first (with a function of theirs in it): the install refuses
@@ -720,6 +812,7 @@ int main(void)
         PGT_UNIT(test_view_code_cannot_act_as_the_daemon),
         PGT_UNIT(test_an_open_registry_update_blocks_nobody),
         PGT_UNIT(test_nobody_pins_another_owners_view),
+        PGT_UNIT(test_registration_edges_are_closed),
         PGT_UNIT(test_install_refuses_a_foreign_schema),
         PGT_UNIT(test_daemon_refuses_foreign_owned_functions),
         PGT_UNIT(test_notice_flood_is_rate_limited),

@@ -5,6 +5,7 @@
 #   mvr_install_deps        install missing Debian packages (idempotent)
 #   mvr_pg_bindir           print the newest PostgreSQL bin directory
 #   mvr_pg_start DIR        initdb + start a private server in DIR, export PG*
+#                           (MVR_PG_SETTINGS: extra postgresql.conf lines)
 #   mvr_pg_stop DIR         stop that server (fine if it is already stopped)
 #   mvr_pg_restart DIR      pg_ctl restart -m fast of that server, same port
 
@@ -106,6 +107,7 @@ full_page_writes = off
 listen_addresses = ''
 unix_socket_directories = '$dir'
 max_connections = 100
+${MVR_PG_SETTINGS:-}
 CONF
 
     for attempt in 1 2 3 4 5; do

@@ -1,0 +1,164 @@
+#include "control.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Parameter types as OIDs (session.h: no type name spelled where a session object could
+ * stand in for it): oid[] and xid8[]. */
+#define TYPE_OID_ARRAY 1028
+#define TYPE_XID8_ARRAY 271
+
+struct job {
+    const char *sql;
+    Oid type; /* of $1; 0: no parameter */
+    void (*row)(struct mvr_control *c, const PGresult *res, int row);
+};
+
+static void take_row(struct mvr_control *c, const PGresult *res, int row);
+static void follow_row(struct mvr_control *c, const PGresult *res, int row);
+static void moved_row(struct mvr_control *c, const PGresult *res, int row);
+
+static const struct job jobs[MVR_JOB_COUNT] = {
+    [MVR_JOB_RING] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
+    [MVR_JOB_REARM] = {"SELECT mvrefresh.rearm($1, false)", TYPE_OID_ARRAY, NULL},
+    [MVR_JOB_TAKE] = {"SELECT t FROM mvrefresh.take_changes() AS t", 0, take_row},
+    [MVR_JOB_FOLLOW] = {"SELECT x, pg_catalog.pg_xact_status(x) FROM pg_catalog.unnest($1) AS x "
+                        "WHERE pg_catalog.pg_xact_status(x) IS DISTINCT FROM 'in progress'",
+                        TYPE_XID8_ARRAY, follow_row},
+    [MVR_JOB_BACKSTOP] = {"SELECT t FROM mvrefresh.backstop($1) AS t", TYPE_OID_ARRAY, moved_row},
+};
+
+static const char *const job_names[MVR_JOB_COUNT] = {"ring", "rearm", "take", "follow", "backstop"};
+
+static void run_next(struct mvr_control *c);
+
+/* Values come from our own queries, but are parsed strictly anyway. */
+static int parse_u64(const char *text, uint64_t *out)
+{
+    char *end;
+
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0')
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* A table OID in column 0, or 0. */
+static uint32_t table_of(const PGresult *res, int row)
+{
+    uint64_t oid;
+
+    if (parse_u64(PQgetvalue(res, row, 0), &oid) == 0 && oid <= UINT32_MAX)
+        return (uint32_t)oid;
+    return 0;
+}
+
+static void take_row(struct mvr_control *c, const PGresult *res, int row)
+{
+    uint32_t table = table_of(res, row);
+
+    if (table != 0)
+        c->hooks->changed(c->owner, table);
+}
+
+static void moved_row(struct mvr_control *c, const PGresult *res, int row)
+{
+    uint32_t table = table_of(res, row);
+
+    if (table != 0)
+        c->hooks->moved(c->owner, table);
+}
+
+/* Ended: committed, aborted, or NULL (too old to know: count it as a change, to be safe). */
+static void follow_row(struct mvr_control *c, const PGresult *res, int row)
+{
+    uint64_t xid;
+
+    if (parse_u64(PQgetvalue(res, row, 0), &xid) == 0)
+        c->hooks->ended(c->owner, xid,
+                        PQgetisnull(res, row, 1) ||
+                            strcmp(PQgetvalue(res, row, 1), "aborted") != 0);
+}
+
+static void job_done(void *arg, const PGresult *res)
+{
+    struct mvr_control *c = arg;
+    enum mvr_control_job job = (enum mvr_control_job)(c->running);
+
+    c->running = -1;
+    if (res == NULL) {
+        c->wanted[job] = true; /* lost with the connection: again once it is back */
+        if (job == MVR_JOB_TAKE || job == MVR_JOB_BACKSTOP)
+            c->hooks->changes_lost(c->owner);
+        return;
+    }
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        mvr_warning(c->conn.log, "control: %s failed: %s", job_names[job],
+                    PQresultErrorMessage(res));
+    } else if (jobs[job].row != NULL) {
+        for (int row = 0; row < PQntuples(res); row++)
+            jobs[job].row(c, res, row);
+    }
+    run_next(c);
+}
+
+/* Send the most urgent wanted job, if the connection is free. */
+static void run_next(struct mvr_control *c)
+{
+    for (int job = 0; job < MVR_JOB_COUNT; job++) {
+        char *param = NULL;
+        const char *params[1];
+
+        if (!c->wanted[job] || c->conn.state != MVR_CONN_IDLE || c->running >= 0)
+            continue;
+        c->wanted[job] = false;
+        if (jobs[job].type != 0 && (param = c->hooks->params(c->owner, job)) == NULL)
+            continue; /* nothing to do after all */
+        params[0] = param;
+        c->running = job;
+        if (mvr_conn_send(&c->conn, jobs[job].sql, jobs[job].type ? 1 : 0, &jobs[job].type, params,
+                          job_done, c) != 0) {
+            c->running = -1;
+            c->wanted[job] = true;
+        }
+        free(param);
+        return;
+    }
+}
+
+static void conn_up(void *owner)
+{
+    run_next(owner);
+}
+
+static const struct mvr_conn_hooks control_hooks = {.up = conn_up};
+
+void mvr_control_init(struct mvr_control *c, struct ev_loop *loop, const struct mvr_log *log,
+                      const struct mvr_control_hooks *hooks, void *owner)
+{
+    memset(c, 0, sizeof *c);
+    mvr_conn_init(&c->conn, loop, log, "control", &control_hooks, c);
+    c->hooks = hooks;
+    c->owner = owner;
+    c->running = -1;
+}
+
+void mvr_control_open(struct mvr_control *c, const char *dsn, const char *app_name)
+{
+    mvr_conn_open(&c->conn, dsn, app_name);
+}
+
+void mvr_control_want(struct mvr_control *c, enum mvr_control_job job)
+{
+    c->wanted[job] = true;
+    run_next(c);
+}
+
+void mvr_control_close(struct mvr_control *c)
+{
+    mvr_conn_close(&c->conn);
+    c->running = -1;
+}

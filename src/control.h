@@ -1,0 +1,62 @@
+/*
+ * The control connection: the daemon's side of the quiet-trigger protocol
+ * (docs/quiet-triggers.md), on a connection of its own so that none of it waits behind a
+ * refresh or a registry load. Five jobs, each asked for by the owner and run one at a time,
+ * in this order of priority:
+ *   RING     new generations whose next signal rings the doorbell (mvrefresh.rearm(, true));
+ *   REARM    new generations whose next signal waits for a poll (mvrefresh.rearm(, false));
+ *   TAKE     take the committed markers, i.e. which tables changed (take_changes());
+ *   FOLLOW   which followed transactions have ended, and how (pg_xact_status());
+ *   BACKSTOP which tables' write statistics moved since the last round (backstop()).
+ * Asking for a job that is already wanted does nothing more: requests coalesce.
+ */
+#ifndef MVR_CONTROL_H
+#define MVR_CONTROL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conn.h"
+
+enum mvr_control_job {
+    MVR_JOB_RING,
+    MVR_JOB_REARM,
+    MVR_JOB_TAKE,
+    MVR_JOB_FOLLOW,
+    MVR_JOB_BACKSTOP,
+    MVR_JOB_COUNT
+};
+
+/* Every hook gets the owner given to mvr_control_init first. */
+struct mvr_control_hooks {
+    /* The parameter of a job about to be sent (an array literal, malloc'd; the control frees
+     * it), or NULL when there is nothing to send after all. Not called for TAKE. */
+    char *(*params)(void *owner, enum mvr_control_job job);
+    /* TAKE: this table changed (a marker was taken). */
+    void (*changed)(void *owner, uint32_t table);
+    /* FOLLOW: this transaction ended; committed or not. */
+    void (*ended)(void *owner, uint64_t xid, bool committed);
+    /* BACKSTOP: this table was written although no marker said so (or with one still to be
+     * taken); its views are marked pending in the database already. */
+    void (*moved)(void *owner, uint32_t table);
+    /* A TAKE or BACKSTOP was in flight when the connection went: it may have committed
+     * (markers gone, views marked pending in the database) without our hearing which. */
+    void (*changes_lost)(void *owner);
+};
+
+struct mvr_control {
+    struct mvr_conn conn;
+    bool wanted[MVR_JOB_COUNT];
+    int running; /* the job in flight, or -1 */
+    const struct mvr_control_hooks *hooks;
+    void *owner;
+};
+
+void mvr_control_init(struct mvr_control *c, struct ev_loop *loop, const struct mvr_log *log,
+                      const struct mvr_control_hooks *hooks, void *owner);
+void mvr_control_open(struct mvr_control *c, const char *dsn, const char *app_name);
+/* Ask for a job; it runs as soon as the connection is free. */
+void mvr_control_want(struct mvr_control *c, enum mvr_control_job job);
+void mvr_control_close(struct mvr_control *c);
+
+#endif

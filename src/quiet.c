@@ -1,0 +1,293 @@
+#include "quiet.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "container.h"
+
+/* Followed writers are asked about this often: pg_xact_status() is cheap. */
+#define FOLLOW_INTERVAL 0.2
+
+/* ---- array literals for the control jobs ---- */
+
+struct text {
+    char *buf;
+    size_t len, cap;
+    bool failed;
+};
+
+static void text_add(struct text *t, uint64_t value)
+{
+    char item[24];
+    int n = snprintf(item, sizeof item, "%s%" PRIu64, t->len > 1 ? "," : "", value);
+
+    if (t->failed || n < 0)
+        return;
+    if (t->len + (size_t)n + 2 > t->cap) {
+        size_t cap = t->cap * 2 + (size_t)n + 64;
+        char *buf = realloc(t->buf, cap);
+        if (buf == NULL) {
+            t->failed = true;
+            return;
+        }
+        t->buf = buf;
+        t->cap = cap;
+    }
+    memcpy(t->buf + t->len, item, (size_t)n);
+    t->len += (size_t)n;
+}
+
+static void text_add_table(void *arg, uint32_t table)
+{
+    text_add(arg, table);
+}
+
+/* "{...}" from the items fill() adds, or NULL when there are none (or no memory). */
+static char *array_of(void (*fill)(struct mvr_quiet *q, struct text *t), struct mvr_quiet *q)
+{
+    struct text t = {.buf = malloc(64), .len = 1, .cap = 64};
+
+    if (t.buf == NULL)
+        return NULL;
+    t.buf[0] = '{';
+    fill(q, &t);
+    if (t.failed || t.len == 1) {
+        free(t.buf);
+        return NULL;
+    }
+    t.buf[t.len++] = '}';
+    t.buf[t.len] = '\0';
+    return t.buf;
+}
+
+static void fill_rearm(struct mvr_quiet *q, struct text *t)
+{
+    for (size_t i = 0; i < q->nrearm; i++)
+        text_add(t, q->rearm[i]);
+    q->nrearm = 0;
+}
+
+static void fill_all_tables(struct mvr_quiet *q, struct text *t)
+{
+    q->hooks->tables(q->owner, false, text_add_table, t);
+}
+
+static char *follow_list(struct mvr_quiet *q)
+{
+    size_t len = 64 + q->follow.n * 21;
+    char *buf = malloc(len);
+
+    if (buf != NULL && mvr_follow_list(&q->follow, buf, len) == 0) {
+        free(buf);
+        return NULL;
+    }
+    return buf;
+}
+
+/* ---- control hooks ---- */
+
+static char *job_params(void *owner, enum mvr_control_job job)
+{
+    struct mvr_quiet *q = owner;
+
+    switch (job) {
+    case MVR_JOB_RING:
+    case MVR_JOB_BACKSTOP:
+        return array_of(fill_all_tables, q);
+    case MVR_JOB_REARM:
+        return array_of(fill_rearm, q);
+    case MVR_JOB_FOLLOW:
+        return follow_list(q);
+    default:
+        return NULL;
+    }
+}
+
+static void on_changed(void *owner, uint32_t table)
+{
+    struct mvr_quiet *q = owner;
+
+    q->hooks->table_changed(q->owner, table);
+}
+
+static void view_changed(void *arg, uint32_t view)
+{
+    struct mvr_quiet *q = arg;
+
+    q->hooks->view_changed(q->owner, view);
+}
+
+static void on_ended(void *owner, uint64_t xid, bool committed)
+{
+    struct mvr_quiet *q = owner;
+
+    mvr_follow_ended(&q->follow, xid, committed, view_changed, q);
+    if (q->follow.n == 0)
+        ev_timer_stop(q->loop, &q->follow_timer);
+}
+
+/* A table whose statistics moved since the last round: most often a write whose marker is
+ * still to be taken, but also one no signal will ever tell of (a writer that silenced
+ * itself, triggers disabled, a write straight into a partition). */
+static void on_moved(void *owner, uint32_t table)
+{
+    struct mvr_quiet *q = owner;
+
+    mvr_debug(q->log, "backstop: table %" PRIu32 " was written since the last round", table);
+    q->hooks->table_changed(q->owner, table);
+}
+
+static void on_changes_lost(void *owner)
+{
+    struct mvr_quiet *q = owner;
+
+    mvr_warning(q->log, "control: connection lost while taking changes; catching up");
+    q->hooks->lost_changes(q->owner);
+}
+
+static const struct mvr_control_hooks control_hooks = {
+    .params = job_params,
+    .changed = on_changed,
+    .ended = on_ended,
+    .moved = on_moved,
+    .changes_lost = on_changes_lost,
+};
+
+/* ---- timers ---- */
+
+static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mvr_control_want(&MVR_CONTAINER_OF(w, struct mvr_quiet, poll_timer)->control, MVR_JOB_TAKE);
+}
+
+static void add_rearm(void *arg, uint32_t table)
+{
+    struct mvr_quiet *q = arg;
+
+    for (size_t i = 0; i < q->nrearm; i++)
+        if (q->rearm[i] == table)
+            return;
+    if (q->nrearm == q->caprearm) {
+        size_t cap = q->caprearm ? q->caprearm * 2 : 16;
+        uint32_t *rearm = realloc(q->rearm, cap * sizeof *rearm);
+        if (rearm == NULL) {
+            /* Re-arming too much is safe: all of them, ringing. */
+            mvr_control_want(&q->control, MVR_JOB_RING);
+            return;
+        }
+        q->rearm = rearm;
+        q->caprearm = cap;
+    }
+    q->rearm[q->nrearm++] = table;
+}
+
+/* While a view debounces, writes that go on must keep signalling, or it would be due one
+ * debounce after the first of them: its tables get a new generation this often, one that
+ * rings no doorbell (the view is waiting anyway), and the markers of the last one are taken
+ * now. */
+static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_quiet *q = MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer);
+
+    (void)loop;
+    (void)revents;
+    q->hooks->tables(q->owner, true, add_rearm, q);
+    if (q->nrearm > 0) {
+        mvr_control_want(&q->control, MVR_JOB_TAKE);
+        mvr_control_want(&q->control, MVR_JOB_REARM);
+    }
+}
+
+static void follow_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mvr_control_want(&MVR_CONTAINER_OF(w, struct mvr_quiet, follow_timer)->control, MVR_JOB_FOLLOW);
+}
+
+static void backstop_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mvr_control_want(&MVR_CONTAINER_OF(w, struct mvr_quiet, backstop_timer)->control,
+                     MVR_JOB_BACKSTOP);
+}
+
+/* ---- lifecycle ---- */
+
+void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_log *log,
+                    const struct mvr_quiet_hooks *hooks, void *owner)
+{
+    memset(q, 0, sizeof *q);
+    q->loop = loop;
+    q->log = log;
+    q->hooks = hooks;
+    q->owner = owner;
+    mvr_control_init(&q->control, loop, log, &control_hooks, q);
+    mvr_follow_init(&q->follow);
+    ev_init(&q->poll_timer, poll_cb);
+    ev_init(&q->rearm_timer, rearm_cb);
+    ev_init(&q->follow_timer, follow_cb);
+    q->follow_timer.repeat = FOLLOW_INTERVAL;
+    ev_init(&q->backstop_timer, backstop_cb);
+}
+
+/* A repeating timer at `ms` (0: stopped). */
+static void set_repeat(struct mvr_quiet *q, ev_timer *t, int64_t ms)
+{
+    t->repeat = (double)ms / 1000.0;
+    if (ms > 0)
+        ev_timer_again(q->loop, t);
+    else
+        ev_timer_stop(q->loop, t);
+}
+
+void mvr_quiet_configure(struct mvr_quiet *q, const struct mvr_config *cfg)
+{
+    set_repeat(q, &q->poll_timer, cfg->poll_interval_ms);
+    set_repeat(q, &q->rearm_timer, cfg->rearm_interval_ms);
+    set_repeat(q, &q->backstop_timer, cfg->backstop_interval_ms);
+}
+
+void mvr_quiet_open(struct mvr_quiet *q, const char *dsn, const char *app_name)
+{
+    mvr_control_open(&q->control, dsn, app_name);
+}
+
+void mvr_quiet_doorbell(struct mvr_quiet *q)
+{
+    mvr_control_want(&q->control, MVR_JOB_TAKE);
+}
+
+void mvr_quiet_catch_up(struct mvr_quiet *q)
+{
+    mvr_control_want(&q->control, MVR_JOB_RING);
+    mvr_control_want(&q->control, MVR_JOB_TAKE);
+    mvr_control_want(&q->control, MVR_JOB_BACKSTOP);
+}
+
+void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (mvr_follow_add(&q->follow, xids[i], view) != 0)
+            q->hooks->view_changed(q->owner, view); /* cannot follow: assume it changed */
+    if (q->follow.n > 0 && !ev_is_active(&q->follow_timer))
+        ev_timer_again(q->loop, &q->follow_timer);
+}
+
+void mvr_quiet_close(struct mvr_quiet *q)
+{
+    mvr_control_close(&q->control);
+    ev_timer_stop(q->loop, &q->poll_timer);
+    ev_timer_stop(q->loop, &q->rearm_timer);
+    ev_timer_stop(q->loop, &q->follow_timer);
+    ev_timer_stop(q->loop, &q->backstop_timer);
+    mvr_follow_free(&q->follow);
+    free(q->rearm);
+    q->rearm = NULL;
+    q->nrearm = q->caprearm = 0;
+}

@@ -1,0 +1,60 @@
+/*
+ * The daemon's side of the quiet-trigger protocol (docs/quiet-triggers.md), for one database:
+ * taking markers (at each doorbell, and every poll_interval), re-arming tables (after a gap,
+ * with a doorbell for the next signal; every rearm_interval for the tables of views that
+ * debounce, without one: those markers are taken at the next tick), following the writers a
+ * refresh found in flight, and the backstop. It runs its queries on the control connection
+ * (control.c) and reports what changed; the scheduling is the owner's.
+ */
+#ifndef MVR_QUIET_H
+#define MVR_QUIET_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "control.h"
+#include "follow.h"
+
+/* Every hook gets the owner given to mvr_quiet_init first. */
+struct mvr_quiet_hooks {
+    /* A table changed: a marker was taken, or (backstop) its statistics moved. */
+    void (*table_changed)(void *owner, uint32_t table);
+    /* A writer followed for this view committed. */
+    void (*view_changed)(void *owner, uint32_t view);
+    /* Changes may have been taken without our hearing of them: the views pending in the
+     * database must be read back (a catch-up). */
+    void (*lost_changes)(void *owner);
+    /* Call fn for the watched tables: all of them, or those read by a debouncing view. */
+    void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
+                   void *arg);
+};
+
+struct mvr_quiet {
+    struct ev_loop *loop;
+    const struct mvr_log *log;
+    struct mvr_control control;
+    struct mvr_follow follow; /* writers found in flight by refreshes */
+    uint32_t *rearm;          /* tables for the next REARM job (quiet re-arm) */
+    size_t nrearm, caprearm;
+    ev_timer poll_timer, rearm_timer, follow_timer, backstop_timer;
+    const struct mvr_quiet_hooks *hooks;
+    void *owner;
+};
+
+void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_log *log,
+                    const struct mvr_quiet_hooks *hooks, void *owner);
+/* poll_interval, rearm_interval, backstop_interval. */
+void mvr_quiet_configure(struct mvr_quiet *q, const struct mvr_config *cfg);
+void mvr_quiet_open(struct mvr_quiet *q, const char *dsn, const char *app_name);
+/* A NOTIFY came (its payload is not trusted): take the markers soon. */
+void mvr_quiet_doorbell(struct mvr_quiet *q);
+/* After a gap (start, a reconnect): re-arm every table (ringing), take the markers, and run
+ * the backstop (its memory is in the database: it finds what happened meanwhile). */
+void mvr_quiet_catch_up(struct mvr_quiet *q);
+/* A refresh of view found these writers in flight: follow them. */
+void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n);
+void mvr_quiet_close(struct mvr_quiet *q);
+
+#endif

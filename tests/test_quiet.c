@@ -1,0 +1,579 @@
+/*
+ * Quiet triggers (docs/quiet-triggers.md): a table signals once per session and generation,
+ * and nothing is missed anyway.
+ *
+ * The stress test runs every writer shape the protocol must survive, all at once, against
+ * views with short debounces, both several views on one table and one view per table; each
+ * round stops the writers and requires every view to equal its query with no further writes.
+ * The other cases: exact catch-up after a restart, forged signals, no daemon, and faults
+ * while tables are quiet.
+ *
+ * PGT_QUIET_ROUNDS sets the number of stress rounds (default 10).
+ */
+#include "pgtest.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { DEADLINE_MS = 10000, ROUND_MS = 1500, HOT_EXTRA_MS = 1000 };
+
+/* ---- the schema ---------------------------------------------------------- */
+
+struct watched {
+    const char *view;
+    const char *query; /* its definition, to compare with */
+};
+
+/* q1 and q2 alone; q2 read by two views; q3 and q4 together; q5 truncated and reloaded. */
+static const struct watched views[] = {
+    {"v1", "SELECT id, v FROM q1"},
+    {"v2a", "SELECT id % 10 AS b, count(*) AS n, sum(v) AS s FROM q2 GROUP BY 1"},
+    {"v2b", "SELECT id, v FROM q2"},
+    {"v34", "SELECT 'a'::text AS src, id, v FROM q3 UNION ALL SELECT 'b', id, v FROM q4"},
+    {"v5", "SELECT id, v FROM q5"},
+};
+#define NVIEWS (sizeof views / sizeof views[0])
+
+static void schema(pgt_ctx *t)
+{
+    for (int i = 1; i <= 5; i++) {
+        pgt_exec(t, "CREATE TABLE q%d (id int PRIMARY KEY, v int NOT NULL)", i);
+        pgt_exec(t, "INSERT INTO q%d SELECT g, g FROM generate_series(1, 50) g", i);
+    }
+    for (size_t i = 0; i < NVIEWS; i++)
+        pgt_exec(t, "CREATE MATERIALIZED VIEW %s AS %s", views[i].view, views[i].query);
+    pgt_exec(t, "CREATE UNIQUE INDEX ON v1 (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON v2a (b)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON v2b (id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON v34 (src, id)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON v5 (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('v1', '50 ms', '300 ms')");
+    pgt_exec(t, "SELECT mvrefresh.watch('v2a', '50 ms', '300 ms')");
+    pgt_exec(t, "SELECT mvrefresh.watch('v2b', '300 ms', '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('v34', '300 ms', '1 s')");
+    pgt_exec(t, "SELECT mvrefresh.watch('v5', '50 ms', '300 ms')");
+}
+
+static void converge_all(pgt_ctx *t)
+{
+    for (size_t i = 0; i < NVIEWS; i++)
+        pgt_wait_converged(t, DEADLINE_MS, views[i].view, views[i].query);
+}
+
+/* ---- writer shapes --------------------------------------------------------- */
+
+struct shape {
+    const char *name;
+    void (*step)(PGconn *c, unsigned *seed);
+    int64_t until_ms;
+};
+
+/* Errors that concurrency (or a fault the test injects) makes normal. */
+static bool expected(PGconn *c, const char *state)
+{
+    static const char *const normal[] = {"40001", "40P01", "23505", "25P02", "25P01",
+                                         "57P01", "08006", "08003", "55P03"};
+
+    if (PQstatus(c) != CONNECTION_OK || state == NULL)
+        return PQstatus(c) != CONNECTION_OK;
+    for (size_t i = 0; i < sizeof normal / sizeof normal[0]; i++)
+        if (strcmp(state, normal[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Every writer's count of errors nothing explains: a write the triggers made fail, say. */
+static int unexpected;
+
+/* Run sql; an error rolls the transaction back. Returns -1 on an error nothing explains. */
+static int run(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = 0;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK &&
+        !expected(c, PQresultErrorField(r, PG_DIAG_SQLSTATE))) {
+        fprintf(stderr, "writer: %s: %s", sql, PQresultErrorMessage(r));
+        unexpected++;
+        rc = -1;
+    }
+    PQclear(r);
+    if (PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_INERROR)
+        PQclear(PQexec(c, "ROLLBACK"));
+    return rc;
+}
+
+static int pick(unsigned *seed, int n)
+{
+    return (int)(rand_r(seed) % (unsigned)n);
+}
+
+static void nap(unsigned *seed, int min_ms, int max_ms)
+{
+    pgt_sleep_ms(min_ms + pick(seed, max_ms - min_ms + 1));
+}
+
+/* "sql" with %d for a table number and %d for a key, formatted and run. */
+static int runf(PGconn *c, const char *fmt, int a, int b)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof sql, fmt, a, b);
+    return run(c, sql);
+}
+
+static const char upsert[] = "INSERT INTO q%d VALUES (%d, 1) "
+                             "ON CONFLICT (id) DO UPDATE SET v = q%1$d.v + 1";
+
+static void rc_step(PGconn *c, unsigned *seed)
+{
+    int table = 1 + pick(seed, 4), key = 1 + pick(seed, 80);
+
+    switch (pick(seed, 3)) {
+    case 0:
+        runf(c, upsert, table, key);
+        break;
+    case 1:
+        runf(c, "UPDATE q%d SET v = v + 1 WHERE id = %d", table, key);
+        break;
+    default:
+        runf(c, "DELETE FROM q%d WHERE id = %d", table, key);
+    }
+    nap(seed, 0, 20);
+}
+
+/* Read first (the snapshot), write later: REPEATABLE READ and SERIALIZABLE. */
+static void snapshot_step(PGconn *c, unsigned *seed, const char *level, int table)
+{
+    runf(c, level, 0, 0);
+    runf(c, "SELECT count(*) FROM q%d", table, 0);
+    nap(seed, 0, 150);
+    runf(c, "UPDATE q%d SET v = v + 1 WHERE id = %d", table, 1 + pick(seed, 50));
+    run(c, "COMMIT");
+}
+
+static void rr_step(PGconn *c, unsigned *seed)
+{
+    snapshot_step(c, seed, "BEGIN ISOLATION LEVEL REPEATABLE READ", 2);
+}
+
+static void ser_step(PGconn *c, unsigned *seed)
+{
+    snapshot_step(c, seed, "BEGIN ISOLATION LEVEL SERIALIZABLE", 1);
+}
+
+/* A snapshot taken while the table is quiet, the write long after (a re-arm in between). */
+static void rr_late_step(PGconn *c, unsigned *seed)
+{
+    run(c, "BEGIN ISOLATION LEVEL REPEATABLE READ");
+    run(c, "SELECT 1 FROM q2 LIMIT 1");
+    nap(seed, 300, 600);
+    runf(c, upsert, 2, 1 + pick(seed, 80));
+    run(c, "COMMIT");
+}
+
+/* Open across several refreshes (debounce 50 ms). */
+static void long_step(PGconn *c, unsigned *seed)
+{
+    run(c, "BEGIN");
+    runf(c, upsert, 3, 1 + pick(seed, 80));
+    nap(seed, 400, 900);
+    runf(c, "UPDATE q4 SET v = v + 1 WHERE id = %d", 1 + pick(seed, 50), 0);
+    run(c, "COMMIT");
+}
+
+/* An armed commit, then right away a write the trigger keeps quiet, held past a refresh. */
+static void after_armed_step(PGconn *c, unsigned *seed)
+{
+    runf(c, upsert, 1, 1 + pick(seed, 80));
+    run(c, "BEGIN");
+    runf(c, "UPDATE q1 SET v = v + 1 WHERE id = %d", 1 + pick(seed, 50), 0);
+    nap(seed, 300, 700);
+    run(c, "COMMIT");
+}
+
+static void hot_step(PGconn *c, unsigned *seed)
+{
+    runf(c, upsert, 2, 1 + pick(seed, 80));
+    nap(seed, 0, 5);
+}
+
+/* Savepoints rolled back, with the armed path inside them or not. */
+static void savepoint_step(PGconn *c, unsigned *seed)
+{
+    run(c, "BEGIN");
+    if (pick(seed, 2) == 0) {
+        run(c, "SAVEPOINT s");
+        runf(c, upsert, 1, 1 + pick(seed, 80));
+        run(c, "ROLLBACK TO s");
+        runf(c, "UPDATE q1 SET v = v + 1 WHERE id = %d", 1 + pick(seed, 50), 0);
+    } else {
+        runf(c, "UPDATE q3 SET v = v + 1 WHERE id = %d", 1 + pick(seed, 50), 0);
+        run(c, "SAVEPOINT s");
+        runf(c, upsert, 4, 1 + pick(seed, 80));
+        run(c, "ROLLBACK TO s");
+    }
+    run(c, "COMMIT");
+    nap(seed, 0, 30);
+}
+
+static void abort_step(PGconn *c, unsigned *seed)
+{
+    run(c, "BEGIN");
+    runf(c, upsert, 1, 1 + pick(seed, 80));
+    runf(c, "UPDATE q2 SET v = v + 1 WHERE id = %d", 1 + pick(seed, 50), 0);
+    run(c, "ROLLBACK");
+    nap(seed, 0, 30);
+}
+
+static void truncate_step(PGconn *c, unsigned *seed)
+{
+    run(c, "BEGIN");
+    run(c, "TRUNCATE q5");
+    runf(c, "INSERT INTO q5 SELECT g, g * %d FROM generate_series(1, 20 + %d) g", 1 + pick(seed, 9),
+         pick(seed, 30));
+    run(c, "COMMIT");
+    nap(seed, 200, 500);
+}
+
+static void multi_step(PGconn *c, unsigned *seed)
+{
+    int key = 1 + pick(seed, 50);
+
+    run(c, "BEGIN");
+    runf(c, "UPDATE q1 SET v = v + 1 WHERE id = %d", key, 0);
+    runf(c, "UPDATE q3 SET v = v + 1 WHERE id = %d", key, 0);
+    runf(c, upsert, 4, key);
+    run(c, "COMMIT");
+    nap(seed, 0, 40);
+}
+
+/* One writer: its shape's step until its time is up. Exits 0 unless something failed that
+ * concurrency alone does not explain. */
+static int writer(const char *conninfo, void *arg)
+{
+    const struct shape *s = arg;
+    PGconn *c = PQconnectdb(conninfo);
+    unsigned seed = (unsigned)getpid() ^ (unsigned)time(NULL);
+    int bad = 0;
+
+    if (PQstatus(c) != CONNECTION_OK)
+        return 2;
+    PQclear(PQexec(c, "SET lock_timeout = '5s'"));
+    while (pgt_now_ms() < s->until_ms) {
+        if (PQstatus(c) != CONNECTION_OK) { /* the server restarted: carry on */
+            pgt_sleep_ms(50);
+            PQreset(c);
+            continue;
+        }
+        s->step(c, &seed);
+    }
+    bad = unexpected > 0;
+    PQfinish(c);
+    return bad;
+}
+
+static struct shape shapes[] = {
+    {"read committed", rc_step, 0}, {"repeatable read", rr_step, 0},
+    {"serializable", ser_step, 0},  {"late snapshot write", rr_late_step, 0},
+    {"long open", long_step, 0},    {"quiet after armed", after_armed_step, 0},
+    {"hot", hot_step, 0},           {"savepoints", savepoint_step, 0},
+    {"aborted", abort_step, 0},     {"truncate + reload", truncate_step, 0},
+    {"multi-table", multi_step, 0},
+};
+#define NSHAPES (sizeof shapes / sizeof shapes[0])
+
+/* Every shape for ROUND_MS; the hot writer goes on alone for a while after. */
+static void write_round(pgt_ctx *t)
+{
+    int64_t until = pgt_now_ms() + ROUND_MS;
+
+    for (size_t i = 0; i < NSHAPES; i++) {
+        shapes[i].until_ms = until + (shapes[i].step == hot_step ? HOT_EXTRA_MS : 0);
+        pgt_spawn(t, writer, &shapes[i]);
+    }
+    pgt_writers_wait(t, ROUND_MS + HOT_EXTRA_MS + 10000);
+}
+
+static const char config[] = "[mvrefreshd]\nbackstop_interval = 0\n";
+
+/* The backstop is off: it would cover for a missed signal within its interval. */
+static void start_daemon(pgt_ctx *t)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_write_file(pgt_path(t, "quiet.ini", path, sizeof path), config);
+    pgt_daemon_start(t, path);
+}
+
+PGT_TEST(test_stress_every_writer_shape)
+{
+    int rounds = getenv("PGT_QUIET_ROUNDS") ? atoi(getenv("PGT_QUIET_ROUNDS")) : 10;
+
+    schema(t);
+    start_daemon(t);
+    converge_all(t);
+    for (int round = 1; round <= rounds; round++) {
+        write_round(t);
+        converge_all(t);
+        print_message("round %d of %d: every view equals its query\n", round, rounds);
+    }
+}
+
+/* ---- exact catch-up --------------------------------------------------------- */
+
+/*
+ * 50 watched views, each on its own table; the daemon stops; 3 tables change meanwhile (one
+ * of them read, through its view, by a downstream view); one more view's status says pending.
+ * The next daemon refreshes exactly those 4 views and the downstream one, not the other 46.
+ */
+PGT_TEST(test_restart_refreshes_exactly_what_changed)
+{
+    long long before[51], downstream;
+
+    for (int i = 1; i <= 50; i++) {
+        pgt_exec(t, "CREATE TABLE c%d (id int PRIMARY KEY)", i);
+        pgt_exec(t, "CREATE MATERIALIZED VIEW m%d AS SELECT id FROM c%d", i, i);
+        pgt_exec(t, "CREATE UNIQUE INDEX ON m%d (id)", i);
+        pgt_exec(t, "SELECT mvrefresh.watch('m%d', '50 ms', '1 s')", i);
+    }
+    pgt_exec(t, "CREATE MATERIALIZED VIEW down7 AS SELECT count(*) AS n FROM m7");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON down7 (n)");
+    pgt_exec(t, "SELECT mvrefresh.watch('down7', '50 ms', '1 s')");
+    start_daemon(t);
+    pgt_poll_until(t, 30000, "0",
+                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count = 0 "
+                   "OR pending_since IS NOT NULL OR refreshing");
+    pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
+    for (int i = 1; i <= 50; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d", i);
+        before[i] = pgt_refresh_count(t, name);
+    }
+    downstream = pgt_refresh_count(t, "down7");
+
+    pgt_exec(t, "INSERT INTO c3 VALUES (1)");
+    pgt_exec(t, "INSERT INTO c7 VALUES (1)");
+    pgt_exec(t, "TRUNCATE c31"); /* no rows, but a TRUNCATE: a change */
+    pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = now() "
+                "WHERE view = 'm44'::regclass");
+    start_daemon(t);
+    pgt_poll_until(t, 30000, "0",
+                   "SELECT count(*) FROM mvrefresh.status "
+                   "WHERE pending_since IS NOT NULL OR refreshing");
+    pgt_wait_refreshes(t, "down7", downstream + 1, DEADLINE_MS);
+    pgt_refreshes_stay(t, "m1", before[1], 500);
+    for (int i = 1; i <= 50; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "m%d", i);
+        assert_int_equal(pgt_refresh_count(t, name),
+                         before[i] + (i == 3 || i == 7 || i == 31 || i == 44));
+    }
+    assert_int_equal(
+        pgt_query_ll(t, "SELECT count(*) FROM m3") + pgt_query_ll(t, "SELECT count(*) FROM m7"), 2);
+    assert_int_equal(pgt_query_ll(t, "SELECT n FROM down7"), 1);
+}
+
+/*
+ * A session signals once per generation. One that signalled before the daemon stopped writes
+ * again while it is down, quietly: the view is still caught up, because taking that first
+ * signal marked it pending in the database.
+ */
+PGT_TEST(test_quiet_write_while_nobody_listens_is_caught_up)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '1 h', '2 h')"); /* never due on its own */
+    start_daemon(t);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_exec(t, "INSERT INTO t VALUES (1)"); /* armed: signals */
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state");
+    pgt_daemon_kill(t);
+    pgt_exec(t, "INSERT INTO t VALUES (2)"); /* the same generation: quiet */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 0);
+    start_daemon(t);
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv");
+}
+
+/*
+ * Debounce keeps its meaning: one session writes every 100 ms for 3 s, longer than the 1 s
+ * debounce. Its writes are quiet except the first after each re-arm, so without re-arming
+ * while the view debounces the daemon would think the table went quiet and refresh 1 s after
+ * the first write. With it, the view waits for the writes to stop, then refreshes once.
+ */
+PGT_TEST(test_writes_that_go_on_keep_postponing_the_refresh)
+{
+    const long period_ms = 100, window_ms = 3000;
+    int64_t start, next;
+    long long before;
+
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT count(*) AS n FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (n)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '1 s', '1 min')");
+    start_daemon(t);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    before = pgt_refresh_count(t, "mv");
+
+    /* One session, one insert every 100 ms on a fixed schedule (pacing, not synchronisation). */
+    start = next = pgt_now_ms();
+    while (pgt_now_ms() - start < window_ms) {
+        int64_t now;
+        pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
+        next += period_ms;
+        now = pgt_now_ms();
+        if (next > now)
+            pgt_sleep_ms((long)(next - now));
+    }
+    if (pgt_now_ms() - start > window_ms + 500)
+        pgt_skip(t, "the writes fell more than 500 ms behind their schedule: too slow a machine");
+    assert_int_equal(pgt_refresh_count(t, "mv"), before);
+    pgt_wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
+    pgt_refreshes_stay(t, "mv", before + 1, 1500);
+    assert_int_equal(pgt_query_ll(t, "SELECT n FROM mv"),
+                     pgt_query_ll(t, "SELECT count(*) FROM t"));
+}
+
+/* ---- authenticated signals, no daemon, cost ---------------------------------- */
+
+/* Anyone can NOTIFY the channel with a watched table's OID; without a marker, which only a
+ * transaction that may write the table can leave, nothing refreshes. */
+PGT_TEST(test_forged_signals_refresh_nothing)
+{
+    PGconn *r;
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    pgt_exec(t, "CREATE ROLE \"rea der.q\" LOGIN");
+    pgt_exec(t, "GRANT SELECT ON t TO \"rea der.q\"");
+    start_daemon(t);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    r = pgt_connect_as(t, "rea der.q");
+    for (int i = 0; i < 250; i++)
+        pgt_exec_on(t, r, "SELECT pg_notify('mvrefresh', 't'::regclass::oid::text || '')");
+    /* A role that may read but not write the table cannot leave a marker either. */
+    pgt_exec_on(t, r, "SELECT mvrefresh.record_change('t'::regclass)");
+    pgt_exec_on(t, r,
+                "BEGIN; LOCK TABLE t IN ACCESS SHARE MODE; "
+                "SELECT mvrefresh.record_change('t'::regclass); COMMIT");
+    pgt_refreshes_stay(t, "mv", 1, 1500);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 0);
+    /* A real write still counts. */
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+}
+
+/* With no daemon, nobody starts a new generation: a writer signals once per table, then
+ * never again, however much it writes. */
+PGT_TEST(test_no_daemon_no_cost)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
+    pgt_exec(t, "LISTEN mvrefresh");
+    for (int i = 0; i < 200; i++)
+        pgt_exec(t, "INSERT INTO t VALUES (%d)", i);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    {
+        int heard = 0;
+        PGnotify *n;
+        PQconsumeInput(t->conn);
+        while ((n = PQnotifies(t->conn)) != NULL) {
+            heard++;
+            PQfreemem(n);
+        }
+        assert_int_equal(heard, 1);
+    }
+    /* A new generation (what the daemon does before each refresh): once more, then quiet. */
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    for (int i = 200; i < 300; i++)
+        pgt_exec(t, "INSERT INTO t VALUES (%d)", i);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 2);
+}
+
+/* ---- faults while tables are quiet ------------------------------------------ */
+
+enum fault { KILL_DAEMON, TERMINATE_LISTENER, TERMINATE_CONTROL, RESTART_SERVER };
+
+/* Writers run; midway the fault strikes (tables are quiet for most sessions by then); once
+ * they stop, every view must converge. */
+static void fault_round(pgt_ctx *t, enum fault fault)
+{
+    int64_t until = pgt_now_ms() + 2 * ROUND_MS;
+
+    schema(t);
+    start_daemon(t);
+    converge_all(t);
+    for (size_t i = 0; i < NSHAPES; i++) {
+        shapes[i].until_ms = until;
+        pgt_spawn(t, writer, &shapes[i]);
+    }
+    pgt_sleep_ms(ROUND_MS); /* pacing: the fault comes in the middle of the writes */
+    switch (fault) {
+    case KILL_DAEMON:
+        pgt_daemon_kill(t);
+        start_daemon(t);
+        break;
+    case TERMINATE_LISTENER:
+        pgt_terminate(t, "application_name = 'mvrefreshd' AND query LIKE 'LISTEN%%'");
+        break;
+    case TERMINATE_CONTROL:
+        pgt_terminate(t, "application_name = 'mvrefreshd' AND query LIKE '%%mvrefresh.%%' "
+                         "AND query NOT LIKE '%%refresh(%%' AND query NOT LIKE '%%registry(%%'");
+        break;
+    case RESTART_SERVER:
+        pgt_server_restart(t);
+        break;
+    }
+    pgt_writers_wait(t, 2 * ROUND_MS + 15000);
+    converge_all(t);
+}
+
+PGT_TEST(test_daemon_killed_while_quiet)
+{
+    fault_round(t, KILL_DAEMON);
+}
+
+PGT_TEST(test_listener_terminated_while_quiet)
+{
+    fault_round(t, TERMINATE_LISTENER);
+}
+
+PGT_TEST(test_control_connection_terminated_while_quiet)
+{
+    fault_round(t, TERMINATE_CONTROL);
+}
+
+PGT_TEST(test_server_restarted_while_quiet)
+{
+    fault_round(t, RESTART_SERVER);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        PGT_UNIT(test_stress_every_writer_shape),
+        PGT_UNIT(test_restart_refreshes_exactly_what_changed),
+        PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
+        PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
+        PGT_UNIT(test_forged_signals_refresh_nothing),
+        PGT_UNIT(test_no_daemon_no_cost),
+        PGT_UNIT(test_daemon_killed_while_quiet),
+        PGT_UNIT(test_listener_terminated_while_quiet),
+        PGT_UNIT(test_control_connection_terminated_while_quiet),
+        PGT_UNIT(test_server_restarted_while_quiet),
+    };
+
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

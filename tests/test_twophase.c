@@ -1,0 +1,128 @@
+/*
+ * Two-phase commit with quiet triggers, on a server that allows prepared transactions
+ * (max_prepared_transactions > 0, set by this suite's CMake entry).
+ *
+ * PREPARE TRANSACTION refuses a transaction that has sent a NOTIFY. A trigger that notifies
+ * only when its table happens to be armed would make PREPARE fail only sometimes; on such a
+ * server the armed path leaves its marker without the doorbell, so PREPARE always works, and
+ * the daemon finds the marker at its next poll. And PREPARE keeps the session's settings
+ * while the marker waits in the prepared transaction, which may yet be rolled back: there the
+ * generation is remembered for one transaction only.
+ */
+#include "pgtest.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DEADLINE_MS = 10000 };
+
+static void setup(pgt_ctx *t)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    pgt_write_file(pgt_path(t, "2pc.ini", path, sizeof path),
+                   "[mvrefreshd]\npoll_interval = 100ms\nbackstop_interval = 0\n");
+    pgt_daemon_start(t, path);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+}
+
+/* Armed or quiet, PREPARE works every time, and every prepared write shows up once
+ * committed. */
+PGT_TEST(test_prepared_writers_always_prepare)
+{
+    PGconn *w;
+
+    setup(t);
+    w = pgt_connect(t);
+    for (int i = 1; i <= 20; i++) {
+        if (i % 5 == 0) /* a new generation now and then: the next write is armed again */
+            pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+        pgt_exec_on(t, w, "BEGIN");
+        pgt_exec_on(t, w, "INSERT INTO t VALUES (%d)", i);
+        pgt_exec_on(t, w, "PREPARE TRANSACTION 'p%d'", i);
+        pgt_exec_on(t, w, "COMMIT PREPARED 'p%d'", i);
+    }
+    pgt_poll_until(t, DEADLINE_MS, "20", "SELECT count(*) FROM mv");
+}
+
+/*
+ * A write in a transaction that is then prepared has no backend any more, and its marker is
+ * not visible until COMMIT PREPARED: the refresh that runs meanwhile (for another change)
+ * finds it among the lock holders (with no pid), follows it, and refreshes again once it is
+ * committed.
+ */
+PGT_TEST(test_prepared_write_is_followed)
+{
+    PGconn *w;
+
+    setup(t);
+    pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
+    w = pgt_connect(t);
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (1)"); /* armed: a marker */
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (2)");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'quiet'");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    pgt_daemon_start_dsn(t, NULL, t->dsn); /* catches up on the marker */
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 1);
+    pgt_exec(t, "COMMIT PREPARED 'quiet'");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv");
+}
+
+/*
+ * A session signals in a transaction it prepares, then writes again on its own, and the
+ * prepared transaction is rolled back. Had the session remembered the generation past the
+ * PREPARE, its second write would be quiet with no marker left anywhere (and no backstop runs
+ * here): the view would never show it.
+ */
+PGT_TEST(test_rolled_back_prepare_does_not_silence_the_session)
+{
+    PGconn *w;
+
+    setup(t);
+    w = pgt_connect(t);
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (1)");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'undone'");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (2)");
+    pgt_exec(t, "ROLLBACK PREPARED 'undone'");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT coalesce(sum(id), 0) FROM mv");
+}
+
+/* The daemon is away while a prepared transaction with a marker commits: its next start
+ * finds the marker. */
+PGT_TEST(test_prepared_marker_survives_the_daemon)
+{
+    PGconn *w;
+
+    setup(t);
+    w = pgt_connect(t);
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (1)");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'away'");
+    pgt_daemon_kill(t);
+    pgt_exec(t, "COMMIT PREPARED 'away'");
+    pgt_daemon_start_dsn(t, NULL, t->dsn);
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        PGT_UNIT(test_prepared_writers_always_prepare),
+        PGT_UNIT(test_prepared_write_is_followed),
+        PGT_UNIT(test_rolled_back_prepare_does_not_silence_the_session),
+        PGT_UNIT(test_prepared_marker_survives_the_daemon),
+    };
+
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
