@@ -1239,37 +1239,36 @@ $fn$;
 COMMENT ON FUNCTION mvrefresh.unwatch(regclass) IS
     'Forget a watched view and drop notify triggers no remaining view needs';
 
--- Stop and start refreshing a watched view; its triggers and registration stay.
--- (A plain UPDATE of "enabled" by the view's owner does the same.)
-CREATE OR REPLACE FUNCTION mvrefresh.pause(view regclass)
+-- Stop and start refreshing a watched view; its triggers and registration stay
+-- (changes still mark it pending, so it is caught up when resumed). A plain
+-- UPDATE of "enabled" by the view's owner does the same, silently matching no
+-- row for anyone else; these say why.
+CREATE OR REPLACE FUNCTION mvrefresh.set_enabled(view regclass, enabled boolean, verb text)
 RETURNS void
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    PERFORM mvrefresh.require_owner(pause.view, current_user, 'pause');
-    UPDATE mvrefresh.view v SET enabled = false WHERE v.view = pause.view;
+    PERFORM mvrefresh.require_owner(set_enabled.view, current_user, set_enabled.verb);
+    UPDATE mvrefresh.view v SET enabled = set_enabled.enabled WHERE v.view = set_enabled.view;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = pg_catalog.format('"%s" is not watched', pause.view);
+            MESSAGE = pg_catalog.format('"%s" is not watched', set_enabled.view);
     END IF;
 END
 $fn$;
 
+CREATE OR REPLACE FUNCTION mvrefresh.pause(view regclass)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $fn$ SELECT mvrefresh.set_enabled(pause.view, false, 'pause') $fn$;
+
 CREATE OR REPLACE FUNCTION mvrefresh.resume(view regclass)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
-AS $fn$
-BEGIN
-    PERFORM mvrefresh.require_owner(resume.view, current_user, 'resume');
-    UPDATE mvrefresh.view v SET enabled = true WHERE v.view = resume.view;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
-            MESSAGE = pg_catalog.format('"%s" is not watched', resume.view);
-    END IF;
-END
-$fn$;
+AS $fn$ SELECT mvrefresh.set_enabled(resume.view, true, 'resume') $fn$;
 
 --------------------------------------------------------------------------------
 -- Daemon interface
@@ -1383,7 +1382,9 @@ $fn$;
 -- transaction does later. With ring, that path also rings the doorbell (odd
 -- generations); without, the daemon finds the marker when it next polls, which
 -- is all it needs while a view debounces: that spares busy tables a notifying
--- commit per session and re-arm. Returns how many tables it re-armed.
+-- commit per session and re-arm. A quiet re-arm skips the tables of a view being
+-- refreshed: its refresh re-armed them, ringing, and its next change should
+-- ring. Returns how many tables it re-armed.
 DROP FUNCTION IF EXISTS mvrefresh.rearm(oid[]);
 CREATE OR REPLACE FUNCTION mvrefresh.rearm(tables oid[], ring boolean)
 RETURNS integer
@@ -1399,7 +1400,11 @@ AS $fn$
     FROM pg_catalog.unnest(rearm.tables) AS t(rel)
     JOIN pg_catalog.pg_class c
       ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
-     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
+    WHERE rearm.ring
+       OR NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
+                      JOIN mvrefresh.refresh_state s ON s.view = d.view
+                      WHERE d.base::pg_catalog.oid = t.rel AND s.refreshing);
 $fn$;
 
 -- A 32-bit transaction id as the 64-bit one it stands for now: pg_locks shows

@@ -62,11 +62,13 @@ static char *array_of(void (*fill)(struct mvr_quiet *q, struct text *t), struct 
     return t.buf;
 }
 
-static void fill_rearm(struct mvr_quiet *q, struct text *t)
+/* The tables of the views debouncing now, when the job is sent rather than when it was
+ * asked for: a view that has started refreshing meanwhile had its tables re-armed, ringing,
+ * by its refresh, and a quiet re-arm landing after that would delay its next change until a
+ * poll (the SQL side also skips tables of views being refreshed). */
+static void fill_debouncing(struct mvr_quiet *q, struct text *t)
 {
-    for (size_t i = 0; i < q->nrearm; i++)
-        text_add(t, q->rearm[i]);
-    q->nrearm = 0;
+    q->hooks->tables(q->owner, true, text_add_table, t);
 }
 
 static void fill_all_tables(struct mvr_quiet *q, struct text *t)
@@ -97,7 +99,7 @@ static char *job_params(void *owner, enum mvr_control_job job)
     case MVR_JOB_BACKSTOP:
         return array_of(fill_all_tables, q);
     case MVR_JOB_REARM:
-        return array_of(fill_rearm, q);
+        return array_of(fill_debouncing, q);
     case MVR_JOB_FOLLOW:
         return follow_list(q);
     default:
@@ -164,25 +166,10 @@ static void poll_cb(struct ev_loop *loop, ev_timer *w, int revents)
     mvr_control_want(&MVR_CONTAINER_OF(w, struct mvr_quiet, poll_timer)->control, MVR_JOB_TAKE);
 }
 
-static void add_rearm(void *arg, uint32_t table)
+static void count_table(void *arg, uint32_t table)
 {
-    struct mvr_quiet *q = arg;
-
-    for (size_t i = 0; i < q->nrearm; i++)
-        if (q->rearm[i] == table)
-            return;
-    if (q->nrearm == q->caprearm) {
-        size_t cap = q->caprearm ? q->caprearm * 2 : 16;
-        uint32_t *rearm = realloc(q->rearm, cap * sizeof *rearm);
-        if (rearm == NULL) {
-            /* Re-arming too much is safe: all of them, ringing. */
-            mvr_control_want(&q->control, MVR_JOB_RING);
-            return;
-        }
-        q->rearm = rearm;
-        q->caprearm = cap;
-    }
-    q->rearm[q->nrearm++] = table;
+    (void)table;
+    (*(size_t *)arg)++;
 }
 
 /* While a view debounces, writes that go on must keep signalling, or it would be due one
@@ -192,11 +179,12 @@ static void add_rearm(void *arg, uint32_t table)
 static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct mvr_quiet *q = MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer);
+    size_t debouncing = 0;
 
     (void)loop;
     (void)revents;
-    q->hooks->tables(q->owner, true, add_rearm, q);
-    if (q->nrearm > 0) {
+    q->hooks->tables(q->owner, true, count_table, &debouncing);
+    if (debouncing > 0) {
         mvr_control_want(&q->control, MVR_JOB_TAKE);
         mvr_control_want(&q->control, MVR_JOB_REARM);
     }
@@ -267,7 +255,8 @@ void mvr_quiet_catch_up(struct mvr_quiet *q)
 {
     mvr_control_want(&q->control, MVR_JOB_RING);
     mvr_control_want(&q->control, MVR_JOB_TAKE);
-    mvr_control_want(&q->control, MVR_JOB_BACKSTOP);
+    if (q->backstop_timer.repeat > 0) /* backstop_interval = 0: off altogether */
+        mvr_control_want(&q->control, MVR_JOB_BACKSTOP);
 }
 
 void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n)
@@ -287,7 +276,4 @@ void mvr_quiet_close(struct mvr_quiet *q)
     ev_timer_stop(q->loop, &q->follow_timer);
     ev_timer_stop(q->loop, &q->backstop_timer);
     mvr_follow_free(&q->follow);
-    free(q->rearm);
-    q->rearm = NULL;
-    q->nrearm = q->caprearm = 0;
 }

@@ -36,8 +36,6 @@ struct mvr_quiet {
     const struct mvr_log *log;
     struct mvr_control control;
     struct mvr_follow follow; /* writers found in flight by refreshes */
-    uint32_t *rearm;          /* tables for the next REARM job (quiet re-arm) */
-    size_t nrearm, caprearm;
     ev_timer poll_timer, rearm_timer, follow_timer, backstop_timer;
     const struct mvr_quiet_hooks *hooks;
     void *owner;

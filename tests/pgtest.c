@@ -1067,36 +1067,8 @@ static void writer_main(int index, const char *conninfo, int64_t end_ms,
     _exit(0);
 }
 
-void pgt_writers_start(pgt_ctx *t, int n, long duration_ms, const char *const *statements,
-                       size_t count)
-{
-    char conninfo[256];
-    int64_t end_ms = pgt_now_ms() + duration_ms;
-    int started = 0;
-
-    if (count == 0 || n > PGT_MAX_WRITERS)
-        failf("%s: pgt_writers_start: bad arguments", t->name);
-    snprintf(conninfo, sizeof conninfo, "%s application_name=pgt_writer connect_timeout=5", t->dsn);
-    fflush(NULL);
-    for (int i = 0; i < PGT_MAX_WRITERS && started < n; i++) {
-        pid_t pid;
-        if (t->writers[i] != 0)
-            continue;
-        pid = fork();
-        if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL);
-            writer_main(i, conninfo, end_ms, statements, count);
-        }
-        if (pid < 0)
-            failf("%s: fork: %s", t->name, strerror(errno));
-        t->writers[i] = pid;
-        started++;
-    }
-    if (started < n)
-        failf("%s: more than %d writers", t->name, PGT_MAX_WRITERS);
-}
-
-void pgt_spawn(pgt_ctx *t, int (*fn)(const char *conninfo, void *arg), void *arg)
+/* Fork a child process into a free writer slot: child(slot, conninfo, arg) never returns. */
+static void spawn(pgt_ctx *t, void (*child)(int slot, const char *conninfo, void *arg), void *arg)
 {
     char conninfo[256];
 
@@ -1109,7 +1081,8 @@ void pgt_spawn(pgt_ctx *t, int (*fn)(const char *conninfo, void *arg), void *arg
         pid = fork();
         if (pid == 0) {
             prctl(PR_SET_PDEATHSIG, SIGKILL);
-            _exit(fn(conninfo, arg));
+            child(i, conninfo, arg);
+            _exit(3);
         }
         if (pid < 0)
             failf("%s: fork: %s", t->name, strerror(errno));
@@ -1117,6 +1090,50 @@ void pgt_spawn(pgt_ctx *t, int (*fn)(const char *conninfo, void *arg), void *arg
         return;
     }
     failf("%s: more than %d writers", t->name, PGT_MAX_WRITERS);
+}
+
+struct writer_job {
+    int64_t end_ms;
+    const char *const *statements;
+    size_t count;
+};
+
+static void writer_child(int slot, const char *conninfo, void *arg)
+{
+    const struct writer_job *job = arg;
+
+    writer_main(slot, conninfo, job->end_ms, job->statements, job->count);
+}
+
+void pgt_writers_start(pgt_ctx *t, int n, long duration_ms, const char *const *statements,
+                       size_t count)
+{
+    struct writer_job job = {pgt_now_ms() + duration_ms, statements, count};
+
+    if (count == 0 || n > PGT_MAX_WRITERS)
+        failf("%s: pgt_writers_start: bad arguments", t->name);
+    for (int i = 0; i < n; i++)
+        spawn(t, writer_child, &job);
+}
+
+struct spawn_job {
+    int (*fn)(const char *conninfo, void *arg);
+    void *arg;
+};
+
+static void spawn_child(int slot, const char *conninfo, void *arg)
+{
+    const struct spawn_job *job = arg;
+
+    (void)slot;
+    _exit(job->fn(conninfo, job->arg));
+}
+
+void pgt_spawn(pgt_ctx *t, int (*fn)(const char *conninfo, void *arg), void *arg)
+{
+    struct spawn_job job = {fn, arg};
+
+    spawn(t, spawn_child, &job);
 }
 
 static void kill_writers(pgt_ctx *t)
@@ -1224,6 +1241,18 @@ static bool no_children_left(const pgt_ctx *t)
         return false;
     }
     return true;
+}
+
+void pgt_disconnect(pgt_ctx *t, PGconn *conn)
+{
+    for (int i = 0; i < PGT_MAX_CONNS; i++) {
+        if (t->conns[i] == conn) {
+            PQfinish(conn);
+            t->conns[i] = NULL;
+            return;
+        }
+    }
+    failf("%s: pgt_disconnect: not a connection of this test", t->name);
 }
 
 static void close_conns(pgt_ctx *t)

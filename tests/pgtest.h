@@ -143,6 +143,8 @@ void pgt_log_dump(const pgt_ctx *t, int lines);
 
 /* Another connection to the test database; teardown closes it. */
 PGconn *pgt_connect(pgt_ctx *t);
+/* Close a connection from pgt_connect() or pgt_connect_as() before teardown would. */
+void pgt_disconnect(pgt_ctx *t, PGconn *conn);
 /* Another connection to the test database as a given (LOGIN) role; teardown closes it. */
 PGconn *pgt_connect_as(pgt_ctx *t, const char *role);
 /* A conninfo for the test database as role (any characters), for pgt_daemon_start_dsn. */

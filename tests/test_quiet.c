@@ -441,6 +441,65 @@ PGT_TEST(test_writes_that_go_on_keep_postponing_the_refresh)
                      pgt_query_ll(t, "SELECT count(*) FROM t"));
 }
 
+/* ---- the backstop ------------------------------------------------------------ */
+
+/* A session that sets its own memory to the current generation writes without any signal. */
+static void silenced_write(pgt_ctx *t, int id)
+{
+    PGconn *w = pgt_connect(t);
+
+    pgt_exec_on(t, w,
+                "SELECT set_config('mvrefresh.seen_' || 't'::regclass::oid, "
+                "pg_sequence_last_value(('mvrefresh.gen_' || 't'::regclass::oid)::regclass)::text, "
+                "false)");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (%d)", id);
+    pgt_disconnect(t, w); /* its backend reports its statistics as it exits */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 0);
+}
+
+static void backstop_schema(pgt_ctx *t, const char *interval)
+{
+    char path[PATH_MAX + 32], conf[128];
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    snprintf(conf, sizeof conf, "[mvrefreshd]\nbackstop_interval = %s\n", interval);
+    pgt_write_file(pgt_path(t, "backstop.ini", path, sizeof path), conf);
+    pgt_daemon_start(t, path);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    /* The round at start stored the baseline. */
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mvrefresh.table_state");
+}
+
+/* Nothing signals the silenced write; the backstop finds it, once it runs. */
+PGT_TEST(test_backstop_finds_a_silenced_writer)
+{
+    char path[PATH_MAX + 32];
+
+    backstop_schema(t, "1h");
+    silenced_write(t, 1);
+    pgt_refreshes_stay(t, "mv", 1, 1500);
+    pgt_write_file(pgt_path(t, "backstop.ini", path, sizeof path),
+                   "[mvrefreshd]\nbackstop_interval = 200ms\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
+/* Its memory is in the database: a write no signal told of while the daemon was away is
+ * found by the next daemon's first round. */
+PGT_TEST(test_backstop_remembers_across_restarts)
+{
+    char path[PATH_MAX + 32];
+
+    backstop_schema(t, "1h");
+    pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
+    silenced_write(t, 1);
+    pgt_daemon_start(t, pgt_path(t, "backstop.ini", path, sizeof path));
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
 /* ---- authenticated signals, no daemon, cost ---------------------------------- */
 
 /* Anyone can NOTIFY the channel with a watched table's OID; without a marker, which only a
@@ -565,6 +624,8 @@ int main(void)
         PGT_UNIT(test_restart_refreshes_exactly_what_changed),
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
+        PGT_UNIT(test_backstop_finds_a_silenced_writer),
+        PGT_UNIT(test_backstop_remembers_across_restarts),
         PGT_UNIT(test_forged_signals_refresh_nothing),
         PGT_UNIT(test_no_daemon_no_cost),
         PGT_UNIT(test_daemon_killed_while_quiet),

@@ -328,6 +328,12 @@ got=$(notifications mvrefresh "SELECT mvrefresh.rearm(ARRAY['t_a'::regclass::oid
 if [ -z "$got" ]; then report 1 "a new quiet generation arms the table without a doorbell"
 else report 0 "a new quiet generation arms the table without a doorbell" "got: $got"; fi
 is "...the armed write still leaves its marker, and only one" "1" "SELECT count(*) FROM mvrefresh.change_log"
+is "a quiet re-arm leaves alone the tables of a view being refreshed (its refresh rang)" "0
+1" \
+    "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 2) \\g /dev/null
+     SELECT mvrefresh.rearm(ARRAY['p'::regclass::oid], false);
+     SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
+     SELECT mvrefresh.rearm(ARRAY['p'::regclass::oid], false)"
 is "several armed statements of one transaction leave one marker" "1" \
     "DELETE FROM mvrefresh.change_log;
      SELECT mvrefresh.rearm(ARRAY['t_a'::regclass::oid], true) \\g /dev/null
