@@ -19,7 +19,7 @@ report_write() {
         echo "- mode: **$MODE** ($RUNS run(s) per point$( [ "$QUICK" = 1 ] && echo "; smaller sizes and shorter runs than the full benchmark: a smoke test, not numbers to quote"))"
         echo "- run: ${RUN_DATE:-$(date -u '+%Y-%m-%d %H:%M UTC')}, took ${elapsed} s; mvrefresh commit ${GIT_REV:-unknown}"
         echo "- machine: $(nproc) CPU ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), $(awk '/MemTotal/ {printf "%.0f GB", $2 / 1048576}' /proc/meminfo) RAM, $(uname -sr)"
-        echo "- PostgreSQL $PG_VERSION, throwaway cluster: fsync = off, synchronous_commit = off, shared_buffers = 512MB, Unix socket"
+        echo "- PostgreSQL $PG_VERSION, throwaway cluster: fsync = off, synchronous_commit = off (scenario 1 also with both on), shared_buffers = 512MB, Unix socket"
         echo "- mvrefreshd $("$BENCH_DAEMON" -V 2>&1 | head -n 1 | awk '{print $NF}') built Release ($BENCH_DAEMON)"
         echo "- reproduce: \`bench/run$( [ "$QUICK" = 1 ] && echo " --quick")\`"
         echo
@@ -59,14 +59,18 @@ report_summary() {
 }
 
 summary_s1() {
-    local script label
-    for script in insert update; do
-        label=$([ "$script" = insert ] && echo "single-row INSERT" || echo "UPDATE by primary key")
-        awk -F'\t' -v s="$script" -v label="$label" 'NR > 1 {split($1, a, "/")}
-            NR > 1 && a[1] == s {c = c (c ? " / " : "") a[2]; r = r (r ? " / " : "") sprintf("%.0f %%", $4 * 100)
-                                 t = t (t ? " / " : "") sprintf("%.0f", $2)}
-            END {printf "| write TPS with the notify trigger, %s, %s clients | %s of the TPS without | no trigger: %s TPS |\n", label, c, r, t}' \
-            "$RAW/s1_plot.tsv"
+    local fsync script label
+    for fsync in off on; do
+        for script in insert update; do
+            label=$([ "$script" = insert ] && echo "single-row INSERT" || echo "UPDATE by primary key")
+            awk -F'\t' -v key="fsync $fsync/$script/" -v label="$label" -v fs="$fsync" \
+                'NR > 1 && index($1, key) == 1 {c = substr($1, length(key) + 1)
+                     cl = cl (cl ? " / " : "") c
+                     q = q (q ? " / " : "") sprintf("%.0f %%", $2 * 100)
+                     n = n (n ? " / " : "") sprintf("%.0f %%", $4 * 100)}
+                 END {if (cl != "") printf "| write TPS on a watched table, fsync %s, %s, %s clients, view refreshed every second | quiet triggers: %s of the TPS without a trigger | per-statement NOTIFY (previous release): %s |\n", fs, label, cl, q, n}' \
+                "$RAW/s1_plot.tsv"
+        done
     done
 }
 
@@ -138,24 +142,27 @@ report_plots() {
 }
 
 plot_s1() {
-    awk -F'\t' 'NR > 1 {split($1, a, "/"); s = (a[1] == "insert") ? "INSERT" : (a[1] == "update") ? "UPDATE" : "INSERT x100"
-        printf "\"%s\\n%s cl. (x%.2f)\"\t%s\t%s\n", s, a[2], $4, $2, $3}' "$RAW/s1_plot.tsv" >"$RAW/s1_gp.tsv"
+    awk -F'\t' 'NR > 1 {split($1, a, "/"); sub(/^fsync /, "", a[1])
+        printf "\"%s %s\\n%s cl., fsync %s\"\t%s\t%s\t%s\n", (a[2] == "insert") ? "INSERT" : "UPDATE", "", a[3], a[1],
+               $2 * 100, $3 * 100, $4 * 100}' "$RAW/s1_plot.tsv" >"$RAW/s1_gp.tsv"
     gnuplot <<GP
 $GP_TERM
 set output '$RESULTS/s1_write.png'
-set title "1. Write path: pgbench TPS without and with mvrefresh's notify trigger (ratio in brackets)"
+set title "1. Write TPS on a watched table, % of the same table without a trigger (view refreshed every second)"
 set style data histograms
 set style histogram clustered gap 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
-set ylabel 'transactions per second'
-set yrange [0:*]
+set ylabel '% of the TPS without a trigger'
+set yrange [0:120]
 set grid ytics
 set key top right
-set xtics font ',10'
+set xtics font ',9'
 set bmargin 4.5
-plot '$RAW/s1_gp.tsv' using 2:xtic(1) title 'no trigger' lc rgb '#7f7f7f', \
-     '' using 3 title 'mvrefresh trigger, daemon listening' lc rgb '#1f77b4'
+plot '$RAW/s1_gp.tsv' using 2:xtic(1) title 'quiet triggers + mvrefreshd' lc rgb '#1f77b4', \
+     '' using 3 title 'advisory-lock probe' lc rgb '#ff7f0e', \
+     '' using 4 title 'NOTIFY per statement' lc rgb '#7f7f7f', \
+     95 with lines dt 2 lc rgb '#2ca02c' title '95 %'
 GP
 }
 

@@ -1,19 +1,39 @@
 # shellcheck shell=bash
-# Scenario 1 — write-path cost: pgbench TPS with and without mvrefresh's notify triggers.
+# Scenario 1 — write-path cost: pgbench TPS on a watched table, against the same table with
+# no trigger, while its view refreshes about once a second.
 #
-# One table, polls_user (ROWS rows), and polls_user_matt_view (age >= 25, unique index on
-# id), watched with debounce = max_wait = 1 hour so no refresh runs while we measure: this
-# is the cost of the trigger + NOTIFY + commit-time queue lock, with the daemon listening
-# and draining. "none" drops the two triggers (the registration stays); "notify" puts them
-# back with mvrefresh.watch(). The variants alternate within each run (order flipped every
-# other run) on the same table, reset to ROWS rows and vacuumed before every measurement.
+# One table, polls_user (S1_ROWS rows), and polls_user_matt_view, users per age (an aggregate
+# with a unique index on age: its refresh reads the whole table but writes little, so the
+# refreshes load the machine lightly and evenly across variants). Four variants, alternating within each run (the order rotates from run to run), on
+# the same table, reset to S1_ROWS rows and vacuumed before every measurement:
+#
+#   none      no trigger; an external loop refreshes the view, then sleeps a second
+#   quiet     mvrefresh's triggers (mvrefresh.watch, debounce = max_wait = 1 s) with
+#             mvrefreshd running: it re-arms the table every rearm_interval while the view
+#             debounces and before every refresh, and refreshes it about once a second
+#   advisory  the alternative the issue proposed: a statement trigger whose WHEN probes a
+#             session advisory lock that a "disarming" session holds (the quiet path is a
+#             failed pg_try_advisory_lock_shared); refreshed by the external loop
+#   notify    the previous release's trigger: one NOTIFY per writing statement, a bare
+#             LISTEN/drain loop (bench/src/drain.c) reading them; external refresh loop
+#
+# Each combination is measured with fsync = off (synchronous_commit = off, the cluster's
+# default here) and with fsync = on and synchronous_commit = on (ALTER SYSTEM + reload).
+# Also recorded: refreshes during each measurement, and for "quiet" the change markers the
+# armed path wrote (one per armed statement, each with its NOTIFY); at the end, the latency
+# of the re-arm step (mvrefresh.rearm_view) idle and under the 8-client INSERT load.
+
+S1_DB=bench_s1
+S1_VARIANTS="none quiet advisory notify"
+S1_ADVISORY_KEY=7001
+
+s1_q() { PGDATABASE=$S1_DB q "$1"; }
 
 s1_setup() {
-    local db=bench_s1
-    createdb "$db"
-    PGDATABASE=$db qf -f "$BENCH_REPO/sql/mvrefresh.sql"
+    createdb "$S1_DB"
+    PGDATABASE=$S1_DB qf -f "$BENCH_REPO/sql/mvrefresh.sql"
     bench_log "s1: loading polls_user with $S1_ROWS rows"
-    PGDATABASE=$db qf <<SQL
+    PGDATABASE=$S1_DB qf <<SQL
 CREATE TABLE polls_user (
     id        serial PRIMARY KEY,
     name      varchar(10),
@@ -23,10 +43,26 @@ CREATE TABLE polls_user (
 INSERT INTO polls_user (name, age, phone_num)
 SELECT 'u' || g, 18 + (g::bigint * 7919) % 63, '555' || lpad((g % 10000000)::text, 7, '0')
 FROM generate_series(1, $S1_ROWS) g;
-CREATE MATERIALIZED VIEW polls_user_matt_view AS SELECT * FROM polls_user WHERE age >= 25;
-CREATE UNIQUE INDEX ON polls_user_matt_view (id);
+CREATE MATERIALIZED VIEW polls_user_matt_view AS
+    SELECT age, count(*) AS users FROM polls_user GROUP BY age;
+CREATE UNIQUE INDEX ON polls_user_matt_view (age);
 VACUUM ANALYZE polls_user;
-SELECT mvrefresh.watch('polls_user_matt_view', debounce => '1 hour', max_wait => '1 hour');
+SELECT mvrefresh.watch('polls_user_matt_view', debounce => '1 s', max_wait => '1 s');
+
+-- The baselines' trigger functions.
+CREATE FUNCTION bench_notify() RETURNS trigger LANGUAGE plpgsql AS \$fn\$
+BEGIN
+    PERFORM pg_notify('mvrefresh', TG_RELID::text);
+    RETURN NULL;
+END
+\$fn\$;
+CREATE FUNCTION bench_advisory_armed() RETURNS trigger LANGUAGE plpgsql AS \$fn\$
+BEGIN
+    PERFORM pg_advisory_unlock_shared($S1_ADVISORY_KEY);
+    PERFORM pg_notify('mvrefresh', TG_RELID::text);
+    RETURN NULL;
+END
+\$fn\$;
 SQL
     cat >"$WORK/s1_insert.sql" <<'SQL'
 \set age random(18, 80)
@@ -37,93 +73,260 @@ SQL
 \set age random(18, 80)
 UPDATE polls_user SET age = :age WHERE id = :id;
 SQL
-    cat >"$WORK/s1_insert100.sql" <<'SQL'
-INSERT INTO polls_user (name, age, phone_num)
-SELECT 'b' || g, 18 + g % 63, '5550000' FROM generate_series(1, 100) g;
-SQL
+    # Refresh, then wait a second: the cadence of the daemon under continuous writes with
+    # max_wait = 1 s (a rate-limited pgbench -R would schedule at random, Poisson intervals).
+    printf '%s\n' 'REFRESH MATERIALIZED VIEW CONCURRENTLY polls_user_matt_view;' '\sleep 1 s' \
+        >"$WORK/s1_refresh.sql"
+    echo "SELECT mvrefresh.rearm_view('polls_user_matt_view'::regclass);" >"$WORK/s1_rearm.sql"
 }
 
-s1_variant() {
-    if [ "$1" = none ]; then
-        PGDATABASE=bench_s1 qf -c "SET client_min_messages = warning" \
-            -c "DROP TRIGGER IF EXISTS mvrefresh_notify ON polls_user" \
-            -c "DROP TRIGGER IF EXISTS mvrefresh_notify_truncate ON polls_user"
-    else
-        PGDATABASE=bench_s1 qf -c "SELECT mvrefresh.watch('polls_user_matt_view',
-                                    debounce => '1 hour', max_wait => '1 hour')"
-    fi
+s1_drop_triggers() {
+    PGDATABASE=$S1_DB qf -c "SET client_min_messages = warning" \
+        -c "DROP TRIGGER IF EXISTS mvrefresh_notify ON polls_user" \
+        -c "DROP TRIGGER IF EXISTS mvrefresh_notify_truncate ON polls_user" \
+        -c "DROP TRIGGER IF EXISTS bench_trigger ON polls_user"
+}
+
+# s1_fsync on|off
+s1_fsync() {
+    local sc=off
+    [ "$1" = on ] && sc=on
+    q "ALTER SYSTEM SET fsync = $1" >/dev/null
+    q "ALTER SYSTEM SET synchronous_commit = $sc" >/dev/null
+    q "SELECT pg_reload_conf()" >/dev/null
+    s1_fsync_is() { [ "$(q "SHOW fsync")/$(q "SHOW synchronous_commit")" = "$1/$2" ]; }
+    wait_for 10 s1_fsync_is "$1" "$sc" || bench_die "s1: fsync = $1 did not take effect"
+}
+
+# Start what VARIANT needs besides the writers; S1_HELPERS lists what to stop afterwards.
+s1_variant_start() {
+    S1_HELPERS=()
+    s1_drop_triggers
+    case $1 in
+        quiet)
+            s1_q "SELECT mvrefresh.add_triggers(ARRAY['polls_user'::regclass])" >/dev/null
+            daemon_start "$S1_DB" "$LOGS/s1_daemon.log"
+            # (Each start rewrites the log.) New writer sessions notify once in any case.
+            wait_for 60 log_has_n "$LOGS/s1_daemon.log" "registry loaded" 1 ||
+                bench_die "s1: the daemon did not start; see $LOGS/s1_daemon.log"
+            ;;
+        advisory)
+            s1_q "CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON polls_user
+                  FOR EACH STATEMENT WHEN (pg_try_advisory_lock_shared($S1_ADVISORY_KEY))
+                  EXECUTE FUNCTION bench_advisory_armed()" >/dev/null
+            PGDATABASE=$S1_DB PGAPPNAME=bench_disarm psql -X -q \
+                -c "SELECT pg_advisory_lock($S1_ADVISORY_KEY)" -c "SELECT pg_sleep(86400)" \
+                >/dev/null 2>&1 &
+            bench_track $!
+            S1_HELPERS+=("$!")
+            s1_disarmed() { [ "$(s1_q "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                                    AND objid = $S1_ADVISORY_KEY AND granted")" = 1 ]; }
+            wait_for 10 s1_disarmed || bench_die "s1: the disarming session did not lock"
+            ;;
+        notify)
+            s1_q "CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON polls_user
+                  FOR EACH STATEMENT EXECUTE FUNCTION bench_notify()" >/dev/null
+            "$BENCH_DIR/build/drain" "dbname=$S1_DB" >/dev/null 2>&1 &
+            bench_track $!
+            S1_HELPERS+=("$!")
+            s1_listening() { [ "$(s1_q "SELECT count(*) FROM pg_stat_activity
+                                        WHERE query = 'LISTEN mvrefresh'")" = 1 ]; }
+            wait_for 10 s1_listening || bench_die "s1: drain did not start"
+            ;;
+    esac
+}
+
+s1_variant_stop() {
+    local p
+    [ "$1" = quiet ] && daemon_stop
+    # A backend sleeping in pg_sleep outlives its client: end it from the server side.
+    s1_q "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+          WHERE application_name = 'bench_disarm'" >/dev/null
+    for p in "${S1_HELPERS[@]}"; do bench_stop_pid "$p"; done
+    S1_HELPERS=()
 }
 
 s1_reset() {
-    PGDATABASE=bench_s1 qf -c "DELETE FROM polls_user WHERE id > $S1_ROWS" \
+    PGDATABASE=$S1_DB qf -c "DELETE FROM polls_user WHERE id > $S1_ROWS" \
         -c "VACUUM polls_user" -c "CHECKPOINT"
 }
 
-queue_empty() { [ "$(q "SELECT pg_notification_queue_usage() = 0")" = t ]; }
+s1_markers() { s1_q "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'mvrefresh.change_log'::regclass"; }
+
+# s1_measure FSYNC SCRIPT CLIENTS RUN VARIANT: one measurement, one line of s1_write.tsv.
+s1_measure() {
+    local fsync=$1 script=$2 clients=$3 run=$4 variant=$5 jobs tps refreshes=0 markers=0
+    local m0 r0 refresher=""
+    jobs=$(( clients < NCPU ? clients : NCPU ))
+    s1_reset
+    s1_variant_start "$variant"
+    m0=$(s1_markers)
+    r0=$(log_count "$LOGS/s1_daemon.log" "refreshed public.polls_user_matt_view")
+    if [ "$variant" != quiet ]; then
+        "$PGBIN/pgbench" -n -f "$WORK/s1_refresh.sql" -c 1 -T "$S1_SECONDS" "$S1_DB" \
+            >"$WORK/refresher.out" 2>&1 &
+        refresher=$!
+        bench_track "$refresher"
+    fi
+    tps=$("$PGBIN/pgbench" -n -f "$WORK/s1_$script.sql" -c "$clients" -j "$jobs" \
+              -T "$S1_SECONDS" -D rows="$S1_ROWS" "$S1_DB" 2>"$LOGS/pgbench.err" |
+          awk '/^tps = / {print $3; exit}')
+    [ -n "$tps" ] || bench_die "s1: pgbench failed: $(tail -n 5 "$LOGS/pgbench.err")"
+    if [ -n "$refresher" ]; then
+        wait "$refresher" || bench_die "s1: the refresh loop failed: $(tail -n 5 "$WORK/refresher.out")"
+        bench_untrack "$refresher"
+        refreshes=$(awk '/^number of transactions actually processed:/ {print $NF; exit}' "$WORK/refresher.out")
+    else
+        refreshes=$(( $(log_count "$LOGS/s1_daemon.log" "refreshed public.polls_user_matt_view") - r0 ))
+    fi
+    # The writers' backends have exited, so their statistics are flushed.
+    markers=$(( $(s1_markers) - m0 ))
+    s1_variant_stop "$variant"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fsync" "$script" "$clients" "$run" "$variant" \
+        "$tps" "$refreshes" "$markers" >>"$RAW/s1_write.tsv"
+    bench_log "s1: fsync $fsync, $script, $clients client(s), run $run, $variant: $tps TPS, $refreshes refreshes, $markers markers"
+}
+
+# The re-arm step's latency (mean of a pgbench run calling rearm_view), idle and under load.
+s1_rearm_latency() {
+    local load lat writers=""
+    printf 'load\tlatency_ms\n' >"$RAW/s1_rearm.tsv"
+    for load in idle 8-client-insert; do
+        s1_reset
+        s1_variant_start quiet
+        if [ "$load" != idle ]; then
+            "$PGBIN/pgbench" -n -f "$WORK/s1_insert.sql" -c 8 -j "$NCPU" -T "$((S1_SECONDS + 2))" \
+                "$S1_DB" >/dev/null 2>&1 &
+            writers=$!
+            bench_track "$writers"
+            sleep 1 # let the writers connect: this is load, not synchronisation
+        fi
+        lat=$("$PGBIN/pgbench" -n -f "$WORK/s1_rearm.sql" -c 1 -T "$S1_SECONDS" "$S1_DB" 2>/dev/null |
+              awk '/^latency average = / {print $4; exit}')
+        if [ -n "$writers" ]; then bench_stop_pid "$writers"; writers=""; fi
+        s1_variant_stop quiet
+        printf '%s\t%s\n' "$load" "${lat:-nan}" >>"$RAW/s1_rearm.tsv"
+        bench_log "s1: rearm_view latency, $load: ${lat:-n/a} ms"
+    done
+}
 
 write_run() {
-    local out=$RAW/s1_write.tsv script clients run variant order tps jobs
+    local fsync script clients run variant order k
     s1_setup
-    daemon_start bench_s1 "$LOGS/s1_daemon.log"
-    bench_log "s1: waiting for the daemon's start-up refresh of polls_user_matt_view"
-    wait_for 600 log_has_n "$LOGS/s1_daemon.log" "refreshed public.polls_user_matt_view" 1 ||
-        bench_die "s1: no start-up refresh; see $LOGS/s1_daemon.log"
-    printf 'script\tclients\trun\tvariant\ttps\n' >"$out"
-    for script in insert update insert100; do
-        for clients in $S1_CLIENTS; do
-            jobs=$(( clients < NCPU ? clients : NCPU ))
-            for run in $(seq 1 "$RUNS"); do
-                order="none notify"
-                [ $((run % 2)) -eq 0 ] && order="notify none"
-                for variant in $order; do
-                    s1_variant "$variant"
-                    s1_reset
-                    tps=$("$PGBIN/pgbench" -n -f "$WORK/s1_$script.sql" -c "$clients" -j "$jobs" \
-                              -T "$S1_SECONDS" -D rows="$S1_ROWS" bench_s1 2>"$LOGS/pgbench.err" |
-                          awk '/^tps = / {print $3; exit}')
-                    [ -n "$tps" ] || bench_die "s1: pgbench failed: $(tail -n 5 "$LOGS/pgbench.err")"
-                    printf '%s\t%s\t%s\t%s\t%s\n' "$script" "$clients" "$run" "$variant" "$tps" >>"$out"
-                    bench_log "s1: $script, $clients client(s), run $run, $variant: $tps TPS"
-                    # The daemon must keep up: the queue is drained before the next run.
-                    PGDATABASE=bench_s1 wait_for 60 queue_empty ||
-                        bench_die "s1: the notification queue was not drained"
+    printf 'fsync\tscript\tclients\trun\tvariant\ttps\trefreshes\tmarkers\n' >"$RAW/s1_write.tsv"
+    for fsync in off on; do
+        s1_fsync "$fsync"
+        for script in insert update; do
+            for clients in $S1_CLIENTS; do
+                for run in $(seq 1 "$RUNS"); do
+                    # Rotate the order so no variant always runs first (or last).
+                    read -r -a order <<<"$S1_VARIANTS"
+                    for k in 0 1 2 3; do
+                        variant=${order[$(( (k + run - 1) % 4 ))]}
+                        s1_measure "$fsync" "$script" "$clients" "$run" "$variant"
+                    done
                 done
             done
         done
     done
-    local refreshes
-    refreshes=$(log_count "$LOGS/s1_daemon.log" "refreshed ")
-    [ "$refreshes" -eq 1 ] || bench_log "s1: warning: $refreshes refreshes during the runs (expected only the start-up one)"
-    daemon_stop
+    s1_fsync off
+    s1_rearm_latency
 }
 
-# Table: medians over runs; ratio = median of the per-run ratios notify/none.
+# median of column COL (tps 6, refreshes 7, markers 8) for FSYNC SCRIPT CLIENTS VARIANT
+s1_median() {
+    awk -F'\t' -v f="$1" -v s="$2" -v c="$3" -v v="$4" -v col="$5" \
+        'NR > 1 && $1==f && $2==s && $3==c && $5==v {print $col}' "$RAW/s1_write.tsv" | median
+}
+
+# median over runs of the per-run ratio VARIANT / none
+s1_ratio() {
+    awk -F'\t' -v f="$1" -v s="$2" -v c="$3" -v v="$4" \
+        'NR > 1 && $1==f && $2==s && $3==c {t[$4" "$5]=$6; r[$4]=1}
+         END {for (k in r) if (t[k" none"] > 0 && (k" "v) in t) print t[k" "v] / t[k" none"]}' \
+        "$RAW/s1_write.tsv" | median
+}
+
+# Tables: TPS and ratios per fsync mode; refreshes and markers; re-arm latency.
 write_report() {
-    local in=$RAW/s1_write.tsv script clients none notify ratio
+    local fsync script clients v none row
     {
-        echo "### 1. Write-path cost (pgbench TPS, $S1_ROWS-row polls_user, ${S1_SECONDS} s per measurement, median of $RUNS run(s))"
+        echo "### 1. Write-path cost while the view refreshes about once a second"
         echo
-        echo "| statement | clients | TPS no trigger | TPS mvrefresh trigger + daemon | ratio |"
-        echo "| --- | ---: | ---: | ---: | ---: |"
+        echo "pgbench TPS on a $S1_ROWS-row table, ${S1_SECONDS} s per measurement, median of $RUNS run(s);"
+        echo "in brackets, the median of the per-run ratios to *no trigger*. *quiet*: mvrefresh's"
+        echo "triggers with mvrefreshd running; *advisory*: a WHEN probe of an advisory lock held by a"
+        echo "disarming session; *notify*: the previous release's NOTIFY per statement, with a listener."
     } >"$RAW/s1_table.md"
-    printf 'label\tnone\tnotify\tratio\n' >"$RAW/s1_plot.tsv"
-    for script in insert update insert100; do
-        for clients in $S1_CLIENTS; do
-            none=$(awk -F'\t' -v s="$script" -v c="$clients" '$1==s && $2==c && $4=="none" {print $5}' "$in" | median)
-            notify=$(awk -F'\t' -v s="$script" -v c="$clients" '$1==s && $2==c && $4=="notify" {print $5}' "$in" | median)
-            ratio=$(awk -F'\t' -v s="$script" -v c="$clients" '$1==s && $2==c {t[$3" "$4]=$5; r[$3]=1}
-                     END {for (k in r) if (t[k" none"] > 0) print t[k" notify"] / t[k" none"]}' "$in" | median)
-            printf '| %s | %s | %s | %s | %s |\n' "$(s1_label "$script")" "$clients" \
-                "$(fmt %.0f "$none")" "$(fmt %.0f "$notify")" "$(fmt %.2f "$ratio")" >>"$RAW/s1_table.md"
-            printf '%s/%s\t%s\t%s\t%s\n' "$script" "$clients" "$none" "$notify" "$ratio" >>"$RAW/s1_plot.tsv"
+    printf 'label\tquiet\tadvisory\tnotify\n' >"$RAW/s1_plot.tsv"
+    for fsync in off on; do
+        grep -q "^$fsync	" "$RAW/s1_write.tsv" || continue
+        {
+            echo
+            if [ "$fsync" = off ]; then echo "**fsync = off, synchronous_commit = off**"
+            else echo "**fsync = on, synchronous_commit = on**"; fi
+            echo
+            echo "| statement | clients | no trigger | quiet | advisory | notify |"
+            echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+        } >>"$RAW/s1_table.md"
+        for script in insert update; do
+            for clients in $S1_CLIENTS; do
+                none=$(s1_median "$fsync" "$script" "$clients" none 6)
+                row="| $(s1_label "$script") | $clients | $(fmt %.0f "$none")"
+                for v in quiet advisory notify; do
+                    row="$row | $(fmt %.0f "$(s1_median "$fsync" "$script" "$clients" "$v" 6)") ($(fmt %.0f "$(awk -v r="$(s1_ratio "$fsync" "$script" "$clients" "$v")" 'BEGIN {print (r == "nan") ? "nan" : r * 100}')") %)"
+                done
+                echo "$row |" >>"$RAW/s1_table.md"
+                printf 'fsync %s/%s/%s\t%s\t%s\t%s\n' "$fsync" "$script" "$clients" \
+                    "$(s1_ratio "$fsync" "$script" "$clients" quiet)" \
+                    "$(s1_ratio "$fsync" "$script" "$clients" advisory)" \
+                    "$(s1_ratio "$fsync" "$script" "$clients" notify)" >>"$RAW/s1_plot.tsv"
+            done
         done
     done
+    s1_activity_report
+}
+
+s1_activity_report() {
+    local fsync script clients row v
+    {
+        echo
+        echo "Refreshes per measurement (median; the daemon's for *quiet*, the 1/s loop's otherwise) and,"
+        echo "for *quiet*, armed statements per second (each writes a change marker and sends a NOTIFY):"
+        echo
+        echo "| fsync | statement | clients | refreshes none / quiet / advisory / notify | quiet: armed statements/s |"
+        echo "| --- | --- | ---: | ---: | ---: |"
+    } >>"$RAW/s1_table.md"
+    for fsync in off on; do
+        grep -q "^$fsync	" "$RAW/s1_write.tsv" || continue
+        for script in insert update; do
+            for clients in $S1_CLIENTS; do
+                row="| $fsync | $(s1_label "$script") | $clients |"
+                for v in $S1_VARIANTS; do
+                    row="$row $(fmt %.0f "$(s1_median "$fsync" "$script" "$clients" "$v" 7)")"
+                    [ "$v" = notify ] || row="$row /"
+                done
+                row="$row | $(fmt %.1f "$(awk -v m="$(s1_median "$fsync" "$script" "$clients" quiet 8)" \
+                    -v s="$S1_SECONDS" 'BEGIN {print (m == "nan") ? "nan" : m / s}')") |"
+                echo "$row" >>"$RAW/s1_table.md"
+            done
+        done
+    done
+    [ -f "$RAW/s1_rearm.tsv" ] || return 0
+    {
+        echo
+        echo "Latency of the re-arm step before each refresh (\`mvrefresh.rearm_view\`: bump the"
+        echo "generations of the view's tables, read the write-mode lock holders from \`pg_locks\`):"
+        echo
+        echo "| load | mean latency |"
+        echo "| --- | ---: |"
+        awk -F'\t' 'NR > 1 {printf "| %s | %s ms |\n", $1, $2}' "$RAW/s1_rearm.tsv"
+    } >>"$RAW/s1_table.md"
 }
 
 s1_label() {
     case $1 in
         insert) echo "single-row INSERT" ;;
         update) echo "UPDATE by primary key" ;;
-        insert100) echo "100-row INSERT ... SELECT" ;;
     esac
 }
