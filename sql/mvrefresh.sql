@@ -536,12 +536,15 @@ COMMENT ON FUNCTION mvrefresh.version() IS
 -- Quiet triggers (docs/quiet-triggers.md has the protocol and the argument
 -- that nothing is missed). Each watched table has a generation, a sequence
 -- mvrefresh."gen_<oid>" whose values come from the global sequence below, so
--- that a generation never repeats; the daemon starts a new one when it needs
--- to hear from the table again. A session signals a table once per
--- generation: the trigger's WHEN condition, evaluated without calling any
--- PL/pgSQL, compares the table's generation (a sequence is not read through
--- the transaction's snapshot) with the one the session last signalled,
--- remembered in a setting that an abort takes back.
+-- that a generation never repeats. The table is armed while its sequence
+-- reads as called, disarmed while it reads as NULL (is_called false); a
+-- sequence is not read through the transaction's snapshot. The trigger's
+-- WHEN condition, evaluated without calling any PL/pgSQL, only asks whether
+-- the table is armed. The daemon arms a table, with a new generation, when it
+-- needs to hear from it again, and disarms it as soon as it has heard: from
+-- then on every view that reads it is pending, and its next refresh arms it
+-- again before taking its snapshot. While armed, a session signals a table
+-- once per generation, remembered in a setting that an abort takes back.
 --
 -- The global sequence starts at the clock in microseconds: a session that
 -- lived through a complete uninstall and reinstall may remember a generation
@@ -634,9 +637,11 @@ BEGIN
 END
 $fn$;
 
--- The armed path, run only when the trigger's WHEN condition found this
--- session behind the table's generation: record a marker, ring the doorbell
--- if the generation asks for one, remember the generation. It runs on the
+-- The armed path, run only when the trigger's WHEN condition found the table
+-- armed. A session that signalled this generation already (or a table
+-- disarmed since the condition looked) returns at once; otherwise: record a
+-- marker, ring the doorbell if the generation asks for one, remember the
+-- generation. It runs on the
 -- application's write path as the writer, with the writer's search_path: no
 -- SET clause (that would save and restore settings on every call), so every
 -- name and every operator is qualified. The generation is found from the
@@ -661,11 +666,18 @@ DECLARE
     prepared boolean := pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4
                         OPERATOR(pg_catalog.>) 0;
 BEGIN
-    IF mvrefresh.record_change(TG_RELID) IS NOT TRUE THEN
-        RETURN NULL;
-    END IF;
     IF seq IS NOT NULL THEN
         gen := pg_catalog.pg_sequence_last_value(seq);
+        -- Text, never a cast: a setting rolled back with the savepoint that
+        -- created it reads as '', and a cast that fails would fail the write.
+        IF gen IS NULL OR gen::pg_catalog.text OPERATOR(pg_catalog.=)
+                          pg_catalog.current_setting(
+                              pg_catalog.textcat('mvrefresh.seen_', TG_RELID::pg_catalog.text), true) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    IF mvrefresh.record_change(TG_RELID) IS NOT TRUE THEN
+        RETURN NULL;
     END IF;
     IF NOT prepared AND (gen IS NULL OR gen OPERATOR(pg_catalog.%) 2 OPERATOR(pg_catalog.=) 1) THEN
         PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), TG_RELID::pg_catalog.text);
@@ -993,9 +1005,10 @@ END
 $fn$;
 
 -- The generation sequence of a table (docs/quiet-triggers.md), made on first
--- use. Its first value comes from the global sequence: never NULL (a sequence
--- never called reads as NULL), never one a session may have seen before. CACHE
--- 1, or a new value could hide in another session's cache.
+-- use, armed. Its first value comes from the global sequence, never one a
+-- session may have seen before; setval() marks it called (a sequence never
+-- called reads as NULL: disarmed). CACHE 1, or a new value could hide in
+-- another session's cache.
 CREATE OR REPLACE FUNCTION mvrefresh.generation_of(tbl regclass)
 RETURNS regclass
 LANGUAGE plpgsql
@@ -1025,9 +1038,8 @@ $fn$;
 -- triggers were replaced are marked pending: what happened under the old ones
 -- was only in the memory of a daemon that may be gone. Tables in OID order, a
 -- stable lock order. The WHEN condition names the generation as a regclass
--- constant, which also makes the triggers depend on it. It compares text,
--- never casts: a setting rolled back with the savepoint that created it reads
--- as '', and a cast that fails would fail the user's write.
+-- constant, which also makes the triggers depend on it; it is all a statement
+-- on a disarmed table pays (one sequence read, no PL/pgSQL).
 CREATE OR REPLACE FUNCTION mvrefresh.add_triggers(tables regclass[])
 RETURNS void
 LANGUAGE plpgsql
@@ -1037,13 +1049,11 @@ DECLARE
     tbl      regclass;
     seq      regclass;
     trg      record;
-    setting  text;
     replaced boolean;
 BEGIN
     FOR tbl IN SELECT DISTINCT t::pg_catalog.oid::pg_catalog.regclass
                FROM pg_catalog.unnest(tables) AS t ORDER BY 1 LOOP
         seq := mvrefresh.generation_of(tbl);
-        setting := 'mvrefresh.seen_' || tbl::pg_catalog.oid::pg_catalog.text;
         replaced := false;
         FOR trg IN SELECT * FROM (VALUES ('mvrefresh_notify', 'INSERT OR UPDATE OR DELETE'),
                                          ('mvrefresh_notify_truncate', 'TRUNCATE')) AS v(name, events)
@@ -1055,7 +1065,8 @@ BEGIN
                   AND pg_catalog.encode(t.tgargs, 'escape')
                       = seq::pg_catalog.oid::pg_catalog.text || '\000'
                   AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
-                                        pg_catalog.quote_literal(setting)) > 0);
+                                        pg_catalog.quote_literal(seq::pg_catalog.text)
+                                        || '::regclass) IS NOT NULL') > 0);
             IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                        WHERE t.tgrelid = tbl AND t.tgname = trg.name) THEN
                 EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', trg.name, tbl);
@@ -1063,10 +1074,9 @@ BEGIN
             END IF;
             EXECUTE pg_catalog.format(
                 'CREATE TRIGGER %I AFTER %s ON %s FOR EACH STATEMENT'
-                ' WHEN (pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass)::pg_catalog.text'
-                '       IS DISTINCT FROM pg_catalog.current_setting(%L, true))'
+                ' WHEN (pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass) IS NOT NULL)'
                 ' EXECUTE FUNCTION mvrefresh.notify(%L)',
-                trg.name, trg.events, tbl, seq::pg_catalog.text, setting,
+                trg.name, trg.events, tbl, seq::pg_catalog.text,
                 seq::pg_catalog.oid::pg_catalog.text);
         END LOOP;
         IF replaced THEN
@@ -1333,6 +1343,17 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     PERFORM mvrefresh.check_protocol(registry.protocol);
+    -- A dump and restore changes OIDs, and the triggers then read generations
+    -- named after the old ones, which the daemon cannot arm: refuse to work on
+    -- such a database until the SQL is installed again (which repairs them).
+    IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
+               JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+               WHERE pg_catalog.to_regclass(
+                         'mvrefresh.gen_' || d.base::pg_catalog.oid::pg_catalog.text) IS NULL) THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
+            HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers.';
+    END IF;
     RETURN QUERY
     SELECT v.view::pg_catalog.oid,
            v.view::pg_catalog.text,
@@ -1458,31 +1479,44 @@ BEGIN
 END
 $fn$;
 
--- Take every committed marker and, in the same statement, mark the views that
--- read those tables pending (so that a daemon killed right after still finds
--- them). Returns the tables. Markers of transactions still running are not
--- visible yet, and are taken by a later call.
+-- Take every committed marker and, in the same transaction, mark the views
+-- that read those tables pending (so that a daemon killed right after still
+-- finds them), then disarm those tables: every view that reads them is
+-- pending now, and the refresh of each arms them again before taking its
+-- snapshot, so further writes need not signal until then. Disarming is not
+-- transactional: should this transaction fail after it, the markers are still
+-- there for the next call. Returns the tables. Markers of transactions still
+-- running are not visible yet, and are taken by a later call.
 CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
 RETURNS SETOF oid
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    tables oid[];
+BEGIN
     WITH gone AS (
         DELETE FROM mvrefresh.change_log RETURNING table_oid
-    ), tables AS (
-        SELECT DISTINCT g.table_oid FROM gone g
-    ), marked AS (
-        UPDATE mvrefresh.refresh_state s
-        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
-            marked_at = pg_catalog.clock_timestamp()
-        FROM mvrefresh.dependency d
-        WHERE d.view = s.view
-          AND d.base::pg_catalog.oid IN (SELECT t.table_oid FROM tables t)
-        RETURNING 1
     )
-    SELECT t.table_oid FROM tables t;
+    SELECT pg_catalog.array_agg(DISTINCT g.table_oid ORDER BY g.table_oid) INTO tables FROM gone g;
+    IF tables IS NULL THEN
+        RETURN;
+    END IF;
+    UPDATE mvrefresh.refresh_state s
+    SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+        marked_at = pg_catalog.clock_timestamp()
+    FROM mvrefresh.dependency d
+    WHERE d.view = s.view AND d.base::pg_catalog.oid = ANY (tables);
+    PERFORM pg_catalog.setval(c.oid::pg_catalog.regclass,
+                              pg_catalog.pg_sequence_last_value(c.oid::pg_catalog.regclass), false)
+    FROM pg_catalog.unnest(tables) AS t(rel)
+    JOIN pg_catalog.pg_class c
+      ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
+     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+    RETURN QUERY SELECT pg_catalog.unnest(tables);
+END
 $fn$;
 
 -- The backstop (docs/quiet-triggers.md): for each table, a fingerprint of its

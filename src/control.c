@@ -21,7 +21,7 @@ static void moved_row(struct mvr_control *c, const PGresult *res, int row);
 
 static const struct job jobs[MVR_JOB_COUNT] = {
     [MVR_JOB_RING] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
-    [MVR_JOB_REARM] = {"SELECT mvrefresh.rearm($1, false)", TYPE_OID_ARRAY, NULL},
+    [MVR_JOB_REARM] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
     [MVR_JOB_TAKE] = {"SELECT t FROM mvrefresh.take_changes() AS t", 0, take_row},
     [MVR_JOB_FOLLOW] = {"SELECT x, pg_catalog.pg_xact_status(x) FROM pg_catalog.unnest($1) AS x "
                         "WHERE pg_catalog.pg_xact_status(x) IS DISTINCT FROM 'in progress'",
@@ -29,7 +29,7 @@ static const struct job jobs[MVR_JOB_COUNT] = {
     [MVR_JOB_BACKSTOP] = {"SELECT t FROM mvrefresh.backstop($1) AS t", TYPE_OID_ARRAY, moved_row},
 };
 
-static const char *const job_names[MVR_JOB_COUNT] = {"ring", "rearm", "take", "follow", "backstop"};
+static const char *const job_names[MVR_JOB_COUNT] = {"ring", "take", "rearm", "follow", "backstop"};
 
 static void run_next(struct mvr_control *c);
 

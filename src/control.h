@@ -3,9 +3,11 @@
  * (docs/quiet-triggers.md), on a connection of its own so that none of it waits behind a
  * refresh or a registry load. Five jobs, each asked for by the owner and run one at a time,
  * in this order of priority:
- *   RING     new generations whose next signal rings the doorbell (mvrefresh.rearm(, true));
- *   REARM    new generations whose next signal waits for a poll (mvrefresh.rearm(, false));
- *   TAKE     take the committed markers, i.e. which tables changed (take_changes());
+ *   RING     arm every watched table, with a doorbell (mvrefresh.rearm(, true)): catch-up;
+ *   TAKE     take the committed markers, i.e. which tables changed, and disarm those tables
+ *            (take_changes());
+ *   REARM    arm the tables of the views debouncing, like RING (after a TAKE asked for at
+ *            the same time, which would disarm them again at once);
  *   FOLLOW   which followed transactions have ended, and how (pg_xact_status());
  *   BACKSTOP which tables' write statistics moved since the last round (backstop()).
  * Asking for a job that is already wanted does nothing more: requests coalesce.
@@ -20,8 +22,8 @@
 
 enum mvr_control_job {
     MVR_JOB_RING,
-    MVR_JOB_REARM,
     MVR_JOB_TAKE,
+    MVR_JOB_REARM,
     MVR_JOB_FOLLOW,
     MVR_JOB_BACKSTOP,
     MVR_JOB_COUNT

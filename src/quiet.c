@@ -62,10 +62,8 @@ static char *array_of(void (*fill)(struct mvr_quiet *q, struct text *t), struct 
     return t.buf;
 }
 
-/* The tables of the views debouncing now, when the job is sent rather than when it was
- * asked for: a view that has started refreshing meanwhile had its tables re-armed, ringing,
- * by its refresh, and a quiet re-arm landing after that would delay its next change until a
- * poll (the SQL side also skips tables of views being refreshed). */
+/* The tables of the views debouncing when the job is sent, not when it was asked for: a
+ * view that has started refreshing meanwhile had its tables armed by its refresh. */
 static void fill_debouncing(struct mvr_quiet *q, struct text *t)
 {
     q->hooks->tables(q->owner, true, text_add_table, t);
@@ -172,10 +170,11 @@ static void count_table(void *arg, uint32_t table)
     (*(size_t *)arg)++;
 }
 
-/* While a view debounces, writes that go on must keep signalling, or it would be due one
- * debounce after the first of them: its tables get a new generation this often, one that
- * rings no doorbell (the view is waiting anyway), and the markers of the last one are taken
- * now. */
+/* While a view debounces, its tables are disarmed (take_changes() disarms a table once it
+ * has heard from it), yet writes that go on must keep postponing the view, or it would be due
+ * one debounce after the first of them: its tables are armed again this often. The first
+ * write after that rings, its marker is taken, and the table is disarmed again, so a busy
+ * table pays a few armed statements per interval. */
 static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct mvr_quiet *q = MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer);
