@@ -259,16 +259,56 @@ static bool key_differs(const struct key *k, const struct mvr_config *a, const s
     }
 }
 
+/* A key's value as it could be written in the file. The dsn is never shown: it may hold a
+ * password. */
+static void format_value(const struct key *k, const struct mvr_config *cfg, char *buf, size_t size)
+{
+    const char *p = (const char *)cfg + k->offset;
+
+    switch (k->type) {
+    case KEY_STRING:
+        if (strcmp(k->name, "dsn") == 0)
+            snprintf(buf, size, "(%zu bytes, not shown)", strlen(*(char *const *)(const void *)p));
+        else
+            snprintf(buf, size, "%s", *(char *const *)(const void *)p);
+        break;
+    case KEY_LOG_LEVEL:
+        snprintf(buf, size, "%s", mvr_log_level_name(*(const enum mvr_log_level *)(const void *)p));
+        break;
+    case KEY_DURATION:
+        snprintf(buf, size, "%lldms", (long long)*(const int64_t *)(const void *)p);
+        break;
+    default:
+        snprintf(buf, size, "%lld", (long long)*(const int64_t *)(const void *)p);
+    }
+}
+
 void mvr_config_log_changes(const struct mvr_config *old, const struct mvr_config *new_cfg,
                             const struct mvr_log *log)
 {
+    char was[256], now[256];
+
     for (size_t i = 0; i < NKEYS; i++) {
         if (!key_differs(&keys[i], old, new_cfg))
             continue;
+        format_value(&keys[i], old, was, sizeof was);
+        format_value(&keys[i], new_cfg, now, sizeof now);
         if (keys[i].restart)
-            mvr_warning(log, "setting %s changed: takes effect after a restart", keys[i].name);
+            mvr_warning(log, "setting %s changed from %s to %s: takes effect after a restart",
+                        keys[i].name, was, now);
         else
-            mvr_info(log, "setting %s changed", keys[i].name);
+            mvr_info(log, "setting %s changed from %s to %s", keys[i].name, was, now);
+    }
+}
+
+void mvr_config_print(const struct mvr_config *cfg, FILE *out)
+{
+    char value[256];
+
+    fprintf(out, "[%s]\n", MVR_CONFIG_SECTION);
+    for (size_t i = 0; i < NKEYS; i++) {
+        format_value(&keys[i], cfg, value, sizeof value);
+        fprintf(out, "%s = %s\n", keys[i].name, value);
     }
 }
 

@@ -44,6 +44,8 @@ void mvr_config_free(struct mvr_config *cfg);
  * configuration always describes what is in effect (and a later reload warns again). */
 int mvr_config_keep_startup_keys(struct mvr_config *fresh, const struct mvr_config *running);
 /* Log each key whose value differs; keys that only apply at start-up say so. */
+/* Every setting as "key = value" lines (the dsn's length only), for --check. */
+void mvr_config_print(const struct mvr_config *cfg, FILE *out);
 void mvr_config_log_changes(const struct mvr_config *old, const struct mvr_config *new_cfg,
                             const struct mvr_log *log);
 

@@ -28,6 +28,8 @@ static void usage(FILE *out)
             "                      PGHOST, PGDATABASE and the other PG* variables also apply)\n"
             "  -v, --verbose       log debug messages\n"
             "  -q, --quiet         log warnings and errors only\n"
+            "  -t, --check         check the configuration and the dsn's syntax, print the\n"
+            "                      settings in effect and exit (0: fine); connects nowhere\n"
             "  -V, --version       print the version and exit\n"
             "  -h, --help          print this help and exit\n"
             "\n"
@@ -36,20 +38,17 @@ static void usage(FILE *out)
 }
 
 /* Returns -1 to continue, or an exit status. */
-static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts)
+static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts, bool *check)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"dsn", required_argument, NULL, 'd'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"quiet", no_argument, NULL, 'q'},
-        {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"dsn", required_argument, NULL, 'd'},
+        {"verbose", no_argument, NULL, 'v'},      {"quiet", no_argument, NULL, 'q'},
+        {"check", no_argument, NULL, 't'},        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
     int ch;
 
-    while ((ch = getopt_long(argc, argv, "c:d:vqVh", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:vqtVh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
             opts->config_path = optarg;
@@ -62,6 +61,9 @@ static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts)
             break;
         case 'q':
             opts->verbosity = -1;
+            break;
+        case 't':
+            *check = true;
             break;
         case 'V':
             printf("mvrefreshd %s\n", MVR_VERSION);
@@ -186,7 +188,8 @@ int main(int argc, char **argv)
     struct mvr_daemon_options opts = {0};
     struct mvr_config cfg;
     char err[1024];
-    int status = parse_args(argc, argv, &opts);
+    bool check = false;
+    int status = parse_args(argc, argv, &opts, &check);
 
     if (status >= 0)
         return status;
@@ -204,6 +207,11 @@ int main(int argc, char **argv)
     if (check_dsn(&opts, &cfg) != 0) {
         mvr_config_free(&cfg);
         return opts.dsn != NULL ? EXIT_USAGE : EXIT_CONFIG;
+    }
+    if (check) {
+        mvr_config_print(&cfg, stdout);
+        mvr_config_free(&cfg);
+        return EXIT_SUCCESS;
     }
     return mvr_daemon_run(&opts, &cfg);
 }

@@ -94,6 +94,27 @@ printf '[mvrefreshd]\nmax_concurrent = banana\n' >"$conf"
 run --config "$conf"
 check "non-numeric max_concurrent exits 78" 78 "$conf:2:" stderr
 
+conf=$work/comments.ini
+printf '[mvrefreshd]\n# a comment\n  ; another\ndebounce = 2s ; inline, after a space\nmax_wait = 40s\n' >"$conf"
+run --check --config "$conf"
+check "--check: comment lines and an inline '; ...' are comments; exit 0" 0 '^debounce = 2000ms$' stdout
+check "--check prints every setting in effect" 0 '^max_wait = 40000ms$' stdout
+
+conf=$work/hash-inline.ini
+printf '[mvrefreshd]\ndebounce = 2s # not a comment after a value\n' >"$conf"
+run --check --config "$conf"
+check "a '#' after a value is part of it (README): exit 78 with FILE:2:" 78 "$conf:2:" stderr
+
+conf=$work/secret.ini
+printf '[mvrefreshd]\ndsn = dbname=x password=hunter2\n' >"$conf"
+chmod 600 "$conf"
+run --check --config "$conf"
+if [ "$status" -eq 0 ] && ! grep -q hunter2 "$out" "$err" && grep -q '^dsn = (25 bytes, not shown)$' "$out"; then
+    ok "--check shows the dsn by its length only, never a byte of the password"
+else
+    not_ok "--check shows the dsn by its length only, never a byte of the password" "status $status"
+fi
+
 # ---- malformed DSNs: refused at start without a byte of the password ----
 # (libpq's own parse errors quote the text they choke on, often part of the password.)
 

@@ -561,7 +561,8 @@ static void test_log_changes(void **state)
     assert_non_null(out);
     assert_int_equal(mvr_config_load(old_cfg, NULL, fx->err, sizeof fx->err), 0);
     assert_int_equal(mvr_config_load(new_cfg, NULL, fx->err, sizeof fx->err), 0);
-    assert_int_equal(mvr_config_set(new_cfg, "dsn", "dbname=elsewhere", fx->err, sizeof fx->err),
+    assert_int_equal(mvr_config_set(new_cfg, "dsn", "dbname=elsewhere password=hunter2", fx->err,
+                                    sizeof fx->err),
                      0);
     assert_int_equal(mvr_config_set(new_cfg, "max_concurrent", "7", fx->err, sizeof fx->err), 0);
     assert_int_equal(mvr_config_set(new_cfg, "debounce", "2s", fx->err, sizeof fx->err), 0);
@@ -574,10 +575,14 @@ static void test_log_changes(void **state)
 
     find_line(text, "dsn", line, sizeof line);
     assert_contains(line, "restart");
+    assert_lacks(line, "hunter2"); /* the dsn only by its length: it may hold a password */
+    assert_lacks(line, "elsewhere");
     find_line(text, "max_concurrent", line, sizeof line);
     assert_lacks(line, "restart");
+    assert_contains(line, "from 2 to 7");
     find_line(text, "debounce", line, sizeof line);
     assert_lacks(line, "restart");
+    assert_contains(line, "from 1000ms to 2000ms");
     assert_not_named(text, "max_wait");
     assert_not_named(text, "application_name");
     assert_not_named(text, "log_level");
