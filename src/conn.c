@@ -84,11 +84,8 @@ static PGconn *start_connect(const struct mvr_conn *c)
     return PQconnectStartParams(keys, values, 1);
 }
 
-void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
+static void connect_now(struct mvr_conn *c)
 {
-    c->dsn = dsn;
-    c->app_name = app_name;
-    c->reconnect = true;
     c->pg = start_connect(c);
     if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
         go_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
@@ -96,6 +93,14 @@ void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
     }
     set_state(c, MVR_CONN_CONNECTING);
     watch_socket(c, EV_WRITE);
+}
+
+void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
+{
+    c->dsn = dsn;
+    snprintf(c->app_name, sizeof c->app_name, "%s %s", app_name, c->name);
+    c->reconnect = true;
+    connect_now(c);
 }
 
 static void drop_pg(struct mvr_conn *c)
@@ -201,7 +206,7 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop;
     (void)revents;
-    mvr_conn_open(c, c->dsn, c->app_name);
+    connect_now(c);
 }
 
 /* The session checks are done: the connection is ready. */

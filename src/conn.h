@@ -54,7 +54,7 @@ struct mvr_conn {
     void *owner;
     char name[32];
     const char *dsn;
-    const char *app_name;
+    char app_name[64]; /* "<application_name> <name>": each connection tells what it is */
     PGconn *pg;
     enum mvr_conn_state state;
     bool reconnect;        /* reconnect automatically after a loss */
@@ -70,7 +70,8 @@ struct mvr_conn {
 
 void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_log *log,
                    const char *name, const struct mvr_conn_hooks *hooks, void *owner);
-/* Start connecting; dsn and app_name must outlive the conn. */
+/* Start connecting; dsn must outlive the conn. The session's application_name is app_name
+ * followed by the conn's name (unless the dsn sets one). */
 void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name);
 /* Close without reconnecting; a pending query gets no callback. */
 void mvr_conn_close(struct mvr_conn *c);

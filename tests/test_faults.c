@@ -141,7 +141,7 @@ static void create_a_and_slow(pgt_ctx *t)
 /* The daemon's refresh of `view` as seen in pg_stat_activity (an SQL condition): its
  * REFRESH step calls mvrefresh.refresh() with the view's OID. */
 #define REFRESHING_SQL(view)                                                                       \
-    "application_name = 'mvrefreshd' AND state = 'active' "                                        \
+    "application_name LIKE 'mvrefreshd worker %%' AND state = 'active' "                           \
     "AND query LIKE '%%mvrefresh.refresh(''' || '" view "'::regclass::oid || '''%%'"
 
 /* ---- connection loss ---------------------------------------------------- */
@@ -165,7 +165,7 @@ PGT_TEST(test_listener_terminated_while_writing)
     pgt_writers_start(t, NWRITERS, WRITE_MS, ab_writes, NVIEWS(ab_writes));
     pgt_sleep_ms(800); /* pacing: let the writers get going */
     pgt_admin_exec(t, "ALTER DATABASE %s WITH ALLOW_CONNECTIONS false", t->dbname);
-    assert_int_equal(pgt_terminate(t, "application_name = 'mvrefreshd' "
+    assert_int_equal(pgt_terminate(t, "application_name = 'mvrefreshd listener' "
                                       "AND query LIKE 'LISTEN mvrefresh%%'"),
                      1);
     pgt_writers_wait(t, WRITERS_WAIT_MS);

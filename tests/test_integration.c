@@ -223,6 +223,24 @@ PGT_TEST(test_live_retune)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 3);
 }
 
+/* A paused view is not refreshed, but does not look up to date either: its status shows the
+ * change waiting (pending_since, staleness) until it is resumed and caught up. */
+PGT_TEST(test_paused_view_shows_pending_changes)
+{
+    simple_setup(t, "50 ms", "200 ms", 2);
+    pgt_exec(t, "SELECT mvrefresh.pause('mv')");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (42)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL AND staleness > '0'::interval "
+                   "FROM mvrefresh.status WHERE view = 'mv'::regclass");
+    pgt_refreshes_stay(t, "mv", 1, 500);
+    pgt_exec(t, "SELECT mvrefresh.resume('mv')");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT (SELECT count(*) FROM mv) = 3 AND pending_since IS NULL "
+                   "FROM mvrefresh.status WHERE view = 'mv'::regclass");
+}
+
 PGT_TEST(test_unwatch)
 {
     static const char triggers[] = "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass "
@@ -388,6 +406,7 @@ PGT_TEST(test_sighup_with_broken_config)
     pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 3\n");
     pgt_daemon_signal(t, SIGHUP);
     pgt_log_wait(t, DEADLINE_MS, 1, "reloaded configuration");
+    assert_int_equal(pgt_log_count(t, "setting max_concurrent changed from 2 to 3"), 1);
 
     pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = banana\n");
     pgt_daemon_signal(t, SIGHUP);
@@ -398,6 +417,26 @@ PGT_TEST(test_sighup_with_broken_config)
     pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
     pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
     assert_true(pgt_daemon_alive(t));
+}
+
+/* Each connection says what it is in pg_stat_activity, under the configured name. */
+PGT_TEST(test_each_connection_names_itself)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\napplication_name = mvr-test\n");
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, path);
+    pgt_poll_until(t, DEADLINE_MS,
+                   "mvr-test control,mvr-test listener,mvr-test registry,"
+                   "mvr-test worker 1,mvr-test worker 2",
+                   "SELECT string_agg(application_name, ',' ORDER BY application_name) "
+                   "FROM pg_stat_activity WHERE application_name LIKE 'mvr-test%%' "
+                   "AND datname = current_database()");
 }
 
 /* The SQL and the daemon speak one protocol: the same version, protocol number and channels,
@@ -479,11 +518,13 @@ int main(void)
         PGT_UNIT(test_quoted_mixed_case_names),
         PGT_UNIT(test_plain_refresh_fallback),
         PGT_UNIT(test_live_retune),
+        PGT_UNIT(test_paused_view_shows_pending_changes),
         PGT_UNIT(test_unwatch),
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),
         PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
         PGT_UNIT(test_sighup_with_broken_config),
+        PGT_UNIT(test_each_connection_names_itself),
         PGT_UNIT(test_sql_and_daemon_agree_on_the_contract),
         PGT_UNIT(test_daemon_refuses_sql_of_another_protocol),
     };

@@ -583,11 +583,10 @@ static void fault_round(pgt_ctx *t, enum fault fault)
         start_daemon(t);
         break;
     case TERMINATE_LISTENER:
-        pgt_terminate(t, "application_name = 'mvrefreshd' AND query LIKE 'LISTEN%%'");
+        pgt_terminate(t, "application_name = 'mvrefreshd listener'");
         break;
     case TERMINATE_CONTROL:
-        pgt_terminate(t, "application_name = 'mvrefreshd' AND query LIKE '%%mvrefresh.%%' "
-                         "AND query NOT LIKE '%%refresh(%%' AND query NOT LIKE '%%registry(%%'");
+        pgt_terminate(t, "application_name = 'mvrefreshd control'");
         break;
     case RESTART_SERVER:
         pgt_server_restart(t);
