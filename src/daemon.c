@@ -6,9 +6,12 @@
 
 #include "container.h"
 #include "instance.h"
+#include "sdnotify.h"
 
 /* After cancelling refreshes at shutdown, wait this long for the server to answer. */
 #define CANCEL_GRACE 5.0
+/* systemd's STATUS line is brought up to date this often (when it changed). */
+#define STATUS_INTERVAL 5.0
 
 /* The loop, the signals and the configuration; everything about the database is in the
  * instance. */
@@ -22,6 +25,8 @@ struct mvr_daemon {
     struct mvr_instance instance;
     ev_signal sighup, sigterm, sigint;
     ev_timer shutdown_timer;
+    ev_timer status_timer;
+    struct mvr_sdnotify sd;
     bool stopping;
     bool cancelled;
 };
@@ -46,7 +51,37 @@ static void on_idle(void *owner)
     ev_break(d->loop, EVBREAK_ALL);
 }
 
-static const struct mvr_instance_hooks instance_hooks = {.idle = on_idle};
+static void report_status(struct mvr_daemon *d, bool ready)
+{
+    char line[128];
+
+    mvr_instance_summary(&d->instance, line, sizeof line);
+    if (ready)
+        mvr_sdnotify_ready(&d->sd, line);
+    else
+        mvr_sdnotify_status(&d->sd, line);
+}
+
+/* READY after the first registry load, and after the one that follows a SIGHUP. */
+static void on_loaded(void *owner)
+{
+    struct mvr_daemon *d = owner;
+
+    if (!d->stopping)
+        report_status(d, true);
+}
+
+static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_daemon *d = MVR_CONTAINER_OF(w, struct mvr_daemon, status_timer);
+
+    (void)loop;
+    (void)revents;
+    if (!d->stopping)
+        report_status(d, false);
+}
+
+static const struct mvr_instance_hooks instance_hooks = {.idle = on_idle, .loaded = on_loaded};
 
 /* Make a (new) configuration take effect everywhere that reads it. */
 static void apply_config(struct mvr_daemon *d)
@@ -77,6 +112,7 @@ static void reload_config(struct mvr_daemon *d)
     struct mvr_config fresh;
     char err[1024];
 
+    mvr_sdnotify_reloading(&d->sd);
     if (d->opts->config_path == NULL) {
         mvr_info(&d->log, "SIGHUP: no configuration file given; reloading the registry only");
     } else if (mvr_config_load(&fresh, d->opts->config_path, err, sizeof err) != 0) {
@@ -127,6 +163,7 @@ static void stop(struct mvr_daemon *d, const char *signame)
         return;
     }
     d->stopping = true;
+    mvr_sdnotify_stopping(&d->sd);
     busy = mvr_instance_stop(&d->instance);
     mvr_info(&d->log, "%s: stopping; %zu refresh(es) running", signame, busy);
     if (busy == 0) {
@@ -166,6 +203,8 @@ static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, str
     ev_signal_init(&d->sigint, stop_cb, SIGINT);
     d->sigterm.data = d->sigint.data = d;
     ev_init(&d->shutdown_timer, shutdown_timer_cb);
+    ev_timer_init(&d->status_timer, status_cb, STATUS_INTERVAL, STATUS_INTERVAL);
+    mvr_sdnotify_init(&d->sd, d->loop, &d->log);
     return 0;
 }
 
@@ -174,6 +213,7 @@ static void start(struct mvr_daemon *d)
     ev_signal_start(d->loop, &d->sighup);
     ev_signal_start(d->loop, &d->sigterm);
     ev_signal_start(d->loop, &d->sigint);
+    ev_timer_start(d->loop, &d->status_timer);
     /* A peer closing a socket must be an error return, not a process-killing signal. */
     signal(SIGPIPE, SIG_IGN);
     apply_config(d);
@@ -193,6 +233,8 @@ static void teardown(struct mvr_daemon *d)
         ev_signal_stop(d->loop, &d->sigterm);
         ev_signal_stop(d->loop, &d->sigint);
         ev_timer_stop(d->loop, &d->shutdown_timer);
+        ev_timer_stop(d->loop, &d->status_timer);
+        mvr_sdnotify_close(&d->sd);
         ev_loop_destroy(d->loop);
     }
     mvr_config_free(&d->cfg);

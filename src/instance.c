@@ -1,6 +1,7 @@
 #include "instance.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "clock.h"
@@ -123,6 +124,8 @@ static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
     if (catch_up)
         mvr_quiet_catch_up(&in->quiet);
     settle(in);
+    if (in->hooks->loaded != NULL)
+        in->hooks->loaded(in->owner);
 }
 
 static const struct mvr_registry_hooks registry_hooks = {.loaded = on_loaded};
@@ -303,4 +306,17 @@ void mvr_instance_close(struct mvr_instance *in)
     if (in->invalid_total > 0 || in->unmatched_total > 0)
         mvr_info(in->log, "ignored %llu invalid and %llu unmatched notifications",
                  (unsigned long long)in->invalid_total, (unsigned long long)in->unmatched_total);
+}
+
+void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size)
+{
+    size_t n[MVR_VIEW_NSTATES], views = 0;
+
+    mvr_schedule_count(&in->schedule, n);
+    for (int i = 0; i < MVR_VIEW_NSTATES; i++)
+        views += n[i];
+    snprintf(buf, size, "%zu view%s: %zu pending, %zu refreshing, %zu failing", views,
+             views == 1 ? "" : "s",
+             n[MVR_VIEW_DEBOUNCING] + n[MVR_VIEW_BLOCKED] + n[MVR_VIEW_QUEUED],
+             n[MVR_VIEW_REFRESHING], n[MVR_VIEW_BACKOFF]);
 }

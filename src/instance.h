@@ -27,6 +27,8 @@
 struct mvr_instance_hooks {
     /* Stopping, and the last running refresh has ended. */
     void (*idle)(void *owner);
+    /* A registry load has been applied: the instance is doing its work. */
+    void (*loaded)(void *owner);
 };
 
 struct mvr_instance {
@@ -58,6 +60,8 @@ size_t mvr_instance_stop(struct mvr_instance *in);
 /* Ask the server to cancel the running refreshes. */
 void mvr_instance_cancel(struct mvr_instance *in);
 size_t mvr_instance_busy(const struct mvr_instance *in);
+/* One line for humans: "12 views: 1 pending, 1 refreshing, 0 failing". */
+void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size);
 /* Close every connection and free everything. */
 void mvr_instance_close(struct mvr_instance *in);
 

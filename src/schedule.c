@@ -210,6 +210,13 @@ double mvr_schedule_next_deadline(const struct mvr_schedule *s)
     return t != NULL ? t->at : INFINITY;
 }
 
+void mvr_schedule_count(const struct mvr_schedule *s, size_t counts[MVR_VIEW_NSTATES])
+{
+    memset(counts, 0, MVR_VIEW_NSTATES * sizeof counts[0]);
+    for (size_t i = 0; i < s->n; i++)
+        counts[s->items[i]->state]++;
+}
+
 bool mvr_schedule_has_due(const struct mvr_schedule *s)
 {
     return !TAILQ_EMPTY(&s->due);

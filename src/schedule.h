@@ -73,6 +73,8 @@ void mvr_schedule_expire(struct mvr_schedule *s, double now);
 double mvr_schedule_next_deadline(const struct mvr_schedule *s);
 /* Are views waiting for a worker? */
 bool mvr_schedule_has_due(const struct mvr_schedule *s);
+/* How many watched views are in each state (RETIRED ones are no longer counted). */
+void mvr_schedule_count(const struct mvr_schedule *s, size_t counts[MVR_VIEW_NSTATES]);
 /* The next view to refresh (now REFRESHING), or NULL. */
 struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s);
 /* A refresh of v ended; v may be freed (a RETIRED view). */
