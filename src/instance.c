@@ -141,8 +141,14 @@ static void table_changed(void *owner, uint32_t table)
 
     if (in->stopping)
         return;
-    if (mvr_schedule_changed(&in->schedule, table, mvr_clock_now()) == 0)
+    /* A table no loaded view reads: its readers may be new to the registry, with a load
+     * under way whose snapshot predates this marker. take_changes() marked them pending in
+     * the database (and disarmed the table): load again, so that they are not taken for
+     * clean. */
+    if (mvr_schedule_changed(&in->schedule, table, mvr_clock_now()) == 0) {
         in->unmatched_total++;
+        mvr_registry_request(&in->registry, false);
+    }
     if (mvr_schedule_next_deadline(&in->schedule) != next)
         rearm(in);
     if (mvr_schedule_has_due(&in->schedule))

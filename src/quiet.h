@@ -1,9 +1,9 @@
 /*
  * The daemon's side of the quiet-trigger protocol (docs/quiet-triggers.md), for one database:
- * taking markers (at each doorbell, and every poll_interval), re-arming tables (after a gap,
- * with a doorbell for the next signal; every rearm_interval for the tables of views that
- * debounce, without one: those markers are taken at the next tick), following the writers a
- * refresh found in flight, and the backstop. It runs its queries on the control connection
+ * taking markers (at each doorbell, and every poll_interval), which also disarms their
+ * tables; arming tables with a doorbell for the next signal (every table after a gap, and
+ * every rearm_interval the tables of views that debounce); following the writers a refresh
+ * found in flight; and the backstop. It runs its queries on the control connection
  * (control.c) and reports what changed; the scheduling is the owner's.
  */
 #ifndef MVR_QUIET_H

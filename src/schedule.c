@@ -476,6 +476,11 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
     for (size_t i = 0; i < n; i++) {
         if ((catch_up && items[i]->conf.pending) || stale[i])
             change_one(s, items[i], now, true);
+        else if (items[i]->conf.pending && items[i]->state == MVR_VIEW_IDLE)
+            /* The database knows of a change this daemon did not hear of (a marker taken
+             * while the view was not loaded yet): one more cycle, never a clean view over a
+             * disarmed table. */
+            change_one(s, items[i], now, false);
         else
             evaluate(s, items[i], now);
     }
