@@ -1004,6 +1004,28 @@ BEGIN
 END
 $fn$;
 
+-- Revoke every privilege on rel from everyone but its owner: what default
+-- privileges or a hand-made GRANT gave away.
+CREATE OR REPLACE FUNCTION mvrefresh.reset_grants(rel regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    grantee oid;
+BEGIN
+    FOR grantee IN
+        SELECT DISTINCT a.grantee
+        FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
+        WHERE c.oid = reset_grants.rel AND a.grantee <> c.relowner
+    LOOP
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', reset_grants.rel,
+            CASE grantee WHEN 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grantee)) END);
+    END LOOP;
+END
+$fn$;
+
 -- The generation sequence of a table (docs/quiet-triggers.md), made on first
 -- use, armed. Its first value comes from the global sequence, never one a
 -- session may have seen before; setval() marks it called (a sequence never
@@ -1022,7 +1044,10 @@ BEGIN
         EXECUTE pg_catalog.format('CREATE SEQUENCE mvrefresh.%I CACHE 1', name);
         seq := pg_catalog.to_regclass('mvrefresh.' || name);
         PERFORM pg_catalog.setval(seq, pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2 + 1);
-        -- Every writer's trigger reads it (pg_sequence_last_value needs SELECT).
+        -- Whatever default privileges gave away goes (whoever may setval() it can
+        -- disarm the table); every writer's trigger reads it (pg_sequence_last_value
+        -- needs SELECT).
+        PERFORM mvrefresh.reset_grants(seq);
         EXECUTE pg_catalog.format('GRANT SELECT ON SEQUENCE %s TO PUBLIC', seq);
     END IF;
     RETURN seq;
@@ -1346,10 +1371,16 @@ BEGIN
     -- A dump and restore changes OIDs, and the triggers then read generations
     -- named after the old ones, which the daemon cannot arm: refuse to work on
     -- such a database until the SQL is installed again (which repairs them).
+    -- (OIDs may also have been permuted: each table's trigger must name the
+    -- generation named after the table.)
     IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
                JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
-               WHERE pg_catalog.to_regclass(
-                         'mvrefresh.gen_' || d.base::pg_catalog.oid::pg_catalog.text) IS NULL) THEN
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_trigger t
+                   WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
+                     AND pg_catalog.encode(t.tgargs, 'escape')
+                         = pg_catalog.to_regclass('mvrefresh.gen_' || d.base::pg_catalog.oid::pg_catalog.text)
+                               ::pg_catalog.oid::pg_catalog.text || '\000')) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
             HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers.';
@@ -1401,11 +1432,10 @@ $fn$;
 -- write to it, by any session, takes the armed path again. Sequences are not
 -- transactional: the new generation is seen at once, whatever the caller's
 -- transaction does later. With ring, that path also rings the doorbell (odd
--- generations); without, the daemon finds the marker when it next polls, which
--- is all it needs while a view debounces: that spares busy tables a notifying
--- commit per session and re-arm. A quiet re-arm skips the tables of a view being
--- refreshed: its refresh re-armed them, ringing, and its next change should
--- ring. Returns how many tables it re-armed.
+-- generations), which is how the daemon arms; without, a caller finds the
+-- marker when it next polls. A quiet re-arm skips the tables of a view being
+-- refreshed: its refresh armed them, ringing, and its next change should ring.
+-- Returns how many tables it re-armed.
 DROP FUNCTION IF EXISTS mvrefresh.rearm(oid[]);
 CREATE OR REPLACE FUNCTION mvrefresh.rearm(tables oid[], ring boolean)
 RETURNS integer
@@ -1985,6 +2015,7 @@ BEGIN
                 'mvrefresh.forget(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure,
                 'mvrefresh.generation_of(regclass)'::pg_catalog.regprocedure,
+                'mvrefresh.reset_grants(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.sync_view(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.check_dependency()'::pg_catalog.regprocedure,
                 'mvrefresh.check_not_upstream()'::pg_catalog.regprocedure,
@@ -2054,6 +2085,27 @@ BEGIN
             RAISE WARNING 'mvrefresh: dependencies of "%" left as they were: %', r.view, SQLERRM
                 USING HINT = COALESCE(NULLIF(hint, ''), 'Fix the cause, then run mvrefresh.watch() on it again.');
         END;
+    END LOOP;
+END
+$do$;
+
+-- Nobody but the installer may write what the change signals rely on: markers,
+-- the backstop's memory, generations (setval() on one would disarm its table).
+-- Writers' triggers only read the generations.
+DO $do$
+DECLARE
+    rel regclass;
+BEGIN
+    FOR rel IN
+        SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
+        WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
+          AND (c.relname IN ('change_log', 'table_state', 'generation')
+               OR (c.relkind = 'S' AND c.relname LIKE 'gen\_%'))
+    LOOP
+        PERFORM mvrefresh.reset_grants(rel);
+        IF rel::pg_catalog.text LIKE 'mvrefresh.gen\_%' THEN
+            EXECUTE pg_catalog.format('GRANT SELECT ON SEQUENCE %s TO PUBLIC', rel);
+        END IF;
     END LOOP;
 END
 $do$;

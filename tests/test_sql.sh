@@ -492,6 +492,37 @@ is "registry() leaves out disabled views" "0" \
     "UPDATE mvrefresh.view SET enabled = false WHERE view = 'mv_const'::regclass;
      SELECT count(*) FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'"
 
+gen_c=$(db -c "SELECT ('mvrefresh.gen_' || 't_c'::regclass::oid)::regclass::oid")
+fails_with "registry() refuses a table whose trigger names another table's generation (permuted OIDs)" 55000 \
+    "BEGIN;
+     DROP TRIGGER mvrefresh_notify ON t_a;
+     CREATE TRIGGER mvrefresh_notify AFTER INSERT OR UPDATE OR DELETE ON t_a FOR EACH STATEMENT
+         EXECUTE FUNCTION mvrefresh.notify('$gen_c');
+     SELECT count(*) FROM mvrefresh.registry(2)"
+
+# --- who may write the generations (setval() disarms a table) -----------------------
+is "a new generation keeps no privilege that default privileges gave away, only SELECT for all" "f|t" \
+    "BEGIN;
+     CREATE ROLE mvr_sqltest_seq;
+     ALTER DEFAULT PRIVILEGES IN SCHEMA mvrefresh GRANT ALL ON SEQUENCES TO mvr_sqltest_seq;
+     CREATE TABLE t_seq (id int);
+     CREATE MATERIALIZED VIEW mv_seq AS SELECT id FROM t_seq;
+     SELECT mvrefresh.watch('mv_seq') \\g /dev/null
+     SELECT has_sequence_privilege('mvr_sqltest_seq', 'mvrefresh.gen_' || 't_seq'::regclass::oid, 'UPDATE'),
+            has_sequence_privilege('mvr_sqltest_seq', 'mvrefresh.gen_' || 't_seq'::regclass::oid, 'SELECT');
+     ROLLBACK"
+db -c "CREATE ROLE mvr_sqltest_seq2" \
+   -c "GRANT UPDATE ON SEQUENCE mvrefresh.generation TO mvr_sqltest_seq2" \
+   -c "GRANT INSERT, DELETE ON mvrefresh.change_log TO mvr_sqltest_seq2" \
+   -c "GRANT UPDATE ON SEQUENCE mvrefresh.gen_$oid_a TO mvr_sqltest_seq2" \
+   >/dev/null
+install
+is "reinstalling revokes a hand-made grant on a generation, markers or the global sequence" "f|f|f" \
+    "SELECT has_sequence_privilege('mvr_sqltest_seq2', 'mvrefresh.gen_' || 't_a'::regclass::oid, 'UPDATE'),
+            has_sequence_privilege('mvr_sqltest_seq2', 'mvrefresh.generation', 'UPDATE'),
+            has_table_privilege('mvr_sqltest_seq2', 'mvrefresh.change_log', 'INSERT')"
+db -c "DROP ROLE mvr_sqltest_seq2" >/dev/null 2>&1 || true
+
 # --- refresh_begin / refresh_end ------------------------------------------------
 fails_with "refresh_begin() refuses a daemon of another protocol (0A000)" 0A000 \
     "SELECT * FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, 1)"
