@@ -869,6 +869,21 @@ BEGIN
             CASE WHEN grant_it THEN 'GRANT MAINTAIN ON %s TO mvrefresh_daemon'
                  ELSE 'REVOKE MAINTAIN ON %s FROM mvrefresh_daemon' END,
             grant_maintain.view);
+        -- REFRESH names the view: without USAGE on its schema MAINTAIN is of no
+        -- use. Granting that is the schema owner's call; say so now, not at the
+        -- first refresh.
+        IF grant_it AND NOT pg_catalog.has_schema_privilege(
+                'mvrefresh_daemon',
+                (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = grant_maintain.view),
+                'USAGE') THEN
+            RAISE WARNING 'mvrefreshd may not be able to refresh %: role mvrefresh_daemon has no USAGE on its schema',
+                grant_maintain.view
+                USING HINT = pg_catalog.format(
+                    'GRANT USAGE ON SCHEMA %I TO mvrefresh_daemon (or make the daemon''s role a member of the view''s owner).',
+                    (SELECT n.nspname FROM pg_catalog.pg_class c
+                     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                     WHERE c.oid = grant_maintain.view));
+        END IF;
     END IF;
 END
 $fn$;
@@ -1727,8 +1742,9 @@ AS $fn$
     SELECT CASE
         WHEN pg_catalog.pg_has_role(refresh_denied.who, c.relowner, 'USAGE') THEN NULL
         WHEN pg_catalog.current_setting('server_version_num')::integer >= 170000 THEN
-            CASE WHEN pg_catalog.has_table_privilege(refresh_denied.who, c.oid, 'MAINTAIN') THEN NULL
-            ELSE pg_catalog.format(
+            CASE
+            WHEN NOT pg_catalog.has_table_privilege(refresh_denied.who, c.oid, 'MAINTAIN') THEN
+                pg_catalog.format(
                 'role %I may not refresh %s: it needs the MAINTAIN privilege on it. '
                 'Fix: GRANT mvrefresh_daemon TO %I and run SELECT mvrefresh.watch(%L) again '
                 '(it grants MAINTAIN to mvrefresh_daemon), or GRANT MAINTAIN ON %s TO %I, '
@@ -1736,6 +1752,12 @@ AS $fn$
                 refresh_denied.who, refresh_denied.view, refresh_denied.who,
                 refresh_denied.view::pg_catalog.text, refresh_denied.view, refresh_denied.who,
                 refresh_denied.who)
+            -- REFRESH names the view, which needs USAGE on its schema.
+            WHEN NOT pg_catalog.has_schema_privilege(refresh_denied.who, c.relnamespace, 'USAGE') THEN
+                pg_catalog.format(
+                'role %I may not refresh %s: MAINTAIN is not enough without USAGE on schema %I. '
+                'Fix: GRANT USAGE ON SCHEMA %I TO mvrefresh_daemon',
+                refresh_denied.who, refresh_denied.view, n.nspname, n.nspname)
             END
         ELSE pg_catalog.format(
             'role %I may not refresh %s: before PostgreSQL 17 only its owner can, and %I is '
@@ -1744,6 +1766,7 @@ AS $fn$
             r.rolname, refresh_denied.who)
     END
     FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = refresh_denied.view;
 $fn$;
 

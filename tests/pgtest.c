@@ -724,6 +724,19 @@ void pgt_log_wait(pgt_ctx *t, long timeout_ms, int min_count, const char *needle
     }
 }
 
+void pgt_log_wait_since(pgt_ctx *t, long mark, long timeout_ms, const char *a, const char *b)
+{
+    long limit = pgt_scaled(timeout_ms);
+    int64_t deadline = pgt_now_ms() + limit;
+
+    while (pgt_log_count_lines_since(t, mark, a, b) < 1) {
+        if (pgt_now_ms() >= deadline)
+            failf("%s: no line with \"%s\"%s%s%s in the daemon log after %ld ms", t->name, a,
+                  b ? " and \"" : "", b ? b : "", b ? "\"" : "", limit);
+        pgt_sleep_ms(POLL_INTERVAL_MS);
+    }
+}
+
 void pgt_log_dump(const pgt_ctx *t, int lines)
 {
     char *log = read_file(t->logpath);

@@ -174,6 +174,8 @@ long pgt_daemon_rss_kb(pgt_ctx *t);
 /* The daemon log's current size, and counting lines that start after such a mark. */
 long pgt_log_mark(const pgt_ctx *t);
 int pgt_log_count_lines_since(const pgt_ctx *t, long mark, const char *a, const char *b);
+/* Wait for a line written after mark with a (and b, unless NULL); fail at the deadline. */
+void pgt_log_wait_since(pgt_ctx *t, long mark, long timeout_ms, const char *a, const char *b);
 
 /*
  * pg_terminate_backend() every other backend of the test database for which

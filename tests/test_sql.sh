@@ -425,12 +425,32 @@ is "...but clears one taken before it began" "f" \
      SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 2) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
-db -c "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid])" >/dev/null
+# Statistics reach other sessions with a delay (up to about a second; before PostgreSQL 15
+# through the statistics collector): poll, with a deadline, rather than assume.
+# backstop_poll UNTIL: run a backstop round every 100 ms, collecting the tables it reports,
+# until UNTIL is "quiet" (a round reports nothing) or a table name it must report.
+backstop_poll() {
+    local until=$1 round seen="" deadline=$((SECONDS + 15))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        round=$(db -c "SELECT string_agg(t::regclass::text, ',' ORDER BY t::regclass::text)
+                       FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t")
+        [ -n "$round" ] && seen="$seen${seen:+,}$round"
+        if { [ "$until" = quiet ] && [ -z "$round" ]; } || [[ ",$seen," == *",$until,"* ]]; then
+            echo "$seen"
+            return 0
+        fi
+        sleep 0.1 # pacing between polls, not synchronisation
+    done
+    echo "$seen (deadline)"
+    return 1
+}
+backstop_poll quiet >/dev/null
 db -c "UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_p'::regclass" >/dev/null
 db -c "INSERT INTO p0 VALUES (5, 5)" >/dev/null  # straight into a partition: no trigger fires
+got=$(backstop_poll p)
 is "the backstop finds a write no trigger saw, and marks its views pending" "p
 t" \
-    "SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t;
+    "SELECT '$got';
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 is "...once: its memory is in the database, and a table no longer passed is forgotten" "0
 1" \
@@ -591,6 +611,20 @@ is "the next watch()/unwatch() forgets it; shared triggers stay" "0|mvrefresh_no
 odd='"My Schema"."Odd ""View"""'
 base='"My Schema"."Base ""T"""'
 oid_odd_base=$(oid_of "$base")
+# PostgreSQL 17+: MAINTAIN (granted by watch()) needs USAGE on the view's schema to be of use.
+msg=$(db -c "SELECT mvrefresh.watch('$odd')" 2>&1 >/dev/null || true)
+if [ "$(db -c "SHOW server_version_num")" -ge 170000 ]; then
+    if grep -q 'role mvrefresh_daemon has no USAGE on its schema' <<<"$msg" &&
+       grep -q 'GRANT USAGE ON SCHEMA "My Schema" TO mvrefresh_daemon' <<<"$msg"; then
+        report 1 "watch() warns when mvrefresh_daemon could not name the view (no USAGE on its schema)"
+    else
+        report 0 "watch() warns when mvrefresh_daemon could not name the view (no USAGE on its schema)" "$msg"
+    fi
+else
+    if [ -z "$msg" ]; then report 1 "watch() in a schema of its own says nothing before PostgreSQL 17"
+    else report 0 "watch() in a schema of its own says nothing before PostgreSQL 17" "$msg"; fi
+fi
+db -c 'GRANT USAGE ON SCHEMA "My Schema" TO mvrefresh_daemon' >/dev/null
 is "watch() a quoted mixed-case matview in a non-public schema" \
     "$odd|$base|mvrefresh_notify,mvrefresh_notify_truncate" \
     "SELECT mvrefresh.watch('$odd') \\g /dev/null
