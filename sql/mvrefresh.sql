@@ -1324,6 +1324,60 @@ AS $fn$ SELECT mvrefresh.set_enabled(resume.view, true, 'resume') $fn$;
 -- Daemon interface
 --------------------------------------------------------------------------------
 
+-- What each daemon working on this database last said of itself
+-- (mvrefresh.heartbeat(), every heartbeat_interval). Only the installer writes
+-- it; everyone reads it through mvrefresh.daemons. A daemon that cannot
+-- connect, authenticate or work says nothing: its heartbeat goes stale.
+CREATE TABLE IF NOT EXISTS mvrefresh.daemon (
+    host             text        NOT NULL,
+    pid              integer     NOT NULL,
+    started          timestamptz NOT NULL,
+    version          text        NOT NULL,
+    role             name        NOT NULL,
+    heartbeat        timestamptz NOT NULL,
+    interval_ms      bigint      NOT NULL,
+    status           text        NOT NULL,
+    doorbells        bigint      NOT NULL,
+    invalid_payloads bigint      NOT NULL,
+    PRIMARY KEY (host, pid, started)
+);
+
+-- One heartbeat: info is host, pid, version, started (epoch seconds), the
+-- interval to the next one (ms), the status line, doorbells heard, invalid
+-- payloads ignored. The role is the session's own: no daemon speaks for
+-- another. Rows not heard of for a day go.
+CREATE OR REPLACE FUNCTION mvrefresh.heartbeat(info text[])
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    INSERT INTO mvrefresh.daemon AS d (host, pid, started, version, role, heartbeat, interval_ms,
+                                       status, doorbells, invalid_payloads)
+    VALUES (heartbeat.info[1], heartbeat.info[2]::pg_catalog.int4,
+            pg_catalog.to_timestamp(heartbeat.info[4]::pg_catalog.float8), heartbeat.info[3],
+            session_user, pg_catalog.clock_timestamp(), heartbeat.info[5]::pg_catalog.int8,
+            heartbeat.info[6], heartbeat.info[7]::pg_catalog.int8, heartbeat.info[8]::pg_catalog.int8)
+    ON CONFLICT (host, pid, started) DO UPDATE
+        SET version = EXCLUDED.version, role = EXCLUDED.role, heartbeat = EXCLUDED.heartbeat,
+            interval_ms = EXCLUDED.interval_ms, status = EXCLUDED.status,
+            doorbells = EXCLUDED.doorbells, invalid_payloads = EXCLUDED.invalid_payloads;
+    DELETE FROM mvrefresh.daemon d
+    WHERE d.heartbeat OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() - '1 day'::pg_catalog.interval;
+$fn$;
+
+-- alive: the next heartbeat is not overdue (three intervals: a busy server or
+-- a reconnect may delay one or two).
+CREATE OR REPLACE VIEW mvrefresh.daemons AS
+SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
+       d.heartbeat > pg_catalog.now() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval AS alive,
+       d.status, d.doorbells, d.invalid_payloads
+FROM mvrefresh.daemon d;
+GRANT SELECT ON mvrefresh.daemons TO PUBLIC;
+COMMENT ON VIEW mvrefresh.daemons IS
+    'The daemons working on this database, as they last said: alive while their heartbeat comes';
+
 -- Daemons that came before the quiet triggers read the registry with this and
 -- would refresh without re-arming anything, missing changes: this SQL refuses
 -- them with a message that says what to do. (Recreated in this form, so that
@@ -2048,6 +2102,7 @@ BEGIN
                 'mvrefresh.rearm_view(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.take_changes()'::pg_catalog.regprocedure,
+                'mvrefresh.heartbeat(text[])'::pg_catalog.regprocedure,
                 'mvrefresh.table_fingerprints(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.backstop(oid[])'::pg_catalog.regprocedure)
           AND a.grantee <> p.proowner
@@ -2067,6 +2122,7 @@ BEGIN
             mvrefresh.rearm_view(oid),
             mvrefresh.refresh(oid, boolean),
             mvrefresh.take_changes(),
+            mvrefresh.heartbeat(text[]),
             mvrefresh.backstop(oid[])
         TO mvrefresh_daemon;
     END IF;
@@ -2122,7 +2178,7 @@ BEGIN
     FOR rel IN
         SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
         WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
-          AND (c.relname IN ('change_log', 'table_state', 'generation')
+          AND (c.relname IN ('change_log', 'table_state', 'generation', 'daemon')
                OR (c.relkind = 'S' AND c.relname LIKE 'gen\_%'))
     LOOP
         PERFORM mvrefresh.reset_grants(rel);

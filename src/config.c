@@ -38,6 +38,7 @@ static const struct key keys[] = {
     {"poll_interval", KEY_DURATION, F(poll_interval_ms), "1s", 10, DUR_MAX, false},
     {"rearm_interval", KEY_DURATION, F(rearm_interval_ms), "250ms", 10, DUR_MAX, false},
     {"backstop_interval", KEY_DURATION, F(backstop_interval_ms), "5min", 0, DUR_MAX, false},
+    {"heartbeat_interval", KEY_DURATION, F(heartbeat_interval_ms), "10s", 100, DUR_MAX, false},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

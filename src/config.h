@@ -25,9 +25,10 @@ struct mvr_config {
     int64_t max_wait_ms;
     int64_t shutdown_timeout_ms;
     int64_t retry_backoff_max_ms;
-    int64_t poll_interval_ms;     /* markers are taken at least this often */
-    int64_t rearm_interval_ms;    /* tables of debouncing views are re-armed this often */
-    int64_t backstop_interval_ms; /* table statistics are compared this often; 0: never */
+    int64_t poll_interval_ms;      /* markers are taken at least this often */
+    int64_t rearm_interval_ms;     /* tables of debouncing views are re-armed this often */
+    int64_t backstop_interval_ms;  /* table statistics are compared this often; 0: never */
+    int64_t heartbeat_interval_ms; /* mvrefresh.daemon is brought up to date this often */
     int dsn_line; /* line of the file's dsn key, 0 if none: for messages about the dsn */
 };
 

@@ -8,6 +8,7 @@
  * stand in for it): oid[] and xid8[]. */
 #define TYPE_OID_ARRAY 1028
 #define TYPE_XID8_ARRAY 271
+#define TYPE_TEXT_ARRAY 1009
 
 struct job {
     const char *sql;
@@ -27,9 +28,11 @@ static const struct job jobs[MVR_JOB_COUNT] = {
                         "WHERE pg_catalog.pg_xact_status(x) IS DISTINCT FROM 'in progress'",
                         TYPE_XID8_ARRAY, follow_row},
     [MVR_JOB_BACKSTOP] = {"SELECT t FROM mvrefresh.backstop($1) AS t", TYPE_OID_ARRAY, moved_row},
+    [MVR_JOB_HEARTBEAT] = {"SELECT mvrefresh.heartbeat($1)", TYPE_TEXT_ARRAY, NULL},
 };
 
-static const char *const job_names[MVR_JOB_COUNT] = {"ring", "take", "rearm", "follow", "backstop"};
+static const char *const job_names[MVR_JOB_COUNT] = {"ring",   "take",     "rearm",
+                                                     "follow", "backstop", "heartbeat"};
 
 static void run_next(struct mvr_control *c);
 

@@ -9,7 +9,8 @@
  *   REARM    arm the tables of the views debouncing, like RING (after a TAKE asked for at
  *            the same time, which would disarm them again at once);
  *   FOLLOW   which followed transactions have ended, and how (pg_xact_status());
- *   BACKSTOP which tables' write statistics moved since the last round (backstop()).
+ *   BACKSTOP which tables' write statistics moved since the last round (backstop());
+ *   HEARTBEAT tell the database this daemon is alive, and how it is doing (heartbeat()).
  * Asking for a job that is already wanted does nothing more: requests coalesce.
  */
 #ifndef MVR_CONTROL_H
@@ -26,6 +27,7 @@ enum mvr_control_job {
     MVR_JOB_REARM,
     MVR_JOB_FOLLOW,
     MVR_JOB_BACKSTOP,
+    MVR_JOB_HEARTBEAT,
     MVR_JOB_COUNT
 };
 

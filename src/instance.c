@@ -3,9 +3,12 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 #include "clock.h"
 #include "container.h"
+#include "heartbeat.h"
 
 /* Invalid payloads are summarised at most this often, so a flood cannot flood the log. */
 #define INVALID_LOG_INTERVAL 10.0
@@ -57,6 +60,7 @@ static void on_changed(void *owner, uint32_t table)
     struct mvr_instance *in = owner;
 
     (void)table;
+    in->doorbells_total++;
     if (!in->stopping)
         mvr_quiet_doorbell(&in->quiet);
 }
@@ -183,11 +187,33 @@ static void schedule_tables(void *owner, bool debouncing_only,
     mvr_schedule_tables(&in->schedule, debouncing_only, fn, arg);
 }
 
+/* Who and where this daemon is, and how it is doing: mvrefresh.daemons shows it, and a row
+ * whose heartbeat stops coming says the daemon cannot do its work. */
+static char *heartbeat(void *owner)
+{
+    struct mvr_instance *in = owner;
+    char host[256] = "", status[128];
+    struct mvr_heartbeat hb = {.host = host,
+                               .pid = (long)getpid(),
+                               .version = MVR_VERSION,
+                               .started = in->started,
+                               .interval_ms = in->heartbeat_ms,
+                               .status = status,
+                               .doorbells = in->doorbells_total,
+                               .invalid = in->invalid_total};
+
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    mvr_instance_summary(in, status, sizeof status);
+    return mvr_heartbeat_literal(&hb);
+}
+
 static const struct mvr_quiet_hooks quiet_hooks = {
     .table_changed = table_changed,
     .view_changed = view_changed,
     .lost_changes = lost_changes,
     .tables = schedule_tables,
+    .heartbeat = heartbeat,
 };
 
 /* ---- pool ---- */
@@ -248,6 +274,11 @@ void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const stru
     ev_init(&in->deadline, deadline_cb);
     ev_init(&in->invalid_timer, invalid_timer_cb);
     in->invalid_timer.repeat = INVALID_LOG_INTERVAL;
+    {
+        struct timeval tv;
+        gettimeofday(&tv, NULL);
+        in->started = (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
+    }
 }
 
 void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cfg)
@@ -256,6 +287,7 @@ void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cf
                            (double)cfg->max_wait_ms / 1000.0,
                            (double)cfg->retry_backoff_max_ms / 1000.0, mvr_clock_now());
     mvr_pool_configure(&in->pool, cfg);
+    in->heartbeat_ms = cfg->heartbeat_interval_ms;
     if (!in->stopping) {
         mvr_quiet_configure(&in->quiet, cfg);
         settle(in);

@@ -42,6 +42,9 @@ struct mvr_instance {
     ev_timer deadline;      /* at the schedule's next deadline */
     ev_timer invalid_timer; /* summarises invalid payloads at most every few seconds */
     uint64_t invalid_total, invalid_pending, unmatched_total;
+    uint64_t doorbells_total; /* NOTIFYs heard, for the heartbeat */
+    double started;           /* wall clock at init, for the heartbeat */
+    int64_t heartbeat_ms;     /* heartbeat_interval */
     bool stopping;
     const struct mvr_instance_hooks *hooks;
     void *owner;

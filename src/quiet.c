@@ -100,6 +100,8 @@ static char *job_params(void *owner, enum mvr_control_job job)
         return array_of(fill_debouncing, q);
     case MVR_JOB_FOLLOW:
         return follow_list(q);
+    case MVR_JOB_HEARTBEAT:
+        return q->hooks->heartbeat(q->owner);
     default:
         return NULL;
     }
@@ -204,6 +206,14 @@ static void backstop_cb(struct ev_loop *loop, ev_timer *w, int revents)
                      MVR_JOB_BACKSTOP);
 }
 
+static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    mvr_control_want(&MVR_CONTAINER_OF(w, struct mvr_quiet, heartbeat_timer)->control,
+                     MVR_JOB_HEARTBEAT);
+}
+
 /* ---- lifecycle ---- */
 
 void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_log *log,
@@ -221,6 +231,7 @@ void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_
     ev_init(&q->follow_timer, follow_cb);
     q->follow_timer.repeat = FOLLOW_INTERVAL;
     ev_init(&q->backstop_timer, backstop_cb);
+    ev_init(&q->heartbeat_timer, heartbeat_cb);
 }
 
 /* A repeating timer at `ms` (0: stopped). */
@@ -238,6 +249,7 @@ void mvr_quiet_configure(struct mvr_quiet *q, const struct mvr_config *cfg)
     set_repeat(q, &q->poll_timer, cfg->poll_interval_ms);
     set_repeat(q, &q->rearm_timer, cfg->rearm_interval_ms);
     set_repeat(q, &q->backstop_timer, cfg->backstop_interval_ms);
+    set_repeat(q, &q->heartbeat_timer, cfg->heartbeat_interval_ms);
 }
 
 void mvr_quiet_open(struct mvr_quiet *q, const char *dsn, const char *app_name)
@@ -256,6 +268,7 @@ void mvr_quiet_catch_up(struct mvr_quiet *q)
     mvr_control_want(&q->control, MVR_JOB_TAKE);
     if (q->backstop_timer.repeat > 0) /* backstop_interval = 0: off altogether */
         mvr_control_want(&q->control, MVR_JOB_BACKSTOP);
+    mvr_control_want(&q->control, MVR_JOB_HEARTBEAT); /* here again, at once */
 }
 
 void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n)
@@ -274,5 +287,6 @@ void mvr_quiet_close(struct mvr_quiet *q)
     ev_timer_stop(q->loop, &q->rearm_timer);
     ev_timer_stop(q->loop, &q->follow_timer);
     ev_timer_stop(q->loop, &q->backstop_timer);
+    ev_timer_stop(q->loop, &q->heartbeat_timer);
     mvr_follow_free(&q->follow);
 }

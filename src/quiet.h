@@ -29,6 +29,8 @@ struct mvr_quiet_hooks {
     /* Call fn for the watched tables: all of them, or those read by a debouncing view. */
     void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
                    void *arg);
+    /* The heartbeat's text[] literal (malloc'd; NULL: none this time). */
+    char *(*heartbeat)(void *owner);
 };
 
 struct mvr_quiet {
@@ -36,14 +38,14 @@ struct mvr_quiet {
     const struct mvr_log *log;
     struct mvr_control control;
     struct mvr_follow follow; /* writers found in flight by refreshes */
-    ev_timer poll_timer, rearm_timer, follow_timer, backstop_timer;
+    ev_timer poll_timer, rearm_timer, follow_timer, backstop_timer, heartbeat_timer;
     const struct mvr_quiet_hooks *hooks;
     void *owner;
 };
 
 void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_log *log,
                     const struct mvr_quiet_hooks *hooks, void *owner);
-/* poll_interval, rearm_interval, backstop_interval. */
+/* poll_interval, rearm_interval, backstop_interval, heartbeat_interval. */
 void mvr_quiet_configure(struct mvr_quiet *q, const struct mvr_config *cfg);
 void mvr_quiet_open(struct mvr_quiet *q, const char *dsn, const char *app_name);
 /* A NOTIFY came (its payload is not trusted): take the markers soon. */

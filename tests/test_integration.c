@@ -439,6 +439,45 @@ PGT_TEST(test_each_connection_names_itself)
                    "AND datname = current_database()");
 }
 
+/* The daemon says in SQL that it is alive, who and what it is, and how it is doing; killed,
+ * it stops saying so, and the view shows it. */
+PGT_TEST(test_heartbeat_in_sql)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nheartbeat_interval = 200ms\n");
+    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '50 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, path);
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT coalesce(bool_or(alive AND pid = %ld AND role = current_user "
+                   "AND version = (SELECT version FROM mvrefresh.version()) "
+                   "AND status LIKE '1 view: %%' AND started <= heartbeat), false) "
+                   "FROM mvrefresh.daemons",
+                   (long)t->daemon_pid);
+    /* Doorbells are counted. */
+    pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT coalesce(bool_or(doorbells >= 1), false) FROM mvrefresh.daemons");
+    /* Anyone may read it; nobody but the installer may write it. */
+    pgt_exec(t, "CREATE ROLE mvr_hb_reader");
+    pgt_exec(t, "SET ROLE mvr_hb_reader");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.daemons"), 1);
+    {
+        char state[6];
+        pgt_exec_fails(t, state, "SELECT mvrefresh.heartbeat('{}')");
+        assert_string_equal(state, "42501");
+        pgt_exec_fails(t, state, "DELETE FROM mvrefresh.daemon");
+        assert_string_equal(state, "42501");
+    }
+    pgt_exec(t, "RESET ROLE");
+    pgt_daemon_kill(t);
+    pgt_poll_until(t, DEADLINE_MS, "f", "SELECT bool_or(alive) FROM mvrefresh.daemons");
+}
+
 /* The SQL and the daemon speak one protocol: the same version, protocol number and channels,
  * each defined once on each side. */
 PGT_TEST(test_sql_and_daemon_agree_on_the_contract)
@@ -525,6 +564,7 @@ int main(void)
         PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
         PGT_UNIT(test_sighup_with_broken_config),
         PGT_UNIT(test_each_connection_names_itself),
+        PGT_UNIT(test_heartbeat_in_sql),
         PGT_UNIT(test_sql_and_daemon_agree_on_the_contract),
         PGT_UNIT(test_daemon_refuses_sql_of_another_protocol),
     };

@@ -1,0 +1,78 @@
+#include "heartbeat.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Each element double-quoted, with " and \ escaped: then no byte of it (comma, brace, space,
+ * the word NULL) can end it early or change what it means. */
+static size_t quoted(char *out, const char *text)
+{
+    size_t n = 0;
+
+    if (out != NULL)
+        out[n] = '"';
+    n++;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p == '"' || *p == '\\') {
+            if (out != NULL)
+                out[n] = '\\';
+            n++;
+        }
+        if (out != NULL)
+            out[n] = *p;
+        n++;
+    }
+    if (out != NULL)
+        out[n] = '"';
+    return n + 1;
+}
+
+/* Writes (or, with out NULL, measures) the literal; returns its length. */
+static size_t render(char *out, const char *const *items, size_t count)
+{
+    size_t n = 0;
+
+    if (out != NULL)
+        out[n] = '{';
+    n++;
+    for (size_t i = 0; i < count; i++) {
+        if (i > 0) {
+            if (out != NULL)
+                out[n] = ',';
+            n++;
+        }
+        n += quoted(out != NULL ? out + n : NULL, items[i]);
+    }
+    if (out != NULL) {
+        out[n] = '}';
+        out[n + 1] = '\0';
+    }
+    return n + 1;
+}
+
+char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
+{
+    char pid[24], started[32], interval[24], doorbells[24], invalid[24];
+    const char *items[] = {hb->host ? hb->host : "",
+                           pid,
+                           hb->version ? hb->version : "",
+                           started,
+                           interval,
+                           hb->status ? hb->status : "",
+                           doorbells,
+                           invalid};
+    size_t count = sizeof items / sizeof items[0];
+    char *out;
+
+    snprintf(pid, sizeof pid, "%ld", hb->pid);
+    snprintf(started, sizeof started, "%.6f", hb->started);
+    snprintf(interval, sizeof interval, "%" PRId64, hb->interval_ms);
+    snprintf(doorbells, sizeof doorbells, "%" PRIu64, hb->doorbells);
+    snprintf(invalid, sizeof invalid, "%" PRIu64, hb->invalid);
+    out = malloc(render(NULL, items, count) + 1);
+    if (out != NULL)
+        render(out, items, count);
+    return out;
+}

@@ -1,0 +1,26 @@
+/*
+ * The daemon's heartbeat, as the one text[] argument of mvrefresh.heartbeat(): who and where
+ * it is, since when, how often it will say so again, and how it is doing. Pure: the array
+ * literal is built and quoted here, so that any text (a host name, a status line) arrives as
+ * one element.
+ */
+#ifndef MVR_HEARTBEAT_H
+#define MVR_HEARTBEAT_H
+
+#include <stdint.h>
+
+struct mvr_heartbeat {
+    const char *host;
+    long pid;
+    const char *version;
+    double started;      /* seconds since the epoch */
+    int64_t interval_ms; /* the next heartbeat is due within this */
+    const char *status;  /* "12 views: 0 pending, ..." */
+    uint64_t doorbells;  /* NOTIFYs heard since start */
+    uint64_t invalid;    /* payloads ignored since start */
+};
+
+/* '{"host","pid",...}' (malloc'd), in the order mvrefresh.heartbeat() reads; NULL: no memory. */
+char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb);
+
+#endif
