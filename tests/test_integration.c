@@ -389,18 +389,25 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     assert_int_equal(pgt_refresh_count(t, "slow_mv"), 1);
 }
 
-/* SIGHUP reloads the file; a broken file is reported and changes nothing. */
-PGT_TEST(test_sighup_with_broken_config)
+/* Table t, view mv over it (debounce 100 ms, max_wait 1 s), and a daemon reading the
+ * configuration file `ini` (written to path). */
+static void setup_with_config(pgt_ctx *t, const char *ini, char *path, size_t size)
 {
-    char path[PATH_MAX + 32];
-
-    pgt_path(t, "mvrefresh.ini", path, sizeof path);
-    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 2\n");
+    pgt_path(t, "mvrefresh.ini", path, size);
+    pgt_write_file(path, ini);
     pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
     pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
     pgt_daemon_start(t, path);
+}
+
+/* SIGHUP reloads the file; a broken file is reported and changes nothing. */
+PGT_TEST(test_sighup_with_broken_config)
+{
+    char path[PATH_MAX + 32];
+
+    setup_with_config(t, "[mvrefreshd]\nmax_concurrent = 2\n", path, sizeof path);
     wait_catch_up(t, "mv");
 
     pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 3\n");
@@ -424,13 +431,7 @@ PGT_TEST(test_each_connection_names_itself)
 {
     char path[PATH_MAX + 32];
 
-    pgt_path(t, "mvrefresh.ini", path, sizeof path);
-    pgt_write_file(path, "[mvrefreshd]\napplication_name = mvr-test\n");
-    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '100 ms', max_wait => '1 s')");
-    pgt_daemon_start(t, path);
+    setup_with_config(t, "[mvrefreshd]\napplication_name = mvr-test\n", path, sizeof path);
     pgt_poll_until(t, DEADLINE_MS,
                    "mvr-test control,mvr-test listener,mvr-test registry,"
                    "mvr-test worker 1,mvr-test worker 2",
@@ -445,13 +446,7 @@ PGT_TEST(test_heartbeat_in_sql)
 {
     char path[PATH_MAX + 32];
 
-    pgt_path(t, "mvrefresh.ini", path, sizeof path);
-    pgt_write_file(path, "[mvrefreshd]\nheartbeat_interval = 200ms\n");
-    pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, v FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '50 ms', max_wait => '1 s')");
-    pgt_daemon_start(t, path);
+    setup_with_config(t, "[mvrefreshd]\nheartbeat_interval = 200ms\n", path, sizeof path);
     pgt_poll_until(t, DEADLINE_MS, "t",
                    "SELECT coalesce(bool_or(alive AND pid = %ld AND role = current_user "
                    "AND version = (SELECT version FROM mvrefresh.version()) "
