@@ -953,11 +953,37 @@ BEGIN
     PERFORM mvrefresh.add_triggers(tables);
     PERFORM mvrefresh.release_tables(stale);
     PERFORM mvrefresh.grant_maintain(view, true);
+    PERFORM mvrefresh.warn_daemons(view);
 
     IF changed AND pg_catalog.cardinality(bases) = 0 THEN
         RAISE WARNING '"%" reads no table that can carry a trigger', view
             USING HINT = 'It is registered, but no change will ever notify the daemon.';
     END IF;
+END
+$fn$;
+
+-- Say at once, not at the first refresh, when a daemon working on this
+-- database (alive in mvrefresh.daemon) runs as a role that may not refresh
+-- view, with the grant that fixes it (refresh_denied()).
+CREATE OR REPLACE FUNCTION mvrefresh.warn_daemons(view regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    who name;
+    why text;
+BEGIN
+    FOR who IN
+        SELECT DISTINCT d.role FROM mvrefresh.daemon d
+        WHERE d.heartbeat > pg_catalog.clock_timestamp() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = d.role)
+    LOOP
+        why := mvrefresh.refresh_denied(warn_daemons.view, who);
+        IF why IS NOT NULL THEN
+            RAISE WARNING 'mvrefreshd will not be able to refresh %: %', warn_daemons.view, why;
+        END IF;
+    END LOOP;
 END
 $fn$;
 
@@ -2093,6 +2119,7 @@ BEGIN
                 'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure,
                 'mvrefresh.generation_of(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.reset_grants(regclass)'::pg_catalog.regprocedure,
+                'mvrefresh.warn_daemons(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.sync_view(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.check_dependency()'::pg_catalog.regprocedure,
                 'mvrefresh.check_not_upstream()'::pg_catalog.regprocedure,

@@ -520,6 +520,23 @@ fails_with "registry() refuses a table whose trigger names another table's gener
          EXECUTE FUNCTION mvrefresh.notify('$gen_c');
      SELECT count(*) FROM mvrefresh.registry(2)"
 
+# --- watch() warns about a live daemon that could not refresh the view ------------------
+db -c "CREATE ROLE mvr_sqltest_weak" \
+   -c "INSERT INTO mvrefresh.daemon VALUES ('h', 1, now(), '0', 'mvr_sqltest_weak', now(), 60000, '', 0, 0),
+                                           ('h', 2, now(), '0', 'postgres', now(), 60000, '', 0, 0),
+                                           ('h', 3, now(), '0', 'mvr_sqltest_gone', now() - '1 h'::interval, 1000, '', 0, 0)" \
+   >/dev/null
+db -c "CREATE MATERIALIZED VIEW mv_warn AS SELECT id FROM t_a" >/dev/null
+msg=$(db -c "SELECT mvrefresh.watch('mv_warn')" 2>&1 >/dev/null || true)
+if grep -q 'mvrefreshd will not be able to refresh public.mv_warn: role mvr_sqltest_weak may not refresh' <<<"$msg" &&
+   [ "$(grep -c 'will not be able to refresh' <<<"$msg")" = 1 ]; then
+    report 1 "watch() warns about each live daemon whose role may not refresh the view (only those)"
+else
+    report 0 "watch() warns about each live daemon whose role may not refresh the view (only those)" "$msg"
+fi
+db -c "DELETE FROM mvrefresh.daemon" -c "SELECT mvrefresh.unwatch('mv_warn')" \
+   -c "DROP MATERIALIZED VIEW mv_warn" -c "DROP ROLE mvr_sqltest_weak" >/dev/null
+
 # --- who may write the generations (setval() disarms a table) -----------------------
 is "a new generation keeps no privilege that default privileges gave away, only SELECT for all" "f|t" \
     "BEGIN;
