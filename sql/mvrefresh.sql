@@ -360,28 +360,37 @@ CREATE POLICY dependency_visible ON mvrefresh.dependency FOR SELECT
 -- made by hand) cannot keep a path around these rules; then grant exactly this.
 -- The same for the schema: CREATE in it would let a role add a function there,
 -- which the daemon would then refuse to work beside.
-DO $do$
+-- REVOKE ALL ON obj (e.g. 'TABLE mvrefresh.view') from everyone in acl but
+-- owner: whatever an older version, default privileges or a hand-made GRANT gave.
+CREATE OR REPLACE FUNCTION mvrefresh.revoke_all_but(obj text, acl aclitem[], owner oid)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
 DECLARE
-    g record;
+    grantee oid;
 BEGIN
-    FOR g IN
-        SELECT DISTINCT pg_catalog.format('%s %s', o.kind, o.name) AS obj, a.grantee
-        FROM (SELECT 'TABLE' AS kind, c.oid::pg_catalog.regclass::pg_catalog.text AS name,
-                     c.relacl AS acl, c.relowner AS owner
-              FROM pg_catalog.pg_class c
-              WHERE c.oid IN ('mvrefresh.view'::pg_catalog.regclass,
-                              'mvrefresh.dependency'::pg_catalog.regclass,
-                              'mvrefresh.refresh_state'::pg_catalog.regclass)
-            UNION ALL
-              SELECT 'SCHEMA', 'mvrefresh', n.nspacl, n.nspowner
-              FROM pg_catalog.pg_namespace n WHERE n.nspname = 'mvrefresh') AS o
-        CROSS JOIN LATERAL pg_catalog.aclexplode(o.acl) AS a
-        WHERE a.grantee <> o.owner
+    FOR grantee IN
+        SELECT DISTINCT a.grantee FROM pg_catalog.aclexplode(revoke_all_but.acl) AS a
+        WHERE a.grantee <> revoke_all_but.owner
     LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', g.obj,
-            CASE g.grantee WHEN 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(g.grantee)) END);
+        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', revoke_all_but.obj,
+            CASE grantee WHEN 0 THEN 'PUBLIC'
+                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grantee)) END);
     END LOOP;
+END
+$fn$;
+
+DO $do$
+BEGIN
+    PERFORM mvrefresh.revoke_all_but('TABLE ' || c.oid::pg_catalog.regclass::pg_catalog.text,
+                                     c.relacl, c.relowner)
+    FROM pg_catalog.pg_class c
+    WHERE c.oid IN ('mvrefresh.view'::pg_catalog.regclass,
+                    'mvrefresh.dependency'::pg_catalog.regclass,
+                    'mvrefresh.refresh_state'::pg_catalog.regclass);
+    PERFORM mvrefresh.revoke_all_but('SCHEMA mvrefresh', n.nspacl, n.nspowner)
+    FROM pg_catalog.pg_namespace n WHERE n.nspname = 'mvrefresh';
 END
 $do$;
 GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
@@ -1049,22 +1058,12 @@ $fn$;
 -- privileges or a hand-made GRANT gave away.
 CREATE OR REPLACE FUNCTION mvrefresh.reset_grants(rel regclass)
 RETURNS void
-LANGUAGE plpgsql
+LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-DECLARE
-    grantee oid;
-BEGIN
-    FOR grantee IN
-        SELECT DISTINCT a.grantee
-        FROM pg_catalog.pg_class c CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
-        WHERE c.oid = reset_grants.rel AND a.grantee <> c.relowner
-    LOOP
-        EXECUTE pg_catalog.format('REVOKE ALL ON %s FROM %s', reset_grants.rel,
-            CASE grantee WHEN 0 THEN 'PUBLIC'
-                 ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grantee)) END);
-    END LOOP;
-END
+    SELECT mvrefresh.revoke_all_but('TABLE ' || c.oid::pg_catalog.regclass::pg_catalog.text,
+                                    c.relacl, c.relowner)
+    FROM pg_catalog.pg_class c WHERE c.oid = reset_grants.rel;
 $fn$;
 
 -- The generation sequence of a table (docs/quiet-triggers.md), made on first
@@ -1523,6 +1522,20 @@ AS $fn$
     SELECT rel FROM t;
 $fn$;
 
+-- The generation sequences of these tables (those that have one).
+CREATE OR REPLACE FUNCTION mvrefresh.generations(tables oid[])
+RETURNS TABLE (tbl oid, seq regclass)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT t.rel, c.oid::pg_catalog.regclass
+    FROM pg_catalog.unnest(generations.tables) AS t(rel)
+    JOIN pg_catalog.pg_class c
+      ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
+     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+$fn$;
+
 -- A new generation for each of these tables (docs/quiet-triggers.md): the next
 -- write to it, by any session, takes the armed path again. Sequences are not
 -- transactional: the new generation is seen at once, whatever the caller's
@@ -1540,17 +1553,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT pg_catalog.count(pg_catalog.setval(
-               c.oid::pg_catalog.regclass,
+               g.seq,
                pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2
                + CASE WHEN rearm.ring THEN 1 ELSE 0 END))::pg_catalog.int4
-    FROM pg_catalog.unnest(rearm.tables) AS t(rel)
-    JOIN pg_catalog.pg_class c
-      ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
-     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
+    FROM mvrefresh.generations(rearm.tables) AS g
     WHERE rearm.ring
        OR NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
                       JOIN mvrefresh.refresh_state s ON s.view = d.view
-                      WHERE d.base::pg_catalog.oid = t.rel AND s.refreshing);
+                      WHERE d.base::pg_catalog.oid = g.tbl AND s.refreshing);
 $fn$;
 
 -- A 32-bit transaction id as the 64-bit one it stands for now: pg_locks shows
@@ -1634,12 +1644,8 @@ BEGIN
         marked_at = pg_catalog.clock_timestamp()
     FROM mvrefresh.dependency d
     WHERE d.view = s.view AND d.base::pg_catalog.oid = ANY (tables);
-    PERFORM pg_catalog.setval(c.oid::pg_catalog.regclass,
-                              pg_catalog.pg_sequence_last_value(c.oid::pg_catalog.regclass), false)
-    FROM pg_catalog.unnest(tables) AS t(rel)
-    JOIN pg_catalog.pg_class c
-      ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
-     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+    PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
+    FROM mvrefresh.generations(tables) AS g;
     RETURN QUERY SELECT pg_catalog.unnest(tables);
 END
 $fn$;
@@ -2119,6 +2125,8 @@ BEGIN
                 'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure,
                 'mvrefresh.generation_of(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.reset_grants(regclass)'::pg_catalog.regprocedure,
+                'mvrefresh.revoke_all_but(text, aclitem[], oid)'::pg_catalog.regprocedure,
+                'mvrefresh.generations(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.warn_daemons(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.sync_view(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.check_dependency()'::pg_catalog.regprocedure,

@@ -23,6 +23,11 @@ enum { DEADLINE_MS = 10000 };
 /* SQLSTATE insufficient_privilege */
 #define DENIED "42501"
 
+static long long server_version(pgt_ctx *t)
+{
+    return pgt_query_ll(t, "SELECT current_setting('server_version_num')::int");
+}
+
 /* Create a LOGIN role (as the superuser) and return its SQL identifier in buf. */
 static const char *make_role(pgt_ctx *t, const char *name, char *buf, size_t size)
 {
@@ -728,7 +733,7 @@ PGT_TEST(test_default_lock_timeout_bounds_a_held_refresh)
  * REFRESH), so such a view fails with a clear error until its function sets its own. */
 PGT_TEST(test_view_functions_get_a_pinned_search_path)
 {
-    if (pgt_query_ll(t, "SELECT current_setting('server_version_num')::int") >= 170000) {
+    if (server_version(t) >= 170000) {
         /* There the server pins it for CREATE and REFRESH alike: such a view cannot even be
          * created, and the daemon's own setting changes nothing. */
         pgt_skip(t, "PostgreSQL 17+ pins search_path for REFRESH itself");
@@ -771,7 +776,7 @@ PGT_TEST(test_three_roles)
     pgt_exec_on(t, o, "SELECT mvrefresh.watch('" OWN_VIEW "', '50 ms', '1 s')");
     /* From PostgreSQL 17 on, watch() granted MAINTAIN to mvrefresh_daemon, which is enough
      * (test_maintain_is_enough): take it away to see the denial and its fix. */
-    if (pgt_query_ll(t, "SELECT current_setting('server_version_num')::int") >= 170000)
+    if (server_version(t) >= 170000)
         pgt_exec(t, "REVOKE MAINTAIN ON " OWN_VIEW " FROM mvrefresh_daemon");
 
     /* Not (yet) a member of the owning role: every attempt says what to grant. */
@@ -818,7 +823,7 @@ PGT_TEST(test_maintain_is_enough)
     char app[128], daemon[128], dsn[512];
     PGconn *o;
 
-    if (pgt_query_ll(t, "SELECT current_setting('server_version_num')::int") < 170000) {
+    if (server_version(t) < 170000) {
         pgt_skip(t, "MAINTAIN exists from PostgreSQL 17 on");
         return;
     }
