@@ -142,6 +142,10 @@ CREATE TABLE IF NOT EXISTS mvrefresh.view (
 -- rather than a DELETE grant: DELETE would let any role take any lock on this
 -- table, and hold back the daemon's every read of it.
 ALTER TABLE mvrefresh.view ADD COLUMN IF NOT EXISTS unwatched boolean NOT NULL DEFAULT false;
+-- Set by mvrefresh.refresh() (or by hand, by the view's owner): refresh the
+-- view as soon as a worker is free, whatever its debounce, even while it is
+-- paused. The daemon clears it when the refresh begins (refresh_begin()).
+ALTER TABLE mvrefresh.view ADD COLUMN IF NOT EXISTS refresh_requested timestamptz;
 
 CREATE TABLE IF NOT EXISTS mvrefresh.dependency (
     view regclass NOT NULL REFERENCES mvrefresh.view ON DELETE CASCADE,
@@ -396,7 +400,8 @@ $do$;
 GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
 GRANT SELECT ON mvrefresh.view, mvrefresh.dependency TO PUBLIC;
 GRANT INSERT (view, debounce, max_wait, "concurrently", enabled) ON mvrefresh.view TO PUBLIC;
-GRANT UPDATE (debounce, max_wait, "concurrently", enabled, unwatched) ON mvrefresh.view TO PUBLIC;
+GRANT UPDATE (debounce, max_wait, "concurrently", enabled, unwatched, refresh_requested)
+    ON mvrefresh.view TO PUBLIC;
 
 --------------------------------------------------------------------------------
 -- Registry consistency
@@ -1209,11 +1214,13 @@ $fn$;
 
 -- Every registration made or changed is synced (a retune too: what the view
 -- reads may have changed since). Only owners can make or change one, so only
--- they start this work, and only for their own views.
+-- they start this work, and only for their own views. A refresh request (or
+-- its clearing by the daemon) changes no registration: it is not synced.
 DROP TRIGGER IF EXISTS view_unwatched ON mvrefresh.view;
 DROP TRIGGER IF EXISTS view_registered ON mvrefresh.view;
 CREATE TRIGGER view_registered
-    AFTER INSERT OR UPDATE ON mvrefresh.view
+    AFTER INSERT OR UPDATE OF view, debounce, max_wait, "concurrently", enabled, unwatched
+    ON mvrefresh.view
     FOR EACH ROW EXECUTE FUNCTION mvrefresh.on_registration();
 
 -- SECURITY INVOKER, like unwatch(): the caller is current_user, which is right
@@ -1345,6 +1352,38 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$ SELECT mvrefresh.set_enabled(resume.view, true, 'resume') $fn$;
 
+-- Refresh a watched view now: the daemon refreshes it as soon as a worker is
+-- free, ignoring its debounce and any failure backoff, paused or not (a paused
+-- view stays paused: only this one refresh runs). The request is a column of
+-- the registry row, so it waits for a daemon that is not running, survives a
+-- restart, and calling this again before it is served asks for nothing more.
+-- It is served when refresh_requested is NULL again in mvrefresh.status; the
+-- outcome is in last_finish and last_error there. Runs as its caller, like
+-- pause(): only the view's owners may ask.
+CREATE OR REPLACE FUNCTION mvrefresh.refresh(view regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM mvrefresh.require_owner(refresh.view, current_user, 'refresh');
+    UPDATE mvrefresh.view v
+    SET refresh_requested = COALESCE(v.refresh_requested, pg_catalog.clock_timestamp())
+    WHERE v.view = refresh.view AND NOT v.unwatched;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'undefined_object',
+            MESSAGE = pg_catalog.format('"%s" is not watched', refresh.view),
+            HINT = pg_catalog.format('Watch it first: SELECT mvrefresh.watch(%L);',
+                                     refresh.view::pg_catalog.text);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.daemons d WHERE d.alive) THEN
+        RAISE WARNING 'no mvrefreshd is working on this database: % is refreshed when one starts',
+            refresh.view
+            USING HINT = 'SELECT * FROM mvrefresh.daemons shows the last heartbeat of each daemon.';
+    END IF;
+END
+$fn$;
+
 --------------------------------------------------------------------------------
 -- Daemon interface
 --------------------------------------------------------------------------------
@@ -1451,10 +1490,15 @@ $fn$;
 -- dependencies has one row with a NULL base and base_is_view false. pending:
 -- the status says changes wait (or a refresh was cut short), which a daemon
 -- that starts must catch up on. The daemon passes the protocol it speaks, and
--- a daemon of another protocol is refused with both named.
-CREATE OR REPLACE FUNCTION mvrefresh.registry(protocol integer)
+-- a daemon of another protocol is refused with both named. requested: when
+-- mvrefresh.refresh() asked for a refresh not begun yet (epoch seconds), else
+-- NULL; a paused view is loaded only while it has such a request. (Dropped
+-- first: its result type grew a column.)
+DROP FUNCTION IF EXISTS mvrefresh.registry(integer);
+CREATE FUNCTION mvrefresh.registry(protocol integer)
 RETURNS TABLE (view oid, name text, debounce_ms bigint, max_wait_ms bigint,
-               concurrently boolean, base oid, base_is_view boolean, pending boolean)
+               concurrently boolean, base oid, base_is_view boolean, pending boolean,
+               requested double precision)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -1491,14 +1535,15 @@ BEGIN
            v.concurrently,
            b.oid,
            EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base),
-           COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true)
+           COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true),
+           pg_catalog.date_part('epoch', v.refresh_requested)
     FROM mvrefresh.view v
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
     LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
     LEFT JOIN (mvrefresh.dependency d
                JOIN pg_catalog.pg_class b ON b.oid = d.base)
       ON d.view = v.view
-    WHERE v.enabled AND NOT v.unwatched
+    WHERE (v.enabled OR v.refresh_requested IS NOT NULL) AND NOT v.unwatched
     ORDER BY v.view::pg_catalog.oid, b.oid;
 END
 $fn$;
@@ -1894,6 +1939,13 @@ AS $fn$
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE v.view = refresh_begin.view::pg_catalog.regclass
           AND mvrefresh.check_protocol(refresh_begin.protocol)
+    ), served AS (
+        -- A request made before this refresh takes its snapshot is served by
+        -- it. The UPDATE fires mvrefresh_control: the daemon reloads, and a
+        -- paused view leaves its registry again.
+        UPDATE mvrefresh.view v SET refresh_requested = NULL
+        FROM target t
+        WHERE v.view = t.view AND v.refresh_requested IS NOT NULL
     ), mark AS (
         -- Upsert: a registration made by a plain INSERT has no state row yet.
         INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
@@ -2087,7 +2139,8 @@ SELECT v.view,
        ARRAY(SELECT d.base
              FROM mvrefresh.dependency d
              WHERE d.view = v.view
-             ORDER BY d.base::pg_catalog.oid) AS depends_on
+             ORDER BY d.base::pg_catalog.oid) AS depends_on,
+       v.refresh_requested
 FROM mvrefresh.view v
 LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
 WHERE pg_catalog.has_table_privilege(v.view::pg_catalog.oid, 'SELECT');

@@ -138,6 +138,13 @@ static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now, b
         evaluate(s, v, now);
 }
 
+static void request_one(struct mvr_schedule *s, struct mvr_view *v, double now)
+{
+    mvr_info(s->log, "%s: refresh asked for (mvrefresh.refresh)", v->conf.name);
+    mvr_view_request(v, now, s->log);
+    evaluate(s, v, now);
+}
+
 /* ---- events ---------------------------------------------------------------- */
 
 /* Without the hash index (it could not be allocated): the sorted map, more slowly. */
@@ -346,41 +353,56 @@ static int cmp_conf(const void *a, const void *b)
     return x->oid < y->oid ? -1 : x->oid > y->oid;
 }
 
+/* Why a view the registry brought is looked at again. */
+enum { ADOPT_STALE = 1, ADOPT_ASKED = 2 };
+
+/* A refresh request the view has not acted on yet: new, or made again after one was served. */
+static bool newly_asked(const struct mvr_view_conf *old, const struct mvr_view_conf *conf)
+{
+    return conf->requested > 0 && (old == NULL || old->requested != conf->requested);
+}
+
 /* The view for one registry row: the one we have (new settings), one being retired, or a new
- * one. *stale says whether it may have missed changes: new, or reading other relations now. */
-static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *conf, bool *stale)
+ * one. *why says whether it may have missed changes (new, or reading other relations now),
+ * and whether its owner asked for a refresh. */
+static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *conf,
+                                  unsigned char *why)
 {
     struct mvr_view *v = mvr_schedule_find(s, conf->oid);
+    bool stale;
 
+    *why = newly_asked(v != NULL ? &v->conf : NULL, conf) ? ADOPT_ASKED : 0;
     if (v != NULL) {
-        *stale = v->conf.deps_hash != conf->deps_hash;
+        stale = v->conf.deps_hash != conf->deps_hash;
         free(v->conf.name);
         v->conf = *conf;
     } else if ((v = revive(s, conf)) != NULL) {
         mvr_info(s->log, "watching %s again", conf->name);
-        *stale = true;
+        stale = true;
     } else if ((v = mvr_view_new(conf)) != NULL) {
         /* New to this daemon: newly watched (its status then says pending), or this daemon
          * just started, when only the status can say whether it missed anything. */
         mvr_info(s->log, "watching %s", conf->name);
-        *stale = conf->pending;
+        stale = conf->pending;
     } else {
         mvr_error(s->log, "out of memory: not watching %s", conf->name);
         free(conf->name);
+        stale = false;
     }
+    *why |= stale ? ADOPT_STALE : 0;
     conf->name = NULL; /* moved into the view (or freed) */
     return v;
 }
 
-/* Build the new item array from confs; stale[i] says whether items[i] is due at once. */
+/* Build the new item array from confs; why[i] says why items[i] is looked at again. */
 static size_t adopt(struct mvr_schedule *s, struct mvr_view_confs *confs, struct mvr_view **items,
-                    bool *stale)
+                    unsigned char *why)
 {
     size_t made = 0;
 
     qsort(confs->items, confs->n, sizeof *confs->items, cmp_conf);
     for (size_t i = 0; i < confs->n; i++) {
-        struct mvr_view *v = adopt_one(s, &confs->items[i], &stale[made]);
+        struct mvr_view *v = adopt_one(s, &confs->items[i], &why[made]);
         if (v != NULL)
             items[made++] = v;
     }
@@ -451,16 +473,16 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
 {
     size_t slots = confs->n ? confs->n : 1, n;
     struct mvr_view **items = calloc(slots, sizeof *items);
-    bool *stale = calloc(slots, sizeof *stale);
+    unsigned char *why = calloc(slots, sizeof *why);
 
-    if (items == NULL || stale == NULL || mvr_timerheap_reserve(&s->deadlines, slots) != 0) {
+    if (items == NULL || why == NULL || mvr_timerheap_reserve(&s->deadlines, slots) != 0) {
         mvr_error(s->log, "out of memory: registry change not applied");
         free(items);
-        free(stale);
+        free(why);
         mvr_view_confs_free(confs);
         return;
     }
-    n = adopt(s, confs, items, stale);
+    n = adopt(s, confs, items, why);
     replace_items(s, items, n);
     mvr_depmap_free(&s->tables);
     s->tables = confs->tables;
@@ -474,7 +496,9 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
      * refresh may predate them. Every other view is looked at again: what held it back may
      * be gone. */
     for (size_t i = 0; i < n; i++) {
-        if ((catch_up && items[i]->conf.pending) || stale[i])
+        if (why[i] & ADOPT_ASKED)
+            request_one(s, items[i], now);
+        if ((catch_up && items[i]->conf.pending) || (why[i] & ADOPT_STALE))
             change_one(s, items[i], now, true);
         else if (items[i]->conf.pending && items[i]->state == MVR_VIEW_IDLE)
             /* The database knows of a change this daemon did not hear of (a marker taken
@@ -484,7 +508,7 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
         else
             evaluate(s, items[i], now);
     }
-    free(stale);
+    free(why);
 }
 
 void mvr_schedule_free(struct mvr_schedule *s)

@@ -99,6 +99,14 @@ void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct m
         mvr_view_set_state(v, MVR_VIEW_DEBOUNCING, log);
 }
 
+void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log)
+{
+    mvr_pending_force(&v->pending, now);
+    /* The owner may have fixed what failed (a grant, a lock): try again now. */
+    if (v->state == MVR_VIEW_IDLE || v->state == MVR_VIEW_BACKOFF)
+        mvr_view_set_state(v, MVR_VIEW_DEBOUNCING, log);
+}
+
 double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait)
 {
     switch (v->state) {

@@ -58,6 +58,7 @@ struct mvr_view_conf {
     int64_t max_wait_ms; /* -1: the daemon's default */
     bool concurrently;
     bool pending;       /* its status says changes wait: catch up on it after a gap */
+    double requested;   /* mvrefresh.refresh() asked at this time (epoch), not begun; 0: no */
     uint64_t deps_hash; /* fingerprint of what it reads: a change means it may be stale */
 };
 
@@ -99,6 +100,9 @@ void mvr_view_free(struct mvr_view *v);
 /* A base table changed (forced: due at once). IDLE views start debouncing, and so do views
  * backing off after a failure a change may fix; otherwise the change is only noted. */
 void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log);
+/* Its owner asked for a refresh now (mvrefresh.refresh()): due at once whatever the debounce,
+ * and out of a backoff whatever the failure. Noted as pending while queued or refreshing. */
+void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log);
 /* When a DEBOUNCING or BACKOFF view is due; INFINITY in every other state. */
 double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait);
 /* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */

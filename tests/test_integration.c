@@ -241,6 +241,45 @@ PGT_TEST(test_paused_view_shows_pending_changes)
                    "FROM mvrefresh.status WHERE view = 'mv'::regclass");
 }
 
+/* mvrefresh.refresh(): at once, whatever the debounce; the request is served (cleared) when
+ * the refresh begins, and asks for one refresh, not more. */
+PGT_TEST(test_refresh_now_ignores_the_debounce)
+{
+    simple_setup(t, "1 h", "2 h", 2);
+    pgt_exec(t, "INSERT INTO t (v) VALUES (42)");
+    pgt_exec(t, "SELECT mvrefresh.refresh('mv')");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT (SELECT count(*) FROM mv) = 3 AND refresh_requested IS NULL "
+                   "AND NOT refreshing FROM mvrefresh.status WHERE view = 'mv'::regclass");
+    pgt_refreshes_stay(t, "mv", 2, 500);
+    assert_true(pgt_log_count_lines(t, "refresh asked for", "mv") >= 1);
+}
+
+/* A paused view is refreshed once on request, and stays paused: later changes wait. */
+PGT_TEST(test_refresh_now_of_a_paused_view)
+{
+    simple_setup(t, "50 ms", "200 ms", 2);
+    pgt_exec(t, "SELECT mvrefresh.pause('mv')");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (42)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.status "
+                   "WHERE view = 'mv'::regclass");
+    pgt_exec(t, "SELECT mvrefresh.refresh('mv')");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT (SELECT count(*) FROM mv) = 3 AND refresh_requested IS NULL "
+                   "AND NOT enabled AND NOT refreshing AND pending_since IS NULL "
+                   "FROM mvrefresh.status WHERE view = 'mv'::regclass");
+    /* Still paused: this change waits (and shows), well past the 50 ms debounce. */
+    pgt_exec(t, "INSERT INTO t (v) VALUES (43)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.status "
+                   "WHERE view = 'mv'::regclass");
+    pgt_refreshes_stay(t, "mv", 2, 1000);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 3);
+}
+
 PGT_TEST(test_unwatch)
 {
     static const char triggers[] = "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass "
@@ -553,6 +592,8 @@ int main(void)
         PGT_UNIT(test_plain_refresh_fallback),
         PGT_UNIT(test_live_retune),
         PGT_UNIT(test_paused_view_shows_pending_changes),
+        PGT_UNIT(test_refresh_now_ignores_the_debounce),
+        PGT_UNIT(test_refresh_now_of_a_paused_view),
         PGT_UNIT(test_unwatch),
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),

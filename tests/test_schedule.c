@@ -631,6 +631,66 @@ static void test_change_after_fixable_failure_retries_on_debounce(void **state)
     expect_pops(f, 1); /* 200 ms after the change, not 2 s after the failure */
 }
 
+/* v1 reading table 100 again, its refresh asked for at `requested` (0: not asked). */
+static void reload_one_view(struct fx *f, double requested)
+{
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    f->confs.items[0].pending = false;
+    f->confs.items[0].requested = requested;
+    load(f, false);
+}
+
+static void test_refresh_request_ignores_the_debounce_once(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    reload_one_view(f, 1.0);
+    expect_pops(f, 1); /* at once, not after 200 ms */
+    /* Loads that still see the same request (it is served when the refresh begins, in the
+     * database) ask for nothing more. */
+    reload_one_view(f, 1.0);
+    expect_pops(f, 0);
+    done(f, 1, MVR_OUTCOME_OK);
+    reload_one_view(f, 1.0);
+    expect_pops(f, 0);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+    /* Served (cleared), then asked again. */
+    reload_one_view(f, 0.0);
+    reload_one_view(f, 2.0);
+    expect_pops(f, 1);
+}
+
+static void test_refresh_request_during_refresh_is_one_more(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    reload_one_view(f, 1.0); /* asked after that refresh began: it may not show what the owner
+                                wants */
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 1);
+}
+
+static void test_refresh_request_cuts_a_backoff_short(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_FAILED_STUCK); /* e.g. a missing grant: a change cannot fix it */
+    assert_int_equal(state_of(f, 1), MVR_VIEW_BACKOFF);
+    at(f, f->now + 0.1);
+    reload_one_view(f, 1.0); /* the owner fixed it, and asks */
+    expect_pops(f, 1);
+}
+
 static void test_backoff_is_capped_by_retry_backoff_max(void **state)
 {
     struct fx *f = *state;
@@ -737,6 +797,9 @@ int main(void)
         T(test_blocked_reader_goes_when_upstream_fails),
         T(test_failure_backs_off_and_retries),
         T(test_change_after_fixable_failure_retries_on_debounce),
+        T(test_refresh_request_ignores_the_debounce_once),
+        T(test_refresh_request_during_refresh_is_one_more),
+        T(test_refresh_request_cuts_a_backoff_short),
         T(test_backoff_is_capped_by_retry_backoff_max),
         T(test_cycle_in_registry_is_ignored_not_waited_for),
         T(test_new_defaults_reschedule_pending_views),

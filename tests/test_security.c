@@ -216,6 +216,8 @@ PGT_TEST(test_non_owner_is_refused)
     expect_rows(t, i, "SELECT view FROM mvrefresh.view FOR UPDATE", 0);
     expect_denied(t, i, "SELECT mvrefresh.pause('" OWN_VIEW "')");
     expect_denied(t, i, "SELECT mvrefresh.resume('" OWN_VIEW "')");
+    expect_denied(t, i, "SELECT mvrefresh.refresh('" OWN_VIEW "')");
+    expect_rows(t, i, "UPDATE mvrefresh.view SET refresh_requested = now()", 0);
     expect_denied(t, i, "DELETE FROM mvrefresh.view");
     expect_denied(t, i, "INSERT INTO mvrefresh.view (view) VALUES ('" OWN_VIEW "')");
     expect_denied(t, i, "DELETE FROM mvrefresh.dependency");
@@ -243,7 +245,8 @@ PGT_TEST(test_non_owner_is_refused)
     /* Nothing changed. */
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.status WHERE view = '" OWN_VIEW
                                      "'::regclass AND debounce = '200 ms' AND enabled "
-                                     "AND refresh_count = 0 AND NOT refreshing"),
+                                     "AND refresh_count = 0 AND NOT refreshing "
+                                     "AND refresh_requested IS NULL"),
                      1);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_trigger WHERE tgrelid = '" OWN_SCHEMA
                                      ".\"base.tbl\"'::regclass AND tgname LIKE 'mvrefresh%%'"),
@@ -272,6 +275,10 @@ PGT_TEST(test_owner_manages_own_view_without_grants)
                                      "'::regclass AND debounce = '300 ms' AND NOT enabled"),
                      1);
     pgt_exec_on(t, o, "SELECT mvrefresh.resume('" OWN_VIEW "')");
+    pgt_exec_on(t, m, "SELECT mvrefresh.refresh('" OWN_VIEW "')");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view WHERE view = '" OWN_VIEW
+                                     "'::regclass AND refresh_requested IS NOT NULL"),
+                     1);
     pgt_exec_on(t, m, "UPDATE mvrefresh.view SET enabled = true");
     /* The owner sees its own status row. */
     pgt_exec_on(t, o, "SELECT * FROM mvrefresh.status WHERE view = '" OWN_VIEW "'::regclass");

@@ -497,8 +497,8 @@ public.mv_const|1000|30000|t||f
 public.mv_p|1000|30000|t|p|f" \
     "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass, r.base_is_view
      FROM mvrefresh.registry(2) r"
-is "registry(protocol) has the columns the daemon reads by name, pending last" \
-    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean)" \
+is "registry(protocol) has the columns the daemon reads by name" \
+    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean, requested double precision)" \
     "SELECT pg_get_function_result('mvrefresh.registry(integer)'::regprocedure)"
 fails_with "registry() of a daemon from before the quiet triggers is refused" 0A000 \
     "SELECT * FROM mvrefresh.registry()"
@@ -511,6 +511,33 @@ is "registry() is ordered by view, base and its view column is the view's OID" "
 is "registry() leaves out disabled views" "0" \
     "UPDATE mvrefresh.view SET enabled = false WHERE view = 'mv_const'::regclass;
      SELECT count(*) FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'"
+is "refresh() asks without a registry sync; registry() then brings the paused view, requested" \
+    "1|t|1" \
+    "SET client_min_messages = error;
+     SELECT mvrefresh.refresh('mv_const') \\g /dev/null
+     SELECT count(*), bool_and(requested > 0),
+            (SELECT count(*) FROM mvrefresh.view WHERE refresh_requested IS NOT NULL)
+     FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'"
+msg=$(db -c "SELECT mvrefresh.refresh('mv_const')" 2>&1 >/dev/null || true)
+if grep -qx 'WARNING:  no mvrefreshd is working on this database: public.mv_const is refreshed when one starts' <<<"$msg"; then
+    report 1 "refresh() warns that no daemon is alive to serve it"
+else
+    report 0 "refresh() warns that no daemon is alive to serve it" "$msg"
+fi
+is "a second refresh() before it is served keeps the first request's time" "t" \
+    "SELECT refresh_requested = (SELECT min(r) FROM (SELECT refresh_requested FROM mvrefresh.view) x(r))
+     FROM mvrefresh.view WHERE view = 'mv_const'::regclass"
+is "refresh_begin() serves the request" "0|0" \
+    "SELECT * FROM mvrefresh.refresh_begin('mv_const'::regclass, NULL, 2) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
+     SELECT (SELECT count(*) FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'),
+            (SELECT count(*) FROM mvrefresh.view WHERE refresh_requested IS NOT NULL)"
+error_is "refresh() of a view that is not watched: 42704 with the fix" \
+    "ERROR:  \"public.t_a\" is not watched
+HINT:  Watch it first: SELECT mvrefresh.watch('public.t_a');" \
+    "SELECT mvrefresh.refresh('t_a')"
+fails_with "refresh() of a view that is not watched is undefined_object" 42704 \
+    "SELECT mvrefresh.refresh('t_a')"
 
 gen_c=$(db -c "SELECT ('mvrefresh.gen_' || 't_c'::regclass::oid)::regclass::oid")
 fails_with "registry() refuses a table whose trigger names another table's generation (permuted OIDs)" 55000 \
@@ -726,10 +753,12 @@ is "status.depends_on: upstream views and tables, sorted by OID; empty array wit
             (SELECT bool_and(s.depends_on = ARRAY(SELECT d.base FROM mvrefresh.dependency d
                                                   WHERE d.view = s.view ORDER BY d.base::oid))
              FROM mvrefresh.status s)"
-is "status.depends_on is its last column, of type regclass[]" "depends_on|regclass[]" \
+is "status ends with depends_on (regclass[]), then refresh_requested (appended later)" \
+    "refresh_requested|timestamp with time zone
+depends_on|regclass[]" \
     "SELECT attname, atttypid::regtype FROM pg_attribute
      WHERE attrelid = 'mvrefresh.status'::regclass AND attnum > 0
-     ORDER BY attnum DESC LIMIT 1"
+     ORDER BY attnum DESC LIMIT 2"
 
 # --- unwatch() of an upstream view --------------------------------------------------
 graph() {
