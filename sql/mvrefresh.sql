@@ -1405,11 +1405,18 @@ CREATE TABLE IF NOT EXISTS mvrefresh.daemon (
     invalid_payloads bigint      NOT NULL,
     PRIMARY KEY (host, pid, started)
 );
+-- How its connections are ("listener up, registry up, control up, workers
+-- 1/2 up"), and the last connection failure any of them had, with its time:
+-- a daemon that works but cannot keep a worker connected shows it here.
+ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS connections text;
+ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS last_error text;
+ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS last_error_at timestamptz;
 
 -- One heartbeat: info is host, pid, version, started (epoch seconds), the
 -- interval to the next one (ms), the status line, doorbells heard, invalid
--- payloads ignored. The role is the session's own: no daemon speaks for
--- another. Rows not heard of for a day go.
+-- payloads ignored, the connections, the last connection error ('' if none)
+-- and its time (epoch seconds, 0 if never). The role is the session's own: no
+-- daemon speaks for another. Rows not heard of for a day go.
 CREATE OR REPLACE FUNCTION mvrefresh.heartbeat(info text[])
 RETURNS void
 LANGUAGE sql
@@ -1418,15 +1425,20 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     INSERT INTO mvrefresh.daemon AS d (host, pid, started, version, role, heartbeat, interval_ms,
-                                       status, doorbells, invalid_payloads)
+                                       status, doorbells, invalid_payloads, connections,
+                                       last_error, last_error_at)
     VALUES (heartbeat.info[1], heartbeat.info[2]::pg_catalog.int4,
             pg_catalog.to_timestamp(heartbeat.info[4]::pg_catalog.float8), heartbeat.info[3],
             session_user, pg_catalog.clock_timestamp(), heartbeat.info[5]::pg_catalog.int8,
-            heartbeat.info[6], heartbeat.info[7]::pg_catalog.int8, heartbeat.info[8]::pg_catalog.int8)
+            heartbeat.info[6], heartbeat.info[7]::pg_catalog.int8, heartbeat.info[8]::pg_catalog.int8,
+            heartbeat.info[9], NULLIF(heartbeat.info[10], ''),
+            pg_catalog.to_timestamp(NULLIF(heartbeat.info[11]::pg_catalog.float8, 0)))
     ON CONFLICT (host, pid, started) DO UPDATE
         SET version = EXCLUDED.version, role = EXCLUDED.role, heartbeat = EXCLUDED.heartbeat,
             interval_ms = EXCLUDED.interval_ms, status = EXCLUDED.status,
-            doorbells = EXCLUDED.doorbells, invalid_payloads = EXCLUDED.invalid_payloads;
+            doorbells = EXCLUDED.doorbells, invalid_payloads = EXCLUDED.invalid_payloads,
+            connections = EXCLUDED.connections, last_error = EXCLUDED.last_error,
+            last_error_at = EXCLUDED.last_error_at;
     DELETE FROM mvrefresh.daemon d
     WHERE d.heartbeat OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() - '1 day'::pg_catalog.interval;
 $fn$;
@@ -1436,7 +1448,7 @@ $fn$;
 CREATE OR REPLACE VIEW mvrefresh.daemons AS
 SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
        d.heartbeat > pg_catalog.now() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval AS alive,
-       d.status, d.doorbells, d.invalid_payloads
+       d.status, d.doorbells, d.invalid_payloads, d.connections, d.last_error, d.last_error_at
 FROM mvrefresh.daemon d;
 GRANT SELECT ON mvrefresh.daemons TO PUBLIC;
 COMMENT ON VIEW mvrefresh.daemons IS

@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include "clock.h"
 #include "container.h"
 #include "redact.h"
 
@@ -139,18 +140,29 @@ static double next_backoff(struct mvr_conn *c)
     return base * (0.5 + 0.5 * (double)(c->jitter_seed % 1000) / 1000.0);
 }
 
+void mvr_conn_share_outage(struct mvr_conn *c, struct mvr_outage *o)
+{
+    c->outage = o;
+}
+
 /* Log why the connection is going down: once for a run of failed attempts, always when it
- * was up. A session the daemon refuses to use is an error, not a network hiccup. */
+ * was up, and with a shared outage once for the daemon (the others say it at debug level).
+ * A session the daemon refuses to use is an error, not a network hiccup. */
 static void report_down(struct mvr_conn *c, const char *why, bool refused)
 {
     bool was_up = c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
     char msg[1024];
 
+    mvr_redact(why, msg, sizeof msg);
     /* A refusal says what to fix: report it even when the run started with a lost
      * connection (the reason the session was refused is news). */
     if (refused ? c->refusal_reported : !was_up && c->loss_reported)
         return;
-    mvr_redact(why, msg, sizeof msg);
+    if (c->outage != NULL &&
+        !mvr_outage_failed(c->outage, msg, mvr_clock_to_epoch(mvr_clock_now()))) {
+        mvr_debug(c->log, "%s: %s (as reported)", c->name, msg);
+        return;
+    }
     if (refused) {
         c->refusal_reported = true;
         mvr_error(c->log, "%s: %s", c->name, msg);
@@ -212,7 +224,10 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* The session checks are done: the connection is ready. */
 static void session_ready(struct mvr_conn *c)
 {
-    if (c->loss_reported || c->backoff > BACKOFF_FIRST)
+    bool recovered = c->outage != NULL ? mvr_outage_recovered(c->outage)
+                                       : c->loss_reported || c->backoff > BACKOFF_FIRST;
+
+    if (recovered)
         mvr_info(c->log, "%s: connected to database \"%s\" on %s as role \"%s\"", c->name,
                  PQdb(c->pg), PQhost(c->pg), c->session.role);
     else

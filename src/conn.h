@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "log.h"
+#include "outage.h"
 #include "session.h"
 
 enum mvr_conn_state {
@@ -57,9 +58,10 @@ struct mvr_conn {
     char app_name[64]; /* "<application_name> <name>": each connection tells what it is */
     PGconn *pg;
     enum mvr_conn_state state;
-    bool reconnect;        /* reconnect automatically after a loss */
-    bool loss_reported;    /* log a run of failed attempts once, not per retry */
-    bool refusal_reported; /* likewise for a session refused (session.h) */
+    bool reconnect;            /* reconnect automatically after a loss */
+    bool loss_reported;        /* log a run of failed attempts once, not per retry */
+    bool refusal_reported;     /* likewise for a session refused (session.h) */
+    struct mvr_outage *outage; /* shared with the daemon's other connections, or NULL */
     double backoff;
     uint64_t jitter_seed;
     mvr_conn_result_fn on_result;
@@ -70,6 +72,9 @@ struct mvr_conn {
 
 void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_log *log,
                    const char *name, const struct mvr_conn_hooks *hooks, void *owner);
+/* Report failures through o (shared by several connections, outliving them): the same
+ * failure is logged once for all of them, not once per connection. */
+void mvr_conn_share_outage(struct mvr_conn *c, struct mvr_outage *o);
 /* Start connecting; dsn must outlive the conn. The session's application_name is app_name
  * followed by the conn's name (unless the dsn sets one). */
 void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name);

@@ -54,7 +54,7 @@ static size_t render(char *out, const char *const *items, size_t count)
 
 char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
 {
-    char pid[24], started[32], interval[24], doorbells[24], invalid[24];
+    char pid[24], started[32], interval[24], doorbells[24], invalid[24], error_at[32];
     const char *items[] = {hb->host ? hb->host : "",
                            pid,
                            hb->version ? hb->version : "",
@@ -62,7 +62,10 @@ char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
                            interval,
                            hb->status ? hb->status : "",
                            doorbells,
-                           invalid};
+                           invalid,
+                           hb->connections ? hb->connections : "",
+                           hb->last_error ? hb->last_error : "",
+                           error_at};
     size_t count = sizeof items / sizeof items[0];
     char *out;
 
@@ -71,6 +74,7 @@ char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
     snprintf(interval, sizeof interval, "%" PRId64, hb->interval_ms);
     snprintf(doorbells, sizeof doorbells, "%" PRIu64, hb->doorbells);
     snprintf(invalid, sizeof invalid, "%" PRIu64, hb->invalid);
+    snprintf(error_at, sizeof error_at, "%.6f", hb->last_error_at);
     out = malloc(render(NULL, items, count) + 1);
     if (out != NULL)
         render(out, items, count);

@@ -13,11 +13,14 @@ struct mvr_heartbeat {
     const char *host;
     long pid;
     const char *version;
-    double started;      /* seconds since the epoch */
-    int64_t interval_ms; /* the next heartbeat is due within this */
-    const char *status;  /* "12 views: 0 pending, ..." */
-    uint64_t doorbells;  /* NOTIFYs heard since start */
-    uint64_t invalid;    /* payloads ignored since start */
+    double started;          /* seconds since the epoch */
+    int64_t interval_ms;     /* the next heartbeat is due within this */
+    const char *status;      /* "12 views: 0 pending, ..." */
+    uint64_t doorbells;      /* NOTIFYs heard since start */
+    uint64_t invalid;        /* payloads ignored since start */
+    const char *connections; /* "listener up, registry up, ..." */
+    const char *last_error;  /* the last connection failure ("" if none) */
+    double last_error_at;    /* and when (seconds since the epoch; 0 if never) */
 };
 
 /* '{"host","pid",...}' (malloc'd), in the order mvrefresh.heartbeat() reads; NULL: no memory. */

@@ -192,7 +192,7 @@ static void schedule_tables(void *owner, bool debouncing_only,
 static char *heartbeat(void *owner)
 {
     struct mvr_instance *in = owner;
-    char host[256] = "", status[128];
+    char host[256] = "", status[128], connections[128];
     struct mvr_heartbeat hb = {.host = host,
                                .pid = (long)getpid(),
                                .version = MVR_VERSION,
@@ -200,11 +200,15 @@ static char *heartbeat(void *owner)
                                .interval_ms = in->heartbeat_ms,
                                .status = status,
                                .doorbells = in->doorbells_total,
-                               .invalid = in->invalid_total};
+                               .invalid = in->invalid_total,
+                               .connections = connections,
+                               .last_error = in->outage.last_error,
+                               .last_error_at = in->outage.last_error_at};
 
     if (gethostname(host, sizeof host - 1) != 0)
         host[0] = '\0';
     mvr_instance_summary(in, status, sizeof status);
+    mvr_instance_connections(in, connections, sizeof connections);
     return mvr_heartbeat_literal(&hb);
 }
 
@@ -271,6 +275,11 @@ void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const stru
     mvr_schedule_init(&in->schedule, log);
     mvr_pool_init(&in->pool, loop, log, &pool_hooks, in);
     mvr_quiet_init(&in->quiet, loop, log, &quiet_hooks, in);
+    mvr_conn_share_outage(&in->listener.conn, &in->outage);
+    mvr_conn_share_outage(&in->registry.conn, &in->outage);
+    mvr_conn_share_outage(&in->quiet.control.conn, &in->outage);
+    for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
+        mvr_conn_share_outage(&in->pool.workers[i].conn, &in->outage);
     ev_init(&in->deadline, deadline_cb);
     ev_init(&in->invalid_timer, invalid_timer_cb);
     in->invalid_timer.repeat = INVALID_LOG_INTERVAL;
@@ -357,4 +366,21 @@ void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size)
              views == 1 ? "" : "s",
              n[MVR_VIEW_DEBOUNCING] + n[MVR_VIEW_BLOCKED] + n[MVR_VIEW_QUEUED],
              n[MVR_VIEW_REFRESHING], n[MVR_VIEW_BACKOFF]);
+}
+
+static bool conn_up(const struct mvr_conn *c)
+{
+    return c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
+}
+
+void mvr_instance_connections(const struct mvr_instance *in, char *buf, size_t size)
+{
+    size_t up = 0;
+
+    for (size_t i = 0; i < in->pool.limit; i++)
+        up += conn_up(&in->pool.workers[i].conn);
+    snprintf(buf, size, "listener %s, registry %s, control %s, workers %zu/%zu up",
+             conn_up(&in->listener.conn) ? "up" : "down",
+             conn_up(&in->registry.conn) ? "up" : "down",
+             conn_up(&in->quiet.control.conn) ? "up" : "down", up, in->pool.limit);
 }

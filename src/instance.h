@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "listener.h"
+#include "outage.h"
 #include "pool.h"
 #include "quiet.h"
 #include "registry.h"
@@ -43,6 +44,7 @@ struct mvr_instance {
     ev_timer invalid_timer; /* summarises invalid payloads at most every few seconds */
     uint64_t invalid_total, invalid_pending, unmatched_total;
     uint64_t doorbells_total; /* NOTIFYs heard, for the heartbeat */
+    struct mvr_outage outage; /* every connection's failures, logged once for all */
     double started;           /* wall clock at init, for the heartbeat */
     int64_t heartbeat_ms;     /* heartbeat_interval */
     bool stopping;
@@ -65,6 +67,8 @@ void mvr_instance_cancel(struct mvr_instance *in);
 size_t mvr_instance_busy(const struct mvr_instance *in);
 /* One line for humans: "12 views: 1 pending, 1 refreshing, 0 failing". */
 void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size);
+/* The connections, for humans: "listener up, registry up, control up, workers 1/2 up". */
+void mvr_instance_connections(const struct mvr_instance *in, char *buf, size_t size);
 /* Close every connection and free everything. */
 void mvr_instance_close(struct mvr_instance *in);
 

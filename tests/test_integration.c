@@ -489,7 +489,9 @@ PGT_TEST(test_heartbeat_in_sql)
     pgt_poll_until(t, DEADLINE_MS, "t",
                    "SELECT coalesce(bool_or(alive AND pid = %ld AND role = current_user "
                    "AND version = (SELECT version FROM mvrefresh.version()) "
-                   "AND status LIKE '1 view: %%' AND started <= heartbeat), false) "
+                   "AND status LIKE '1 view: %%' AND started <= heartbeat "
+                   "AND connections = 'listener up, registry up, control up, workers 2/2 up' "
+                   "AND last_error IS NULL AND last_error_at IS NULL), false) "
                    "FROM mvrefresh.daemons",
                    (long)t->daemon_pid);
     /* Doorbells are counted. */

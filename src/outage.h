@@ -1,0 +1,30 @@
+/*
+ * Connection trouble as the daemon sees it, shared by all its connections (listener,
+ * registry, control, workers): when the server goes away they all fail at once, with the
+ * same message, and retry on their own backoffs. The log should say so once, and say once
+ * when the database is reachable again; the heartbeat and the metrics show the last error.
+ * Pure: no libpq, no libev; callers pass the (already redacted) message and the time.
+ */
+#ifndef MVR_OUTAGE_H
+#define MVR_OUTAGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define MVR_OUTAGE_MESSAGE_MAX 512
+
+struct mvr_outage {
+    char last_error[MVR_OUTAGE_MESSAGE_MAX]; /* the latest failure's message, "" if none */
+    double last_error_at;                    /* when (seconds since the epoch), 0 if never */
+    uint64_t failures;                       /* failed or lost connections since start */
+    bool reported; /* last_error was logged, and nothing has connected since */
+};
+
+/* A connection failed (or was lost, or refused) with this message. Returns whether to log it:
+ * yes for the first failure since the last success, or for a message other than the one
+ * logged last; no for the same failure seen again on another connection or at a retry. */
+bool mvr_outage_failed(struct mvr_outage *o, const char *message, double now);
+/* A connection is up. Returns whether a reported failure just ended (log that once). */
+bool mvr_outage_recovered(struct mvr_outage *o);
+
+#endif

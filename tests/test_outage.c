@@ -1,0 +1,80 @@
+/* Connection trouble shared by the daemon's connections: one log line per failure, not one per
+ * connection or retry; one when it ends; the last error kept for the heartbeat. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "outage.h"
+
+static const char refused[] = "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: "
+                              "Connection refused\n\tIs the server running locally?\n";
+
+static void test_same_failure_on_every_connection_is_logged_once(void **state)
+{
+    struct mvr_outage o = {0};
+
+    (void)state;
+    assert_true(mvr_outage_failed(&o, refused, 10.0));  /* the listener */
+    assert_false(mvr_outage_failed(&o, refused, 10.1)); /* the registry */
+    assert_false(mvr_outage_failed(&o, refused, 10.2)); /* the control connection */
+    assert_false(mvr_outage_failed(&o, refused, 12.0)); /* a retry */
+    assert_int_equal(o.failures, 4);
+    assert_true(o.last_error_at == 12.0);
+    /* The first line only: the heartbeat shows one line. */
+    assert_string_equal(o.last_error, "connection to server on socket \"/tmp/.s.PGSQL.5432\" "
+                                      "failed: Connection refused");
+}
+
+static void test_another_failure_is_news(void **state)
+{
+    struct mvr_outage o = {0};
+
+    (void)state;
+    assert_true(mvr_outage_failed(&o, refused, 1.0));
+    assert_true(mvr_outage_failed(&o, "FATAL:  password authentication failed", 2.0));
+    assert_false(mvr_outage_failed(&o, "FATAL:  password authentication failed", 3.0));
+    assert_string_equal(o.last_error, "FATAL:  password authentication failed");
+}
+
+static void test_recovery_is_logged_once_and_the_next_outage_again(void **state)
+{
+    struct mvr_outage o = {0};
+
+    (void)state;
+    assert_false(mvr_outage_recovered(&o)); /* connected at start: nothing to say */
+    assert_true(mvr_outage_failed(&o, refused, 1.0));
+    assert_true(mvr_outage_recovered(&o));
+    assert_false(mvr_outage_recovered(&o)); /* the other connections, coming back */
+    /* The last error stays for the heartbeat; the same failure later is a new outage. */
+    assert_true(o.last_error[0] != '\0');
+    assert_true(mvr_outage_failed(&o, refused, 5.0));
+}
+
+static void test_long_message_is_cut_not_overrun(void **state)
+{
+    struct mvr_outage o = {0};
+    char big[4 * MVR_OUTAGE_MESSAGE_MAX];
+
+    (void)state;
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    assert_true(mvr_outage_failed(&o, big, 1.0));
+    assert_int_equal(strlen(o.last_error), MVR_OUTAGE_MESSAGE_MAX - 1);
+    assert_false(mvr_outage_failed(&o, big, 2.0));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_failure_on_every_connection_is_logged_once),
+        cmocka_unit_test(test_another_failure_is_news),
+        cmocka_unit_test(test_recovery_is_logged_once_and_the_next_outage_again),
+        cmocka_unit_test(test_long_message_is_cut_not_overrun),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
