@@ -22,6 +22,26 @@ SET LOCAL search_path = pg_catalog, pg_temp;
 -- Re-running the script would otherwise print a NOTICE per existing object.
 SET LOCAL client_min_messages = warning;
 
+-- [psql only] The extension's scripts are made from this file without this block
+-- (sql/extension/generate.sh). A database where mvrefresh is an extension is upgraded
+-- with ALTER EXTENSION: this file would fail there half-way (it may not drop what the
+-- extension owns), or leave new objects outside the extension.
+DO $do$
+DECLARE
+    ext text;
+BEGIN
+    SELECT e.extversion INTO ext FROM pg_catalog.pg_extension e WHERE e.extname = 'mvrefresh';
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = pg_catalog.format(
+                'mvrefresh is installed in this database as an extension (version %s)', ext),
+            DETAIL = 'A database is installed and upgraded one way only.',
+            HINT = 'Install the new release''s extension files (cmake --install), then run ALTER EXTENSION mvrefresh UPDATE.';
+    END IF;
+END
+$do$;
+-- [end psql only]
+
 -- Whoever owns the schema, or anything in it, can replace the functions the
 -- daemon calls, and the daemon often runs as a powerful role. So an existing
 -- mvrefresh schema is only taken over when it and everything in it belong to
@@ -1203,6 +1223,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- A row that comes with a created_at of its own is being restored: pg_dump writes every
+    -- column (an extension's registrations are loaded while this trigger exists), whereas
+    -- watch() and other roles' INSERTs cannot set it. Its dependencies, status and triggers
+    -- come with the dump; making them here would collide with them. registry() then asks
+    -- for the repair, as after any restore.
+    IF TG_OP = 'INSERT' AND NEW.created_at IS DISTINCT FROM pg_catalog.now() THEN
+        RETURN NULL;
+    END IF;
     IF NEW.unwatched THEN
         PERFORM mvrefresh.forget(NEW.view);
     ELSE
@@ -1533,7 +1561,7 @@ BEGIN
                                ::pg_catalog.oid::pg_catalog.text || '\000')) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
-            HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers.';
+            HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers. Where mvrefresh is an extension, a superuser runs instead: SELECT mvrefresh.watch(view, debounce, max_wait, "concurrently") FROM mvrefresh.view;';
     END IF;
     RETURN QUERY
     SELECT v.view::pg_catalog.oid,

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # cmake --install into a DESTDIR: every file a user needs lands where the README says, the unit
 # points at the installed binary, the man pages are real roff, and the installed daemon runs.
-# Usage: test_install.sh CMAKE BUILD_DIR
+# Usage: test_install.sh CMAKE BUILD_DIR [EXTENSION_DIR VERSION]
 set -uo pipefail
 
 cmake_bin=$1
 build=$2
+ext_dir=${3:-}
+version=${4:-}
 dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 n=0
@@ -46,6 +48,17 @@ if command -v scdoc >/dev/null 2>&1; then
     done
 else
     echo "ok $((n += 1)) - man pages # SKIP scdoc is not installed"
+fi
+# The extension goes to PostgreSQL's directory (pg_config), not under the prefix; DESTDIR applies.
+if [ -n "$ext_dir" ]; then
+    check "the extension's control file, at version $version" \
+        grep -qx "default_version = '$version'" "$dest$ext_dir/mvrefresh.control"
+    check "...its script, without BEGIN/COMMIT and guarded against psql -f" \
+        sh -c '! grep -qx -e "BEGIN;" -e "COMMIT;" "$1" && grep -q "^\\\\echo Use \"CREATE EXTENSION mvrefresh\"" "$1"' \
+        sh "$dest$ext_dir/mvrefresh--$version.sql"
+    check "...and an update script" test -s "$dest$ext_dir/mvrefresh--0.1.0--$version.sql"
+else
+    echo "ok $((n += 1)) - the extension # SKIP pg_config was not found at configure time"
 fi
 # Nothing outside DESTDIR: a second install over the first is idempotent.
 check "installing again over it works" env DESTDIR="$dest" "$cmake_bin" --install "$build" --prefix /opt/mvr
