@@ -153,10 +153,16 @@ s1_reset() {
 
 s1_markers() { s1_q "SELECT n_tup_ins FROM pg_stat_user_tables WHERE relid = 'mvrefresh.change_log'::regclass"; }
 
+# Busy CPU time of the whole machine so far, in µs (/proc/stat: user, nice, system, irq,
+# softirq, steal; USER_HZ = 100). TPS on a shared 2-core VM swings by several per cent from
+# minute to minute; CPU per transaction, which does not depend on how much CPU the VM got, is
+# the steadier measure of what a trigger costs.
+s1_cpu_us() { awk '/^cpu / {print ($2 + $3 + $4 + $7 + $8 + $9) * 10000; exit}' /proc/stat; }
+
 # s1_measure FSYNC SCRIPT CLIENTS RUN VARIANT: one measurement, one line of s1_write.tsv.
 s1_measure() {
     local fsync=$1 script=$2 clients=$3 run=$4 variant=$5 jobs tps refreshes=0 markers=0
-    local m0 r0 refresher=""
+    local m0 r0 refresher="" c0 cpu tx
     jobs=$(( clients < NCPU ? clients : NCPU ))
     s1_reset
     s1_variant_start "$variant"
@@ -168,10 +174,14 @@ s1_measure() {
         refresher=$!
         bench_track "$refresher"
     fi
-    tps=$("$PGBIN/pgbench" -n -f "$WORK/s1_$script.sql" -c "$clients" -j "$jobs" \
-              -T "$S1_SECONDS" -D rows="$S1_ROWS" "$S1_DB" 2>"$LOGS/pgbench.err" |
-          awk '/^tps = / {print $3; exit}')
-    [ -n "$tps" ] || bench_die "s1: pgbench failed: $(tail -n 5 "$LOGS/pgbench.err")"
+    c0=$(s1_cpu_us)
+    "$PGBIN/pgbench" -n -f "$WORK/s1_$script.sql" -c "$clients" -j "$jobs" \
+        -T "$S1_SECONDS" -D rows="$S1_ROWS" "$S1_DB" >"$WORK/pgbench.out" 2>"$LOGS/pgbench.err" || true
+    cpu=$(( $(s1_cpu_us) - c0 ))
+    tps=$(awk '/^tps = / {print $3; exit}' "$WORK/pgbench.out")
+    tx=$(awk '/^number of transactions actually processed:/ {split($NF, a, "/"); print a[1]; exit}' \
+             "$WORK/pgbench.out")
+    [ -n "$tps" ] && [ -n "$tx" ] || bench_die "s1: pgbench failed: $(tail -n 5 "$LOGS/pgbench.err")"
     if [ -n "$refresher" ]; then
         wait "$refresher" || bench_die "s1: the refresh loop failed: $(tail -n 5 "$WORK/refresher.out")"
         bench_untrack "$refresher"
@@ -182,9 +192,10 @@ s1_measure() {
     # The writers' backends have exited, so their statistics are flushed.
     markers=$(( $(s1_markers) - m0 ))
     s1_variant_stop "$variant"
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fsync" "$script" "$clients" "$run" "$variant" \
-        "$tps" "$refreshes" "$markers" >>"$RAW/s1_write.tsv"
-    bench_log "s1: fsync $fsync, $script, $clients client(s), run $run, $variant: $tps TPS, $refreshes refreshes, $markers markers"
+    cpu=$(awk -v c="$cpu" -v n="$tx" 'BEGIN {printf "%.1f", n > 0 ? c / n : "nan"}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$fsync" "$script" "$clients" "$run" "$variant" \
+        "$tps" "$refreshes" "$markers" "$cpu" >>"$RAW/s1_write.tsv"
+    bench_log "s1: fsync $fsync, $script, $clients client(s), run $run, $variant: $tps TPS, $cpu µs CPU/tx, $refreshes refreshes, $markers markers"
 }
 
 # The re-arm step's latency (mean of a pgbench run calling rearm_view), idle and under load.
@@ -213,7 +224,7 @@ s1_rearm_latency() {
 write_run() {
     local fsync script clients run variant order k
     s1_setup
-    printf 'fsync\tscript\tclients\trun\tvariant\ttps\trefreshes\tmarkers\n' >"$RAW/s1_write.tsv"
+    printf 'fsync\tscript\tclients\trun\tvariant\ttps\trefreshes\tmarkers\tcpu_us_per_tx\n' >"$RAW/s1_write.tsv"
     for fsync in off on; do
         s1_fsync "$fsync"
         for script in insert update; do
@@ -284,7 +295,43 @@ write_report() {
             done
         done
     done
+    s1_cpu_report
     s1_activity_report
+}
+
+# median over runs of the per-run ratio none / VARIANT of CPU per transaction: the share of
+# the unwatched throughput the variant would keep where the machine's CPU is the limit.
+s1_cpu_ratio() {
+    awk -F'\t' -v f="$1" -v s="$2" -v c="$3" -v v="$4" \
+        'NR > 1 && $1==f && $2==s && $3==c && $9 != "" {t[$4" "$5]=$9; r[$4]=1}
+         END {for (k in r) if (t[k" "v] > 0 && (k" none") in t) print t[k" none"] / t[k" "v]}' \
+        "$RAW/s1_write.tsv" | median
+}
+
+s1_cpu_report() {
+    local fsync script clients row v
+    {
+        echo
+        echo "CPU per transaction (µs of busy CPU on the whole machine — clients, server, daemon or"
+        echo "refresh loop — per pgbench transaction; median of $RUNS run(s)); in brackets, the median"
+        echo "of the per-run ratios *no trigger* / variant: the share of the unwatched throughput kept"
+        echo "where CPU is the limit. Less sensitive than TPS to how much CPU the VM got meanwhile:"
+        echo
+        echo "| fsync | statement | clients | no trigger | quiet | advisory | notify |"
+        echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+    } >>"$RAW/s1_table.md"
+    for fsync in off on; do
+        grep -q "^$fsync	" "$RAW/s1_write.tsv" || continue
+        for script in insert update; do
+            for clients in $S1_CLIENTS; do
+                row="| $fsync | $(s1_label "$script") | $clients | $(fmt %.1f "$(s1_median "$fsync" "$script" "$clients" none 9)")"
+                for v in quiet advisory notify; do
+                    row="$row | $(fmt %.1f "$(s1_median "$fsync" "$script" "$clients" "$v" 9)") ($(fmt %.0f "$(awk -v r="$(s1_cpu_ratio "$fsync" "$script" "$clients" "$v")" 'BEGIN {print (r == "nan") ? "nan" : r * 100}')") %)"
+                done
+                echo "$row |" >>"$RAW/s1_table.md"
+            done
+        done
+    done
 }
 
 s1_activity_report() {
