@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "listener.h"
+#include "metrics.h"
 #include "pool.h"
 #include "quiet.h"
 #include "registry.h"
@@ -44,6 +45,7 @@ struct mvr_instance {
     uint64_t invalid_total, invalid_pending, unmatched_total;
     uint64_t doorbells_total; /* NOTIFYs heard, for the heartbeat */
     double started;           /* wall clock at init, for the heartbeat */
+    char database[64];        /* the last database name a connection reported, for metrics */
     int64_t heartbeat_ms;     /* heartbeat_interval */
     bool stopping;
     const struct mvr_instance_hooks *hooks;
@@ -65,6 +67,9 @@ void mvr_instance_cancel(struct mvr_instance *in);
 size_t mvr_instance_busy(const struct mvr_instance *in);
 /* One line for humans: "12 views: 1 pending, 1 refreshing, 0 failing". */
 void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size);
+/* Append the Prometheus exposition of this database's views and connections (metrics.h);
+ * -1 when out of memory. */
+int mvr_instance_metrics(struct mvr_instance *in, struct mvr_metrics_text *out);
 /* Close every connection and free everything. */
 void mvr_instance_close(struct mvr_instance *in);
 
