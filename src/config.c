@@ -118,20 +118,17 @@ static int set_address(const struct key *k, char **slot, const char *value, char
     struct mvr_listen_addr addr;
     char why[256];
 
-    if (value[0] != '\0') {
+    if (value[0] != '\0' && mvr_listen_parse(value, &addr, why, sizeof why) != 0) {
+        snprintf(err, len, "%s: %s", k->name, why);
+        return -1;
+    }
 #ifndef MVR_HAVE_METRICS
-        (void)addr;
-        (void)why;
+    if (value[0] != '\0') {
         snprintf(err, len, "%s: this mvrefreshd was built without metrics (libmicrohttpd)",
                  k->name);
         return -1;
-#else
-        if (mvr_listen_parse(value, &addr, why, sizeof why) != 0) {
-            snprintf(err, len, "%s: %s", k->name, why);
-            return -1;
-        }
-#endif
     }
+#endif
     return set_string(slot, value, err, len);
 }
 
