@@ -7,8 +7,10 @@
 #include <string.h>
 
 #include "duration.h"
+#include "listen.h"
 
-enum key_type { KEY_STRING, KEY_INT, KEY_DURATION, KEY_LOG_LEVEL };
+/* KEY_ADDRESS: a string that is empty (off) or a listening address (listen.h). */
+enum key_type { KEY_STRING, KEY_INT, KEY_DURATION, KEY_LOG_LEVEL, KEY_ADDRESS };
 
 struct key {
     const char *name;
@@ -39,9 +41,17 @@ static const struct key keys[] = {
     {"rearm_interval", KEY_DURATION, F(rearm_interval_ms), "250ms", 10, DUR_MAX, false},
     {"backstop_interval", KEY_DURATION, F(backstop_interval_ms), "5min", 0, DUR_MAX, false},
     {"heartbeat_interval", KEY_DURATION, F(heartbeat_interval_ms), "10s", 100, DUR_MAX, false},
+    /* The socket is bound once, before the first connection: a reload cannot move it. */
+    {"metrics_listen", KEY_ADDRESS, F(metrics_listen), "", 0, 0, true},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
+
+/* Keys whose slot is a malloc'd string. */
+static bool holds_string(const struct key *k)
+{
+    return k->type == KEY_STRING || k->type == KEY_ADDRESS;
+}
 
 static const struct key *find_key(const char *name)
 {
@@ -101,6 +111,27 @@ static int set_string(char **slot, const char *value, char *err, size_t len)
     return 0;
 }
 
+/* Checked here, so that a bad address is reported with its file and line like any other
+ * value, and a build without libmicrohttpd refuses the key instead of ignoring it. */
+static int set_address(const struct key *k, char **slot, const char *value, char *err, size_t len)
+{
+    struct mvr_listen_addr addr;
+    char why[256];
+
+    if (value[0] != '\0' && mvr_listen_parse(value, &addr, why, sizeof why) != 0) {
+        snprintf(err, len, "%s: %s", k->name, why);
+        return -1;
+    }
+#ifndef MVR_HAVE_METRICS
+    if (value[0] != '\0') {
+        snprintf(err, len, "%s: this mvrefreshd was built without metrics (libmicrohttpd)",
+                 k->name);
+        return -1;
+    }
+#endif
+    return set_string(slot, value, err, len);
+}
+
 int mvr_config_set(struct mvr_config *cfg, const char *key, const char *value, char *err,
                    size_t errlen)
 {
@@ -119,6 +150,8 @@ int mvr_config_set(struct mvr_config *cfg, const char *key, const char *value, c
         return set_int(k, (int64_t *)(void *)slot, value, err, errlen);
     case KEY_DURATION:
         return set_duration(k, (int64_t *)(void *)slot, value, err, errlen);
+    case KEY_ADDRESS:
+        return set_address(k, (char **)(void *)slot, value, err, errlen);
     case KEY_LOG_LEVEL:
         if (mvr_log_level_parse(value, (enum mvr_log_level *)(void *)slot) == 0)
             return 0;
@@ -237,7 +270,7 @@ int mvr_config_load(struct mvr_config *cfg, const char *path, char *err, size_t 
 void mvr_config_free(struct mvr_config *cfg)
 {
     for (size_t i = 0; i < NKEYS; i++) {
-        if (keys[i].type == KEY_STRING) {
+        if (holds_string(&keys[i])) {
             char **slot = (char **)(void *)((char *)cfg + keys[i].offset);
             free(*slot);
             *slot = NULL;
@@ -251,6 +284,7 @@ static bool key_differs(const struct key *k, const struct mvr_config *a, const s
 
     switch (k->type) {
     case KEY_STRING:
+    case KEY_ADDRESS:
         return strcmp(*(char *const *)(const void *)pa, *(char *const *)(const void *)pb) != 0;
     case KEY_LOG_LEVEL:
         return *(const enum mvr_log_level *)(const void *)pa !=
@@ -268,6 +302,7 @@ static void format_value(const struct key *k, const struct mvr_config *cfg, char
 
     switch (k->type) {
     case KEY_STRING:
+    case KEY_ADDRESS:
         if (strcmp(k->name, "dsn") == 0)
             snprintf(buf, size, "(%zu bytes, not shown)", strlen(*(char *const *)(const void *)p));
         else
@@ -318,7 +353,7 @@ int mvr_config_keep_startup_keys(struct mvr_config *fresh, const struct mvr_conf
     char err[64];
 
     for (size_t i = 0; i < NKEYS; i++) {
-        if (!keys[i].restart || keys[i].type != KEY_STRING)
+        if (!keys[i].restart || !holds_string(&keys[i]))
             continue;
         const char *value = *(char *const *)(const void *)((const char *)running + keys[i].offset);
         if (mvr_config_set(fresh, keys[i].name, value, err, sizeof err) != 0)

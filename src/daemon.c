@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "container.h"
+#include "httpd.h"
 #include "instance.h"
 #include "sdnotify.h"
 
@@ -27,6 +28,7 @@ struct mvr_daemon {
     ev_timer shutdown_timer;
     ev_timer status_timer;
     struct mvr_sdnotify sd;
+    struct mvr_httpd httpd; /* GET /metrics, when metrics_listen is set */
     bool stopping;
     bool cancelled;
 };
@@ -80,6 +82,24 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (!d->stopping)
         report_status(d, false);
 }
+
+/* A scrape: the text is built whole, here, so that a slow client only ever waits on the
+ * socket. */
+static char *metrics_body(void *owner, size_t *len)
+{
+    struct mvr_daemon *d = owner;
+    struct mvr_metrics_text text = {0};
+
+    if (mvr_instance_metrics(&d->instance, &text) != 0) {
+        mvr_error(&d->log, "out of memory building the metrics");
+        mvr_metrics_text_free(&text);
+        return NULL;
+    }
+    *len = text.len;
+    return text.data;
+}
+
+static const struct mvr_httpd_hooks httpd_hooks = {.metrics = metrics_body};
 
 static const struct mvr_instance_hooks instance_hooks = {.idle = on_idle, .loaded = on_loaded};
 
@@ -208,8 +228,17 @@ static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, str
     return 0;
 }
 
-static void start(struct mvr_daemon *d)
+/* The metrics socket is bound before anything connects: a port in use stops the start. */
+static int start(struct mvr_daemon *d)
 {
+    char err[512];
+
+    if (d->cfg.metrics_listen[0] != '\0' &&
+        mvr_httpd_start(&d->httpd, d->loop, &d->log, d->cfg.metrics_listen, &httpd_hooks, d, err,
+                        sizeof err) != 0) {
+        mvr_error(&d->log, "cannot start: %s", err);
+        return -1;
+    }
     ev_signal_start(d->loop, &d->sighup);
     ev_signal_start(d->loop, &d->sigterm);
     ev_signal_start(d->loop, &d->sigint);
@@ -223,12 +252,14 @@ static void start(struct mvr_daemon *d)
              MVR_VERSION, (long long)d->cfg.max_concurrent, (long long)d->cfg.debounce_ms,
              (long long)d->cfg.max_wait_ms);
     mvr_instance_open(&d->instance, d->dsn, d->app_name);
+    return 0;
 }
 
 static void teardown(struct mvr_daemon *d)
 {
     if (d->loop != NULL) {
         mvr_instance_close(&d->instance);
+        mvr_httpd_stop(&d->httpd);
         ev_signal_stop(d->loop, &d->sighup);
         ev_signal_stop(d->loop, &d->sigterm);
         ev_signal_stop(d->loop, &d->sigint);
@@ -247,8 +278,7 @@ int mvr_daemon_run(const struct mvr_daemon_options *opts, struct mvr_config *cfg
     struct mvr_daemon d;
     int status = 1;
 
-    if (init(&d, opts, cfg) == 0) {
-        start(&d);
+    if (init(&d, opts, cfg) == 0 && start(&d) == 0) {
         ev_run(d.loop, 0);
         status = 0;
     }

@@ -2,6 +2,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -240,11 +241,24 @@ static enum mvr_outcome outcome_of(const struct mvr_refresh_outcome *out)
     }
 }
 
+/* What the metrics count of a refresh; a view that is gone counts as neither. */
+static void count_outcome(struct mvr_view *v, const struct mvr_refresh_outcome *out)
+{
+    if (out->result == MVR_REFRESH_OK) {
+        v->refreshes_total++;
+        if (!isnan(out->seconds))
+            mvr_histogram_observe(&v->durations, out->seconds);
+    } else if (out->result == MVR_REFRESH_FAILED) {
+        v->failures_total++;
+    }
+}
+
 static void on_finished(void *owner, struct mvr_view *v, const struct mvr_refresh_outcome *out)
 {
     struct mvr_instance *in = owner;
     uint32_t oid = v->conf.oid;
 
+    count_outcome(v, out);
     mvr_schedule_done(&in->schedule, v, outcome_of(out), mvr_clock_now()); /* v may be freed */
     if (out->result == MVR_REFRESH_OK && !in->stopping)
         mvr_quiet_writers(&in->quiet, oid, out->writers, out->nwriters);
@@ -355,6 +369,115 @@ void mvr_instance_close(struct mvr_instance *in)
                  (unsigned long long)in->invalid_total, (unsigned long long)in->unmatched_total);
 }
 
+/* ---- metrics ---- */
+
+enum { MAX_CONNS = 3 + MVR_CONFIG_MAX_CONCURRENT };
+
+static bool conn_ready(const struct mvr_conn *c)
+{
+    return c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
+}
+
+/* Every connection the instance has open (or is opening), in a fixed order. */
+static size_t collect_conns(const struct mvr_instance *in, const struct mvr_conn **conns)
+{
+    size_t n = 0;
+
+    conns[n++] = &in->listener.conn;
+    conns[n++] = &in->registry.conn;
+    conns[n++] = &in->quiet.control.conn;
+    for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
+        if (in->pool.workers[i].opened)
+            conns[n++] = &in->pool.workers[i].conn;
+    return n;
+}
+
+/* Before any connection got as far as libpq resolving it: what the dsn or PGDATABASE say. */
+static void database_from_dsn(struct mvr_instance *in, const char *dsn)
+{
+    PQconninfoOption *opts = dsn != NULL ? PQconninfoParse(dsn, NULL) : NULL;
+    const char *db = getenv("PGDATABASE");
+
+    for (PQconninfoOption *o = opts; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
+            db = o->val;
+    snprintf(in->database, sizeof in->database, "%s", db != NULL ? db : "");
+    PQconninfoFree(opts);
+}
+
+/* The database as libpq names it (from the dsn, PGDATABASE or the user name), remembered so
+ * that a scrape while every connection is down still names it. */
+static const char *database_name(struct mvr_instance *in, const struct mvr_conn **conns, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const char *db = conns[i]->pg != NULL ? PQdb(conns[i]->pg) : NULL;
+        if (db != NULL && db[0] != '\0') {
+            snprintf(in->database, sizeof in->database, "%s", db);
+            return in->database;
+        }
+    }
+    if (in->database[0] == '\0')
+        database_from_dsn(in, conns[0]->dsn);
+    return in->database;
+}
+
+static void snapshot_views(const struct mvr_instance *in, struct mvr_metrics_view *out)
+{
+    double now = mvr_clock_now();
+
+    for (size_t i = 0; i < in->schedule.n; i++) {
+        const struct mvr_view *v = in->schedule.items[i];
+        double since = mvr_view_pending_since(v);
+        out[i] = (struct mvr_metrics_view){.name = v->conf.name,
+                                           .refreshes = v->refreshes_total,
+                                           .failures = v->failures_total,
+                                           .duration = &v->durations,
+                                           .pending = !isnan(since),
+                                           .staleness = isnan(since) ? 0.0 : fmax(now - since, 0)};
+    }
+}
+
+/* RETIRED views are no longer watched: they are not counted, and not listed. */
+static size_t snapshot_states(const struct mvr_instance *in, struct mvr_metrics_state *out)
+{
+    size_t counts[MVR_VIEW_NSTATES], n = 0;
+
+    mvr_schedule_count(&in->schedule, counts);
+    for (int s = 0; s < MVR_VIEW_NSTATES; s++)
+        if (s != MVR_VIEW_RETIRED)
+            out[n++] = (struct mvr_metrics_state){mvr_view_state_name(s), counts[s]};
+    return n;
+}
+
+int mvr_instance_metrics(struct mvr_instance *in, struct mvr_metrics_text *out)
+{
+    const struct mvr_conn *conns[MAX_CONNS];
+    struct mvr_metrics_conn mconns[MAX_CONNS];
+    struct mvr_metrics_state states[MVR_VIEW_NSTATES];
+    struct mvr_metrics_view *views = calloc(in->schedule.n + 1, sizeof *views);
+    struct mvr_metrics_snapshot snap = {.version = MVR_VERSION,
+                                        .views = views,
+                                        .nviews = in->schedule.n,
+                                        .conns = mconns,
+                                        .states = states,
+                                        .notifications = in->doorbells_total,
+                                        .invalid = in->invalid_total,
+                                        .conn_failures = in->outage.failures};
+    int rc;
+
+    if (views == NULL)
+        return -1;
+    snap.nconns = collect_conns(in, conns);
+    for (size_t i = 0; i < snap.nconns; i++)
+        mconns[i] = (struct mvr_metrics_conn){conns[i]->name, conn_ready(conns[i])};
+    snap.database = database_name(in, conns, snap.nconns);
+    snap.nstates = snapshot_states(in, states);
+    snapshot_views(in, views);
+    rc = mvr_metrics_render(&snap, out);
+    free(views);
+    return rc;
+}
+
 void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size)
 {
     size_t n[MVR_VIEW_NSTATES], views = 0;
@@ -368,19 +491,14 @@ void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size)
              n[MVR_VIEW_REFRESHING], n[MVR_VIEW_BACKOFF]);
 }
 
-static bool conn_up(const struct mvr_conn *c)
-{
-    return c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
-}
-
 void mvr_instance_connections(const struct mvr_instance *in, char *buf, size_t size)
 {
     size_t up = 0;
 
     for (size_t i = 0; i < in->pool.limit; i++)
-        up += conn_up(&in->pool.workers[i].conn);
+        up += conn_ready(&in->pool.workers[i].conn);
     snprintf(buf, size, "listener %s, registry %s, control %s, workers %zu/%zu up",
-             conn_up(&in->listener.conn) ? "up" : "down",
-             conn_up(&in->registry.conn) ? "up" : "down",
-             conn_up(&in->quiet.control.conn) ? "up" : "down", up, in->pool.limit);
+             conn_ready(&in->listener.conn) ? "up" : "down",
+             conn_ready(&in->registry.conn) ? "up" : "down",
+             conn_ready(&in->quiet.control.conn) ? "up" : "down", up, in->pool.limit);
 }

@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "listener.h"
+#include "metrics.h"
 #include "outage.h"
 #include "pool.h"
 #include "quiet.h"
@@ -46,6 +47,7 @@ struct mvr_instance {
     uint64_t doorbells_total; /* NOTIFYs heard, for the heartbeat */
     struct mvr_outage outage; /* every connection's failures, logged once for all */
     double started;           /* wall clock at init, for the heartbeat */
+    char database[64];        /* the last database name a connection reported, for metrics */
     int64_t heartbeat_ms;     /* heartbeat_interval */
     bool stopping;
     const struct mvr_instance_hooks *hooks;
@@ -69,6 +71,9 @@ size_t mvr_instance_busy(const struct mvr_instance *in);
 void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size);
 /* The connections, for humans: "listener up, registry up, control up, workers 1/2 up". */
 void mvr_instance_connections(const struct mvr_instance *in, char *buf, size_t size);
+/* Append the Prometheus exposition of this database's views and connections (metrics.h);
+ * -1 when out of memory. */
+int mvr_instance_metrics(struct mvr_instance *in, struct mvr_metrics_text *out);
 /* Close every connection and free everything. */
 void mvr_instance_close(struct mvr_instance *in);
 

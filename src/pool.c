@@ -1,5 +1,6 @@
 #include "pool.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -125,7 +126,8 @@ void mvr_pool_close(struct mvr_pool *p)
         w->opened = false;
         if (w->view != NULL) {
             /* Abandoned at exit: still hand the view back, so that it is freed. */
-            struct mvr_refresh_outcome out = {.result = MVR_REFRESH_FAILED, .sqlstate = "57P01"};
+            struct mvr_refresh_outcome out = {
+                .result = MVR_REFRESH_FAILED, .sqlstate = "57P01", .seconds = NAN};
             struct mvr_view *v = w->view;
             w->view = NULL;
             p->hooks->finished(p->owner, v, &out);

@@ -112,6 +112,7 @@ static void finish_as(struct mvr_worker *w, enum mvr_refresh_result result)
     snprintf(out.sqlstate, sizeof out.sqlstate, "%s", w->sqlstate);
     out.writers = w->writers;
     out.nwriters = w->nwriters;
+    out.seconds = w->took;
     w->view = NULL;
     w->step = MVR_STEP_NONE;
     w->done(w->owner, w, v, &out);
@@ -243,6 +244,7 @@ static void refresh_done(void *arg, const PGresult *res)
     struct mvr_worker *w = arg;
     double ms = (mvr_clock_now() - w->started) * 1000.0;
 
+    w->took = ms / 1000.0;
     if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && keep_writers(w, res) != 0) {
         fail(w, "53200", "out of memory keeping the writers in flight");
     } else if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
@@ -344,6 +346,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->nwriters = 0;
     w->sqlstate[0] = w->error[0] = '\0';
     w->started = mvr_clock_now();
+    w->took = NAN;
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
     params[0] = oid;
     params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);

@@ -48,6 +48,8 @@ struct mvr_refresh_outcome {
     char sqlstate[6];        /* MVR_REFRESH_FAILED */
     const uint64_t *writers; /* transactions in flight when the REFRESH began (xid8), to follow */
     size_t nwriters;
+    double seconds; /* from the start to the end of the REFRESH statement (as logged); NAN if
+                       none ran */
 };
 
 struct mvr_worker;
@@ -70,6 +72,7 @@ struct mvr_worker {
     char sqlstate[6];
     char error[512];
     double started;
+    double took;       /* seconds to the end of the REFRESH statement; NAN before it ends */
     uint64_t *writers; /* from the REFRESH step (see mvrefresh.refresh()) */
     size_t nwriters;
 };

@@ -28,6 +28,7 @@
 
 #include "debounce.h"
 #include "depmap.h"
+#include "histogram.h"
 #include "log.h"
 #include "ratelimit.h"
 #include "timerheap.h"
@@ -85,6 +86,10 @@ struct mvr_view {
     /* For the refresh itself, not for scheduling: */
     bool fallback_logged;         /* "plain refresh" is explained once per view */
     struct mvr_ratelimit notices; /* server messages its refreshes may log */
+    /* For metrics (metrics.h): since this daemon began watching it. The struct outlives
+     * registry reloads, so the counters do too; an unwatched view takes them with it. */
+    uint64_t refreshes_total, failures_total;
+    struct mvr_histogram durations; /* of successful refreshes */
 };
 
 TAILQ_HEAD(mvr_view_queue, mvr_view);

@@ -105,6 +105,30 @@ printf '[mvrefreshd]\ndebounce = 2s # not a comment after a value\n' >"$conf"
 run --check --config "$conf"
 check "a '#' after a value is part of it (README): exit 78 with FILE:2:" 78 "$conf:2:" stderr
 
+# ---- metrics_listen ----
+
+conf=$work/bad-listen.ini
+printf '[mvrefreshd]\nmax_concurrent = 2\nmetrics_listen = localhost:9187\n' >"$conf"
+run --check --config "$conf"
+check "metrics_listen that is no numeric ADDRESS:PORT exits 78 and names FILE:3:" 78 \
+    "^mvrefreshd: $conf:3: metrics_listen: .*localhost:9187" stderr
+
+conf=$work/listen.ini
+printf '[mvrefreshd]\nmetrics_listen = [::1]:9187\n' >"$conf"
+run --check --config "$conf"
+if grep -q 'without metrics' "$err"; then
+    # A build without libmicrohttpd says so, at the line, rather than ignoring the key.
+    check "metrics_listen in a build without metrics exits 78 and names FILE:2:" 78 \
+        "^mvrefreshd: $conf:2: metrics_listen: .*without metrics" stderr
+else
+    check "--check prints metrics_listen" 0 '^metrics_listen = \[::1\]:9187$' stdout
+    # An address this host does not have (TEST-NET-1): the start fails, naming it and why.
+    printf '[mvrefreshd]\nmetrics_listen = 192.0.2.1:9187\n' >"$conf"
+    run --config "$conf"
+    check "metrics_listen that cannot be bound exits 1, naming the address and the reason" 1 \
+        'cannot listen on 192\.0\.2\.1:9187: Cannot assign requested address' stderr
+fi
+
 conf=$work/secret.ini
 printf '[mvrefreshd]\ndsn = dbname=x password=hunter2\n' >"$conf"
 chmod 600 "$conf"

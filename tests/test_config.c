@@ -119,6 +119,8 @@ static void assert_defaults(const struct mvr_config *cfg)
     assert_int_equal(cfg->max_wait_ms, 30000);
     assert_int_equal(cfg->shutdown_timeout_ms, 30000);
     assert_int_equal(cfg->retry_backoff_max_ms, 300000);
+    assert_non_null(cfg->metrics_listen);
+    assert_string_equal(cfg->metrics_listen, ""); /* off */
 }
 
 /* ---- loading ---- */
@@ -642,6 +644,73 @@ static void test_log_no_changes_writes_nothing(void **state)
     mvr_config_free(new_cfg);
 }
 
+/* ---- metrics_listen ---- */
+
+/* A value that is no address is reported at its line, naming the key and the value. */
+static void test_error_bad_metrics_listen(void **state)
+{
+    expect_load_error(*state, "[mvrefreshd]\n\nmetrics_listen = localhost:9187\n", 3,
+                      "metrics_listen", "localhost:9187");
+    expect_load_error(*state, "metrics_listen = 9187\n", 1, "metrics_listen", "9187");
+    expect_load_error(*state, "[mvrefreshd]\nmetrics_listen = 127.0.0.1:70000\n", 2,
+                      "metrics_listen", NULL);
+}
+
+#ifdef MVR_HAVE_METRICS
+static void test_metrics_listen_forms(void **state)
+{
+    static const char *const forms[] = {"127.0.0.1:9187", "[::1]:9187", ":9187", "0.0.0.0:9187"};
+    struct fixture *fx = *state;
+    char content[128];
+
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        snprintf(content, sizeof content, "[mvrefreshd]\nmetrics_listen = %s\n", forms[i]);
+        write_file(fx, content);
+        if (mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err) != 0)
+            fail_msg("%s refused: %s", forms[i], fx->err);
+        assert_string_equal(fx->cfg.metrics_listen, forms[i]);
+        mvr_config_free(&fx->cfg);
+    }
+    /* Empty: off. */
+    write_file(fx, "[mvrefreshd]\nmetrics_listen =\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_string_equal(fx->cfg.metrics_listen, "");
+}
+#else
+/* A build without libmicrohttpd refuses the key rather than silently serving nothing. */
+static void test_metrics_listen_forms(void **state)
+{
+    expect_load_error(*state, "[mvrefreshd]\nmetrics_listen = 127.0.0.1:9187\n", 2,
+                      "metrics_listen", "without metrics");
+}
+#endif
+
+/* Like dsn, it is bound once: a reload keeps the running value, and says so. */
+static void test_metrics_listen_is_a_startup_key(void **state)
+{
+    struct fixture *fx = *state;
+    struct mvr_log log;
+    FILE *out = fx->out = tmpfile();
+    char text[2048], line[512];
+
+    assert_non_null(out);
+    assert_int_equal(mvr_config_load(&fx->old, NULL, fx->err, sizeof fx->err), 0);
+    assert_int_equal(mvr_config_load(&fx->cfg, NULL, fx->err, sizeof fx->err), 0);
+    /* Set directly: a build without metrics refuses it through mvr_config_set. */
+    free(fx->old.metrics_listen);
+    fx->old.metrics_listen = strdup("127.0.0.1:9187");
+    assert_non_null(fx->old.metrics_listen);
+    mvr_log_init(&log, MVR_LOG_DEBUG, out);
+    mvr_config_log_changes(&fx->old, &fx->cfg, &log);
+    slurp(out, text, sizeof text);
+    find_line(text, "metrics_listen", line, sizeof line);
+    assert_contains(line, "restart");
+#ifdef MVR_HAVE_METRICS
+    assert_int_equal(mvr_config_keep_startup_keys(&fx->cfg, &fx->old), 0);
+    assert_string_equal(fx->cfg.metrics_listen, "127.0.0.1:9187");
+#endif
+}
+
 /* ---- log.h, which config.h builds on ---- */
 
 static void test_log_levels(void **state)
@@ -707,6 +776,9 @@ int main(void)
         T(test_log_changes_restart_keys_and_levels),
         T(test_log_no_changes_writes_nothing),
         T(test_log_levels),
+        T(test_error_bad_metrics_listen),
+        T(test_metrics_listen_forms),
+        T(test_metrics_listen_is_a_startup_key),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

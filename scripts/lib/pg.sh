@@ -12,8 +12,8 @@
 #   mvr_pg_restart DIR      pg_ctl restart -m fast of that server, same port
 
 MVR_DEB_PACKAGES=(build-essential cmake pkg-config libpq-dev libev-dev libinih-dev
-                  libcmocka-dev libsystemd-dev libmicrohttpd-dev scdoc postgresql postgresql-contrib valgrind
-                  python3-django python3-psycopg2)
+                  libcmocka-dev libsystemd-dev libmicrohttpd-dev scdoc postgresql
+                  postgresql-contrib valgrind python3-django python3-psycopg2)
 
 _mvr_log() { printf 'pg.sh: %s\n' "$*" >&2; }
 
