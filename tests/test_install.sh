@@ -31,7 +31,7 @@ root=$dest/opt/mvr
 check "the daemon, executable" test -x "$root/bin/mvrefreshd"
 check "the installed daemon runs" "$root/bin/mvrefreshd" --version
 check "the SQL" cmp "$root/share/mvrefresh/mvrefresh.sql" "$(dirname "$0")/../sql/mvrefresh.sql"
-for f in mvrefresh.ini README.md CHANGELOG.md LICENSE quiet-triggers.md; do
+for f in mvrefresh.ini README.md CHANGELOG.md LICENSE quiet-triggers.md grafana-mvrefresh.json; do
     check "docs: $f" test -s "$root/share/doc/mvrefresh/$f"
 done
 check "the example configuration passes --check" \
