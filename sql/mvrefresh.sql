@@ -162,10 +162,6 @@ CREATE TABLE IF NOT EXISTS mvrefresh.view (
 -- rather than a DELETE grant: DELETE would let any role take any lock on this
 -- table, and hold back the daemon's every read of it.
 ALTER TABLE mvrefresh.view ADD COLUMN IF NOT EXISTS unwatched boolean NOT NULL DEFAULT false;
--- Set by mvrefresh.refresh() (or by hand, by the view's owner): refresh the
--- view as soon as a worker is free, whatever its debounce, even while it is
--- paused. The daemon clears it when the refresh begins (refresh_begin()).
-ALTER TABLE mvrefresh.view ADD COLUMN IF NOT EXISTS refresh_requested timestamptz;
 
 CREATE TABLE IF NOT EXISTS mvrefresh.dependency (
     view regclass NOT NULL REFERENCES mvrefresh.view ON DELETE CASCADE,
@@ -420,8 +416,7 @@ $do$;
 GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
 GRANT SELECT ON mvrefresh.view, mvrefresh.dependency TO PUBLIC;
 GRANT INSERT (view, debounce, max_wait, "concurrently", enabled) ON mvrefresh.view TO PUBLIC;
-GRANT UPDATE (debounce, max_wait, "concurrently", enabled, unwatched, refresh_requested)
-    ON mvrefresh.view TO PUBLIC;
+GRANT UPDATE (debounce, max_wait, "concurrently", enabled, unwatched) ON mvrefresh.view TO PUBLIC;
 
 --------------------------------------------------------------------------------
 -- Registry consistency
@@ -1242,13 +1237,11 @@ $fn$;
 
 -- Every registration made or changed is synced (a retune too: what the view
 -- reads may have changed since). Only owners can make or change one, so only
--- they start this work, and only for their own views. A refresh request (or
--- its clearing by the daemon) changes no registration: it is not synced.
+-- they start this work, and only for their own views.
 DROP TRIGGER IF EXISTS view_unwatched ON mvrefresh.view;
 DROP TRIGGER IF EXISTS view_registered ON mvrefresh.view;
 CREATE TRIGGER view_registered
-    AFTER INSERT OR UPDATE OF view, debounce, max_wait, "concurrently", enabled, unwatched
-    ON mvrefresh.view
+    AFTER INSERT OR UPDATE ON mvrefresh.view
     FOR EACH ROW EXECUTE FUNCTION mvrefresh.on_registration();
 
 -- SECURITY INVOKER, like unwatch(): the caller is current_user, which is right
@@ -1380,14 +1373,63 @@ LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $fn$ SELECT mvrefresh.set_enabled(resume.view, true, 'resume') $fn$;
 
+-- Refresh requests (mvrefresh.refresh()): at most one per view, made by its
+-- owners, deleted by the first refresh that succeeds after it was made. A
+-- table of its own rather than a column of mvrefresh.view, so that the daemon
+-- never waits on a lock an owner holds: owners may only INSERT here (the time
+-- and the role come from defaults, not from them), and an INSERT ... ON
+-- CONFLICT DO NOTHING locks no existing row. Only the daemon's refresh_end()
+-- deletes (and unwatch(), through the foreign key).
+CREATE TABLE IF NOT EXISTS mvrefresh.refresh_request (
+    view         regclass    PRIMARY KEY REFERENCES mvrefresh.view ON DELETE CASCADE,
+    requested_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp(),
+    requested_by name        NOT NULL DEFAULT CURRENT_USER
+);
+ALTER TABLE mvrefresh.refresh_request ENABLE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS request_own ON mvrefresh.refresh_request;
+CREATE POLICY request_own ON mvrefresh.refresh_request FOR INSERT
+    WITH CHECK (mvrefresh.may_manage(view, current_user));
+DO $do$
+BEGIN
+    PERFORM mvrefresh.revoke_all_but('TABLE mvrefresh.refresh_request', c.relacl, c.relowner)
+    FROM pg_catalog.pg_class c WHERE c.oid = 'mvrefresh.refresh_request'::pg_catalog.regclass;
+END
+$do$;
+GRANT INSERT (view) ON mvrefresh.refresh_request TO PUBLIC;
+
+-- A request made, or served: the daemon loads the registry again (a paused
+-- view is in it only while it has a request). Statements that changed no row
+-- say nothing, so calling refresh() again while a request waits costs no
+-- reload.
+CREATE OR REPLACE FUNCTION mvrefresh.notify_request()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF EXISTS (SELECT 1 FROM changed) THEN
+        PERFORM pg_catalog.pg_notify(mvrefresh.control_channel(), 'reload');
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+DROP TRIGGER IF EXISTS request_made ON mvrefresh.refresh_request;
+CREATE TRIGGER request_made AFTER INSERT ON mvrefresh.refresh_request
+    REFERENCING NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify_request();
+DROP TRIGGER IF EXISTS request_served ON mvrefresh.refresh_request;
+CREATE TRIGGER request_served AFTER DELETE ON mvrefresh.refresh_request
+    REFERENCING OLD TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION mvrefresh.notify_request();
+
 -- Refresh a watched view now: the daemon refreshes it as soon as a worker is
--- free, ignoring its debounce and any failure backoff, paused or not (a paused
--- view stays paused: only this one refresh runs). The request is a column of
--- the registry row, so it waits for a daemon that is not running, survives a
--- restart, and calling this again before it is served asks for nothing more.
--- It is served when refresh_requested is NULL again in mvrefresh.status; the
--- outcome is in last_finish and last_error there. Runs as its caller, like
--- pause(): only the view's owners may ask.
+-- free, ignoring its debounce (and a retry backoff: once per request), paused
+-- or not (a paused view stays paused: it is loaded only while it has a
+-- request). The request waits for a daemon that is not running, survives a
+-- restart, and outlives a failed refresh; calling this again while it waits
+-- asks for nothing more. It is served when refresh_requested is NULL again in
+-- mvrefresh.status. Runs as its caller, like pause(): only the view's owners
+-- may ask.
 CREATE OR REPLACE FUNCTION mvrefresh.refresh(view regclass)
 RETURNS void
 LANGUAGE plpgsql
@@ -1395,15 +1437,14 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     PERFORM mvrefresh.require_owner(refresh.view, current_user, 'refresh');
-    UPDATE mvrefresh.view v
-    SET refresh_requested = COALESCE(v.refresh_requested, pg_catalog.clock_timestamp())
-    WHERE v.view = refresh.view AND NOT v.unwatched;
-    IF NOT FOUND THEN
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v
+                   WHERE v.view = refresh.view AND NOT v.unwatched) THEN
         RAISE EXCEPTION USING ERRCODE = 'undefined_object',
             MESSAGE = pg_catalog.format('"%s" is not watched', refresh.view),
             HINT = pg_catalog.format('Watch it first: SELECT mvrefresh.watch(%L);',
                                      refresh.view::pg_catalog.text);
     END IF;
+    INSERT INTO mvrefresh.refresh_request (view) VALUES (refresh.view) ON CONFLICT DO NOTHING;
     IF NOT EXISTS (SELECT 1 FROM mvrefresh.daemons d WHERE d.alive) THEN
         RAISE WARNING 'no mvrefreshd is working on this database: % is refreshed when one starts',
             refresh.view
@@ -1471,12 +1512,19 @@ AS $fn$
     WHERE d.heartbeat OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() - '1 day'::pg_catalog.interval;
 $fn$;
 
--- alive: the next heartbeat is not overdue (three intervals: a busy server or
--- a reconnect may delay one or two).
+-- alive: the last heartbeat is less than three intervals old (a busy server
+-- or a reconnect may delay one or two). The last connection error can name
+-- hosts, users and pg_hba.conf verdicts: only the daemon's role and
+-- superusers (who hold every role) see it.
 CREATE OR REPLACE VIEW mvrefresh.daemons AS
 SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
        d.heartbeat > pg_catalog.now() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval AS alive,
-       d.status, d.doorbells, d.invalid_payloads, d.connections, d.last_error, d.last_error_at
+       d.status, d.doorbells, d.invalid_payloads, d.connections,
+       CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                         WHERE r.rolname = 'mvrefresh_daemon'
+                           AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
+            THEN d.last_error END AS last_error,
+       d.last_error_at
 FROM mvrefresh.daemon d;
 GRANT SELECT ON mvrefresh.daemons TO PUBLIC;
 COMMENT ON VIEW mvrefresh.daemons IS
@@ -1531,14 +1579,23 @@ $fn$;
 -- the status says changes wait (or a refresh was cut short), which a daemon
 -- that starts must catch up on. The daemon passes the protocol it speaks, and
 -- a daemon of another protocol is refused with both named. requested: when
--- mvrefresh.refresh() asked for a refresh not begun yet (epoch seconds), else
--- NULL; a paused view is loaded only while it has such a request. (Dropped
--- first: its result type grew a column.)
-DROP FUNCTION IF EXISTS mvrefresh.registry(integer);
-CREATE FUNCTION mvrefresh.registry(protocol integer)
+-- mvrefresh.refresh() asked for a refresh not served yet (epoch seconds), else
+-- NULL; a paused view is loaded only while it has such a request, and paused
+-- says so (the daemon then refreshes it for the request, not for changes).
+-- (Dropped first where its result type is an older one: it grew columns.)
+DO $do$
+BEGIN
+    -- (NULL, so no drop, where there is no such function yet.)
+    IF pg_catalog.pg_get_function_result(pg_catalog.to_regprocedure('mvrefresh.registry(integer)'))
+       NOT LIKE '%, paused boolean)' THEN
+        DROP FUNCTION mvrefresh.registry(integer);
+    END IF;
+END
+$do$;
+CREATE OR REPLACE FUNCTION mvrefresh.registry(protocol integer)
 RETURNS TABLE (view oid, name text, debounce_ms bigint, max_wait_ms bigint,
                concurrently boolean, base oid, base_is_view boolean, pending boolean,
-               requested double precision)
+               requested double precision, paused boolean)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -1576,14 +1633,16 @@ BEGIN
            b.oid,
            EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base),
            COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true),
-           pg_catalog.date_part('epoch', v.refresh_requested)
+           pg_catalog.date_part('epoch', rq.requested_at),
+           NOT v.enabled
     FROM mvrefresh.view v
+    LEFT JOIN mvrefresh.refresh_request rq ON rq.view = v.view
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
     LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
     LEFT JOIN (mvrefresh.dependency d
                JOIN pg_catalog.pg_class b ON b.oid = d.base)
       ON d.view = v.view
-    WHERE (v.enabled OR v.refresh_requested IS NOT NULL) AND NOT v.unwatched
+    WHERE (v.enabled OR rq.view IS NOT NULL) AND NOT v.unwatched
     ORDER BY v.view::pg_catalog.oid, b.oid;
 END
 $fn$;
@@ -1979,13 +2038,6 @@ AS $fn$
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE v.view = refresh_begin.view::pg_catalog.regclass
           AND mvrefresh.check_protocol(refresh_begin.protocol)
-    ), served AS (
-        -- A request made before this refresh takes its snapshot is served by
-        -- it. The UPDATE fires mvrefresh_control: the daemon reloads, and a
-        -- paused view leaves its registry again.
-        UPDATE mvrefresh.view v SET refresh_requested = NULL
-        FROM target t
-        WHERE v.view = t.view AND v.refresh_requested IS NOT NULL
     ), mark AS (
         -- Upsert: a registration made by a plain INSERT has no state row yet.
         INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
@@ -2003,13 +2055,19 @@ $fn$;
 
 -- Called by the daemon after every refresh attempt. On success the previous
 -- error is kept on purpose: it is history for whoever reads the status view.
+-- request: the refresh request (epoch of requested_at, as registry() gave it)
+-- that the daemon had loaded when this refresh began, so its snapshot follows
+-- the request's commit; a successful refresh serves exactly that one. (The
+-- signature grew that argument: the old one goes, or calls would be ambiguous.)
+DROP FUNCTION IF EXISTS mvrefresh.refresh_end(oid, boolean, text, text, text, double precision);
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_end(
     view          oid,
     ok            boolean,
     mode          text,
     sqlstate      text,
     message       text,
-    pending_since double precision)
+    pending_since double precision,
+    request       double precision DEFAULT NULL)
 RETURNS void
 LANGUAGE sql
 VOLATILE
@@ -2032,6 +2090,13 @@ AS $fn$
     -- One clock reading, so last_duration is exactly last_finish - last_start.
     FROM (SELECT pg_catalog.clock_timestamp() AS t) AS now_
     WHERE s.view = refresh_end.view::pg_catalog.regclass;
+    -- The refresh request this refresh was begun for is served; one made since
+    -- waits for the next. A failed refresh serves none: the request stays, and
+    -- so does a paused view, retried like any failure.
+    DELETE FROM mvrefresh.refresh_request AS r
+    WHERE refresh_end.ok
+      AND r.view = refresh_end.view::pg_catalog.regclass
+      AND pg_catalog.date_part('epoch', r.requested_at) OPERATOR(pg_catalog.=) refresh_end.request;
     -- A successful refresh changed what its readers read: they are pending now,
     -- so that a daemon killed before it refreshes them still does at its next
     -- start.
@@ -2180,7 +2245,8 @@ SELECT v.view,
              FROM mvrefresh.dependency d
              WHERE d.view = v.view
              ORDER BY d.base::pg_catalog.oid) AS depends_on,
-       v.refresh_requested
+       (SELECT rq.requested_at FROM mvrefresh.refresh_request rq
+        WHERE rq.view = v.view) AS refresh_requested
 FROM mvrefresh.view v
 LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
 WHERE pg_catalog.has_table_privilege(v.view::pg_catalog.oid, 'SELECT');
@@ -2209,7 +2275,7 @@ BEGIN
         WHERE p.oid IN (
                 'mvrefresh.registry(integer)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh_begin(oid, double precision, integer)'::pg_catalog.regprocedure,
-                'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision)'::pg_catalog.regprocedure,
                 'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
                 'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.release_tables(regclass[])'::pg_catalog.regprocedure,
@@ -2243,7 +2309,7 @@ BEGIN
         GRANT EXECUTE ON FUNCTION
             mvrefresh.registry(integer),
             mvrefresh.refresh_begin(oid, double precision, integer),
-            mvrefresh.refresh_end(oid, boolean, text, text, text, double precision),
+            mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision),
             mvrefresh.mark_interrupted(),
             mvrefresh.lock_sources(oid),
             mvrefresh.rearm(oid[], boolean),

@@ -145,21 +145,22 @@ void mvr_conn_share_outage(struct mvr_conn *c, struct mvr_outage *o)
     c->outage = o;
 }
 
-/* Log why the connection is going down: once for a run of failed attempts, always when it
- * was up, and with a shared outage once for the daemon (the others say it at debug level).
- * A session the daemon refuses to use is an error, not a network hiccup. */
+/* Log why the connection is going down. With a shared outage: once for the daemon, each
+ * different failure once, whichever connection sees it (the others say it at debug level).
+ * Alone: once for a run of failed attempts, always when it was up. A session the daemon
+ * refuses to use is an error, not a network hiccup. */
 static void report_down(struct mvr_conn *c, const char *why, bool refused)
 {
     bool was_up = c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
     char msg[1024];
+    bool news;
 
     mvr_redact(why, msg, sizeof msg);
-    /* A refusal says what to fix: report it even when the run started with a lost
-     * connection (the reason the session was refused is news). */
-    if (refused ? c->refusal_reported : !was_up && c->loss_reported)
-        return;
-    if (c->outage != NULL &&
-        !mvr_outage_failed(c->outage, msg, mvr_clock_to_epoch(mvr_clock_now()))) {
+    if (c->outage != NULL)
+        news = mvr_outage_failed(c->outage, msg, mvr_clock_to_epoch(mvr_clock_now()));
+    else
+        news = refused ? !c->refusal_reported : was_up || !c->loss_reported;
+    if (!news) {
         mvr_debug(c->log, "%s: %s (as reported)", c->name, msg);
         return;
     }
@@ -224,7 +225,9 @@ static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* The session checks are done: the connection is ready. */
 static void session_ready(struct mvr_conn *c)
 {
-    bool recovered = c->outage != NULL ? mvr_outage_recovered(c->outage)
+    /* Only a connection that failed can end an outage (one opened later, e.g. a worker after
+     * max_concurrent grew, has nothing to report). */
+    bool recovered = c->outage != NULL ? c->loss_reported && mvr_outage_recovered(c->outage)
                                        : c->loss_reported || c->backoff > BACKOFF_FIRST;
 
     if (recovered)

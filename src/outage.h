@@ -20,11 +20,14 @@ struct mvr_outage {
     bool reported; /* last_error was logged, and nothing has connected since */
 };
 
-/* A connection failed (or was lost, or refused) with this message. Returns whether to log it:
- * yes for the first failure since the last success, or for a message other than the one
- * logged last; no for the same failure seen again on another connection or at a retry. */
+/* A connection failed (or was lost, or refused) with this message, kept as one line of
+ * printable ASCII. Returns whether to log it: yes for the first failure since the last
+ * recovery, or for a message other than the one logged last (the whole message: with several
+ * hosts, each line is one); no for the same failure again, on another connection or at a
+ * retry. */
 bool mvr_outage_failed(struct mvr_outage *o, const char *message, double now);
-/* A connection is up. Returns whether a reported failure just ended (log that once). */
+/* A connection that had failed is up again. Returns whether that ends a reported failure (log
+ * it once: the daemon's other connections come back quietly). */
 bool mvr_outage_recovered(struct mvr_outage *o);
 
 #endif

@@ -20,8 +20,9 @@ static const char begin_sql[] =
     "SELECT nspname, relname, concurrent_ok, reason, denied"
     " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ")";
 static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8};
-static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6)";
-static const Oid end_types[] = {TYPE_OID, TYPE_BOOL, TYPE_TEXT, TYPE_TEXT, TYPE_TEXT, TYPE_FLOAT8};
+static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6, $7)";
+static const Oid end_types[] = {TYPE_OID,  TYPE_BOOL,   TYPE_TEXT,  TYPE_TEXT,
+                                TYPE_TEXT, TYPE_FLOAT8, TYPE_FLOAT8};
 
 /* Everything a view's code may have left in the session, gone before the daemon's next
  * statement: temporary objects (first, so that nothing below can resolve to them), open
@@ -176,18 +177,21 @@ static double pending_after(const struct mvr_worker *w)
 
 static void send_end(struct mvr_worker *w)
 {
-    char oid[16], pending[64];
-    const char *params[6];
+    char oid[16], pending[64], request[64];
+    const char *params[7];
 
     snprintf(oid, sizeof oid, "%" PRIu32, w->view->conf.oid);
+    /* %.17g: the very double registry() gave, which refresh_end() compares exactly. */
+    snprintf(request, sizeof request, "%.17g", w->request);
     params[0] = oid;
     params[1] = w->ok ? "t" : "f";
     params[2] = w->refreshed ? (w->concurrent ? "concurrently" : "plain") : NULL;
     params[3] = w->ok ? NULL : w->sqlstate;
     params[4] = w->ok ? NULL : w->error;
     params[5] = epoch_text(pending_after(w), pending, sizeof pending);
+    params[6] = w->request > 0 ? request : NULL;
     set_step(w, MVR_STEP_END);
-    if (mvr_conn_send(&w->conn, end_sql, 6, end_types, params, end_done, w) != 0)
+    if (mvr_conn_send(&w->conn, end_sql, 7, end_types, params, end_done, w) != 0)
         await_reconnect(w);
 }
 
@@ -347,6 +351,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->sqlstate[0] = w->error[0] = '\0';
     w->started = mvr_clock_now();
     w->took = NAN;
+    w->request = v->conf.requested; /* loaded before this refresh: its snapshot follows it */
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
     params[0] = oid;
     params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);

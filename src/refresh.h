@@ -73,6 +73,7 @@ struct mvr_worker {
     char error[512];
     double started;
     double took;       /* seconds to the end of the REFRESH statement; NAN before it ends */
+    double request;    /* the refresh request (registry's epoch) it serves if it succeeds; 0 */
     uint64_t *writers; /* from the REFRESH step (see mvrefresh.refresh()) */
     size_t nwriters;
 };

@@ -30,11 +30,12 @@ enum {
     COL_BASE_IS_VIEW,
     COL_PENDING,
     COL_REQUESTED,
+    COL_PAUSED,
     NCOLS
 };
 static const char *const column_names[NCOLS] = {
     "view", "name",         "debounce_ms", "max_wait_ms", "concurrently",
-    "base", "base_is_view", "pending",     "requested",
+    "base", "base_is_view", "pending",     "requested",   "paused",
 };
 
 static void start_load(struct mvr_registry *r);
@@ -173,6 +174,7 @@ static int add_view(struct mvr_view_confs *confs, const struct rows *r, int row,
     conf->max_wait_ms = parse_ms(r, row, COL_MAX_WAIT);
     conf->concurrently = value(r, row, COL_CONCURRENTLY)[0] == 't';
     conf->pending = value(r, row, COL_PENDING)[0] == 't';
+    conf->paused = value(r, row, COL_PAUSED)[0] == 't';
     conf->requested = PQgetisnull(r->res, row, r->col[COL_REQUESTED])
                           ? 0.0
                           : strtod(value(r, row, COL_REQUESTED), NULL);

@@ -46,7 +46,8 @@ const char mvr_session_setup_sql[] =
     "     'mvrefresh.refresh(oid, boolean)', 'mvrefresh.lock_sources(oid)',"
     "     'mvrefresh.rearm_view(oid)', 'mvrefresh.take_changes()',"
     "     'mvrefresh.rearm(oid[], boolean)', 'mvrefresh.backstop(oid[])',"
-    "     'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision)']) AS f"
+    "     'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision,"
+    "      double precision)']) AS f"
     "  WHERE pg_catalog.to_regprocedure(f) IS NOT NULL"
     "    AND NOT pg_catalog.has_function_privilege(f, 'EXECUTE') LIMIT 1)"
     " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";

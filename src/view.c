@@ -91,6 +91,8 @@ void mvr_view_free(struct mvr_view *v)
 
 void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log)
 {
+    if (v->conf.paused)
+        return;
     if (forced)
         mvr_pending_force(&v->pending, now);
     else

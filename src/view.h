@@ -59,7 +59,8 @@ struct mvr_view_conf {
     int64_t max_wait_ms; /* -1: the daemon's default */
     bool concurrently;
     bool pending;       /* its status says changes wait: catch up on it after a gap */
-    double requested;   /* mvrefresh.refresh() asked at this time (epoch), not begun; 0: no */
+    double requested;   /* mvrefresh.refresh() asked at this time (epoch), not served; 0: no */
+    bool paused;        /* loaded only for a request: changes do not move it */
     uint64_t deps_hash; /* fingerprint of what it reads: a change means it may be stale */
 };
 
@@ -103,7 +104,8 @@ struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf);
 void mvr_view_free(struct mvr_view *v);
 
 /* A base table changed (forced: due at once). IDLE views start debouncing, and so do views
- * backing off after a failure a change may fix; otherwise the change is only noted. */
+ * backing off after a failure a change may fix; otherwise the change is only noted. A paused
+ * view ignores it: only a request moves it (the database keeps its changes pending). */
 void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log);
 /* Its owner asked for a refresh now (mvrefresh.refresh()): due at once whatever the debounce,
  * and out of a backoff whatever the failure. Noted as pending while queued or refreshing. */

@@ -280,6 +280,44 @@ PGT_TEST(test_refresh_now_of_a_paused_view)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 3);
 }
 
+/* A requested refresh that fails keeps the request: it is retried (the view stays paused),
+ * and served by the first refresh that succeeds. */
+PGT_TEST(test_refresh_now_survives_a_failure)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO t VALUES (1, 5)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id, 10 / v AS x FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '50 ms', max_wait => '200 ms')");
+    pgt_daemon_start(t, NULL);
+    wait_catch_up(t, "mv");
+    pgt_exec(t, "SELECT mvrefresh.pause('mv')");
+    pgt_exec(t, "INSERT INTO t VALUES (2, 0)");
+    pgt_exec(t, "SELECT mvrefresh.refresh('mv')");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT failure_count >= 1 AND last_sqlstate = '22012' "
+                   "AND refresh_requested IS NOT NULL FROM mvrefresh.status "
+                   "WHERE view = 'mv'::regclass");
+    pgt_exec(t, "UPDATE t SET v = 2 WHERE id = 2");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT (SELECT sum(x) FROM mv) = 7 AND refresh_requested IS NULL "
+                   "AND NOT enabled FROM mvrefresh.status WHERE view = 'mv'::regclass");
+}
+
+/* The readers of a paused view refreshed on request follow it, as after any refresh. */
+PGT_TEST(test_refresh_now_of_a_paused_upstream_reaches_its_readers)
+{
+    simple_setup(t, "50 ms", "200 ms", 2);
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv2 AS SELECT count(*) AS n FROM mv");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv2 (n)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv2', debounce => '50 ms', max_wait => '200 ms')");
+    pgt_wait_refreshes(t, "mv2", 1, DEADLINE_MS);
+    pgt_exec(t, "SELECT mvrefresh.pause('mv')");
+    pgt_exec(t, "INSERT INTO t (v) VALUES (42)");
+    pgt_exec(t, "SELECT mvrefresh.refresh('mv')");
+    pgt_poll_until(t, DEADLINE_MS, "3", "SELECT n FROM mv2");
+}
+
 PGT_TEST(test_unwatch)
 {
     static const char triggers[] = "SELECT count(*) FROM pg_trigger WHERE tgrelid = '%s'::regclass "
@@ -596,6 +634,8 @@ int main(void)
         PGT_UNIT(test_paused_view_shows_pending_changes),
         PGT_UNIT(test_refresh_now_ignores_the_debounce),
         PGT_UNIT(test_refresh_now_of_a_paused_view),
+        PGT_UNIT(test_refresh_now_survives_a_failure),
+        PGT_UNIT(test_refresh_now_of_a_paused_upstream_reaches_its_readers),
         PGT_UNIT(test_unwatch),
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),

@@ -24,9 +24,9 @@ static void test_same_failure_on_every_connection_is_logged_once(void **state)
     assert_false(mvr_outage_failed(&o, refused, 12.0)); /* a retry */
     assert_int_equal(o.failures, 4);
     assert_true(o.last_error_at == 12.0);
-    /* The first line only: the heartbeat shows one line. */
+    /* One line: the heartbeat shows one. */
     assert_string_equal(o.last_error, "connection to server on socket \"/tmp/.s.PGSQL.5432\" "
-                                      "failed: Connection refused");
+                                      "failed: Connection refused Is the server running locally?");
 }
 
 static void test_another_failure_is_news(void **state)
@@ -37,7 +37,37 @@ static void test_another_failure_is_news(void **state)
     assert_true(mvr_outage_failed(&o, refused, 1.0));
     assert_true(mvr_outage_failed(&o, "FATAL:  password authentication failed", 2.0));
     assert_false(mvr_outage_failed(&o, "FATAL:  password authentication failed", 3.0));
-    assert_string_equal(o.last_error, "FATAL:  password authentication failed");
+    assert_string_equal(o.last_error, "FATAL: password authentication failed");
+}
+
+/* With several hosts libpq reports each attempt on a line of its own: what changed may be on
+ * the last line only (the second host now refuses the password, say). */
+static void test_a_change_on_a_later_line_is_news(void **state)
+{
+    struct mvr_outage o = {0};
+
+    (void)state;
+    assert_true(mvr_outage_failed(&o,
+                                  "connection to server at \"a\" failed: refused\n"
+                                  "connection to server at \"b\" failed: starting up\n",
+                                  1.0));
+    assert_true(mvr_outage_failed(&o,
+                                  "connection to server at \"a\" failed: refused\n"
+                                  "connection to server at \"b\" failed: FATAL:  password "
+                                  "authentication failed for user \"m\"\n",
+                                  2.0));
+    assert_non_null(strstr(o.last_error, "password authentication failed"));
+}
+
+/* Bytes the heartbeat's session might reject (a localized message in another encoding, a
+ * character cut in two) never reach it. */
+static void test_only_printable_ascii_is_kept(void **state)
+{
+    struct mvr_outage o = {0};
+
+    (void)state;
+    mvr_outage_failed(&o, "FATAL:  la base \xc3\xa9 n'existe pas\x01\xff", 1.0);
+    assert_string_equal(o.last_error, "FATAL: la base ?? n'existe pas??");
 }
 
 static void test_recovery_is_logged_once_and_the_next_outage_again(void **state)
@@ -72,6 +102,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_failure_on_every_connection_is_logged_once),
         cmocka_unit_test(test_another_failure_is_news),
+        cmocka_unit_test(test_a_change_on_a_later_line_is_news),
+        cmocka_unit_test(test_only_printable_ascii_is_kept),
         cmocka_unit_test(test_recovery_is_logged_once_and_the_next_outage_again),
         cmocka_unit_test(test_long_message_is_cut_not_overrun),
     };

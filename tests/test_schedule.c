@@ -691,6 +691,27 @@ static void test_refresh_request_cuts_a_backoff_short(void **state)
     expect_pops(f, 1);
 }
 
+/* A paused view is loaded only for a request: refreshed for it, never for a change. */
+static void test_paused_view_moves_only_for_requests(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f);
+    expect_pops(f, 0);
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    f->confs.items[0].requested = 2.0;
+    f->confs.items[0].paused = true;
+    load(f, true); /* a catch-up load, with the view pending: still only the request */
+    expect_pops(f, 1);
+    change(f, 100); /* while it refreshes */
+    done(f, 1, MVR_OUTCOME_OK);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+    change(f, 100);
+    at(f, f->now + 5.0);
+    expect_pops(f, 0);
+}
+
 static void test_backoff_is_capped_by_retry_backoff_max(void **state)
 {
     struct fx *f = *state;
@@ -800,6 +821,7 @@ int main(void)
         T(test_refresh_request_ignores_the_debounce_once),
         T(test_refresh_request_during_refresh_is_one_more),
         T(test_refresh_request_cuts_a_backoff_short),
+        T(test_paused_view_moves_only_for_requests),
         T(test_backoff_is_capped_by_retry_backoff_max),
         T(test_cycle_in_registry_is_ignored_not_waited_for),
         T(test_new_defaults_reschedule_pending_views),

@@ -217,7 +217,9 @@ PGT_TEST(test_non_owner_is_refused)
     expect_denied(t, i, "SELECT mvrefresh.pause('" OWN_VIEW "')");
     expect_denied(t, i, "SELECT mvrefresh.resume('" OWN_VIEW "')");
     expect_denied(t, i, "SELECT mvrefresh.refresh('" OWN_VIEW "')");
-    expect_rows(t, i, "UPDATE mvrefresh.view SET refresh_requested = now()", 0);
+    expect_denied(t, i, "INSERT INTO mvrefresh.refresh_request (view) VALUES ('" OWN_VIEW "')");
+    expect_denied(t, i, "DELETE FROM mvrefresh.refresh_request");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_request FOR UPDATE");
     expect_denied(t, i, "DELETE FROM mvrefresh.view");
     expect_denied(t, i, "INSERT INTO mvrefresh.view (view) VALUES ('" OWN_VIEW "')");
     expect_denied(t, i, "DELETE FROM mvrefresh.dependency");
@@ -276,8 +278,8 @@ PGT_TEST(test_owner_manages_own_view_without_grants)
                      1);
     pgt_exec_on(t, o, "SELECT mvrefresh.resume('" OWN_VIEW "')");
     pgt_exec_on(t, m, "SELECT mvrefresh.refresh('" OWN_VIEW "')");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.view WHERE view = '" OWN_VIEW
-                                     "'::regclass AND refresh_requested IS NOT NULL"),
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_request WHERE view = '" OWN_VIEW
+                                     "'::regclass AND requested_by = 'mem ber.ñ'"),
                      1);
     pgt_exec_on(t, m, "UPDATE mvrefresh.view SET enabled = true");
     /* The owner sees its own status row. */
@@ -664,7 +666,7 @@ PGT_TEST(test_daemon_refuses_foreign_owned_functions)
     pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
     pgt_exec(t,
-             "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8) "
+             "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8) "
              "OWNER TO %s",
              evil);
     mark = pgt_log_mark(t);
@@ -674,7 +676,7 @@ PGT_TEST(test_daemon_refuses_foreign_owned_functions)
     assert_true(pgt_daemon_alive(t));
     assert_true(pgt_log_count_lines_since(t, mark, "refusing", "refresh_end") >= 1);
 
-    pgt_exec(t, "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8) "
+    pgt_exec(t, "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8) "
                 "OWNER TO CURRENT_USER");
     /* The connections retry with backoff (at most 30 s between tries). */
     pgt_wait_refreshes(t, "mv", 1, 40000);

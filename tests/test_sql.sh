@@ -498,7 +498,7 @@ public.mv_p|1000|30000|t|p|f" \
     "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass, r.base_is_view
      FROM mvrefresh.registry(2) r"
 is "registry(protocol) has the columns the daemon reads by name" \
-    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean, requested double precision)" \
+    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean, requested double precision, paused boolean)" \
     "SELECT pg_get_function_result('mvrefresh.registry(integer)'::regprocedure)"
 fails_with "registry() of a daemon from before the quiet triggers is refused" 0A000 \
     "SELECT * FROM mvrefresh.registry()"
@@ -511,27 +511,40 @@ is "registry() is ordered by view, base and its view column is the view's OID" "
 is "registry() leaves out disabled views" "0" \
     "UPDATE mvrefresh.view SET enabled = false WHERE view = 'mv_const'::regclass;
      SELECT count(*) FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'"
-is "refresh() asks without a registry sync; registry() then brings the paused view, requested" \
-    "1|t|1" \
-    "SET client_min_messages = error;
-     SELECT mvrefresh.refresh('mv_const') \\g /dev/null
-     SELECT count(*), bool_and(requested > 0),
-            (SELECT count(*) FROM mvrefresh.view WHERE refresh_requested IS NOT NULL)
+# same DESCRIPTION EXPECTED GOT
+same() {
+    if [ "$3" = "$2" ]; then report 1 "$1"; else report 0 "$1" "expected: $2"$'\n'"got:      $3"; fi
+}
+same "refresh() of a paused view tells the daemon" "mvrefresh_control reload" \
+    "$(notifications mvrefresh_control "SET client_min_messages = error;" "SELECT mvrefresh.refresh('mv_const');")"
+is "...and registry() brings the paused view, with the request's time" "1|t|1" \
+    "SELECT count(*), bool_and(requested > 0),
+            (SELECT count(*) FROM mvrefresh.refresh_request WHERE view = 'mv_const'::regclass)
      FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'"
+req=$(db -c "SELECT requested FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'")
+same "a second refresh() while one waits tells the daemon nothing" "" \
+    "$(notifications mvrefresh_control "SET client_min_messages = error;" "SELECT mvrefresh.refresh('mv_const');")"
+is "...and keeps the first request" "$req" \
+    "SELECT requested FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'"
+same "refresh_begin() tells the daemon nothing (no reload per refresh)" "" \
+    "$(notifications mvrefresh_control "SELECT * FROM mvrefresh.refresh_begin('mv_const'::regclass, NULL, 2);")"
+is "a failed refresh, or one begun for no or another request, does not serve it" "1" \
+    "SELECT mvrefresh.refresh_end('mv_const'::regclass, false, 'plain', '55P03', 'lock timeout', NULL, $req) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL, $req - 1) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
+     SELECT count(*) FROM mvrefresh.refresh_request"
+same "a successful refresh begun for the request serves it, and tells the daemon" "mvrefresh_control reload" \
+    "$(notifications mvrefresh_control "SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL, $req);")"
+is "...so the paused view leaves the registry" "0|0" \
+    "SELECT (SELECT count(*) FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'),
+            (SELECT count(*) FROM mvrefresh.refresh_request)"
 msg=$(db -c "SELECT mvrefresh.refresh('mv_const')" 2>&1 >/dev/null || true)
 if grep -qx 'WARNING:  no mvrefreshd is working on this database: public.mv_const is refreshed when one starts' <<<"$msg"; then
     report 1 "refresh() warns that no daemon is alive to serve it"
 else
     report 0 "refresh() warns that no daemon is alive to serve it" "$msg"
 fi
-is "a second refresh() before it is served keeps the first request's time" "t" \
-    "SELECT refresh_requested = (SELECT min(r) FROM (SELECT refresh_requested FROM mvrefresh.view) x(r))
-     FROM mvrefresh.view WHERE view = 'mv_const'::regclass"
-is "refresh_begin() serves the request" "0|0" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_const'::regclass, NULL, 2) \\g /dev/null
-     SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
-     SELECT (SELECT count(*) FROM mvrefresh.registry(2) WHERE name = 'public.mv_const'),
-            (SELECT count(*) FROM mvrefresh.view WHERE refresh_requested IS NOT NULL)"
+db -c "DELETE FROM mvrefresh.refresh_request" >/dev/null
 error_is "refresh() of a view that is not watched: 42704 with the fix" \
     "ERROR:  \"public.t_a\" is not watched
 HINT:  Watch it first: SELECT mvrefresh.watch('public.t_a');" \
@@ -561,6 +574,17 @@ if grep -q 'mvrefreshd will not be able to refresh public.mv_warn: role mvr_sqlt
 else
     report 0 "watch() warns about each live daemon whose role may not refresh the view (only those)" "$msg"
 fi
+is "a daemon's last connection error shows only to its role and superusers" "x
+
+x" \
+    "UPDATE mvrefresh.daemon SET last_error = 'x' WHERE pid = 1;
+     SELECT (SELECT last_error FROM mvrefresh.daemons WHERE pid = 1);
+     BEGIN; SET LOCAL ROLE mvr_sqltest_weak;
+     SELECT (SELECT last_error FROM mvrefresh.daemons WHERE pid = 1);
+     ROLLBACK;
+     BEGIN; GRANT mvrefresh_daemon TO mvr_sqltest_weak; SET LOCAL ROLE mvr_sqltest_weak;
+     SELECT (SELECT last_error FROM mvrefresh.daemons WHERE pid = 1);
+     ROLLBACK;"
 db -c "DELETE FROM mvrefresh.daemon" -c "SELECT mvrefresh.unwatch('mv_warn')" \
    -c "DROP MATERIALIZED VIEW mv_warn" -c "DROP ROLE mvr_sqltest_weak" >/dev/null
 
