@@ -365,7 +365,9 @@ void mvr_instance_close(struct mvr_instance *in)
     ev_timer_stop(in->loop, &in->deadline);
     ev_timer_stop(in->loop, &in->invalid_timer);
     if (in->invalid_total > 0 || in->unmatched_total > 0)
-        mvr_info(in->log, "ignored %llu invalid and %llu unmatched notifications",
+        mvr_info(in->log,
+                 "ignored %llu invalid notification payloads; %llu change markers named "
+                 "tables no loaded view read (each made the registry load again)",
                  (unsigned long long)in->invalid_total, (unsigned long long)in->unmatched_total);
 }
 

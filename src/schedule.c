@@ -316,7 +316,7 @@ void mvr_schedule_stop(struct mvr_schedule *s)
  * it). */
 static void retire(struct mvr_schedule *s, struct mvr_view *v)
 {
-    mvr_info(s->log, "no longer watching %s", v->conf.name);
+    mvr_info(s->log, "no longer watching %s (unwatched, paused or dropped)", v->conf.name);
     mvr_timerheap_remove(&s->deadlines, &v->timer);
     if (v->state == MVR_VIEW_QUEUED)
         TAILQ_REMOVE(&s->due, v, link);

@@ -104,7 +104,8 @@ int mvr_session_read(const PGresult *res, struct mvr_session *s, char *why, size
     if (!flag(res, COL_INSTALLED)) {
         snprintf(why, len,
                  "mvrefresh is not installed in database \"%s\" (there is no function "
-                 "mvrefresh.registry()): install sql/mvrefresh.sql in it",
+                 "mvrefresh.registry()): install the mvrefresh SQL in it (CREATE EXTENSION "
+                 "mvrefresh, or psql -f share/mvrefresh/mvrefresh.sql)",
                  s->database);
         return -1;
     }
@@ -112,7 +113,7 @@ int mvr_session_read(const PGresult *res, struct mvr_session *s, char *why, size
         snprintf(why, len,
                  "the mvrefresh SQL in database \"%s\" is older than this mvrefreshd %s "
                  "(it has no mvrefresh.version(); this daemon needs protocol %d): install "
-                 "this version's sql/mvrefresh.sql in it",
+                 "this version's mvrefresh SQL in it",
                  s->database, MVR_VERSION, MVR_SQL_PROTOCOL);
         return -1;
     }
@@ -139,7 +140,7 @@ int mvr_session_read_version(const PGresult *res, struct mvr_session *s, char *w
         strcmp(PQgetvalue(res, 0, 3), MVR_CONTROL_CHANNEL) != 0) {
         snprintf(why, len,
                  "the mvrefresh SQL in database \"%s\" is version %s (protocol %d), which this "
-                 "mvrefreshd %s (protocol %d) does not understand: install the sql/mvrefresh.sql "
+                 "mvrefreshd %s (protocol %d) does not understand: install the mvrefresh SQL "
                  "that came with this mvrefreshd, or run the mvrefreshd that came with that SQL",
                  s->database, s->sql_version, s->sql_protocol, MVR_VERSION, MVR_SQL_PROTOCOL);
         return -1;
