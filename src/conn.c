@@ -157,7 +157,8 @@ static void report_down(struct mvr_conn *c, const char *why, bool refused)
 
     mvr_redact(why, msg, sizeof msg);
     if (c->outage != NULL)
-        news = mvr_outage_failed(c->outage, msg, mvr_clock_to_epoch(mvr_clock_now()));
+        news = mvr_outage_failed(c->outage, msg, was_up && !refused,
+                                 mvr_clock_to_epoch(mvr_clock_now()));
     else
         news = refused ? !c->refusal_reported : was_up || !c->loss_reported;
     if (!news) {

@@ -23,13 +23,13 @@ static void fold(const char *message, char *out, size_t size)
     out[n] = '\0';
 }
 
-bool mvr_outage_failed(struct mvr_outage *o, const char *message, double now)
+bool mvr_outage_failed(struct mvr_outage *o, const char *message, bool lost, double now)
 {
     char msg[MVR_OUTAGE_MESSAGE_MAX];
     bool news;
 
     fold(message, msg, sizeof msg);
-    news = !o->reported || strcmp(msg, o->last_error) != 0;
+    news = !o->reported || (!lost && strcmp(msg, o->last_error) != 0);
     memcpy(o->last_error, msg, sizeof msg);
     o->last_error_at = now;
     o->failures++;

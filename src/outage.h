@@ -24,8 +24,9 @@ struct mvr_outage {
  * printable ASCII. Returns whether to log it: yes for the first failure since the last
  * recovery, or for a message other than the one logged last (the whole message: with several
  * hosts, each line is one); no for the same failure again, on another connection or at a
- * retry. */
-bool mvr_outage_failed(struct mvr_outage *o, const char *message, double now);
+ * retry. A connection lost (`lost`) while a failure is reported is that failure: each
+ * connection hears the server go away in words of its own (terminated, closed, reset). */
+bool mvr_outage_failed(struct mvr_outage *o, const char *message, bool lost, double now);
 /* A connection that had failed is up again. Returns whether that ends a reported failure (log
  * it once: the daemon's other connections come back quietly). */
 bool mvr_outage_recovered(struct mvr_outage *o);

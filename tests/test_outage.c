@@ -18,10 +18,10 @@ static void test_same_failure_on_every_connection_is_logged_once(void **state)
     struct mvr_outage o = {0};
 
     (void)state;
-    assert_true(mvr_outage_failed(&o, refused, 10.0));  /* the listener */
-    assert_false(mvr_outage_failed(&o, refused, 10.1)); /* the registry */
-    assert_false(mvr_outage_failed(&o, refused, 10.2)); /* the control connection */
-    assert_false(mvr_outage_failed(&o, refused, 12.0)); /* a retry */
+    assert_true(mvr_outage_failed(&o, refused, false, 10.0));  /* the listener */
+    assert_false(mvr_outage_failed(&o, refused, false, 10.1)); /* the registry */
+    assert_false(mvr_outage_failed(&o, refused, false, 10.2)); /* the control connection */
+    assert_false(mvr_outage_failed(&o, refused, false, 12.0)); /* a retry */
     assert_int_equal(o.failures, 4);
     assert_true(o.last_error_at == 12.0);
     /* One line: the heartbeat shows one. */
@@ -29,14 +29,32 @@ static void test_same_failure_on_every_connection_is_logged_once(void **state)
                                       "failed: Connection refused Is the server running locally?");
 }
 
+/* The server goes away: each connection that was up hears it in its own words. */
+static void test_losses_in_other_words_are_the_same_outage(void **state)
+{
+    struct mvr_outage o = {0};
+
+    (void)state;
+    assert_true(mvr_outage_failed(&o, "FATAL:  terminating connection due to administrator command",
+                                  true, 1.0));
+    assert_false(mvr_outage_failed(&o, "server closed the connection unexpectedly", true, 1.1));
+    assert_false(
+        mvr_outage_failed(&o, "could not receive data from server: Connection reset", true, 1.2));
+    /* Then the reconnects: that the server refuses them is news. */
+    assert_true(mvr_outage_failed(&o, refused, false, 1.5));
+    /* Once recovered, a loss is news again. */
+    assert_true(mvr_outage_recovered(&o));
+    assert_true(mvr_outage_failed(&o, "server closed the connection unexpectedly", true, 9.0));
+}
+
 static void test_another_failure_is_news(void **state)
 {
     struct mvr_outage o = {0};
 
     (void)state;
-    assert_true(mvr_outage_failed(&o, refused, 1.0));
-    assert_true(mvr_outage_failed(&o, "FATAL:  password authentication failed", 2.0));
-    assert_false(mvr_outage_failed(&o, "FATAL:  password authentication failed", 3.0));
+    assert_true(mvr_outage_failed(&o, refused, false, 1.0));
+    assert_true(mvr_outage_failed(&o, "FATAL:  password authentication failed", false, 2.0));
+    assert_false(mvr_outage_failed(&o, "FATAL:  password authentication failed", false, 3.0));
     assert_string_equal(o.last_error, "FATAL: password authentication failed");
 }
 
@@ -50,12 +68,12 @@ static void test_a_change_on_a_later_line_is_news(void **state)
     assert_true(mvr_outage_failed(&o,
                                   "connection to server at \"a\" failed: refused\n"
                                   "connection to server at \"b\" failed: starting up\n",
-                                  1.0));
+                                  false, 1.0));
     assert_true(mvr_outage_failed(&o,
                                   "connection to server at \"a\" failed: refused\n"
                                   "connection to server at \"b\" failed: FATAL:  password "
                                   "authentication failed for user \"m\"\n",
-                                  2.0));
+                                  false, 2.0));
     assert_non_null(strstr(o.last_error, "password authentication failed"));
 }
 
@@ -66,7 +84,7 @@ static void test_only_printable_ascii_is_kept(void **state)
     struct mvr_outage o = {0};
 
     (void)state;
-    mvr_outage_failed(&o, "FATAL:  la base \xc3\xa9 n'existe pas\x01\xff", 1.0);
+    mvr_outage_failed(&o, "FATAL:  la base \xc3\xa9 n'existe pas\x01\xff", false, 1.0);
     assert_string_equal(o.last_error, "FATAL: la base ?? n'existe pas??");
 }
 
@@ -76,12 +94,12 @@ static void test_recovery_is_logged_once_and_the_next_outage_again(void **state)
 
     (void)state;
     assert_false(mvr_outage_recovered(&o)); /* connected at start: nothing to say */
-    assert_true(mvr_outage_failed(&o, refused, 1.0));
+    assert_true(mvr_outage_failed(&o, refused, false, 1.0));
     assert_true(mvr_outage_recovered(&o));
     assert_false(mvr_outage_recovered(&o)); /* the other connections, coming back */
     /* The last error stays for the heartbeat; the same failure later is a new outage. */
     assert_true(o.last_error[0] != '\0');
-    assert_true(mvr_outage_failed(&o, refused, 5.0));
+    assert_true(mvr_outage_failed(&o, refused, false, 5.0));
 }
 
 static void test_long_message_is_cut_not_overrun(void **state)
@@ -92,15 +110,16 @@ static void test_long_message_is_cut_not_overrun(void **state)
     (void)state;
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
-    assert_true(mvr_outage_failed(&o, big, 1.0));
+    assert_true(mvr_outage_failed(&o, big, false, 1.0));
     assert_int_equal(strlen(o.last_error), MVR_OUTAGE_MESSAGE_MAX - 1);
-    assert_false(mvr_outage_failed(&o, big, 2.0));
+    assert_false(mvr_outage_failed(&o, big, false, 2.0));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_failure_on_every_connection_is_logged_once),
+        cmocka_unit_test(test_losses_in_other_words_are_the_same_outage),
         cmocka_unit_test(test_another_failure_is_news),
         cmocka_unit_test(test_a_change_on_a_later_line_is_news),
         cmocka_unit_test(test_only_printable_ascii_is_kept),
