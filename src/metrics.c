@@ -122,6 +122,18 @@ static void db_count(struct mvr_metrics_text *out, const struct mvr_metrics_snap
     put_count(out, n);
 }
 
+/* A sample labelled with the database and one more label. */
+static void db_label_count(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
+                           const char *name, const char *label, const char *value, uint64_t n)
+{
+    put(out, "%s{database=\"", name);
+    mvr_metrics_escape(out, s->database);
+    put(out, "\",%s=\"", label);
+    mvr_metrics_escape(out, value);
+    put(out, "\"}");
+    put_count(out, n);
+}
+
 /* ---- families ----------------------------------------------------------------------------- */
 
 static void emit_refreshes(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
@@ -197,14 +209,8 @@ static void emit_pending(struct mvr_metrics_text *out, const struct mvr_metrics_
 static void emit_states(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
                         const char *name)
 {
-    for (size_t i = 0; i < s->nstates; i++) {
-        put(out, "%s{database=\"", name);
-        mvr_metrics_escape(out, s->database);
-        put(out, "\",state=\"");
-        mvr_metrics_escape(out, s->states[i].name);
-        put(out, "\"}");
-        put_count(out, s->states[i].views);
-    }
+    for (size_t i = 0; i < s->nstates; i++)
+        db_label_count(out, s, name, "state", s->states[i].name, s->states[i].views);
 }
 
 static void emit_notifications(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
@@ -228,14 +234,8 @@ static void emit_conn_failures(struct mvr_metrics_text *out, const struct mvr_me
 static void emit_connected(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
                            const char *name)
 {
-    for (size_t i = 0; i < s->nconns; i++) {
-        put(out, "%s{database=\"", name);
-        mvr_metrics_escape(out, s->database);
-        put(out, "\",connection=\"");
-        mvr_metrics_escape(out, s->conns[i].name);
-        put(out, "\"}");
-        put_count(out, s->conns[i].connected ? 1 : 0);
-    }
+    for (size_t i = 0; i < s->nconns; i++)
+        db_label_count(out, s, name, "connection", s->conns[i].name, s->conns[i].connected ? 1 : 0);
 }
 
 static void emit_build_info(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
