@@ -1859,6 +1859,22 @@ AS $fn$
     SELECT m.table_oid FROM moved m;
 $fn$;
 
+-- The advisory lock key that a refresh of view holds for its transaction
+-- (mvrefresh.refresh()): 0x6D767276 ('mvrv') in the high 32 bits, the view's
+-- OID in the low ones; pg_locks shows it as classid 1836479094, objid the
+-- OID. The daemons' leader lease is 0x6D76726C00000000 ('mvrl', objid 0),
+-- outside this range. Applications taking advisory locks should avoid both.
+CREATE OR REPLACE FUNCTION mvrefresh.refresh_lock_key(view oid)
+RETURNS bigint
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT (x'6D767276'::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
+           OPERATOR(pg_catalog.|) refresh_lock_key.view::pg_catalog.int8;
+$fn$;
+
 -- One refresh of a view, as the daemon's role (SECURITY INVOKER: REFRESH needs
 -- the daemon's rights, not the installer's), in the caller's READ COMMITTED
 -- transaction: lock what it reads, re-arm its tables and list the writers in
@@ -1877,6 +1893,16 @@ DECLARE
     nsp     name;
     rel     name;
 BEGIN
+    -- One refresh of a view at a time, whichever daemon runs it: two daemons
+    -- that both believe they lead (a lease lost while a refresh was still
+    -- being cancelled) must not refresh the same view at once. Not waiting:
+    -- the caller fails this refresh and retries it after its backoff, by which
+    -- time the other one is over.
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(mvrefresh.refresh_lock_key(refresh.view)) THEN
+        RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
+            MESSAGE = pg_catalog.format('a refresh of %s is already running in another session',
+                                        refresh.view::pg_catalog.regclass);
+    END IF;
     PERFORM mvrefresh.lock_sources(refresh.view);
     writers := mvrefresh.rearm_view(refresh.view);
     SELECT n.nspname, c.relname INTO nsp, rel
@@ -2108,10 +2134,15 @@ AS $fn$
       AND s.view = d.view;
 $fn$;
 
--- Called by the daemon once at start-up: a status row still marked
--- "refreshing" belongs to a daemon that was killed mid-refresh (one daemon per
--- database). Its changes stay pending, so the start-up catch-up refreshes it.
--- Returns how many rows it closed.
+-- Called by the daemon once at start-up, and whenever it becomes the active
+-- daemon: a status row still marked "refreshing" belongs to a daemon that was
+-- killed mid-refresh, unless that refresh still runs. Several daemons may
+-- share a database (one active, but a former leader's refresh can still be
+-- ending): a refresh holds its view's advisory lock for its transaction
+-- (refresh()), so a lock that cannot be taken here means it is still running,
+-- and its own refresh_end() will close the row. The locks taken here last as
+-- long as this transaction. Closed rows stay pending, so the catch-up
+-- refreshes them. Returns how many rows it closed.
 CREATE OR REPLACE FUNCTION mvrefresh.mark_interrupted()
 RETURNS integer
 LANGUAGE sql
@@ -2129,6 +2160,7 @@ AS $fn$
             -- Still to be done: the next daemon catches up on it.
             pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp())
         WHERE s.refreshing
+          AND pg_catalog.pg_try_advisory_xact_lock(mvrefresh.refresh_lock_key(s.view::pg_catalog.oid))
         RETURNING 1
     )
     SELECT pg_catalog.count(*)::integer FROM closed;
