@@ -1480,11 +1480,16 @@ CREATE TABLE IF NOT EXISTS mvrefresh.daemon (
 ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS connections text;
 ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS last_error text;
 ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS last_error_at timestamptz;
+-- Whether it holds the leader lease and does the work, or stands by (several
+-- daemons on one database: README, High availability).
+ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS active boolean;
 
 -- One heartbeat: info is host, pid, version, started (epoch seconds), the
 -- interval to the next one (ms), the status line, doorbells heard, invalid
 -- payloads ignored, the connections, the last connection error ('' if none)
--- and its time (epoch seconds, 0 if never). The role is the session's own: no
+-- and its time (epoch seconds, 0 if never), and whether it is the active
+-- daemon ('true' or 'false'; daemons from before the leader lease send no
+-- such element, and were always active). The role is the session's own: no
 -- daemon speaks for another. Rows not heard of for a day go.
 CREATE OR REPLACE FUNCTION mvrefresh.heartbeat(info text[])
 RETURNS void
@@ -1495,19 +1500,20 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     INSERT INTO mvrefresh.daemon AS d (host, pid, started, version, role, heartbeat, interval_ms,
                                        status, doorbells, invalid_payloads, connections,
-                                       last_error, last_error_at)
+                                       last_error, last_error_at, active)
     VALUES (heartbeat.info[1], heartbeat.info[2]::pg_catalog.int4,
             pg_catalog.to_timestamp(heartbeat.info[4]::pg_catalog.float8), heartbeat.info[3],
             session_user, pg_catalog.clock_timestamp(), heartbeat.info[5]::pg_catalog.int8,
             heartbeat.info[6], heartbeat.info[7]::pg_catalog.int8, heartbeat.info[8]::pg_catalog.int8,
             heartbeat.info[9], NULLIF(heartbeat.info[10], ''),
-            pg_catalog.to_timestamp(NULLIF(heartbeat.info[11]::pg_catalog.float8, 0)))
+            pg_catalog.to_timestamp(NULLIF(heartbeat.info[11]::pg_catalog.float8, 0)),
+            COALESCE(heartbeat.info[12]::pg_catalog.bool, true))
     ON CONFLICT (host, pid, started) DO UPDATE
         SET version = EXCLUDED.version, role = EXCLUDED.role, heartbeat = EXCLUDED.heartbeat,
             interval_ms = EXCLUDED.interval_ms, status = EXCLUDED.status,
             doorbells = EXCLUDED.doorbells, invalid_payloads = EXCLUDED.invalid_payloads,
             connections = EXCLUDED.connections, last_error = EXCLUDED.last_error,
-            last_error_at = EXCLUDED.last_error_at;
+            last_error_at = EXCLUDED.last_error_at, active = EXCLUDED.active;
     DELETE FROM mvrefresh.daemon d
     WHERE d.heartbeat OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() - '1 day'::pg_catalog.interval;
 $fn$;
@@ -1524,7 +1530,7 @@ SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
                          WHERE r.rolname = 'mvrefresh_daemon'
                            AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
             THEN d.last_error END AS last_error,
-       d.last_error_at
+       d.last_error_at, d.active
 FROM mvrefresh.daemon d;
 GRANT SELECT ON mvrefresh.daemons TO PUBLIC;
 COMMENT ON VIEW mvrefresh.daemons IS

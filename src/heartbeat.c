@@ -65,7 +65,8 @@ char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
                            invalid,
                            hb->connections ? hb->connections : "",
                            hb->last_error ? hb->last_error : "",
-                           error_at};
+                           error_at,
+                           hb->active ? "true" : "false"};
     size_t count = sizeof items / sizeof items[0];
     char *out;
 

@@ -7,6 +7,7 @@
 #ifndef MVR_HEARTBEAT_H
 #define MVR_HEARTBEAT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct mvr_heartbeat {
@@ -21,6 +22,7 @@ struct mvr_heartbeat {
     const char *connections; /* "listener up, registry up, ..." */
     const char *last_error;  /* the last connection failure ("" if none) */
     double last_error_at;    /* and when (seconds since the epoch; 0 if never) */
+    bool active;             /* holds the leader lease (lease.h), or stands by */
 };
 
 /* '{"host","pid",...}' (malloc'd), in the order mvrefresh.heartbeat() reads; NULL: no memory. */
