@@ -1518,6 +1518,98 @@ AS $fn$
     WHERE d.heartbeat OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() - '1 day'::pg_catalog.interval;
 $fn$;
 
+-- The leader lease (README, High availability): which daemon does the work.
+-- One row, written only by take_lease() and release_lease(), which only
+-- mvrefresh_daemon may call: no other role can take the lease or keep it from
+-- the daemons (an advisory lock, which needs no privilege, could). The holder
+-- is named as in mvrefresh.daemon (host, pid, started). Every time here is the
+-- server's clock_timestamp(): one clock for all daemons, whatever their hosts'
+-- clocks say.
+CREATE TABLE IF NOT EXISTS mvrefresh.lease (
+    id       boolean     PRIMARY KEY DEFAULT true CHECK (id), -- one row
+    host     text        NOT NULL,
+    pid      integer     NOT NULL,
+    started  timestamptz NOT NULL,
+    role     name        NOT NULL,
+    acquired timestamptz NOT NULL, -- when this holder took it
+    expires  timestamptz NOT NULL
+);
+-- Readable by all (who leads, until when); written by the functions below only.
+DO $do$
+BEGIN
+    PERFORM mvrefresh.reset_grants('mvrefresh.lease'::pg_catalog.regclass);
+END
+$do$;
+GRANT SELECT ON mvrefresh.lease TO PUBLIC;
+
+-- Take or renew the lease for ttl_ms: holder is host, pid, started (epoch
+-- seconds). It is taken when nobody holds it, when it expired, or when the
+-- caller holds it already (a renewal). Two first callers race on the primary
+-- key: ON CONFLICT makes the second one's attempt an update, judged on the
+-- row the first committed. Returns whether the caller holds it, and until
+-- when. A session that keeps the row locked can delay this call, not win the
+-- lease: lock_timeout bounds the wait to a third of the TTL (one renewal
+-- interval of the daemon), so that the caller learns of it in time.
+CREATE OR REPLACE FUNCTION mvrefresh.take_lease(holder text[], ttl_ms bigint)
+RETURNS TABLE (held boolean, expires timestamptz)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    h_host    text        := take_lease.holder[1];
+    h_pid     integer     := take_lease.holder[2]::pg_catalog.int4;
+    h_started timestamptz := pg_catalog.to_timestamp(take_lease.holder[3]::pg_catalog.float8);
+BEGIN
+    IF take_lease.ttl_ms IS NULL OR take_lease.ttl_ms < 1 OR h_host IS NULL OR h_pid IS NULL
+       OR h_started IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'mvrefresh.take_lease: holder needs host, pid, started; ttl_ms > 0';
+    END IF;
+    PERFORM pg_catalog.set_config('lock_timeout',
+                                  GREATEST(take_lease.ttl_ms / 3, 1)::pg_catalog.text, true);
+    RETURN QUERY
+    INSERT INTO mvrefresh.lease AS l (host, pid, started, role, acquired, expires)
+    VALUES (h_host, h_pid, h_started, session_user, pg_catalog.clock_timestamp(),
+            pg_catalog.clock_timestamp() + take_lease.ttl_ms * '1 ms'::pg_catalog.interval)
+    ON CONFLICT (id) DO UPDATE
+        SET host = EXCLUDED.host, pid = EXCLUDED.pid, started = EXCLUDED.started,
+            role = EXCLUDED.role,
+            acquired = CASE WHEN (l.host, l.pid, l.started) = (EXCLUDED.host, EXCLUDED.pid, EXCLUDED.started)
+                            THEN l.acquired ELSE EXCLUDED.acquired END,
+            expires = EXCLUDED.expires
+        WHERE (l.host, l.pid, l.started) = (EXCLUDED.host, EXCLUDED.pid, EXCLUDED.started)
+           OR l.expires < pg_catalog.clock_timestamp()
+    RETURNING true, l.expires;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, l.expires FROM mvrefresh.lease l;
+    END IF;
+END
+$fn$;
+
+-- A clean stop: the lease expires now if the caller holds it, so that a
+-- standby takes it at its next try instead of waiting out the TTL. Returns
+-- whether it did.
+CREATE OR REPLACE FUNCTION mvrefresh.release_lease(holder text[])
+RETURNS boolean
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '1s'
+AS $fn$
+    WITH released AS (
+        UPDATE mvrefresh.lease l SET expires = pg_catalog.clock_timestamp()
+        WHERE l.host = release_lease.holder[1]
+          AND l.pid = release_lease.holder[2]::pg_catalog.int4
+          AND l.started = pg_catalog.to_timestamp(release_lease.holder[3]::pg_catalog.float8)
+          AND l.expires > pg_catalog.clock_timestamp()
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM released);
+$fn$;
+
 -- alive: the last heartbeat is less than three intervals old (a busy server
 -- or a reconnect may delay one or two). The last connection error can name
 -- hosts, users and pg_hba.conf verdicts: only the daemon's role and
@@ -1865,21 +1957,8 @@ AS $fn$
     SELECT m.table_oid FROM moved m;
 $fn$;
 
--- The advisory lock key that a refresh of view holds for its transaction
--- (mvrefresh.refresh()): 0x6D767276 ('mvrv') in the high 32 bits, the view's
--- OID in the low ones; pg_locks shows it as classid 1836479094, objid the
--- OID. The daemons' leader lease is 0x6D76726C00000000 ('mvrl', objid 0),
--- outside this range. Applications taking advisory locks should avoid both.
-CREATE OR REPLACE FUNCTION mvrefresh.refresh_lock_key(view oid)
-RETURNS bigint
-LANGUAGE sql
-IMMUTABLE
-PARALLEL SAFE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT (x'6D767276'::pg_catalog.int8 OPERATOR(pg_catalog.<<) 32)
-           OPERATOR(pg_catalog.|) refresh_lock_key.view::pg_catalog.int8;
-$fn$;
+-- Before the table lease, refresh() took a per-view advisory lock with this key.
+DROP FUNCTION IF EXISTS mvrefresh.refresh_lock_key(oid);
 
 -- One refresh of a view, as the daemon's role (SECURITY INVOKER: REFRESH needs
 -- the daemon's rights, not the installer's), in the caller's READ COMMITTED
@@ -1899,16 +1978,10 @@ DECLARE
     nsp     name;
     rel     name;
 BEGIN
-    -- One refresh of a view at a time, whichever daemon runs it: two daemons
-    -- that both believe they lead (a lease lost while a refresh was still
-    -- being cancelled) must not refresh the same view at once. Not waiting:
-    -- the caller fails this refresh and retries it after its backoff, by which
-    -- time the other one is over.
-    IF NOT pg_catalog.pg_try_advisory_xact_lock(mvrefresh.refresh_lock_key(refresh.view)) THEN
-        RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-            MESSAGE = pg_catalog.format('a refresh of %s is already running in another session',
-                                        refresh.view::pg_catalog.regclass);
-    END IF;
+    -- Two refreshes of one view never overlap: REFRESH takes an EXCLUSIVE
+    -- (CONCURRENTLY) or ACCESS EXCLUSIVE lock on the view, both
+    -- self-conflicting, and the caller's lock_timeout bounds the wait. No
+    -- advisory lock: any role may take one and so block every refresh.
     PERFORM mvrefresh.lock_sources(refresh.view);
     writers := mvrefresh.rearm_view(refresh.view);
     SELECT n.nspname, c.relname INTO nsp, rel
@@ -2143,12 +2216,15 @@ $fn$;
 -- Called by the daemon once at start-up, and whenever it becomes the active
 -- daemon: a status row still marked "refreshing" belongs to a daemon that was
 -- killed mid-refresh, unless that refresh still runs. Several daemons may
--- share a database (one active, but a former leader's refresh can still be
--- ending): a refresh holds its view's advisory lock for its transaction
--- (refresh()), so a lock that cannot be taken here means it is still running,
--- and its own refresh_end() will close the row. The locks taken here last as
--- long as this transaction. Closed rows stay pending, so the catch-up
--- refreshes them. Returns how many rows it closed.
+-- share a database (one active, but a former leader's cancelled refresh can
+-- still be ending), so a row is left alone while another session is seen
+-- refreshing the view: a daemon worker (application_name "... worker N")
+-- running its mvrefresh.refresh('<oid>'::pg_catalog.oid, ...) call, or a
+-- session holding or awaiting the view's EXCLUSIVE or ACCESS EXCLUSIVE lock
+-- (what REFRESH takes). Its own refresh_end() closes the row. Both signs can
+-- be faked by any role (a query text, or a lock it may take), but faking them
+-- only delays this correction: it cannot block a refresh. Closed rows stay
+-- pending, so the catch-up refreshes them. Returns how many rows it closed.
 CREATE OR REPLACE FUNCTION mvrefresh.mark_interrupted()
 RETURNS integer
 LANGUAGE sql
@@ -2166,7 +2242,22 @@ AS $fn$
             -- Still to be done: the next daemon catches up on it.
             pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp())
         WHERE s.refreshing
-          AND pg_catalog.pg_try_advisory_xact_lock(mvrefresh.refresh_lock_key(s.view::pg_catalog.oid))
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_stat_activity a
+              WHERE a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                AND a.state OPERATOR(pg_catalog.<>) 'idle'
+                AND a.application_name OPERATOR(pg_catalog.~) ' worker [0-9]+$'
+                AND pg_catalog.strpos(a.query, 'mvrefresh.refresh(''' OPERATOR(pg_catalog.||)
+                        s.view::pg_catalog.oid::pg_catalog.text OPERATOR(pg_catalog.||)
+                        '''::pg_catalog.oid,') OPERATOR(pg_catalog.>) 0)
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_locks l
+              WHERE l.locktype = 'relation'
+                AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname = pg_catalog.current_database())
+                AND l.relation = s.view::pg_catalog.oid
+                AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                AND l.mode IN ('ExclusiveLock', 'AccessExclusiveLock'))
         RETURNING 1
     )
     SELECT pg_catalog.count(*)::integer FROM closed;
@@ -2335,6 +2426,8 @@ BEGIN
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.take_changes()'::pg_catalog.regprocedure,
                 'mvrefresh.heartbeat(text[])'::pg_catalog.regprocedure,
+                'mvrefresh.take_lease(text[], bigint)'::pg_catalog.regprocedure,
+                'mvrefresh.release_lease(text[])'::pg_catalog.regprocedure,
                 'mvrefresh.table_fingerprints(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.backstop(oid[])'::pg_catalog.regprocedure)
           AND a.grantee <> p.proowner
@@ -2355,6 +2448,8 @@ BEGIN
             mvrefresh.refresh(oid, boolean),
             mvrefresh.take_changes(),
             mvrefresh.heartbeat(text[]),
+            mvrefresh.take_lease(text[], bigint),
+            mvrefresh.release_lease(text[]),
             mvrefresh.backstop(oid[])
         TO mvrefresh_daemon;
     END IF;
