@@ -26,6 +26,7 @@ struct mvr_daemon {
     struct mvr_config cfg;
     char *dsn;      /* as at start-up: connections keep pointing at it across reloads */
     char *app_name; /* likewise */
+    char *holder;   /* the lease holder: host, pid, started (mvr_heartbeat_holder) */
     struct mvr_instance instance;
     struct mvr_lease lease;
     double started; /* wall clock at start: one mvrefresh.daemon row however often it leads */
@@ -36,6 +37,7 @@ struct mvr_daemon {
     struct mvr_httpd httpd; /* GET /metrics, when metrics_listen is set */
     bool stopping;
     bool cancelled;
+    bool releasing; /* the work is over; handing the lease over before exiting */
 };
 
 int mvr_daemon_override(const struct mvr_daemon_options *opts, struct mvr_config *cfg, char *err,
@@ -50,15 +52,30 @@ int mvr_daemon_override(const struct mvr_daemon_options *opts, struct mvr_config
     return 0;
 }
 
+/* The work of a stopping daemon is over: give the lease up, so that a standby takes it at its
+ * next try rather than after the TTL, then exit (on_released). The shutdown timer bounds the
+ * wait for the server's answer. */
+static void finish(struct mvr_daemon *d)
+{
+    if (!mvr_lease_release(&d->lease)) {
+        ev_break(d->loop, EVBREAK_ALL);
+        return;
+    }
+    d->releasing = true;
+    ev_timer_stop(d->loop, &d->shutdown_timer);
+    ev_timer_set(&d->shutdown_timer, CANCEL_GRACE, 0.0);
+    ev_timer_start(d->loop, &d->shutdown_timer);
+}
+
 /* Also reached when stepping down closes the instance: only a stopping daemon exits. */
 static void on_idle(void *owner)
 {
     struct mvr_daemon *d = owner;
 
-    if (!d->stopping)
+    if (!d->stopping || d->releasing)
         return;
     mvr_info(&d->log, "all refreshes finished");
-    ev_break(d->loop, EVBREAK_ALL);
+    finish(d);
 }
 
 static void report_status(struct mvr_daemon *d, bool ready)
@@ -151,9 +168,10 @@ static void on_acquired(void *owner)
         mvr_instance_open(&d->instance, d->dsn, d->app_name);
 }
 
-/* Another daemon may hold the lease already: stop taking work, cancel what runs (the server
- * rolls it back; mvrefresh.refresh()'s per-view lock keeps the two from overlapping
- * meanwhile), and close every connection. Nothing is waited for. */
+/* Another daemon may take the lease soon: stop taking work, cancel what runs (the server
+ * rolls it back; until it has, a new leader's REFRESH of the same view waits for the view's
+ * lock, which REFRESH takes self-conflicting), and close every connection. Nothing is waited
+ * for. */
 static void on_lost(void *owner)
 {
     struct mvr_daemon *d = owner;
@@ -167,6 +185,13 @@ static void on_lost(void *owner)
     }
     fresh_instance(d);
     mvr_sdnotify_status(&d->sd, "standby");
+}
+
+static void on_released(void *owner)
+{
+    struct mvr_daemon *d = owner;
+
+    ev_break(d->loop, EVBREAK_ALL);
 }
 
 /* A standby's heartbeat, on the lease connection: alive, not active. */
@@ -193,6 +218,7 @@ static char *standby_heartbeat(void *owner)
 static const struct mvr_lease_hooks lease_hooks = {.standby = on_standby,
                                                    .acquired = on_acquired,
                                                    .lost = on_lost,
+                                                   .released = on_released,
                                                    .heartbeat = standby_heartbeat};
 
 /* ---- signals ---- */
@@ -247,6 +273,11 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)revents;
     ev_timer_stop(loop, w); /* also reached by ev_feed_event on a second signal */
+    if (d->releasing) {
+        mvr_warning(&d->log, "lease: no answer to its release; exiting (it expires with its TTL)");
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
     if (d->cancelled) {
         mvr_warning(&d->log, "refreshes did not stop after cancel; exiting anyway");
         ev_break(loop, EVBREAK_ALL);
@@ -274,7 +305,7 @@ static void stop(struct mvr_daemon *d, const char *signame)
     busy = mvr_instance_stop(&d->instance);
     mvr_info(&d->log, "%s: stopping; %zu refresh(es) running", signame, busy);
     if (busy == 0) {
-        ev_break(d->loop, EVBREAK_ALL);
+        finish(d);
         return;
     }
     ev_timer_set(&d->shutdown_timer, (double)d->cfg.shutdown_timeout_ms / 1000.0, 0.0);
@@ -290,6 +321,16 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 }
 
 /* ---- lifecycle ---- */
+
+/* This daemon as the lease names it: as its heartbeat row does. */
+static char *holder_literal(double started)
+{
+    char host[256] = "";
+
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    return mvr_heartbeat_holder(host, (long)getpid(), started);
+}
 
 static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, struct mvr_config *cfg)
 {
@@ -307,6 +348,11 @@ static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, str
     mvr_lease_init(&d->lease, d->loop, &d->log, &lease_hooks, d);
     mvr_instance_init(&d->instance, d->loop, &d->log, &instance_hooks, d);
     d->started = d->instance.started;
+    d->holder = holder_literal(d->started);
+    if (d->holder == NULL) {
+        mvr_error(&d->log, "cannot start: out of memory");
+        return -1;
+    }
     mvr_lease_share_outage(&d->lease, &d->instance.outage);
     ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
     ev_signal_init(&d->sigterm, stop_cb, SIGTERM);
@@ -342,7 +388,7 @@ static int start(struct mvr_daemon *d)
              MVR_VERSION, (long long)d->cfg.max_concurrent, (long long)d->cfg.debounce_ms,
              (long long)d->cfg.max_wait_ms);
     /* The instance connects once the lease is ours (on_acquired). */
-    mvr_lease_open(&d->lease, d->dsn, d->app_name);
+    mvr_lease_open(&d->lease, d->dsn, d->app_name, d->holder);
     return 0;
 }
 
@@ -363,6 +409,7 @@ static void teardown(struct mvr_daemon *d)
     mvr_config_free(&d->cfg);
     free(d->dsn);
     free(d->app_name);
+    free(d->holder);
 }
 
 int mvr_daemon_run(const struct mvr_daemon_options *opts, struct mvr_config *cfg)

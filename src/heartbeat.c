@@ -81,3 +81,20 @@ char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
         render(out, items, count);
     return out;
 }
+
+char *mvr_heartbeat_holder(const char *host, long pid, double started)
+{
+    char pid_text[24], started_text[32];
+    const char *items[] = {host ? host : "", pid_text, started_text};
+    size_t count = sizeof items / sizeof items[0];
+    char *out;
+
+    /* Formatted as in mvr_heartbeat_literal: the server converts both the same way, so the
+     * lease holder and the heartbeat row name one daemon identically. */
+    snprintf(pid_text, sizeof pid_text, "%ld", pid);
+    snprintf(started_text, sizeof started_text, "%.6f", started);
+    out = malloc(render(NULL, items, count) + 1);
+    if (out != NULL)
+        render(out, items, count);
+    return out;
+}

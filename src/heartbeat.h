@@ -27,5 +27,7 @@ struct mvr_heartbeat {
 
 /* '{"host","pid",...}' (malloc'd), in the order mvrefresh.heartbeat() reads; NULL: no memory. */
 char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb);
+/* '{"host","pid","started"}' (malloc'd): the lease holder, as mvrefresh.take_lease() reads it. */
+char *mvr_heartbeat_holder(const char *host, long pid, double started);
 
 #endif

@@ -1,19 +1,25 @@
 /*
  * The leader lease: several daemons may serve one database, and exactly one of them does the
- * work. The lease is a session-level advisory lock (MVR_LEASE_KEY) held on a connection of its
- * own. A session lock goes with its session, so a leader that exits, is killed, or whose
- * backend is terminated releases it without anyone's help.
+ * work. The lease is the one row of mvrefresh.lease, which only mvrefresh_daemon can write
+ * (through mvrefresh.take_lease() and release_lease()): unlike an advisory lock, no other role
+ * can take it or keep it from the daemons.
  *
- * A standby tries for it with pg_try_advisory_lock() every lease_interval rather than waiting
- * in pg_advisory_lock(): the connection stays free for the standby's heartbeat, and the time
- * to take over is bounded by the interval. The leader sends nothing on the connection; it
- * only watches it, and steps down the moment it breaks (its lock may be someone else's by
- * then).
+ * Every lease_interval, on a connection of its own, a daemon calls take_lease() with a TTL of
+ * MVR_LEASE_TTL_INTERVALS intervals: a standby takes the lease when it is free or expired, the
+ * leader renews it. Expiry is judged by the server's clock alone. The leader trusts a renewal
+ * only until its own monotonic clock says sent + TTL - one interval (the server computed the
+ * expiry after the call was sent, so the lease is surely still its own until then), and steps
+ * down when that passes unconfirmed, when a renewal says another daemon holds the lease, or
+ * when the connection breaks. A clean stop releases the lease (RELEASING) so that a standby
+ * takes it at its next try instead of after the TTL.
  *
- *   OFF ──open──▶ WAITING ──try: taken──▶ ACTIVE
- *                  ▲   │                    │
- *                  │   └──try: busy──▶ STANDBY ──try: taken──▶ ACTIVE
- *                  └───── connection lost (from STANDBY or ACTIVE) ◀──┘
+ *   OFF ──open──▶ WAITING ──take: held──▶ ACTIVE ──renewal: held──▶ ACTIVE
+ *                  ▲   │                   │ │ └──release──▶ RELEASING ──done──▶ OFF
+ *                  │   └──take: not held──▶ STANDBY ◀──not held, or not renewed in time
+ *                  └──── connection lost (from STANDBY or ACTIVE)
+ *
+ * After stepping down a daemon tries again only after TTL + one interval: its own old lease
+ * has expired by then, and a standby trying every interval gets the lease first.
  */
 #ifndef MVR_LEASE_H
 #define MVR_LEASE_H
@@ -25,17 +31,15 @@
 #include "conn.h"
 #include "outage.h"
 
-/* 0x6D76726C00000000: 'mvrl' in the high 32 bits; pg_locks shows it as an advisory lock with
- * classid 1836479084, objid 0. Advisory locks are per database already, so one key serves
- * every database. Refreshes lock keys with 'mvrv' in the high bits (mvrefresh.refresh_lock_key
- * in sql/mvrefresh.sql): never this one. */
-#define MVR_LEASE_KEY "7887617605568036864"
+/* The lease is taken for this many lease_intervals; the leader counts on it for one fewer. */
+#define MVR_LEASE_TTL_INTERVALS 3
 
 enum mvr_lease_state {
-    MVR_LEASE_OFF,     /* not opened, or closed */
-    MVR_LEASE_WAITING, /* no answer yet: connecting, or reconnecting after a loss */
-    MVR_LEASE_STANDBY, /* another session holds the lease; trying again every interval */
-    MVR_LEASE_ACTIVE,  /* this daemon holds the lease and does the work */
+    MVR_LEASE_OFF,       /* not opened, closed, or released */
+    MVR_LEASE_WAITING,   /* no answer yet: connecting, or reconnecting after a loss */
+    MVR_LEASE_STANDBY,   /* another daemon holds the lease; trying again every interval */
+    MVR_LEASE_ACTIVE,    /* this daemon holds the lease, renews it and does the work */
+    MVR_LEASE_RELEASING, /* stopping cleanly: giving the lease up */
 };
 
 /* Every hook gets the owner given to mvr_lease_init first. */
@@ -44,20 +48,25 @@ struct mvr_lease_hooks {
     void (*standby)(void *owner);
     /* Entered ACTIVE: open the connections and do the work. */
     void (*acquired)(void *owner);
-    /* Left ACTIVE (the lease connection broke): stop working at once. */
+    /* Left ACTIVE other than by a release: stop working at once. */
     void (*lost)(void *owner);
+    /* The release asked for by mvr_lease_release is over (done or not: nothing waits). */
+    void (*released)(void *owner);
     /* A standby's heartbeat: mvrefresh.heartbeat()'s text[] literal (malloc'd), or NULL. */
     char *(*heartbeat)(void *owner);
 };
 
 struct mvr_lease {
     struct mvr_conn conn;
-    ev_timer try_timer;       /* every lease_interval while waiting or standing by */
+    ev_timer try_timer;       /* every lease_interval: take (standby) or renew (leader) */
     ev_timer heartbeat_timer; /* every heartbeat_interval while standing by */
+    ev_timer expiry_timer;    /* leader: when its lease is no longer sure to be its own */
     enum mvr_lease_state state;
-    bool try_wanted, heartbeat_wanted; /* to send once the connection is free */
-    bool yield;                        /* lost the lease: let a standby take it first */
-    double interval;                   /* lease_interval, seconds */
+    bool try_wanted, heartbeat_wanted, release_wanted; /* to send once the connection is free */
+    bool yield;         /* stepped down: try again only after the old lease expired */
+    double interval;    /* lease_interval, seconds */
+    double sure_until;  /* monotonic: how long the take in flight would make the lease sure */
+    const char *holder; /* '{"host","pid","started"}' */
     const struct mvr_lease_hooks *hooks;
     void *owner;
 };
@@ -68,10 +77,14 @@ void mvr_lease_init(struct mvr_lease *l, struct ev_loop *loop, const struct mvr_
 void mvr_lease_share_outage(struct mvr_lease *l, struct mvr_outage *o);
 /* lease_interval and heartbeat_interval, in milliseconds. */
 void mvr_lease_configure(struct mvr_lease *l, int64_t interval_ms, int64_t heartbeat_ms);
-/* Connect and start trying; dsn and app_name must outlive the lease. */
-void mvr_lease_open(struct mvr_lease *l, const char *dsn, const char *app_name);
+/* Connect and start trying; dsn, app_name and holder (mvr_heartbeat_holder) must outlive the
+ * lease. */
+void mvr_lease_open(struct mvr_lease *l, const char *dsn, const char *app_name, const char *holder);
 bool mvr_lease_active(const struct mvr_lease *l);
-/* Close the connection, which releases the lease if held; no hook runs. */
+/* A clean stop of the leader: give the lease up; the released hook runs when that is over.
+ * Returns false (no hook will run) when this daemon does not hold the lease. */
+bool mvr_lease_release(struct mvr_lease *l);
+/* Close the connection; no hook runs. The lease, if held, expires with its TTL. */
 void mvr_lease_close(struct mvr_lease *l);
 const char *mvr_lease_state_name(enum mvr_lease_state s);
 
