@@ -1957,7 +1957,7 @@ AS $fn$
     SELECT m.table_oid FROM moved m;
 $fn$;
 
--- Before the table lease, refresh() took a per-view advisory lock with this key.
+-- Before the table lease, refresh() took a per-view advisory lock whose key this made.
 DROP FUNCTION IF EXISTS mvrefresh.refresh_lock_key(oid);
 
 -- One refresh of a view, as the daemon's role (SECURITY INVOKER: REFRESH needs

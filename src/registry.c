@@ -16,8 +16,8 @@
 static const char registry_sql[] = REGISTRY_SQL;
 /* The first load of an instance's life (at start, and each time the daemon becomes the active
  * one) also closes status rows that a killed predecessor left "refreshing", unless their
- * refresh still runs in another session (mark_interrupted() tests its per-view lock); they
- * stay pending, so the load says to catch up on them. */
+ * refresh still runs in another session (mark_interrupted() looks in pg_stat_activity and
+ * pg_locks); they stay pending, so the load says to catch up on them. */
 static const char first_sql[] = "SELECT mvrefresh.mark_interrupted(); " REGISTRY_SQL;
 
 /* The columns of mvrefresh.registry(), found by name in each result. */
