@@ -1480,11 +1480,16 @@ CREATE TABLE IF NOT EXISTS mvrefresh.daemon (
 ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS connections text;
 ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS last_error text;
 ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS last_error_at timestamptz;
+-- Whether it holds the leader lease and does the work, or stands by (several
+-- daemons on one database: README, High availability).
+ALTER TABLE mvrefresh.daemon ADD COLUMN IF NOT EXISTS active boolean;
 
 -- One heartbeat: info is host, pid, version, started (epoch seconds), the
 -- interval to the next one (ms), the status line, doorbells heard, invalid
 -- payloads ignored, the connections, the last connection error ('' if none)
--- and its time (epoch seconds, 0 if never). The role is the session's own: no
+-- and its time (epoch seconds, 0 if never), and whether it is the active
+-- daemon ('true' or 'false'; daemons from before the leader lease send no
+-- such element, and were always active). The role is the session's own: no
 -- daemon speaks for another. Rows not heard of for a day go.
 CREATE OR REPLACE FUNCTION mvrefresh.heartbeat(info text[])
 RETURNS void
@@ -1495,21 +1500,114 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
     INSERT INTO mvrefresh.daemon AS d (host, pid, started, version, role, heartbeat, interval_ms,
                                        status, doorbells, invalid_payloads, connections,
-                                       last_error, last_error_at)
+                                       last_error, last_error_at, active)
     VALUES (heartbeat.info[1], heartbeat.info[2]::pg_catalog.int4,
             pg_catalog.to_timestamp(heartbeat.info[4]::pg_catalog.float8), heartbeat.info[3],
             session_user, pg_catalog.clock_timestamp(), heartbeat.info[5]::pg_catalog.int8,
             heartbeat.info[6], heartbeat.info[7]::pg_catalog.int8, heartbeat.info[8]::pg_catalog.int8,
             heartbeat.info[9], NULLIF(heartbeat.info[10], ''),
-            pg_catalog.to_timestamp(NULLIF(heartbeat.info[11]::pg_catalog.float8, 0)))
+            pg_catalog.to_timestamp(NULLIF(heartbeat.info[11]::pg_catalog.float8, 0)),
+            COALESCE(heartbeat.info[12]::pg_catalog.bool, true))
     ON CONFLICT (host, pid, started) DO UPDATE
         SET version = EXCLUDED.version, role = EXCLUDED.role, heartbeat = EXCLUDED.heartbeat,
             interval_ms = EXCLUDED.interval_ms, status = EXCLUDED.status,
             doorbells = EXCLUDED.doorbells, invalid_payloads = EXCLUDED.invalid_payloads,
             connections = EXCLUDED.connections, last_error = EXCLUDED.last_error,
-            last_error_at = EXCLUDED.last_error_at;
+            last_error_at = EXCLUDED.last_error_at, active = EXCLUDED.active;
     DELETE FROM mvrefresh.daemon d
     WHERE d.heartbeat OPERATOR(pg_catalog.<) pg_catalog.clock_timestamp() - '1 day'::pg_catalog.interval;
+$fn$;
+
+-- The leader lease (README, High availability): which daemon does the work.
+-- One row, written only by take_lease() and release_lease(), which only
+-- mvrefresh_daemon may call: no other role can take the lease or keep it from
+-- the daemons (an advisory lock, which needs no privilege, could). The holder
+-- is named as in mvrefresh.daemon (host, pid, started). Every time here is the
+-- server's clock_timestamp(): one clock for all daemons, whatever their hosts'
+-- clocks say.
+CREATE TABLE IF NOT EXISTS mvrefresh.lease (
+    id       boolean     PRIMARY KEY DEFAULT true CHECK (id), -- one row
+    host     text        NOT NULL,
+    pid      integer     NOT NULL,
+    started  timestamptz NOT NULL,
+    role     name        NOT NULL,
+    acquired timestamptz NOT NULL, -- when this holder took it
+    expires  timestamptz NOT NULL
+);
+-- Readable by all (who leads, until when); written by the functions below only.
+DO $do$
+BEGIN
+    PERFORM mvrefresh.reset_grants('mvrefresh.lease'::pg_catalog.regclass);
+END
+$do$;
+GRANT SELECT ON mvrefresh.lease TO PUBLIC;
+
+-- Take or renew the lease for ttl_ms: holder is host, pid, started (epoch
+-- seconds). It is taken when nobody holds it, when it expired, or when the
+-- caller holds it already (a renewal). Two first callers race on the primary
+-- key: ON CONFLICT makes the second one's attempt an update, judged on the
+-- row the first committed. Returns whether the caller holds it, and until
+-- when. A session that keeps the row locked can delay this call, not win the
+-- lease: lock_timeout bounds the wait to a third of the TTL (one renewal
+-- interval of the daemon), so that the caller learns of it in time.
+CREATE OR REPLACE FUNCTION mvrefresh.take_lease(holder text[], ttl_ms bigint)
+RETURNS TABLE (held boolean, expires timestamptz)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    h_host    text        := take_lease.holder[1];
+    h_pid     integer     := take_lease.holder[2]::pg_catalog.int4;
+    h_started timestamptz := pg_catalog.to_timestamp(take_lease.holder[3]::pg_catalog.float8);
+BEGIN
+    IF take_lease.ttl_ms IS NULL OR take_lease.ttl_ms < 1 OR h_host IS NULL OR h_pid IS NULL
+       OR h_started IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
+            MESSAGE = 'mvrefresh.take_lease: holder needs host, pid, started; ttl_ms > 0';
+    END IF;
+    PERFORM pg_catalog.set_config('lock_timeout',
+                                  GREATEST(take_lease.ttl_ms / 3, 1)::pg_catalog.text, true);
+    RETURN QUERY
+    INSERT INTO mvrefresh.lease AS l (host, pid, started, role, acquired, expires)
+    VALUES (h_host, h_pid, h_started, session_user, pg_catalog.clock_timestamp(),
+            pg_catalog.clock_timestamp() + take_lease.ttl_ms * '1 ms'::pg_catalog.interval)
+    ON CONFLICT (id) DO UPDATE
+        SET host = EXCLUDED.host, pid = EXCLUDED.pid, started = EXCLUDED.started,
+            role = EXCLUDED.role,
+            acquired = CASE WHEN (l.host, l.pid, l.started) = (EXCLUDED.host, EXCLUDED.pid, EXCLUDED.started)
+                            THEN l.acquired ELSE EXCLUDED.acquired END,
+            expires = EXCLUDED.expires
+        WHERE (l.host, l.pid, l.started) = (EXCLUDED.host, EXCLUDED.pid, EXCLUDED.started)
+           OR l.expires < pg_catalog.clock_timestamp()
+    RETURNING true, l.expires;
+    IF NOT FOUND THEN
+        RETURN QUERY SELECT false, l.expires FROM mvrefresh.lease l;
+    END IF;
+END
+$fn$;
+
+-- A clean stop: the lease expires now if the caller holds it, so that a
+-- standby takes it at its next try instead of waiting out the TTL. Returns
+-- whether it did.
+CREATE OR REPLACE FUNCTION mvrefresh.release_lease(holder text[])
+RETURNS boolean
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET lock_timeout = '1s'
+AS $fn$
+    WITH released AS (
+        UPDATE mvrefresh.lease l SET expires = pg_catalog.clock_timestamp()
+        WHERE l.host = release_lease.holder[1]
+          AND l.pid = release_lease.holder[2]::pg_catalog.int4
+          AND l.started = pg_catalog.to_timestamp(release_lease.holder[3]::pg_catalog.float8)
+          AND l.expires > pg_catalog.clock_timestamp()
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM released);
 $fn$;
 
 -- alive: the last heartbeat is less than three intervals old (a busy server
@@ -1524,7 +1622,7 @@ SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
                          WHERE r.rolname = 'mvrefresh_daemon'
                            AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
             THEN d.last_error END AS last_error,
-       d.last_error_at
+       d.last_error_at, d.active
 FROM mvrefresh.daemon d;
 GRANT SELECT ON mvrefresh.daemons TO PUBLIC;
 COMMENT ON VIEW mvrefresh.daemons IS
@@ -1859,6 +1957,9 @@ AS $fn$
     SELECT m.table_oid FROM moved m;
 $fn$;
 
+-- Before the table lease, refresh() took a per-view advisory lock whose key this made.
+DROP FUNCTION IF EXISTS mvrefresh.refresh_lock_key(oid);
+
 -- One refresh of a view, as the daemon's role (SECURITY INVOKER: REFRESH needs
 -- the daemon's rights, not the installer's), in the caller's READ COMMITTED
 -- transaction: lock what it reads, re-arm its tables and list the writers in
@@ -1877,6 +1978,10 @@ DECLARE
     nsp     name;
     rel     name;
 BEGIN
+    -- Two refreshes of one view never overlap: REFRESH takes an EXCLUSIVE
+    -- (CONCURRENTLY) or ACCESS EXCLUSIVE lock on the view, both
+    -- self-conflicting, and the caller's lock_timeout bounds the wait. No
+    -- advisory lock: any role may take one and so block every refresh.
     PERFORM mvrefresh.lock_sources(refresh.view);
     writers := mvrefresh.rearm_view(refresh.view);
     SELECT n.nspname, c.relname INTO nsp, rel
@@ -2108,10 +2213,18 @@ AS $fn$
       AND s.view = d.view;
 $fn$;
 
--- Called by the daemon once at start-up: a status row still marked
--- "refreshing" belongs to a daemon that was killed mid-refresh (one daemon per
--- database). Its changes stay pending, so the start-up catch-up refreshes it.
--- Returns how many rows it closed.
+-- Called by the daemon once at start-up, and whenever it becomes the active
+-- daemon: a status row still marked "refreshing" belongs to a daemon that was
+-- killed mid-refresh, unless that refresh still runs. Several daemons may
+-- share a database (one active, but a former leader's cancelled refresh can
+-- still be ending), so a row is left alone while another session is seen
+-- refreshing the view: a daemon worker (application_name "... worker N")
+-- running its mvrefresh.refresh('<oid>'::pg_catalog.oid, ...) call, or a
+-- session holding or awaiting the view's EXCLUSIVE or ACCESS EXCLUSIVE lock
+-- (what REFRESH takes). Its own refresh_end() closes the row. Both signs can
+-- be faked by any role (a query text, or a lock it may take), but faking them
+-- only delays this correction: it cannot block a refresh. Closed rows stay
+-- pending, so the catch-up refreshes them. Returns how many rows it closed.
 CREATE OR REPLACE FUNCTION mvrefresh.mark_interrupted()
 RETURNS integer
 LANGUAGE sql
@@ -2129,6 +2242,22 @@ AS $fn$
             -- Still to be done: the next daemon catches up on it.
             pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp())
         WHERE s.refreshing
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_stat_activity a
+              WHERE a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                AND a.state OPERATOR(pg_catalog.<>) 'idle'
+                AND a.application_name OPERATOR(pg_catalog.~) ' worker [0-9]+$'
+                AND pg_catalog.strpos(a.query, 'mvrefresh.refresh(''' OPERATOR(pg_catalog.||)
+                        s.view::pg_catalog.oid::pg_catalog.text OPERATOR(pg_catalog.||)
+                        '''::pg_catalog.oid,') OPERATOR(pg_catalog.>) 0)
+          AND NOT EXISTS (
+              SELECT 1 FROM pg_catalog.pg_locks l
+              WHERE l.locktype = 'relation'
+                AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                  WHERE d.datname = pg_catalog.current_database())
+                AND l.relation = s.view::pg_catalog.oid
+                AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                AND l.mode IN ('ExclusiveLock', 'AccessExclusiveLock'))
         RETURNING 1
     )
     SELECT pg_catalog.count(*)::integer FROM closed;
@@ -2297,6 +2426,8 @@ BEGIN
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.take_changes()'::pg_catalog.regprocedure,
                 'mvrefresh.heartbeat(text[])'::pg_catalog.regprocedure,
+                'mvrefresh.take_lease(text[], bigint)'::pg_catalog.regprocedure,
+                'mvrefresh.release_lease(text[])'::pg_catalog.regprocedure,
                 'mvrefresh.table_fingerprints(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.backstop(oid[])'::pg_catalog.regprocedure)
           AND a.grantee <> p.proowner
@@ -2317,6 +2448,8 @@ BEGIN
             mvrefresh.refresh(oid, boolean),
             mvrefresh.take_changes(),
             mvrefresh.heartbeat(text[]),
+            mvrefresh.take_lease(text[], bigint),
+            mvrefresh.release_lease(text[]),
             mvrefresh.backstop(oid[])
         TO mvrefresh_daemon;
     END IF;

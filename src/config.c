@@ -41,6 +41,7 @@ static const struct key keys[] = {
     {"rearm_interval", KEY_DURATION, F(rearm_interval_ms), "250ms", 10, DUR_MAX, false},
     {"backstop_interval", KEY_DURATION, F(backstop_interval_ms), "5min", 0, DUR_MAX, false},
     {"heartbeat_interval", KEY_DURATION, F(heartbeat_interval_ms), "10s", 100, DUR_MAX, false},
+    {"lease_interval", KEY_DURATION, F(lease_interval_ms), "1s", 100, DUR_MAX, false},
     /* The socket is bound once, before the first connection: a reload cannot move it. */
     {"metrics_listen", KEY_ADDRESS, F(metrics_listen), "", 0, 0, true},
 };

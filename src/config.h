@@ -29,6 +29,7 @@ struct mvr_config {
     int64_t rearm_interval_ms;     /* tables of debouncing views are re-armed this often */
     int64_t backstop_interval_ms;  /* table statistics are compared this often; 0: never */
     int64_t heartbeat_interval_ms; /* mvrefresh.daemon is brought up to date this often */
+    int64_t lease_interval_ms;     /* a standby tries for the leader lease this often */
     char *metrics_listen;          /* "" (off) or ADDRESS:PORT for GET /metrics; start-up only */
     int dsn_line; /* line of the file's dsn key, 0 if none: for messages about the dsn */
 };

@@ -65,7 +65,8 @@ char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
                            invalid,
                            hb->connections ? hb->connections : "",
                            hb->last_error ? hb->last_error : "",
-                           error_at};
+                           error_at,
+                           hb->active ? "true" : "false"};
     size_t count = sizeof items / sizeof items[0];
     char *out;
 
@@ -75,6 +76,23 @@ char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb)
     snprintf(doorbells, sizeof doorbells, "%" PRIu64, hb->doorbells);
     snprintf(invalid, sizeof invalid, "%" PRIu64, hb->invalid);
     snprintf(error_at, sizeof error_at, "%.6f", hb->last_error_at);
+    out = malloc(render(NULL, items, count) + 1);
+    if (out != NULL)
+        render(out, items, count);
+    return out;
+}
+
+char *mvr_heartbeat_holder(const char *host, long pid, double started)
+{
+    char pid_text[24], started_text[32];
+    const char *items[] = {host ? host : "", pid_text, started_text};
+    size_t count = sizeof items / sizeof items[0];
+    char *out;
+
+    /* Formatted as in mvr_heartbeat_literal: the server converts both the same way, so the
+     * lease holder and the heartbeat row name one daemon identically. */
+    snprintf(pid_text, sizeof pid_text, "%ld", pid);
+    snprintf(started_text, sizeof started_text, "%.6f", started);
     out = malloc(render(NULL, items, count) + 1);
     if (out != NULL)
         render(out, items, count);

@@ -7,6 +7,7 @@
 #ifndef MVR_HEARTBEAT_H
 #define MVR_HEARTBEAT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct mvr_heartbeat {
@@ -21,9 +22,12 @@ struct mvr_heartbeat {
     const char *connections; /* "listener up, registry up, ..." */
     const char *last_error;  /* the last connection failure ("" if none) */
     double last_error_at;    /* and when (seconds since the epoch; 0 if never) */
+    bool active;             /* holds the leader lease (lease.h), or stands by */
 };
 
 /* '{"host","pid",...}' (malloc'd), in the order mvrefresh.heartbeat() reads; NULL: no memory. */
 char *mvr_heartbeat_literal(const struct mvr_heartbeat *hb);
+/* '{"host","pid","started"}' (malloc'd): the lease holder, as mvrefresh.take_lease() reads it. */
+char *mvr_heartbeat_holder(const char *host, long pid, double started);
 
 #endif

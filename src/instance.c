@@ -204,7 +204,8 @@ static char *heartbeat(void *owner)
                                .invalid = in->invalid_total,
                                .connections = connections,
                                .last_error = in->outage.last_error,
-                               .last_error_at = in->outage.last_error_at};
+                               .last_error_at = in->outage.last_error_at,
+                               .active = true}; /* only the lease holder has connections */
 
     if (gethostname(host, sizeof host - 1) != 0)
         host[0] = '\0';

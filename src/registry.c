@@ -14,9 +14,10 @@
 /* The protocol goes along: the SQL refuses a daemon of another one, naming both. */
 #define REGISTRY_SQL "SELECT * FROM mvrefresh.registry(" MVR_STR(MVR_SQL_PROTOCOL) ")"
 static const char registry_sql[] = REGISTRY_SQL;
-/* The first load of a daemon's life also closes status rows that a killed predecessor left
- * "refreshing" (one daemon per database: nothing else can be refreshing now); they stay
- * pending, so the load says to catch up on them. */
+/* The first load of an instance's life (at start, and each time the daemon becomes the active
+ * one) also closes status rows that a killed predecessor left "refreshing", unless their
+ * refresh still runs in another session (mark_interrupted() looks in pg_stat_activity and
+ * pg_locks); they stay pending, so the load says to catch up on them. */
 static const char first_sql[] = "SELECT mvrefresh.mark_interrupted(); " REGISTRY_SQL;
 
 /* The columns of mvrefresh.registry(), found by name in each result. */

@@ -663,6 +663,24 @@ static int wait_daemon(pgt_ctx *t, int sig, long timeout_ms)
     return -1;
 }
 
+void pgt_daemon_use(pgt_ctx *t, int slot)
+{
+    struct pgt_daemon_slot *cur = &t->daemon_slots[t->daemon_slot], *next;
+
+    if (slot < 0 || slot >= PGT_MAX_DAEMONS)
+        failf("%s: no daemon slot %d (0..%d)", t->name, slot, PGT_MAX_DAEMONS - 1);
+    cur->pid = t->daemon_pid;
+    cur->starts = t->daemon_starts;
+    snprintf(cur->logpath, sizeof cur->logpath, "%s", t->logpath);
+    next = &t->daemon_slots[slot];
+    if (next->logpath[0] == '\0')
+        snprintf(next->logpath, sizeof next->logpath, "%s/mvrefreshd-%d.log", t->workdir, slot + 1);
+    t->daemon_pid = next->pid;
+    t->daemon_starts = next->starts;
+    snprintf(t->logpath, sizeof t->logpath, "%s", next->logpath);
+    t->daemon_slot = slot;
+}
+
 int pgt_daemon_stop(pgt_ctx *t, int sig, long timeout_ms)
 {
     long limit = pgt_scaled(timeout_ms);
@@ -1313,26 +1331,39 @@ void pgt_skip(pgt_ctx *t, const char *fmt, ...)
  * went wrong, drop the database. Returns -1, which cmocka reports as a
  * teardown failure, when the daemon misbehaved.
  */
-int pgt_teardown(void **state)
+/* Stop the selected slot's daemon (it must exit 0); show its log when anything went wrong. */
+static bool teardown_daemon(pgt_ctx *t)
 {
-    pgt_ctx *t = *state;
-    bool ok = true, had_daemon = t->daemon_pid > 0;
-    int status;
+    bool had_daemon = t->daemon_pid > 0;
+    int status = had_daemon ? wait_daemon(t, SIGTERM, pgt_scaled(TEARDOWN_STOP_MS)) : 0;
 
-    kill_writers(t);
-    close_conns(t); /* a session holding a lock must not keep the daemon from stopping */
-    status = had_daemon ? wait_daemon(t, SIGTERM, pgt_scaled(TEARDOWN_STOP_MS)) : 0;
     if (had_daemon && status != 0) {
         fprintf(stderr, "pgtest: %s: daemon %s after SIGTERM (expected exit status 0)\n", t->name,
                 status < 0 ? "did not stop in time and was killed" : "exited badly");
         if (status > 0)
             fprintf(stderr, "pgtest: %s: exit status %d\n", t->name, status);
-        ok = false;
     }
-    if (!no_children_left(t))
-        ok = false;
-    if ((!t->passed && !t->skipped) || !ok)
+    if (((!t->passed && !t->skipped) || status != 0) && (t->daemon_slot == 0 || t->daemon_starts))
         pgt_log_dump(t, LOG_TAIL_LINES);
+    return status == 0;
+}
+
+int pgt_teardown(void **state)
+{
+    pgt_ctx *t = *state;
+    bool ok = true;
+
+    kill_writers(t);
+    close_conns(t); /* a session holding a lock must not keep the daemon from stopping */
+    /* Ending with slot 0 selected, whose log is the one dumped below. */
+    for (int slot = PGT_MAX_DAEMONS - 1; slot >= 0; slot--) {
+        pgt_daemon_use(t, slot);
+        ok = teardown_daemon(t) && ok;
+    }
+    if (!no_children_left(t)) {
+        ok = false;
+        pgt_log_dump(t, LOG_TAIL_LINES);
+    }
     if (t->conn != NULL)
         PQfinish(t->conn);
     if (t->dbname[0] != '\0')

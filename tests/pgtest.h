@@ -4,7 +4,8 @@
  *
  * Every test gets its own database (created from the server named by the PG*
  * environment variables), its own work directory (daemon log, config files)
- * and at most one daemon. Write tests with PGT_TEST and list them with
+ * and at most one daemon per slot (pgt_daemon_use: up to PGT_MAX_DAEMONS side
+ * by side, each with its own log). Write tests with PGT_TEST and list them with
  * PGT_UNIT:
  *
  *     PGT_TEST(test_something) {
@@ -45,18 +46,27 @@
 
 #define PGT_PRINTF(fmt_idx, arg_idx) __attribute__((format(printf, fmt_idx, arg_idx)))
 
-enum { PGT_MAX_WRITERS = 16, PGT_MAX_CONNS = 8 };
+enum { PGT_MAX_WRITERS = 16, PGT_MAX_CONNS = 8, PGT_MAX_DAEMONS = 3 };
+
+/* A daemon not currently selected by pgt_daemon_use. */
+struct pgt_daemon_slot {
+    pid_t pid;
+    int starts;
+    char logpath[PATH_MAX + 32];
+};
 
 /* Per-test state. Fields are for reading; change them through pgt_* only. */
 typedef struct pgt_ctx {
-    const char *name;               /* test function name */
-    char dbname[64];                /* the test's own database */
-    char dsn[96];                   /* "dbname=..." for the daemon */
-    char workdir[PATH_MAX];         /* temporary directory of this test */
-    char logpath[PATH_MAX + 32];    /* daemon stdout+stderr */
-    PGconn *conn;                   /* connection to dbname */
-    pid_t daemon_pid;               /* 0 when no daemon is running */
-    int daemon_starts;              /* daemons started so far in this test */
+    const char *name;            /* test function name */
+    char dbname[64];             /* the test's own database */
+    char dsn[96];                /* "dbname=..." for the daemon */
+    char workdir[PATH_MAX];      /* temporary directory of this test */
+    char logpath[PATH_MAX + 32]; /* daemon stdout+stderr */
+    PGconn *conn;                /* connection to dbname */
+    pid_t daemon_pid;            /* 0 when no daemon is running */
+    int daemon_starts;           /* daemons started so far in this test */
+    int daemon_slot;             /* the daemon pgt_daemon_* and pgt_log_* act on */
+    struct pgt_daemon_slot daemon_slots[PGT_MAX_DAEMONS]; /* the others, while not selected */
     pid_t writers[PGT_MAX_WRITERS]; /* writer processes not yet reaped (0: free slot) */
     PGconn *conns[PGT_MAX_CONNS];   /* extra connections, closed at teardown */
     bool passed;                    /* set when the test body returned normally */
@@ -166,6 +176,12 @@ void pgt_admin_exec(pgt_ctx *t, const char *fmt, ...) PGT_PRINTF(2, 3);
  * so a daemon can be started again after pgt_daemon_kill or pgt_daemon_stop.
  */
 void pgt_daemon_start_dsn(pgt_ctx *t, const char *config_path, const char *dsn);
+/*
+ * Select which daemon the pgt_daemon_* and pgt_log_* functions act on: slot 0
+ * (the default, log mvrefreshd.log) up to PGT_MAX_DAEMONS - 1 (log
+ * mvrefreshd-<slot+1>.log). Teardown stops every slot's daemon.
+ */
+void pgt_daemon_use(pgt_ctx *t, int slot);
 /* SIGKILL the daemon and reap it. */
 void pgt_daemon_kill(pgt_ctx *t);
 /* VmRSS of the daemon process in kB (the wrapper's under MVREFRESHD_WRAPPER). */

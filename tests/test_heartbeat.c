@@ -21,13 +21,14 @@ static void test_fields_in_order(void **state)
                                .invalid = 3,
                                .connections = "listener up",
                                .last_error = "timeout expired",
-                               .last_error_at = 2.25};
+                               .last_error_at = 2.25,
+                               .active = true};
     char *lit = mvr_heartbeat_literal(&hb);
 
     (void)state;
     assert_string_equal(lit, "{\"db1\",\"42\",\"0.2.0\",\"1.500000\",\"10000\","
                              "\"1 view: 0 pending\",\"7\",\"3\",\"listener up\","
-                             "\"timeout expired\",\"2.250000\"}");
+                             "\"timeout expired\",\"2.250000\",\"true\"}");
     free(lit);
 }
 
@@ -41,7 +42,7 @@ static void test_hostile_text_stays_one_element(void **state)
 
     (void)state;
     assert_string_equal(lit, "{\"a\\\"b\\\\c,{d}\",\"1\",\"NULL\",\"0.000000\",\"1\",\"\",\"0\","
-                             "\"0\",\"\",\"\",\"0.000000\"}");
+                             "\"0\",\"\",\"\",\"0.000000\",\"false\"}");
     free(lit);
 }
 
@@ -52,7 +53,7 @@ static void test_missing_text_is_empty(void **state)
 
     (void)state;
     assert_string_equal(lit, "{\"\",\"0\",\"\",\"0.000000\",\"0\",\"\",\"0\",\"0\",\"\",\"\","
-                             "\"0.000000\"}");
+                             "\"0.000000\",\"false\"}");
     free(lit);
 }
 
