@@ -1562,13 +1562,28 @@ DECLARE
     h_pid     integer     := take_lease.holder[2]::pg_catalog.int4;
     h_started timestamptz := pg_catalog.to_timestamp(take_lease.holder[3]::pg_catalog.float8);
 BEGIN
-    IF take_lease.ttl_ms IS NULL OR take_lease.ttl_ms < 1 OR h_host IS NULL OR h_pid IS NULL
-       OR h_started IS NULL THEN
+    -- (At most an hour: a lease nobody can break for longer would be an outage.)
+    IF take_lease.ttl_ms IS NULL OR take_lease.ttl_ms < 1 OR take_lease.ttl_ms > 3600000
+       OR h_host IS NULL OR h_pid IS NULL OR h_started IS NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
-            MESSAGE = 'mvrefresh.take_lease: holder needs host, pid, started; ttl_ms > 0';
+            MESSAGE = 'mvrefresh.take_lease: holder needs host, pid, started; 0 < ttl_ms <= 3600000';
+    END IF;
+    -- Another daemon's lease that has not expired: say so without locking the
+    -- row (an upsert locks it even where its WHERE is false, and would take a
+    -- transaction id and a commit flush every interval per standby, with the
+    -- leader's renewal queued behind them).
+    RETURN QUERY
+    SELECT false, l.expires FROM mvrefresh.lease l
+    WHERE (l.host, l.pid, l.started) IS DISTINCT FROM (h_host, h_pid, h_started)
+      AND l.expires >= pg_catalog.clock_timestamp();
+    IF FOUND THEN
+        RETURN;
     END IF;
     PERFORM pg_catalog.set_config('lock_timeout',
                                   GREATEST(take_lease.ttl_ms / 3, 1)::pg_catalog.text, true);
+    -- A renewal is worth nothing if it arrives late: it need not wait for a
+    -- synchronous standby (the lease dies with this server anyway).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'local', true);
     RETURN QUERY
     INSERT INTO mvrefresh.lease AS l (host, pid, started, role, acquired, expires)
     VALUES (h_host, h_pid, h_started, session_user, pg_catalog.clock_timestamp(),
@@ -1622,7 +1637,12 @@ SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
                          WHERE r.rolname = 'mvrefresh_daemon'
                            AND pg_catalog.pg_has_role(r.oid, 'USAGE'))
             THEN d.last_error END AS last_error,
-       d.last_error_at, d.active
+       d.last_error_at,
+       -- What it said, and what the lease says now: a leader that lost its lease
+       -- connection may not have said otherwise yet.
+       d.active AND EXISTS (SELECT 1 FROM mvrefresh.lease l
+                            WHERE (l.host, l.pid, l.started) = (d.host, d.pid, d.started)
+                              AND l.expires > pg_catalog.clock_timestamp()) AS active
 FROM mvrefresh.daemon d;
 GRANT SELECT ON mvrefresh.daemons TO PUBLIC;
 COMMENT ON VIEW mvrefresh.daemons IS
@@ -2245,8 +2265,9 @@ AS $fn$
           AND NOT EXISTS (
               SELECT 1 FROM pg_catalog.pg_stat_activity a
               WHERE a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+                AND a.datname = pg_catalog.current_database()
                 AND a.state OPERATOR(pg_catalog.<>) 'idle'
-                AND a.application_name OPERATOR(pg_catalog.~) ' worker [0-9]+$'
+                -- (Not the application_name: a long one is cut before " worker N".)
                 AND pg_catalog.strpos(a.query, 'mvrefresh.refresh(''' OPERATOR(pg_catalog.||)
                         s.view::pg_catalog.oid::pg_catalog.text OPERATOR(pg_catalog.||)
                         '''::pg_catalog.oid,') OPERATOR(pg_catalog.>) 0)

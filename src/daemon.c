@@ -394,6 +394,9 @@ static int start(struct mvr_daemon *d)
 
 static void teardown(struct mvr_daemon *d)
 {
+    /* Closing the pool hands busy views back, which reaches on_idle: no lease release
+     * now — refreshes that ignored the cancel may still run, and the lease must expire. */
+    d->releasing = true;
     if (d->loop != NULL) {
         mvr_instance_close(&d->instance);
         mvr_lease_close(&d->lease); /* last: the lease is held until the work has stopped */

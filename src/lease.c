@@ -44,6 +44,8 @@ static void step_down(struct mvr_lease *l, const char *why)
 {
     mvr_info(l->conn.log, "lease: lost; stepping down: %s", why);
     ev_timer_stop(l->conn.loop, &l->expiry_timer);
+    l->downs++;
+    l->try_wanted = false;
     l->yield = true;
     if (l->conn.state == MVR_CONN_IDLE || l->conn.state == MVR_CONN_BUSY) {
         schedule_tries(l, ttl(l) + l->interval);
@@ -87,11 +89,18 @@ static void take_answered(struct mvr_lease *l, bool held, const char *expires)
 {
     double now = mvr_clock_now();
 
-    if (held && now < l->sure_until) {
+    if (held && l->sent_downs != l->downs) {
+        /* Sent before this daemon stepped down: its work is stopped already. Let the lease
+         * run out, so that a standby gets it first. */
+        mvr_debug(l->conn.log, "lease: a take sent before stepping down came back held: ignored");
+    } else if (held && now < l->sure_until) {
         mvr_debug(l->conn.log, "lease: held until %s (server clock)", expires);
         ev_timer_stop(l->conn.loop, &l->expiry_timer);
         ev_timer_set(&l->expiry_timer, l->sure_until - now, 0.0);
         ev_timer_start(l->conn.loop, &l->expiry_timer);
+        /* Renew within one interval of becoming active, whatever the try timer was set to. */
+        if (l->state != MVR_LEASE_ACTIVE)
+            schedule_tries(l, l->interval);
         set_state(l, MVR_LEASE_ACTIVE, NULL);
     } else {
         set_state(l, MVR_LEASE_STANDBY,
@@ -127,8 +136,10 @@ static void release_done(void *arg, const PGresult *res)
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         mvr_warning(l->conn.log, "lease: cannot release the lease (it expires with its TTL): %s",
                     PQresultErrorMessage(res));
-    else
+    else if (PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0)
         mvr_info(l->conn.log, "lease: released");
+    else
+        mvr_info(l->conn.log, "lease: not released: it was no longer this daemon's");
     set_state(l, MVR_LEASE_OFF, NULL);
     l->hooks->released(l->owner);
 }
@@ -166,6 +177,7 @@ static void send_take(struct mvr_lease *l)
 
     snprintf(ttl_ms, sizeof ttl_ms, "%" PRId64, (int64_t)(ttl(l) * 1000.0));
     l->sure_until = mvr_clock_now() + ttl(l) - l->interval;
+    l->sent_downs = l->downs;
     mvr_conn_send(&l->conn, take_sql, 2, types, params, take_done, l);
 }
 

@@ -63,10 +63,12 @@ struct mvr_lease {
     ev_timer expiry_timer;    /* leader: when its lease is no longer sure to be its own */
     enum mvr_lease_state state;
     bool try_wanted, heartbeat_wanted, release_wanted; /* to send once the connection is free */
-    bool yield;         /* stepped down: try again only after the old lease expired */
-    double interval;    /* lease_interval, seconds */
-    double sure_until;  /* monotonic: how long the take in flight would make the lease sure */
-    const char *holder; /* '{"host","pid","started"}' */
+    bool yield;          /* stepped down: try again only after the old lease expired */
+    unsigned downs;      /* step-downs so far; a take counts only if none came after it was sent */
+    unsigned sent_downs; /* the value of downs when the take in flight was sent */
+    double interval;     /* lease_interval, seconds */
+    double sure_until;   /* monotonic: how long the take in flight would make the lease sure */
+    const char *holder;  /* '{"host","pid","started"}' */
     const struct mvr_lease_hooks *hooks;
     void *owner;
 };

@@ -510,7 +510,7 @@ PGT_TEST(test_each_connection_names_itself)
 
     setup_with_config(t, "[mvrefreshd]\napplication_name = mvr-test\n", path, sizeof path);
     pgt_poll_until(t, DEADLINE_MS,
-                   "mvr-test control,mvr-test listener,mvr-test registry,"
+                   "mvr-test control,mvr-test lease,mvr-test listener,mvr-test registry,"
                    "mvr-test worker 1,mvr-test worker 2",
                    "SELECT string_agg(application_name, ',' ORDER BY application_name) "
                    "FROM pg_stat_activity WHERE application_name LIKE 'mvr-test%%' "
