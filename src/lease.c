@@ -42,7 +42,7 @@ static void schedule_tries(struct mvr_lease *l, double first)
  * standby gets it first. */
 static void step_down(struct mvr_lease *l, const char *why)
 {
-    mvr_info(l->conn.log, "lease: lost; stepping down: %s", why);
+    mvr_info(l->conn.log, "lease: lost; stepping down: %s", why != NULL ? why : "(no reason)");
     ev_timer_stop(l->conn.loop, &l->expiry_timer);
     l->downs++;
     l->try_wanted = false;
