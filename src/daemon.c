@@ -397,6 +397,11 @@ static void teardown(struct mvr_daemon *d)
     /* Closing the pool hands busy views back, which reaches on_idle: no lease release
      * now — refreshes that ignored the cancel may still run, and the lease must expire. */
     d->releasing = true;
+    /* Stopping the watchers below restores the default action, and a second SIGTERM (one
+     * sent to the whole process group, as timeout(1) does, arrives twice) would then kill
+     * the daemon on its way out, with status 143 instead of 0. The stop is under way. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     if (d->loop != NULL) {
         mvr_instance_close(&d->instance);
         mvr_lease_close(&d->lease); /* last: the lease is held until the work has stopped */
