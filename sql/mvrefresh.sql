@@ -1004,8 +1004,9 @@ DECLARE
     why text;
 BEGIN
     FOR who IN
-        SELECT DISTINCT d.role FROM mvrefresh.daemon d
-        WHERE d.heartbeat > pg_catalog.clock_timestamp() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval
+        -- (One rule for "alive": the view's.)
+        SELECT DISTINCT d.role FROM mvrefresh.daemons d
+        WHERE d.alive
           AND EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname = d.role)
     LOOP
         why := mvrefresh.refresh_denied(warn_daemons.view, who);

@@ -278,9 +278,10 @@ PGT_TEST(test_owner_manages_own_view_without_grants)
                      1);
     pgt_exec_on(t, o, "SELECT mvrefresh.resume('" OWN_VIEW "')");
     pgt_exec_on(t, m, "SELECT mvrefresh.refresh('" OWN_VIEW "')");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_request WHERE view = '" OWN_VIEW
-                                     "'::regclass AND requested_by = 'mem ber.ñ'"),
-                     1);
+    assert_int_equal(
+        pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_request WHERE view = '" OWN_VIEW
+                        "'::regclass AND requested_by = 'mem ber.ñ'"),
+        1);
     pgt_exec_on(t, m, "UPDATE mvrefresh.view SET enabled = true");
     /* The owner sees its own status row. */
     pgt_exec_on(t, o, "SELECT * FROM mvrefresh.status WHERE view = '" OWN_VIEW "'::regclass");
@@ -676,8 +677,9 @@ PGT_TEST(test_daemon_refuses_foreign_owned_functions)
     assert_true(pgt_daemon_alive(t));
     assert_true(pgt_log_count_lines_since(t, mark, "refusing", "refresh_end") >= 1);
 
-    pgt_exec(t, "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8) "
-                "OWNER TO CURRENT_USER");
+    pgt_exec(t,
+             "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8) "
+             "OWNER TO CURRENT_USER");
     /* The connections retry with backoff (at most 30 s between tries). */
     pgt_wait_refreshes(t, "mv", 1, 40000);
 
