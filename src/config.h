@@ -12,7 +12,13 @@
 #include "log.h"
 
 #define MVR_CONFIG_SECTION "mvrefreshd"
+/* [database.NAME]: one database of several, with overrides of [mvrefreshd]'s defaults. */
+#define MVR_CONFIG_DATABASE_PREFIX "database."
 #define MVR_CONFIG_MAX_CONCURRENT 64
+/* A database name is at most NAMEDATALEN - 1 bytes. */
+#define MVR_CONFIG_NAME_MAX 63
+
+struct mvr_config_database;
 
 struct mvr_config {
     char *dsn;
@@ -31,7 +37,20 @@ struct mvr_config {
     int64_t heartbeat_interval_ms; /* mvrefresh.daemon is brought up to date this often */
     int64_t lease_interval_ms;     /* a standby tries for the leader lease this often */
     char *metrics_listen;          /* "" (off) or ADDRESS:PORT for GET /metrics; start-up only */
+    bool databases_auto;           /* databases = auto: every database where the SQL is */
+    int64_t discovery_interval_ms; /* with databases = auto: the databases are listed this often */
     int dsn_line; /* line of the file's dsn key, 0 if none: for messages about the dsn */
+    /* The [database.NAME] sections, in the file's order (none: the one database of dsn). */
+    struct mvr_config_database *dbs;
+    size_t ndbs;
+};
+
+/* One [database.NAME] section: [mvrefreshd] with the section's keys over it. Keys that only
+ * make sense once per daemon (log_level, metrics_listen, ...) are refused in a section. */
+struct mvr_config_database {
+    char *name;
+    struct mvr_config cfg; /* its dbs are always empty */
+    bool own_dsn;          /* the section has a dsn; otherwise [mvrefreshd]'s, for NAME */
 };
 
 /* Defaults, then the file at path (NULL: defaults only). On error returns -1 with

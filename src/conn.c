@@ -231,12 +231,14 @@ static void session_ready(struct mvr_conn *c)
     bool recovered = c->outage != NULL ? c->loss_reported && mvr_outage_recovered(c->outage)
                                        : c->loss_reported || c->backoff > BACKOFF_FIRST;
 
+    const char *role = c->plain ? PQuser(c->pg) : c->session.role;
+
     if (recovered)
         mvr_info(c->log, "%s: connected to database \"%s\" on %s as role \"%s\"", c->name,
-                 PQdb(c->pg), PQhost(c->pg), c->session.role);
+                 PQdb(c->pg), PQhost(c->pg), role);
     else
         mvr_debug(c->log, "%s: connected to database \"%s\" on %s as role \"%s\"", c->name,
-                  PQdb(c->pg), PQhost(c->pg), c->session.role);
+                  PQdb(c->pg), PQhost(c->pg), role);
     c->loss_reported = c->refusal_reported = false;
     c->backoff = BACKOFF_FIRST;
     set_state(c, MVR_CONN_IDLE);
@@ -283,6 +285,19 @@ static void session_done(void *arg, const PGresult *res)
         send_query(c, mvr_session_version_sql, 0, NULL, NULL, version_done, c);
 }
 
+/* A plain session (discovery): the search_path is pinned all the same. */
+static void plain_done(void *arg, const PGresult *res)
+{
+    struct mvr_conn *c = arg;
+
+    if (res == NULL)
+        return; /* lost: go_down has run */
+    if (PQresultStatus(res) != PGRES_COMMAND_OK)
+        go_down(c, PQresultErrorMessage(res));
+    else
+        session_ready(c);
+}
+
 static void connected(struct mvr_conn *c)
 {
     if (PQsetnonblocking(c->pg, 1) != 0) {
@@ -294,7 +309,11 @@ static void connected(struct mvr_conn *c)
     set_state(c, MVR_CONN_SETUP);
     watch_socket(c, EV_READ);
     /* Before anything else runs in this session (see session.h). */
-    send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, c);
+    if (c->plain)
+        send_query(c, "SET search_path = pg_catalog, pg_temp; " MVR_SESSION_TIMEOUTS, 0, NULL, NULL,
+                   plain_done, c);
+    else
+        send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, c);
 }
 
 static void poll_connect(struct mvr_conn *c)

@@ -58,7 +58,8 @@ struct mvr_conn {
     char app_name[64]; /* "<application_name> <name>": each connection tells what it is */
     PGconn *pg;
     enum mvr_conn_state state;
-    bool reconnect;            /* reconnect automatically after a loss */
+    bool reconnect; /* reconnect automatically after a loss */
+    bool plain;     /* no session check: reads only the catalog, where mvrefresh may be absent */
     bool loss_reported;        /* log a run of failed attempts once, not per retry */
     bool refusal_reported;     /* likewise for a session refused (session.h) */
     struct mvr_outage *outage; /* shared with the daemon's other connections, or NULL */

@@ -5,11 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budget.h"
+#include "clock.h"
 #include "container.h"
-#include "httpd.h"
+#include "database.h"
+#include "discovery.h"
 #include "heartbeat.h"
-#include "instance.h"
-#include "lease.h"
+#include "httpd.h"
 #include "sdnotify.h"
 
 /* After cancelling refreshes at shutdown, wait this long for the server to answer. */
@@ -17,8 +19,8 @@
 /* systemd's STATUS line is brought up to date this often (when it changed). */
 #define STATUS_INTERVAL 5.0
 
-/* The loop, the signals, the configuration and the leader lease; everything about the
- * database is in the instance, whose connections are open only while the lease is held. */
+/* The loop, the signals, the configuration, and the databases served (database.c), each with
+ * its lease and instance; with databases = auto, the discovery that finds them. */
 struct mvr_daemon {
     struct ev_loop *loop;
     const struct mvr_daemon_options *opts;
@@ -27,17 +29,21 @@ struct mvr_daemon {
     char *dsn;      /* as at start-up: connections keep pointing at it across reloads */
     char *app_name; /* likewise */
     char *holder;   /* the lease holder: host, pid, started (mvr_heartbeat_holder) */
-    struct mvr_instance instance;
-    struct mvr_lease lease;
     double started; /* wall clock at start: one mvrefresh.daemon row however often it leads */
+    struct mvr_database **dbs;
+    size_t ndbs;
+    struct mvr_budget budget; /* max_concurrent across all databases */
+    struct mvr_discovery discovery;
+    bool discovered; /* databases = auto: a first pass is over */
     ev_signal sighup, sigterm, sigint;
     ev_timer shutdown_timer;
     ev_timer status_timer;
+    ev_timer reap_timer; /* frees databases that stopped, outside their own callbacks */
     struct mvr_sdnotify sd;
     struct mvr_httpd httpd; /* GET /metrics, when metrics_listen is set */
+    bool ready;
     bool stopping;
     bool cancelled;
-    bool releasing; /* the work is over; handing the lease over before exiting */
 };
 
 int mvr_daemon_override(const struct mvr_daemon_options *opts, struct mvr_config *cfg, char *err,
@@ -49,57 +55,63 @@ int mvr_daemon_override(const struct mvr_daemon_options *opts, struct mvr_config
         cfg->log_level = MVR_LOG_DEBUG;
     else if (opts->verbosity < 0)
         cfg->log_level = MVR_LOG_WARNING;
+    for (size_t i = 0; i < cfg->ndbs; i++)
+        cfg->dbs[i].cfg.log_level = cfg->log_level;
     return 0;
 }
 
-/* The work of a stopping daemon is over: give the lease up, so that a standby takes it at its
- * next try rather than after the TTL, then exit (on_released). The shutdown timer bounds the
- * wait for the server's answer. */
-static void finish(struct mvr_daemon *d)
+/* Several databases: their instances log with their name. */
+static bool several(const struct mvr_daemon *d)
 {
-    if (!mvr_lease_release(&d->lease)) {
-        ev_break(d->loop, EVBREAK_ALL);
-        return;
-    }
-    d->releasing = true;
-    ev_timer_stop(d->loop, &d->shutdown_timer);
-    ev_timer_set(&d->shutdown_timer, CANCEL_GRACE, 0.0);
-    ev_timer_start(d->loop, &d->shutdown_timer);
+    return d->cfg.databases_auto || d->cfg.ndbs > 0;
 }
 
-/* Also reached when stepping down closes the instance: only a stopping daemon exits. */
-static void on_idle(void *owner)
-{
-    struct mvr_daemon *d = owner;
+/* ---- status ---- */
 
-    if (!d->stopping || d->releasing)
+/* "12 views: 1 pending, ..." for one database; for several, how many of them are active. */
+static void status_line(struct mvr_daemon *d, char *line, size_t size)
+{
+    size_t active = 0;
+
+    if (!several(d) && d->ndbs == 1) {
+        mvr_database_summary(d->dbs[0], line, size);
         return;
-    mvr_info(&d->log, "all refreshes finished");
-    finish(d);
+    }
+    for (size_t i = 0; i < d->ndbs; i++)
+        active += mvr_database_active(d->dbs[i]);
+    snprintf(line, size, "%zu database%s: %zu active, %zu standby", d->ndbs,
+             d->ndbs == 1 ? "" : "s", active, d->ndbs - active);
+}
+
+/* READY once every database is ready (loaded as leader, or standing by) or has failed to
+ * connect at least once: one unreachable database must not hold the service in "starting". */
+static bool all_settled(const struct mvr_daemon *d)
+{
+    if (d->cfg.databases_auto && !d->discovered)
+        return false;
+    for (size_t i = 0; i < d->ndbs; i++)
+        if (!d->dbs[i]->ready && d->dbs[i]->instance.outage.failures == 0)
+            return false;
+    return true;
 }
 
 static void report_status(struct mvr_daemon *d, bool ready)
 {
     char line[128];
 
-    if (mvr_lease_active(&d->lease))
-        mvr_instance_summary(&d->instance, line, sizeof line);
-    else
-        snprintf(line, sizeof line, "standby");
+    status_line(d, line, sizeof line);
     if (ready)
         mvr_sdnotify_ready(&d->sd, line);
     else
         mvr_sdnotify_status(&d->sd, line);
 }
 
-/* READY after the first registry load as the active daemon, and after the one that follows a
- * SIGHUP (a standby is ready as soon as it stands by: see on_standby). */
-static void on_loaded(void *owner)
+static void check_ready(struct mvr_daemon *d)
 {
-    struct mvr_daemon *d = owner;
-
-    if (!d->stopping)
+    if (!d->stopping && all_settled(d)) {
+        d->ready = true;
         report_status(d, true);
+    }
 }
 
 static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -108,9 +120,15 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     (void)loop;
     (void)revents;
-    if (!d->stopping)
+    if (d->stopping)
+        return;
+    if (!d->ready)
+        check_ready(d);
+    else
         report_status(d, false);
 }
+
+/* ---- metrics ---- */
 
 /* A scrape: the text is built whole, here, so that a slow client only ever waits on the
  * socket. */
@@ -118,8 +136,22 @@ static char *metrics_body(void *owner, size_t *len)
 {
     struct mvr_daemon *d = owner;
     struct mvr_metrics_text text = {0};
+    struct mvr_instance_snapshot *snaps = calloc(d->ndbs + 1, sizeof *snaps);
+    struct mvr_metrics_snapshot *each = calloc(d->ndbs + 1, sizeof *each);
+    size_t n = 0;
+    int rc = snaps != NULL && each != NULL ? 0 : -1;
 
-    if (mvr_instance_metrics(&d->instance, &text) != 0) {
+    for (; rc == 0 && n < d->ndbs; n++) {
+        rc = mvr_instance_snapshot(&d->dbs[n]->instance, &snaps[n]);
+        each[n] = snaps[n].snap;
+    }
+    if (rc == 0)
+        rc = mvr_metrics_render(MVR_VERSION, each, n, &text);
+    for (size_t i = 0; snaps != NULL && i < n; i++)
+        mvr_instance_snapshot_free(&snaps[i]);
+    free(snaps);
+    free(each);
+    if (rc != 0) {
         mvr_error(&d->log, "out of memory building the metrics");
         mvr_metrics_text_free(&text);
         return NULL;
@@ -130,98 +162,189 @@ static char *metrics_body(void *owner, size_t *len)
 
 static const struct mvr_httpd_hooks httpd_hooks = {.metrics = metrics_body};
 
-static const struct mvr_instance_hooks instance_hooks = {.idle = on_idle, .loaded = on_loaded};
+/* ---- databases ---- */
+
+/* The settings in effect for a database: its section's, or [mvrefreshd]'s. */
+static const struct mvr_config *config_of(const struct mvr_daemon *d, const char *name)
+{
+    for (size_t i = 0; name != NULL && i < d->cfg.ndbs; i++)
+        if (strcmp(d->cfg.dbs[i].name, name) == 0)
+            return &d->cfg.dbs[i].cfg;
+    return &d->cfg;
+}
+
+static void on_db_ready(void *owner, struct mvr_database *db)
+{
+    struct mvr_daemon *d = owner;
+
+    (void)db;
+    if (!d->ready)
+        check_ready(d);
+    else if (!d->stopping)
+        report_status(d, true); /* the load after a SIGHUP, or a new database */
+}
+
+static void on_db_done(void *owner, struct mvr_database *db)
+{
+    struct mvr_daemon *d = owner;
+
+    (void)db;
+    ev_timer_set(&d->reap_timer, 0.0, 0.0);
+    ev_timer_start(d->loop, &d->reap_timer);
+}
+
+static const struct mvr_database_hooks db_hooks = {.ready = on_db_ready, .done = on_db_done};
+
+/* Serve one more database: name NULL for the one database of dsn; dbname, if not NULL, names
+ * the database over dsn's. */
+static struct mvr_database *add_db(struct mvr_daemon *d, const char *name, const char *dsn,
+                                   const char *dbname)
+{
+    struct mvr_database **grown = realloc(d->dbs, (d->ndbs + 1) * sizeof *grown);
+    struct mvr_database *db = calloc(1, sizeof *db);
+
+    if (grown != NULL)
+        d->dbs = grown;
+    if (grown == NULL || db == NULL ||
+        mvr_database_init(db, d->loop, &d->log, name, dsn, dbname, &db_hooks, d) != 0) {
+        mvr_error(&d->log, "out of memory: cannot serve database \"%s\"", name ? name : dsn);
+        free(db);
+        return NULL;
+    }
+    d->dbs[d->ndbs++] = db;
+    mvr_database_configure(db, config_of(d, name));
+    mvr_database_open(db, d->app_name, d->holder, d->started, &d->budget);
+    return db;
+}
+
+static struct mvr_database *find_db(const struct mvr_daemon *d, const char *name)
+{
+    for (size_t i = 0; i < d->ndbs; i++)
+        if (d->dbs[i]->name != NULL && strcmp(d->dbs[i]->name, name) == 0)
+            return d->dbs[i];
+    return NULL;
+}
+
+/* A [database.NAME] section: its own dsn (for NAME unless it names a database), or
+ * [mvrefreshd]'s for NAME. */
+static void add_section(struct mvr_daemon *d, const struct mvr_config_database *s)
+{
+    if (s->own_dsn)
+        add_db(d, s->name, s->cfg.dsn, mvr_database_dsn_names_db(s->cfg.dsn) ? NULL : s->name);
+    else
+        add_db(d, s->name, d->dsn, s->name);
+    mvr_info(&d->log, "serving database \"%s\"", s->name);
+}
+
+/* Stopped databases leave: each stops alone, the others go on. */
+static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_daemon *d = MVR_CONTAINER_OF(w, struct mvr_daemon, reap_timer);
+    size_t kept = 0;
+
+    (void)revents;
+    if (d->stopping) {
+        for (size_t i = 0; i < d->ndbs; i++)
+            if (!d->dbs[i]->done)
+                return;
+        ev_break(loop, EVBREAK_ALL); /* all done: teardown closes them */
+        return;
+    }
+    for (size_t i = 0; i < d->ndbs; i++) {
+        if (d->dbs[i]->done) {
+            mvr_database_close(d->dbs[i]);
+            free(d->dbs[i]);
+        } else {
+            d->dbs[kept++] = d->dbs[i];
+        }
+    }
+    d->ndbs = kept;
+}
+
+static void drop_db(struct mvr_daemon *d, struct mvr_database *db, const char *why)
+{
+    if (db->stopping)
+        return;
+    mvr_info(&d->log, "no longer serving database \"%s\": %s", db->name, why);
+    mvr_database_stop(db);
+}
+
+/* ---- discovery (databases = auto) ---- */
+
+static bool disc_serves(void *owner, const char *name)
+{
+    struct mvr_database *db = find_db(owner, name);
+
+    return db != NULL && !db->stopping;
+}
+
+static void disc_found(void *owner, const char *name)
+{
+    struct mvr_daemon *d = owner;
+
+    if (d->stopping || find_db(d, name) != NULL)
+        return; /* one still stopping is served again once it is gone */
+    if (add_db(d, name, d->dsn, name) != NULL)
+        mvr_info(&d->log, "serving database \"%s\": mvrefresh is installed there", name);
+}
+
+static void disc_listed(void *owner, char *const *names, size_t n)
+{
+    struct mvr_daemon *d = owner;
+
+    for (size_t i = 0; i < d->ndbs; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < n && !listed; j++)
+            listed = strcmp(names[j], d->dbs[i]->name) == 0;
+        if (!listed)
+            drop_db(d, d->dbs[i], "it no longer exists (or takes no connections)");
+    }
+}
+
+static void disc_passed(void *owner)
+{
+    struct mvr_daemon *d = owner;
+
+    if (!d->discovered) {
+        d->discovered = true;
+        if (d->ndbs == 0)
+            mvr_warning(&d->log, "databases = auto: no database of the server has mvrefresh "
+                                 "installed yet; looking again every discovery_interval");
+        check_ready(d);
+    }
+}
+
+static const struct mvr_discovery_hooks discovery_hooks = {
+    .serves = disc_serves, .found = disc_found, .listed = disc_listed, .passed = disc_passed};
+
+/* ---- configuration ---- */
 
 /* Make a (new) configuration take effect everywhere that reads it. */
 static void apply_config(struct mvr_daemon *d)
 {
     d->log.level = d->cfg.log_level;
-    mvr_instance_configure(&d->instance, &d->cfg);
-    mvr_lease_configure(&d->lease, d->cfg.lease_interval_ms, d->cfg.heartbeat_interval_ms);
+    mvr_budget_set_limit(&d->budget, (size_t)d->cfg.max_concurrent);
+    mvr_discovery_configure(&d->discovery, d->cfg.discovery_interval_ms);
+    for (size_t i = 0; i < d->ndbs; i++)
+        mvr_database_configure(d->dbs[i], config_of(d, d->dbs[i]->name));
 }
 
-/* ---- the lease ---- */
-
-/* A fresh instance, configured but not connected: what a standby keeps ready. */
-static void fresh_instance(struct mvr_daemon *d)
+/* Sections added start, sections removed stop; the others keep running. */
+static void apply_sections(struct mvr_daemon *d)
 {
-    mvr_instance_init(&d->instance, d->loop, &d->log, &instance_hooks, d);
-    d->instance.started = d->started;
-    mvr_lease_share_outage(&d->lease, &d->instance.outage);
-    mvr_instance_configure(&d->instance, &d->cfg);
-}
-
-/* A standby is a healthy service: READY, with "standby" as its status. */
-static void on_standby(void *owner)
-{
-    struct mvr_daemon *d = owner;
-
-    if (!d->stopping)
-        report_status(d, true);
-}
-
-static void on_acquired(void *owner)
-{
-    struct mvr_daemon *d = owner;
-
-    if (!d->stopping)
-        mvr_instance_open(&d->instance, d->dsn, d->app_name);
-}
-
-/* Another daemon may take the lease soon: stop taking work, cancel what runs (the server
- * rolls it back; until it has, a new leader's REFRESH of the same view waits for the view's
- * lock, which REFRESH takes self-conflicting), and close every connection. Nothing is waited
- * for. */
-static void on_lost(void *owner)
-{
-    struct mvr_daemon *d = owner;
-
-    mvr_instance_stop(&d->instance);
-    mvr_instance_cancel(&d->instance);
-    mvr_instance_close(&d->instance);
-    if (d->stopping) {
-        ev_break(d->loop, EVBREAK_ALL); /* it was waiting for those refreshes */
+    if (d->cfg.databases_auto || d->cfg.ndbs == 0)
         return;
+    for (size_t i = 0; i < d->ndbs; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < d->cfg.ndbs && !kept; j++)
+            kept = d->dbs[i]->name != NULL && strcmp(d->dbs[i]->name, d->cfg.dbs[j].name) == 0;
+        if (!kept && d->dbs[i]->name != NULL)
+            drop_db(d, d->dbs[i], "its section was removed from the configuration");
     }
-    fresh_instance(d);
-    mvr_sdnotify_status(&d->sd, "standby");
+    for (size_t j = 0; j < d->cfg.ndbs; j++)
+        if (find_db(d, d->cfg.dbs[j].name) == NULL)
+            add_section(d, &d->cfg.dbs[j]);
 }
-
-static void on_released(void *owner)
-{
-    struct mvr_daemon *d = owner;
-
-    ev_break(d->loop, EVBREAK_ALL);
-}
-
-/* A standby's heartbeat, on the lease connection: alive, not active. */
-static char *standby_heartbeat(void *owner)
-{
-    struct mvr_daemon *d = owner;
-    char host[256] = "";
-    struct mvr_heartbeat hb = {.host = host,
-                               .pid = (long)getpid(),
-                               .version = MVR_VERSION,
-                               .started = d->started,
-                               .interval_ms = d->cfg.heartbeat_interval_ms,
-                               .status = "standby",
-                               .connections = "lease up",
-                               .last_error = d->instance.outage.last_error,
-                               .last_error_at = d->instance.outage.last_error_at,
-                               .active = false};
-
-    if (gethostname(host, sizeof host - 1) != 0)
-        host[0] = '\0';
-    return mvr_heartbeat_literal(&hb);
-}
-
-static const struct mvr_lease_hooks lease_hooks = {.standby = on_standby,
-                                                   .acquired = on_acquired,
-                                                   .lost = on_lost,
-                                                   .released = on_released,
-                                                   .heartbeat = standby_heartbeat};
-
-/* ---- signals ---- */
 
 static void swap_config(struct mvr_daemon *d, struct mvr_config *fresh)
 {
@@ -232,9 +355,20 @@ static void swap_config(struct mvr_daemon *d, struct mvr_config *fresh)
         mvr_config_free(fresh);
         return;
     }
-    mvr_config_free(&d->cfg);
+    if (!d->cfg.databases_auto && (d->cfg.ndbs > 0) != (fresh->ndbs > 0)) {
+        mvr_warning(&d->log,
+                    "[%sNAME] sections added or all removed: takes effect after a "
+                    "restart; keeping the current configuration",
+                    MVR_CONFIG_DATABASE_PREFIX);
+        mvr_config_free(fresh);
+        return;
+    }
+    /* The databases point into the old configuration until apply_config moves them. */
+    struct mvr_config old = d->cfg;
     d->cfg = *fresh;
     apply_config(d);
+    apply_sections(d);
+    mvr_config_free(&old);
     mvr_info(&d->log, "reloaded configuration from %s", d->opts->config_path);
 }
 
@@ -255,10 +389,17 @@ static void reload_config(struct mvr_daemon *d)
         /* Parsed and validated in full before anything changes: never half-applied. */
         swap_config(d, &fresh);
     }
-    mvr_instance_reload(&d->instance);
-    if (!mvr_lease_active(&d->lease))
-        report_status(d, true); /* no registry load will follow to say READY */
+    for (size_t i = 0; i < d->ndbs; i++)
+        mvr_database_reload(d->dbs[i]);
+    if (d->cfg.databases_auto)
+        mvr_discovery_request(&d->discovery);
+    for (size_t i = 0; i < d->ndbs; i++)
+        if (mvr_database_active(d->dbs[i]))
+            return;
+    report_status(d, true); /* no registry load will follow to say READY */
 }
+
+/* ---- signals ---- */
 
 static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
@@ -267,33 +408,49 @@ static void sighup_cb(struct ev_loop *loop, ev_signal *w, int revents)
     reload_config(MVR_CONTAINER_OF(w, struct mvr_daemon, sighup));
 }
 
+static bool any_releasing(const struct mvr_daemon *d)
+{
+    for (size_t i = 0; i < d->ndbs; i++)
+        if (d->dbs[i]->releasing)
+            return true;
+    return false;
+}
+
+static size_t busy(const struct mvr_daemon *d)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < d->ndbs; i++)
+        n += mvr_database_busy(d->dbs[i]);
+    return n;
+}
+
 static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct mvr_daemon *d = MVR_CONTAINER_OF(w, struct mvr_daemon, shutdown_timer);
 
     (void)revents;
     ev_timer_stop(loop, w); /* also reached by ev_feed_event on a second signal */
-    if (d->releasing) {
-        mvr_warning(&d->log, "lease: no answer to its release; exiting (it expires with its TTL)");
-        ev_break(loop, EVBREAK_ALL);
-        return;
-    }
     if (d->cancelled) {
-        mvr_warning(&d->log, "refreshes did not stop after cancel; exiting anyway");
+        if (any_releasing(d))
+            mvr_warning(&d->log, "lease: no answer to its release; exiting (it expires with "
+                                 "its TTL)");
+        else
+            mvr_warning(&d->log, "refreshes did not stop after cancel; exiting anyway");
         ev_break(loop, EVBREAK_ALL);
         return;
     }
-    mvr_warning(&d->log, "shutdown_timeout reached: cancelling %zu running refresh(es)",
-                mvr_instance_busy(&d->instance));
+    mvr_warning(&d->log, "shutdown_timeout reached: cancelling %zu running refresh(es)", busy(d));
     d->cancelled = true;
-    mvr_instance_cancel(&d->instance);
+    for (size_t i = 0; i < d->ndbs; i++)
+        mvr_database_cancel(d->dbs[i]);
     ev_timer_set(w, CANCEL_GRACE, 0.0);
     ev_timer_start(loop, w);
 }
 
 static void stop(struct mvr_daemon *d, const char *signame)
 {
-    size_t busy;
+    size_t running = busy(d);
 
     if (d->stopping) {
         mvr_info(&d->log, "%s again: cancelling running refreshes now", signame);
@@ -302,14 +459,16 @@ static void stop(struct mvr_daemon *d, const char *signame)
     }
     d->stopping = true;
     mvr_sdnotify_stopping(&d->sd);
-    busy = mvr_instance_stop(&d->instance);
-    mvr_info(&d->log, "%s: stopping; %zu refresh(es) running", signame, busy);
-    if (busy == 0) {
-        finish(d);
-        return;
-    }
-    ev_timer_set(&d->shutdown_timer, (double)d->cfg.shutdown_timeout_ms / 1000.0, 0.0);
+    mvr_discovery_close(&d->discovery);
+    mvr_info(&d->log, "%s: stopping; %zu refresh(es) running", signame, running);
+    /* Once no refresh runs, only the lease releases are waited for: a short grace. */
+    ev_timer_set(&d->shutdown_timer,
+                 running > 0 ? (double)d->cfg.shutdown_timeout_ms / 1000.0 : CANCEL_GRACE, 0.0);
+    d->cancelled = running == 0;
     ev_timer_start(d->loop, &d->shutdown_timer);
+    for (size_t i = 0; i < d->ndbs; i++)
+        mvr_database_stop(d->dbs[i]);
+    on_db_done(d, NULL); /* with no database, or all done already */
 }
 
 /* SIGTERM and SIGINT mean the same: each watcher carries the daemon in its data pointer. */
@@ -341,27 +500,38 @@ static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, str
     d->loop = ev_default_loop(EVFLAG_AUTO); /* signal watchers need the default loop */
     d->dsn = strdup(cfg->dsn);
     d->app_name = strdup(cfg->application_name);
-    if (d->loop == NULL || d->dsn == NULL || d->app_name == NULL) {
+    d->started = mvr_clock_to_epoch(mvr_clock_now());
+    d->holder = holder_literal(d->started);
+    if (d->loop == NULL || d->dsn == NULL || d->app_name == NULL || d->holder == NULL) {
         mvr_error(&d->log, "cannot start: %s", d->loop ? "out of memory" : "no event loop");
         return -1;
     }
-    mvr_lease_init(&d->lease, d->loop, &d->log, &lease_hooks, d);
-    mvr_instance_init(&d->instance, d->loop, &d->log, &instance_hooks, d);
-    d->started = d->instance.started;
-    d->holder = holder_literal(d->started);
-    if (d->holder == NULL) {
-        mvr_error(&d->log, "cannot start: out of memory");
-        return -1;
-    }
-    mvr_lease_share_outage(&d->lease, &d->instance.outage);
+    mvr_budget_init(&d->budget, (size_t)cfg->max_concurrent);
+    mvr_discovery_init(&d->discovery, d->loop, &d->log, &discovery_hooks, d);
     ev_signal_init(&d->sighup, sighup_cb, SIGHUP);
     ev_signal_init(&d->sigterm, stop_cb, SIGTERM);
     ev_signal_init(&d->sigint, stop_cb, SIGINT);
     d->sigterm.data = d->sigint.data = d;
     ev_init(&d->shutdown_timer, shutdown_timer_cb);
+    ev_init(&d->reap_timer, reap_cb);
     ev_timer_init(&d->status_timer, status_cb, STATUS_INTERVAL, STATUS_INTERVAL);
     mvr_sdnotify_init(&d->sd, d->loop, &d->log);
     return 0;
+}
+
+/* The one database of dsn, each section's, or (auto) the ones discovery finds. */
+static void open_databases(struct mvr_daemon *d)
+{
+    if (d->cfg.databases_auto) {
+        mvr_info(&d->log, "databases = auto: serving every database of the server where "
+                          "mvrefresh is installed");
+        mvr_discovery_open(&d->discovery, d->dsn, d->app_name);
+    } else if (d->cfg.ndbs > 0) {
+        for (size_t i = 0; i < d->cfg.ndbs; i++)
+            add_section(d, &d->cfg.dbs[i]);
+    } else {
+        add_db(d, NULL, d->dsn, NULL);
+    }
 }
 
 /* The metrics socket is bound before anything connects: a port in use stops the start. */
@@ -387,33 +557,36 @@ static int start(struct mvr_daemon *d)
              "max_wait=%lld ms",
              MVR_VERSION, (long long)d->cfg.max_concurrent, (long long)d->cfg.debounce_ms,
              (long long)d->cfg.max_wait_ms);
-    /* The instance connects once the lease is ours (on_acquired). */
-    mvr_lease_open(&d->lease, d->dsn, d->app_name, d->holder);
+    /* Each database's instance connects once its lease is ours (database.c). */
+    open_databases(d);
     return 0;
 }
 
 static void teardown(struct mvr_daemon *d)
 {
-    /* Closing the pool hands busy views back, which reaches on_idle: no lease release
-     * now — refreshes that ignored the cancel may still run, and the lease must expire. */
-    d->releasing = true;
     /* Stopping the watchers below restores the default action, and a second SIGTERM (one
      * sent to the whole process group, as timeout(1) does, arrives twice) would then kill
      * the daemon on its way out, with status 143 instead of 0. The stop is under way. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     if (d->loop != NULL) {
-        mvr_instance_close(&d->instance);
-        mvr_lease_close(&d->lease); /* last: the lease is held until the work has stopped */
+        mvr_discovery_close(&d->discovery);
+        for (size_t i = 0; i < d->ndbs; i++) {
+            mvr_database_close(d->dbs[i]);
+            free(d->dbs[i]);
+        }
         mvr_httpd_stop(&d->httpd);
         ev_signal_stop(d->loop, &d->sighup);
         ev_signal_stop(d->loop, &d->sigterm);
         ev_signal_stop(d->loop, &d->sigint);
         ev_timer_stop(d->loop, &d->shutdown_timer);
         ev_timer_stop(d->loop, &d->status_timer);
+        ev_timer_stop(d->loop, &d->reap_timer);
         mvr_sdnotify_close(&d->sd);
         ev_loop_destroy(d->loop);
     }
+    free(d->dbs);
+    mvr_budget_free(&d->budget);
     mvr_config_free(&d->cfg);
     free(d->dsn);
     free(d->app_name);

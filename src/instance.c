@@ -374,8 +374,6 @@ void mvr_instance_close(struct mvr_instance *in)
 
 /* ---- metrics ---- */
 
-enum { MAX_CONNS = 3 + MVR_CONFIG_MAX_CONCURRENT };
-
 static bool conn_ready(const struct mvr_conn *c)
 {
     return c->state == MVR_CONN_IDLE || c->state == MVR_CONN_BUSY;
@@ -452,33 +450,35 @@ static size_t snapshot_states(const struct mvr_instance *in, struct mvr_metrics_
     return n;
 }
 
-int mvr_instance_metrics(struct mvr_instance *in, struct mvr_metrics_text *out)
+int mvr_instance_snapshot(struct mvr_instance *in, struct mvr_instance_snapshot *out)
 {
-    const struct mvr_conn *conns[MAX_CONNS];
-    struct mvr_metrics_conn mconns[MAX_CONNS];
-    struct mvr_metrics_state states[MVR_VIEW_NSTATES];
-    struct mvr_metrics_view *views = calloc(in->schedule.n + 1, sizeof *views);
-    struct mvr_metrics_snapshot snap = {.version = MVR_VERSION,
-                                        .views = views,
-                                        .nviews = in->schedule.n,
-                                        .conns = mconns,
-                                        .states = states,
-                                        .notifications = in->doorbells_total,
-                                        .invalid = in->invalid_total,
-                                        .conn_failures = in->outage.failures};
-    int rc;
+    const struct mvr_conn *conns[MVR_INSTANCE_MAX_CONNS];
 
-    if (views == NULL)
+    memset(out, 0, sizeof *out);
+    out->views = calloc(in->schedule.n + 1, sizeof *out->views);
+    if (out->views == NULL)
         return -1;
-    snap.nconns = collect_conns(in, conns);
-    for (size_t i = 0; i < snap.nconns; i++)
-        mconns[i] = (struct mvr_metrics_conn){conns[i]->name, conn_ready(conns[i])};
-    snap.database = database_name(in, conns, snap.nconns);
-    snap.nstates = snapshot_states(in, states);
-    snapshot_views(in, views);
-    rc = mvr_metrics_render(&snap, out);
-    free(views);
-    return rc;
+    out->snap = (struct mvr_metrics_snapshot){.version = MVR_VERSION,
+                                              .views = out->views,
+                                              .nviews = in->schedule.n,
+                                              .conns = out->conns,
+                                              .states = out->states,
+                                              .notifications = in->doorbells_total,
+                                              .invalid = in->invalid_total,
+                                              .conn_failures = in->outage.failures};
+    out->snap.nconns = collect_conns(in, conns);
+    for (size_t i = 0; i < out->snap.nconns; i++)
+        out->conns[i] = (struct mvr_metrics_conn){conns[i]->name, conn_ready(conns[i])};
+    out->snap.database = database_name(in, conns, out->snap.nconns);
+    out->snap.nstates = snapshot_states(in, out->states);
+    snapshot_views(in, out->views);
+    return 0;
+}
+
+void mvr_instance_snapshot_free(struct mvr_instance_snapshot *s)
+{
+    free(s->views);
+    s->views = NULL;
 }
 
 void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size)

@@ -26,6 +26,9 @@
 #include "registry.h"
 #include "schedule.h"
 
+/* Listener, registry, control, and the workers. */
+#define MVR_INSTANCE_MAX_CONNS (3 + MVR_CONFIG_MAX_CONCURRENT)
+
 struct mvr_instance_hooks {
     /* Stopping, and the last running refresh has ended. */
     void (*idle)(void *owner);
@@ -71,9 +74,16 @@ size_t mvr_instance_busy(const struct mvr_instance *in);
 void mvr_instance_summary(const struct mvr_instance *in, char *buf, size_t size);
 /* The connections, for humans: "listener up, registry up, control up, workers 1/2 up". */
 void mvr_instance_connections(const struct mvr_instance *in, char *buf, size_t size);
-/* Append the Prometheus exposition of this database's views and connections (metrics.h);
- * -1 when out of memory. */
-int mvr_instance_metrics(struct mvr_instance *in, struct mvr_metrics_text *out);
+/* What the metrics show of this database (metrics.h): snap points into the rest. */
+struct mvr_instance_snapshot {
+    struct mvr_metrics_snapshot snap;
+    struct mvr_metrics_conn conns[MVR_INSTANCE_MAX_CONNS];
+    struct mvr_metrics_state states[MVR_VIEW_NSTATES];
+    struct mvr_metrics_view *views; /* malloc'd */
+};
+/* -1 when out of memory; free with mvr_instance_snapshot_free either way. */
+int mvr_instance_snapshot(struct mvr_instance *in, struct mvr_instance_snapshot *out);
+void mvr_instance_snapshot_free(struct mvr_instance_snapshot *s);
 /* Close every connection and free everything. */
 void mvr_instance_close(struct mvr_instance *in);
 

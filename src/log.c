@@ -13,6 +13,7 @@ void mvr_log_init(struct mvr_log *log, enum mvr_log_level level, FILE *out)
 {
     log->level = level;
     log->out = out;
+    log->context = NULL;
 }
 
 int mvr_log_level_parse(const char *name, enum mvr_log_level *out)
@@ -64,7 +65,7 @@ void mvr_log_write(const struct mvr_log *log, enum mvr_log_level level, const ch
     struct timeval tv;
     struct tm tm;
     char stamp[32];
-    char msg[2048], line[4096];
+    char msg[2048], line[4096], context[256];
     va_list ap;
 
     gettimeofday(&tv, NULL);
@@ -78,7 +79,10 @@ void mvr_log_write(const struct mvr_log *log, enum mvr_log_level level, const ch
     while (len > 0 && msg[len - 1] == '\n')
         msg[--len] = '\0';
     escape(msg, line, sizeof line);
-    fprintf(log->out, "%s.%03d UTC [%ld] %s %s\n", stamp, (int)(tv.tv_usec / 1000), (long)getpid(),
-            level_names[level], line);
+    /* A database's name is whatever its creator chose: escaped like the message. */
+    escape(log->context ? log->context : "", context, sizeof context);
+    fprintf(log->out, "%s.%03d UTC [%ld] %s %s%s%s%s\n", stamp, (int)(tv.tv_usec / 1000),
+            (long)getpid(), level_names[level], log->context ? "[" : "", context,
+            log->context ? "] " : "", line);
     fflush(log->out);
 }

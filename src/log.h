@@ -9,6 +9,9 @@ enum mvr_log_level { MVR_LOG_ERROR, MVR_LOG_WARNING, MVR_LOG_INFO, MVR_LOG_DEBUG
 struct mvr_log {
     enum mvr_log_level level;
     FILE *out;
+    /* Where several databases share one log: the one a line is about ("[sales] ..."), or
+     * NULL. */
+    const char *context;
 };
 
 void mvr_log_init(struct mvr_log *log, enum mvr_log_level level, FILE *out);

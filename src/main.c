@@ -108,11 +108,12 @@ static const char *option_value(const PQconninfoOption *opts, const char *keywor
     return NULL;
 }
 
-/* Say where the dsn came from: --dsn, or the file and the line of its dsn key. */
+/* Say where the dsn came from: --dsn, or the file and the line of its dsn key (cfg is a
+ * section's when the dsn is a [database.NAME]'s). */
 static void report_malformed(const struct mvr_daemon_options *opts, const struct mvr_config *cfg,
-                             const char *msg)
+                             bool section, const char *msg)
 {
-    if (opts->dsn != NULL)
+    if (opts->dsn != NULL && !section)
         fprintf(stderr, "mvrefreshd: --dsn: malformed dsn: %s\n", msg);
     else if (cfg->dsn_line > 0)
         fprintf(stderr, "mvrefreshd: %s:%d: malformed dsn: %s\n", opts->config_path, cfg->dsn_line,
@@ -124,7 +125,8 @@ static void report_malformed(const struct mvr_daemon_options *opts, const struct
 /* A dsn that cannot connect is refused once, at start. libpq's parse error is never shown: it
  * quotes the text it choked on, which in a malformed DSN is often part of the password. dsn.c
  * says what and where instead; libpq still decides whether the dsn is valid. */
-static int check_dsn(const struct mvr_daemon_options *opts, const struct mvr_config *cfg)
+static int check_one_dsn(const struct mvr_daemon_options *opts, const struct mvr_config *cfg,
+                         bool section)
 {
     const char *dsn = cfg->dsn;
     PQconninfoOption *parsed;
@@ -146,8 +148,19 @@ static int check_dsn(const struct mvr_daemon_options *opts, const struct mvr_con
         if (rc == 0)
             return 0;
     }
-    report_malformed(opts, cfg, msg);
+    report_malformed(opts, cfg, section, msg);
     return -1;
+}
+
+/* [mvrefreshd]'s dsn (or --dsn), then each section's own: 0, or the exit status. */
+static int check_dsn(const struct mvr_daemon_options *opts, const struct mvr_config *cfg)
+{
+    if (check_one_dsn(opts, cfg, false) != 0)
+        return opts->dsn != NULL ? EXIT_USAGE : EXIT_CONFIG;
+    for (size_t i = 0; i < cfg->ndbs; i++)
+        if (cfg->dbs[i].own_dsn && check_one_dsn(opts, &cfg->dbs[i].cfg, true) != 0)
+            return EXIT_CONFIG;
+    return 0;
 }
 
 /* libpq's reading, or dsn.c's lenient one: that also finds a password libpq cannot read. */
@@ -171,11 +184,14 @@ static bool holds_password(const char *dsn)
 /* As libpq does for ~/.pgpass: a password in a file that others may read is no secret. Only a
  * warning, printed before anything else is checked: the daemon still starts, the file is the
  * operator's to fix. */
-static void warn_if_exposed(const char *path, const char *dsn)
+static void warn_if_exposed(const char *path, const struct mvr_config *cfg)
 {
     struct stat st;
+    bool password = holds_password(cfg->dsn);
 
-    if (path == NULL || !holds_password(dsn) || stat(path, &st) != 0 || (st.st_mode & 077) == 0)
+    for (size_t i = 0; i < cfg->ndbs; i++)
+        password = password || (cfg->dbs[i].own_dsn && holds_password(cfg->dbs[i].cfg.dsn));
+    if (path == NULL || !password || stat(path, &st) != 0 || (st.st_mode & 077) == 0)
         return;
     fprintf(stderr,
             "mvrefreshd: WARNING: configuration file \"%s\" holds a password and has group or "
@@ -198,15 +214,15 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     /* The file's own dsn, before --dsn replaces it: the file holds the password either way. */
-    warn_if_exposed(opts.config_path, cfg.dsn);
+    warn_if_exposed(opts.config_path, &cfg);
     if (mvr_daemon_override(&opts, &cfg, err, sizeof err) != 0) {
         fprintf(stderr, "mvrefreshd: %s\n", err);
         mvr_config_free(&cfg);
         return EXIT_USAGE;
     }
-    if (check_dsn(&opts, &cfg) != 0) {
+    if ((status = check_dsn(&opts, &cfg)) != 0) {
         mvr_config_free(&cfg);
-        return opts.dsn != NULL ? EXIT_USAGE : EXIT_CONFIG;
+        return status;
     }
     if (check) {
         mvr_config_print(&cfg, stdout);

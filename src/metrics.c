@@ -238,6 +238,8 @@ static void emit_connected(struct mvr_metrics_text *out, const struct mvr_metric
         db_label_count(out, s, name, "connection", s->conns[i].name, s->conns[i].connected ? 1 : 0);
 }
 
+/* One sample for the daemon, whatever the number of databases (none, with databases = auto
+ * before one is found). */
 static void emit_build_info(struct mvr_metrics_text *out, const struct mvr_metrics_snapshot *s,
                             const char *name)
 {
@@ -281,12 +283,20 @@ static const struct family families[] = {
      emit_build_info},
 };
 
-int mvr_metrics_render(const struct mvr_metrics_snapshot *s, struct mvr_metrics_text *out)
+int mvr_metrics_render(const char *version, const struct mvr_metrics_snapshot *s, size_t n,
+                       struct mvr_metrics_text *out)
 {
+    const struct mvr_metrics_snapshot daemon = {.version = version};
+
     for (size_t i = 0; i < sizeof families / sizeof families[0]; i++) {
         const struct family *f = &families[i];
         put(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, f->type);
-        f->emit(out, s, f->name);
+        /* build_info is the daemon's: one sample, with or without databases. */
+        bool daemon_wide = f->emit == emit_build_info;
+        if (daemon_wide)
+            f->emit(out, &daemon, f->name);
+        for (size_t k = 0; k < n && !daemon_wide; k++)
+            f->emit(out, &s[k], f->name);
     }
     /* Even an empty exposition is a (terminated) string. */
     if (reserve(out, 1))

@@ -35,6 +35,7 @@ struct mvr_metrics_state {
     size_t views;
 };
 
+/* One database's state; version is only read for the daemon-wide samples. */
 struct mvr_metrics_snapshot {
     const char *version;
     const char *database;
@@ -56,8 +57,10 @@ struct mvr_metrics_text {
     bool failed; /* out of memory: data holds what fitted before */
 };
 
-/* Append the whole exposition to out; -1 when out of memory. */
-int mvr_metrics_render(const struct mvr_metrics_snapshot *s, struct mvr_metrics_text *out);
+/* Append the whole exposition of n databases to out, each family's samples together; -1 when
+ * out of memory. */
+int mvr_metrics_render(const char *version, const struct mvr_metrics_snapshot *s, size_t n,
+                       struct mvr_metrics_text *out);
 /* Append s with the label-value escapes. */
 void mvr_metrics_escape(struct mvr_metrics_text *out, const char *s);
 void mvr_metrics_text_free(struct mvr_metrics_text *out);

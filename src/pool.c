@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "container.h"
+
 static void worker_up(void *owner)
 {
     struct mvr_worker *w = owner;
@@ -62,8 +64,23 @@ static void worker_done(void *owner, struct mvr_worker *w, struct mvr_view *v,
 
     (void)w;
     resize(p);
+    if (p->budget != NULL)
+        mvr_budget_give(p->budget, &p->member);
     p->hooks->finished(p->owner, v, out);
     mvr_pool_kick(p);
+}
+
+static void budget_wake(struct mvr_budget_member *m)
+{
+    mvr_pool_kick(MVR_CONTAINER_OF(m, struct mvr_pool, member));
+}
+
+int mvr_pool_share_budget(struct mvr_pool *p, struct mvr_budget *b)
+{
+    if (mvr_budget_join(b, &p->member, budget_wake) != 0)
+        return -1;
+    p->budget = b;
+    return 0;
 }
 
 void mvr_pool_open(struct mvr_pool *p, const char *dsn, const char *app_name)
@@ -89,8 +106,14 @@ void mvr_pool_kick(struct mvr_pool *p)
         struct mvr_view *v;
         if (w->view != NULL || w->conn.state != MVR_CONN_IDLE)
             continue;
-        if ((v = p->hooks->next(p->owner)) == NULL)
+        /* A slot first: the owner's next() commits the view to a refresh. */
+        if (p->budget != NULL && !mvr_budget_take(p->budget, &p->member))
+            return; /* woken when a slot is given back to this pool */
+        if ((v = p->hooks->next(p->owner)) == NULL) {
+            if (p->budget != NULL)
+                mvr_budget_give(p->budget, &p->member);
             return;
+        }
         mvr_refresh_start(w, v);
     }
 }
@@ -133,5 +156,9 @@ void mvr_pool_close(struct mvr_pool *p)
             p->hooks->finished(p->owner, v, &out);
         }
         mvr_worker_free(w);
+    }
+    if (p->budget != NULL) {
+        mvr_budget_leave(p->budget, &p->member);
+        p->budget = NULL;
     }
 }

@@ -2,13 +2,15 @@
  * At most max_concurrent worker connections, each running one refresh at a time. The pool
  * asks its owner for the next view whenever a worker is free, and hands every outcome back
  * through one hook; it knows nothing of scheduling. One refresh per view at a time follows
- * from the owner's queue: a view is queued, or on a worker, never both.
+ * from the owner's queue: a view is queued, or on a worker, never both. Where one daemon
+ * serves several databases, each refresh also holds a slot of the daemon-wide budget.
  */
 #ifndef MVR_POOL_H
 #define MVR_POOL_H
 
 #include <stddef.h>
 
+#include "budget.h"
 #include "config.h"
 #include "refresh.h"
 
@@ -26,12 +28,16 @@ struct mvr_pool {
     const char *dsn;
     const char *app_name;
     struct mvr_refresh_settings settings;
+    struct mvr_budget *budget; /* the daemon-wide cap across databases, or NULL */
+    struct mvr_budget_member member;
     const struct mvr_pool_hooks *hooks;
     void *owner;
 };
 
 void mvr_pool_init(struct mvr_pool *p, struct ev_loop *loop, const struct mvr_log *log,
                    const struct mvr_pool_hooks *hooks, void *owner);
+/* Take a slot of b (which must outlive the pool) for every refresh; -1 when out of memory. */
+int mvr_pool_share_budget(struct mvr_pool *p, struct mvr_budget *b);
 /* dsn and app_name must outlive the pool. */
 void mvr_pool_open(struct mvr_pool *p, const char *dsn, const char *app_name);
 /* Apply max_concurrent and the timeouts of a (re)loaded configuration. */

@@ -835,6 +835,21 @@ PGconn *pgt_connect(pgt_ctx *t)
     return NULL;
 }
 
+PGconn *pgt_connect_dbname(pgt_ctx *t, const char *dbname)
+{
+    char conninfo[160];
+
+    snprintf(conninfo, sizeof conninfo, "dbname=%s", dbname);
+    for (int i = 0; i < PGT_MAX_CONNS; i++) {
+        if (t->conns[i] == NULL) {
+            t->conns[i] = connect_db(conninfo);
+            return t->conns[i];
+        }
+    }
+    failf("%s: more than %d extra connections", t->name, PGT_MAX_CONNS);
+    return NULL;
+}
+
 void pgt_exec_on(pgt_ctx *t, PGconn *conn, const char *fmt, ...)
 {
     va_list ap;

@@ -153,6 +153,8 @@ void pgt_log_dump(const pgt_ctx *t, int lines);
 
 /* Another connection to the test database; teardown closes it. */
 PGconn *pgt_connect(pgt_ctx *t);
+/* A connection to another database of the server (a plain name); teardown closes it. */
+PGconn *pgt_connect_dbname(pgt_ctx *t, const char *dbname);
 /* Close a connection from pgt_connect() or pgt_connect_as() before teardown would. */
 void pgt_disconnect(pgt_ctx *t, PGconn *conn);
 /* Another connection to the test database as a given (LOGIN) role; teardown closes it. */

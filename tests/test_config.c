@@ -743,6 +743,166 @@ static void test_log_levels(void **state)
     assert_lacks(text, "\n\n");
 }
 
+/* ---- several databases ---- */
+
+/* A section's keys go over [mvrefreshd]'s, wherever those are in the file; a section
+ * without keys still names a database; sections keep the file's order. */
+static void test_database_sections(void **state)
+{
+    struct fixture *fx = *state;
+    const struct mvr_config_database *sales, *hr;
+
+    write_file(fx, "[database.sales]\n"
+                   "debounce = 5s\n"
+                   "max_wait = 1min\n"
+                   "max_concurrent = 1\n"
+                   "\n"
+                   "[database.hr]  ; no keys of its own\n"
+                   "[mvrefreshd]\n"
+                   "dsn = host=/tmp port=5433 user=mvr\n"
+                   "max_concurrent = 4\n"
+                   "lock_timeout = 2s\n"
+                   "[database.sales]\n"
+                   "dsn = host=/tmp port=5433 dbname=sales_prod\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_int_equal(fx->cfg.ndbs, 2);
+    sales = &fx->cfg.dbs[0];
+    hr = &fx->cfg.dbs[1];
+    assert_string_equal(sales->name, "sales");
+    assert_string_equal(hr->name, "hr");
+    assert_int_equal(sales->cfg.debounce_ms, 5000);
+    assert_int_equal(sales->cfg.max_wait_ms, 60000);
+    assert_int_equal(sales->cfg.max_concurrent, 1);
+    assert_int_equal(sales->cfg.lock_timeout_ms, 2000); /* from [mvrefreshd], set later */
+    assert_true(sales->own_dsn);
+    assert_string_equal(sales->cfg.dsn, "host=/tmp port=5433 dbname=sales_prod");
+    assert_int_equal(sales->cfg.dsn_line, 12);
+    assert_false(hr->own_dsn);
+    assert_int_equal(hr->cfg.max_concurrent, 4);
+    assert_int_equal(hr->cfg.debounce_ms, 1000);
+    assert_int_equal(hr->cfg.ndbs, 0);
+    assert_int_equal(fx->cfg.max_concurrent, 4);
+    assert_int_equal(fx->cfg.dsn_line, 8);
+    assert_false(fx->cfg.databases_auto);
+}
+
+/* A database name may have 63 bytes, though inih cuts section names at 49. */
+static void test_database_long_name(void **state)
+{
+    struct fixture *fx = *state;
+    const char *name = "a_database_name_of_sixty_three_bytes_which_inih_would_cut_short";
+
+    assert_int_equal(strlen(name), 63);
+    write_file(fx, "[database.a_database_name_of_sixty_three_bytes_which_inih_would_cut_short]\n"
+                   "debounce = 2s\n"
+                   "[database.b]\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_int_equal(fx->cfg.ndbs, 2);
+    assert_string_equal(fx->cfg.dbs[0].name, name);
+    assert_int_equal(fx->cfg.dbs[0].cfg.debounce_ms, 2000);
+    expect_load_error(
+        fx,
+        "[database.a_database_name_of_sixty_four_bytes_which_is_one_byte_too_many__]\n"
+        "debounce = 2s\n",
+        2, "1 to 63 bytes", NULL);
+}
+
+static void test_databases_auto(void **state)
+{
+    struct fixture *fx = *state;
+
+    write_file(fx, "[mvrefreshd]\ndatabases = auto\ndiscovery_interval = 10s\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_true(fx->cfg.databases_auto);
+    assert_int_equal(fx->cfg.discovery_interval_ms, 10000);
+    assert_int_equal(fx->cfg.ndbs, 0);
+}
+
+static void test_error_database_sections(void **state)
+{
+    struct fixture *fx = *state;
+
+    /* What concerns the whole daemon cannot differ between databases. */
+    expect_load_error(fx, "[mvrefreshd]\n[database.a]\nlog_level = debug\n", 3, "log_level",
+                      "[mvrefreshd]");
+    expect_load_error(fx, "[database.a]\nmetrics_listen = 127.0.0.1:9000\n", 2, "metrics_listen",
+                      NULL);
+    expect_load_error(fx, "[database.a]\ndatabases = auto\n", 2, "databases", NULL);
+    expect_load_error(fx, "[database.a]\nfrobnicate = 1\n", 2, "frobnicate", NULL);
+    /* A bad value is reported at its line, though checked after the whole file is read. */
+    expect_load_error(fx, "[mvrefreshd]\ndebounce = 2s\n[database.a]\n\nmax_concurrent = 0\n", 5,
+                      "max_concurrent", NULL);
+    expect_load_error(fx, "[database.]\ndebounce = 1s\n", 2, "database name", NULL);
+    expect_load_error(fx, "[mvrefreshd]\ndatabases = some\n", 2, "databases", "auto");
+}
+
+/* Errors found once the whole file is read name the file and the section. */
+static void test_error_database_combinations(void **state)
+{
+    struct fixture *fx = *state;
+
+    write_file(fx, "[mvrefreshd]\nmax_wait = 10s\n[database.a]\ndebounce = 20s\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), -1);
+    assert_contains(fx->err, "[database.a]");
+    assert_contains(fx->err, "max_wait");
+    assert_null(fx->cfg.dbs);
+
+    write_file(fx, "[mvrefreshd]\ndatabases = auto\n[database.a]\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), -1);
+    assert_contains(fx->err, "auto");
+    assert_null(fx->cfg.dbs);
+}
+
+/* A reload logs each database's changes under its name; a database's dsn stays as it runs. */
+static void test_database_reload(void **state)
+{
+    struct fixture *fx = *state;
+    struct mvr_log log;
+    FILE *out = fx->out = tmpfile();
+    char text[4096], line[512];
+
+    assert_non_null(out);
+    write_file(fx, "[database.a]\ndsn = dbname=one\n[database.b]\n");
+    assert_int_equal(mvr_config_load(&fx->old, fx->path, fx->err, sizeof fx->err), 0);
+    write_file(fx, "[database.a]\ndsn = dbname=two\ndebounce = 3s\n[database.c]\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    mvr_log_init(&log, MVR_LOG_DEBUG, out);
+    mvr_config_log_changes(&fx->old, &fx->cfg, &log);
+    slurp(out, text, sizeof text);
+    find_line(text, "debounce", line, sizeof line);
+    assert_contains(line, "[a] setting debounce changed from 1000ms to 3000ms");
+    find_line(text, "dsn", line, sizeof line);
+    assert_contains(line, "[a] ");
+    assert_contains(line, "restart");
+    assert_lacks(text, "two");
+
+    assert_int_equal(mvr_config_keep_startup_keys(&fx->cfg, &fx->old), 0);
+    assert_string_equal(fx->cfg.dbs[0].cfg.dsn, "dbname=one");
+    assert_int_equal(fx->cfg.dbs[0].cfg.debounce_ms, 3000);
+    assert_string_equal(fx->cfg.dbs[1].name, "c");
+}
+
+/* Where several databases share the log, each line names its database, escaped. */
+static void test_log_context(void **state)
+{
+    struct fixture *fx = *state;
+    struct mvr_log log;
+    FILE *out = fx->out = tmpfile();
+    char text[1024];
+
+    assert_non_null(out);
+    mvr_log_init(&log, MVR_LOG_INFO, out);
+    mvr_info(&log, "plain");
+    log.context = "sales";
+    mvr_info(&log, "refreshed %s", "v");
+    log.context = "evil\n2026-01-01 ERROR forged";
+    mvr_info(&log, "x");
+    slurp(out, text, sizeof text);
+    assert_contains(text, " INFO plain\n");
+    assert_contains(text, " INFO [sales] refreshed v\n");
+    assert_contains(text, " INFO [evil\\n2026-01-01 ERROR forged] x\n");
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 
 int main(void)
@@ -779,6 +939,13 @@ int main(void)
         T(test_error_bad_metrics_listen),
         T(test_metrics_listen_forms),
         T(test_metrics_listen_is_a_startup_key),
+        T(test_database_sections),
+        T(test_database_long_name),
+        T(test_databases_auto),
+        T(test_error_database_sections),
+        T(test_error_database_combinations),
+        T(test_database_reload),
+        T(test_log_context),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

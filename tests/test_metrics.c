@@ -19,7 +19,7 @@ static char *render(const struct mvr_metrics_snapshot *s)
 {
     struct mvr_metrics_text out = {0};
 
-    assert_int_equal(mvr_metrics_render(s, &out), 0);
+    assert_int_equal(mvr_metrics_render(s->version, s, 1, &out), 0);
     assert_non_null(out.data);
     assert_int_equal(strlen(out.data), out.len);
     return out.data;
