@@ -800,6 +800,7 @@ static void test_database_long_name(void **state)
     assert_int_equal(fx->cfg.ndbs, 2);
     assert_string_equal(fx->cfg.dbs[0].name, name);
     assert_int_equal(fx->cfg.dbs[0].cfg.debounce_ms, 2000);
+    mvr_config_free(&fx->cfg);
     expect_load_error(
         fx,
         "[database.a_database_name_of_sixty_four_bytes_which_is_one_byte_too_many__]\n"
