@@ -250,6 +250,47 @@ static void test_histogram_ignores_nonsense(void **state)
     assert_true(h.sum == 0.0);
 }
 
+static size_t count_of(const char *text, const char *needle)
+{
+    size_t n = 0;
+
+    for (const char *p = text; (p = strstr(p, needle)) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Several databases: each family's HELP and TYPE once, with every database's samples under
+ * it (the format wants a family's samples together); build_info once; none: build_info
+ * alone. */
+static void test_several_databases(void **state)
+{
+    struct fixture a, b;
+    struct mvr_metrics_snapshot both[2];
+    struct mvr_metrics_text out = {0};
+    const char *refreshes_b;
+
+    (void)state;
+    fixture_init(&a, "public.mv", "sales");
+    fixture_init(&b, "public.mv", "hr");
+    both[0] = a.snap;
+    both[1] = b.snap;
+    assert_int_equal(mvr_metrics_render("0.2.0", both, 2, &out), 0);
+    assert_int_equal(count_of(out.data, "# TYPE mvrefresh_refreshes_total counter\n"), 1);
+    assert_has_line(out.data, "mvrefresh_refreshes_total{database=\"sales\",view=\"public.mv\"} 3");
+    assert_has_line(out.data, "mvrefresh_refreshes_total{database=\"hr\",view=\"public.mv\"} 3");
+    refreshes_b = strstr(out.data, "mvrefresh_refreshes_total{database=\"hr\"");
+    assert_non_null(refreshes_b);
+    assert_true(refreshes_b < strstr(out.data, "# HELP mvrefresh_refresh_failures_total"));
+    assert_has_line(out.data, "mvrefresh_notifications_total{database=\"hr\"} 7");
+    assert_int_equal(count_of(out.data, "mvrefresh_build_info{"), 1);
+    mvr_metrics_text_free(&out);
+
+    assert_int_equal(mvr_metrics_render("0.2.0", NULL, 0, &out), 0);
+    assert_has_line(out.data, "mvrefresh_build_info{version=\"0.2.0\"} 1");
+    assert_int_equal(count_of(out.data, "database="), 0);
+    mvr_metrics_text_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +302,7 @@ int main(void)
         cmocka_unit_test(test_fresh_view_is_not_stale),
         cmocka_unit_test(test_no_views),
         cmocka_unit_test(test_histogram_ignores_nonsense),
+        cmocka_unit_test(test_several_databases),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
