@@ -87,7 +87,8 @@ static void status_line(struct mvr_daemon *d, char *line, size_t size)
  * connect at least once: one unreachable database must not hold the service in "starting". */
 static bool all_settled(const struct mvr_daemon *d)
 {
-    if (d->cfg.databases_auto && !d->discovered)
+    /* With databases = auto: once the first look is over, or has failed. */
+    if (d->cfg.databases_auto && !d->discovered && !d->discovery.conn.loss_reported)
         return false;
     for (size_t i = 0; i < d->ndbs; i++)
         if (!d->dbs[i]->ready && d->dbs[i]->instance.outage.failures == 0)
