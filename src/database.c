@@ -98,10 +98,15 @@ static void instance_loaded(void *owner);
 static const struct mvr_instance_hooks instance_hooks = {.idle = instance_idle,
                                                          .loaded = instance_loaded};
 
-/* A fresh instance, configured but not connected: what a standby keeps ready. */
+/* A fresh instance, configured but not connected: what a standby keeps ready. Its outage
+ * goes on from the last one: the failure that made this daemon step down is not news again,
+ * and the failure count, a Prometheus counter, never goes back. */
 static void fresh_instance(struct mvr_database *db)
 {
+    struct mvr_outage outage = db->instance.outage;
+
     mvr_instance_init(&db->instance, db->loop, &db->log, &instance_hooks, db);
+    db->instance.outage = outage;
     db->instance.started = db->started;
     if (db->name != NULL)
         snprintf(db->instance.database, sizeof db->instance.database, "%s", db->name);

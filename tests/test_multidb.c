@@ -276,6 +276,36 @@ PGT_TEST(test_max_concurrent_across_databases)
     drop_other(t, &b);
 }
 
+/* Two daemons with the same sections: per database one is active, and when it is killed the
+ * other takes over every database it led. */
+PGT_TEST(test_two_daemons_two_databases)
+{
+    struct other b;
+    const char *active_sql = "SELECT count(*) FILTER (WHERE active) || '/' || count(*) "
+                             "FROM mvrefresh.daemons WHERE alive";
+
+    make_view_on(t, t->conn);
+    make_other(t, &b, "b", true);
+    start_sections(t, &b, "", "");
+    pgt_log_wait(t, DEADLINE_MS, 2, "lease: active");
+    pgt_daemon_use(t, 1);
+    start_sections(t, &b, "", "");
+    pgt_log_wait(t, DEADLINE_MS, 2, "lease: standing by, another daemon is active");
+    pgt_poll_until(t, DEADLINE_MS, "1/2", "%s", active_sql);
+    poll_on(t, b.conn, DEADLINE_MS, "1/2", active_sql);
+    write_and_converge(t, b.conn, 2);
+
+    pgt_daemon_use(t, 0);
+    pgt_daemon_kill(t);
+    pgt_daemon_use(t, 1);
+    pgt_log_wait(t, DEADLINE_MS, 2, "lease: active");
+    write_and_converge(t, b.conn, 6);
+    pgt_poll_until(t, DEADLINE_MS, "1/1", "%s", active_sql);
+    poll_on(t, b.conn, DEADLINE_MS, "1/1", active_sql);
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+    drop_other(t, &b);
+}
+
 /* ---- databases = auto ------------------------------------------------------------------ */
 
 static void start_auto(pgt_ctx *t, const char *interval)
@@ -340,6 +370,7 @@ int main(void)
         PGT_UNIT(test_dropped_database_leaves_the_other),
         PGT_UNIT(test_database_without_sql_leaves_the_other),
         PGT_UNIT(test_max_concurrent_across_databases),
+        PGT_UNIT(test_two_daemons_two_databases),
         PGT_UNIT(test_auto_follows_installs_and_drops),
         PGT_UNIT(test_auto_sighup_looks_again),
     };

@@ -115,6 +115,35 @@ static void test_long_message_is_cut_not_overrun(void **state)
     assert_false(mvr_outage_failed(&o, big, false, 2.0));
 }
 
+/* A dropped database: the first attempts hear a DETAIL ("It seems to have just been dropped or
+ * renamed"), later ones not. The same failure, said once; the heartbeat keeps the detail. */
+static void test_detail_and_hint_do_not_make_news(void **state)
+{
+    struct mvr_outage o = {0};
+    static const char gone[] = "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: "
+                               "FATAL:  database \"b\" does not exist\n";
+    static const char gone_detail[] =
+        "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: "
+        "FATAL:  database \"b\" does not exist\nDETAIL:  It seems to have just been dropped or "
+        "renamed.\n";
+
+    (void)state;
+    assert_true(mvr_outage_failed(&o, gone_detail, false, 1.0));
+    assert_true(strstr(o.last_error, "It seems") != NULL);
+    assert_false(mvr_outage_failed(&o, gone, false, 1.5));
+    assert_false(mvr_outage_failed(&o,
+                                   "connection to server on socket \"/tmp/.s.PGSQL.5432\" "
+                                   "failed: FATAL:  database \"b\" does not exist\n  HINT:  "
+                                   "anything\n",
+                                   false, 2.0));
+    /* A line after the detail still counts: with several hosts, each has its own. */
+    assert_true(mvr_outage_failed(&o,
+                                  "connection to server on socket \"/tmp/.s.PGSQL.5432\" failed: "
+                                  "FATAL:  database \"b\" does not exist\nDETAIL:  x\n"
+                                  "connection to server at \"h2\" failed: timeout\n",
+                                  false, 3.0));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -125,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_only_printable_ascii_is_kept),
         cmocka_unit_test(test_recovery_is_logged_once_and_the_next_outage_again),
         cmocka_unit_test(test_long_message_is_cut_not_overrun),
+        cmocka_unit_test(test_detail_and_hint_do_not_make_news),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
