@@ -23,6 +23,9 @@ struct key {
     bool per_db;      /* may be set in a [database.NAME] section too */
 };
 
+/* libinih hands keys their section's name cut to this many bytes (ini.c's MAX_SECTION - 1). */
+#define INIH_SECTION_MAX 49
+
 #define F(field) offsetof(struct mvr_config, field)
 #define DUR_MAX MVR_DURATION_MAX_MS
 
@@ -204,6 +207,8 @@ struct parse_state {
     /* The last section header, whole: inih hands keys a section name cut at 49 bytes, and a
      * database's name may be longer. */
     char section[MVR_CONFIG_NAME_MAX + 64];
+    bool section_long; /* its header did not fit in section */
+    bool key_seen;     /* a key since the last header: inih reads an indented line as more of it */
     struct section_line *lines;
     size_t nlines, cap;
     bool oom;
@@ -262,21 +267,21 @@ static void free_lines(struct parse_state *st)
     free(st->lines);
 }
 
-/* inih reports keys, not section headers: note each header as it goes by, and keep a
- * [database.NAME]. Only at the start of a line: inih reads an indented line after a key as
- * more of its value. */
+/* inih reports keys, not section headers: note each header as it goes by, as inih reads it
+ * (an indented line right after a key is more of that key's value), and keep a
+ * [database.NAME]. */
 static void note_header(struct parse_state *st, const char *line)
 {
-    const char *end, *name;
+    const char *start = line, *end, *name;
 
-    if (*line != '[' || (end = strchr(line, ']')) == NULL ||
-        (size_t)(end - line - 1) >= sizeof st->section) {
-        if (*line == '[')
-            st->section[0] = '\0';
+    while (*start == ' ' || *start == '\t')
+        start++;
+    if (*start != '[' || (start > line && st->key_seen) || (end = strchr(start, ']')) == NULL)
         return;
-    }
-    snprintf(st->section, sizeof st->section, "%.*s", (int)(end - line - 1), line + 1);
-    if ((name = database_section(st->section)) != NULL)
+    st->key_seen = false;
+    st->section_long = (size_t)(end - start - 1) >= sizeof st->section;
+    snprintf(st->section, sizeof st->section, "%.*s", (int)(end - start - 1), start + 1);
+    if (!st->section_long && (name = database_section(st->section)) != NULL)
         keep_line(st, name, NULL, NULL);
 }
 
@@ -335,14 +340,18 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     const char *db;
     int rc = -1;
 
-    /* inih's name, unless it is the start of the header we saw (then cut by inih). */
-    if (section[0] != '\0' && strncmp(st->section, section, strlen(section)) == 0)
+    /* inih cuts a section's name (at 49 bytes): then the header we saw is the whole one. */
+    st->key_seen = true;
+    if (strlen(section) >= INIH_SECTION_MAX && strncmp(st->section, section, strlen(section)) == 0)
         section = st->section;
     db = database_section(section);
 
     if (name != NULL && strcmp(name, "dsn") == 0 && db == NULL)
         st->cfg->dsn_line = st->lineno; /* the dsn is only checked later, by main.c */
-    if (name == NULL)
+    if (db != NULL && st->section_long)
+        snprintf(msg, sizeof msg, "[%s...]: a database name has 1 to %d bytes",
+                 MVR_CONFIG_DATABASE_PREFIX, MVR_CONFIG_NAME_MAX);
+    else if (name == NULL)
         rc = 0;
     else if (db != NULL)
         rc = section_entry(st, db, name, value ? value : "", msg, sizeof msg);

@@ -1,5 +1,6 @@
 #include "daemon.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,6 @@
 #include "container.h"
 #include "database.h"
 #include "discovery.h"
-#include "heartbeat.h"
 #include "httpd.h"
 #include "sdnotify.h"
 
@@ -28,8 +28,7 @@ struct mvr_daemon {
     struct mvr_config cfg;
     char *dsn;      /* as at start-up: connections keep pointing at it across reloads */
     char *app_name; /* likewise */
-    char *holder;   /* the lease holder: host, pid, started (mvr_heartbeat_holder) */
-    double started; /* wall clock at start: one mvrefresh.daemon row however often it leads */
+    double started; /* the last database's start (database.h): each has its own */
     struct mvr_database **dbs;
     size_t ndbs;
     struct mvr_budget budget; /* max_concurrent across all databases */
@@ -83,11 +82,14 @@ static void status_line(struct mvr_daemon *d, char *line, size_t size)
              d->ndbs == 1 ? "" : "s", active, d->ndbs - active);
 }
 
-/* READY once every database is ready (loaded as leader, or standing by) or has failed to
- * connect at least once: one unreachable database must not hold the service in "starting". */
+/* READY once the database is ready (loaded as leader, or standing by). With several: once
+ * each is ready or has failed to connect at least once, since one unreachable database must
+ * not hold the service in "starting"; with databases = auto, also once the first look is
+ * over or has failed. */
 static bool all_settled(const struct mvr_daemon *d)
 {
-    /* With databases = auto: once the first look is over, or has failed. */
+    if (!several(d))
+        return d->ndbs == 1 && d->dbs[0]->ready;
     if (d->cfg.databases_auto && !d->discovered && !d->discovery.conn.loss_reported)
         return false;
     for (size_t i = 0; i < d->ndbs; i++)
@@ -123,10 +125,12 @@ static void status_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
     if (d->stopping)
         return;
-    if (!d->ready)
+    if (!d->ready) {
         check_ready(d);
-    else
-        report_status(d, false);
+        if (d->ready)
+            return; /* READY said it */
+    }
+    report_status(d, false); /* before READY too: "connecting" says why not yet */
 }
 
 /* ---- metrics ---- */
@@ -190,8 +194,10 @@ static void on_db_done(void *owner, struct mvr_database *db)
     struct mvr_daemon *d = owner;
 
     (void)db;
-    ev_timer_set(&d->reap_timer, 0.0, 0.0);
-    ev_timer_start(d->loop, &d->reap_timer);
+    if (!ev_is_active(&d->reap_timer)) {
+        ev_timer_set(&d->reap_timer, 0.0, 0.0);
+        ev_timer_start(d->loop, &d->reap_timer);
+    }
 }
 
 static const struct mvr_database_hooks db_hooks = {.ready = on_db_ready, .done = on_db_done};
@@ -203,18 +209,30 @@ static struct mvr_database *add_db(struct mvr_daemon *d, const char *name, const
 {
     struct mvr_database **grown = realloc(d->dbs, (d->ndbs + 1) * sizeof *grown);
     struct mvr_database *db = calloc(1, sizeof *db);
+    /* Each database its own start time, so its own lease holder and heartbeat row. */
+    double started = fmax(mvr_clock_to_epoch(mvr_clock_now()), d->started + 1e-6);
 
     if (grown != NULL)
         d->dbs = grown;
+    /* The dsn is never logged: it may hold a password. */
     if (grown == NULL || db == NULL ||
         mvr_database_init(db, d->loop, &d->log, name, dsn, dbname, &db_hooks, d) != 0) {
-        mvr_error(&d->log, "out of memory: cannot serve database \"%s\"", name ? name : dsn);
+        mvr_error(&d->log,
+                  "cannot serve database \"%s\": out of memory, or its dsn cannot be "
+                  "parsed (mvrefreshd --check says which)",
+                  name ? name : "");
         free(db);
         return NULL;
     }
-    d->dbs[d->ndbs++] = db;
     mvr_database_configure(db, config_of(d, name));
-    mvr_database_open(db, d->app_name, d->holder, d->started, &d->budget);
+    if (mvr_database_open(db, d->app_name, started, &d->budget) != 0) {
+        mvr_error(&d->log, "cannot serve database \"%s\": out of memory", name ? name : "");
+        mvr_database_close(db);
+        free(db);
+        return NULL;
+    }
+    d->started = started;
+    d->dbs[d->ndbs++] = db;
     return db;
 }
 
@@ -230,12 +248,17 @@ static struct mvr_database *find_db(const struct mvr_daemon *d, const char *name
  * [mvrefreshd]'s for NAME. */
 static void add_section(struct mvr_daemon *d, const struct mvr_config_database *s)
 {
+    struct mvr_database *db;
+
     if (s->own_dsn)
-        add_db(d, s->name, s->cfg.dsn, mvr_database_dsn_names_db(s->cfg.dsn) ? NULL : s->name);
+        db = add_db(d, s->name, s->cfg.dsn, mvr_database_dsn_names_db(s->cfg.dsn) ? NULL : s->name);
     else
-        add_db(d, s->name, d->dsn, s->name);
-    mvr_info(&d->log, "serving database \"%s\"", s->name);
+        db = add_db(d, s->name, d->dsn, s->name);
+    if (db != NULL)
+        mvr_info(&d->log, "serving database \"%s\"", s->name);
 }
+
+static void apply_sections(struct mvr_daemon *d);
 
 /* Stopped databases leave: each stops alone, the others go on. */
 static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -259,7 +282,13 @@ static void reap_cb(struct ev_loop *loop, ev_timer *w, int revents)
             d->dbs[kept++] = d->dbs[i];
         }
     }
+    if (kept == d->ndbs)
+        return;
     d->ndbs = kept;
+    /* A section restored, or a database found again, while its old unit was stopping. */
+    apply_sections(d);
+    if (d->cfg.databases_auto)
+        mvr_discovery_request(&d->discovery);
 }
 
 static void drop_db(struct mvr_daemon *d, struct mvr_database *db, const char *why)
@@ -272,19 +301,20 @@ static void drop_db(struct mvr_daemon *d, struct mvr_database *db, const char *w
 
 /* ---- discovery (databases = auto) ---- */
 
-static bool disc_serves(void *owner, const char *name)
-{
-    struct mvr_database *db = find_db(owner, name);
-
-    return db != NULL && !db->stopping;
-}
-
-static void disc_found(void *owner, const char *name)
+static void disc_found(void *owner, const char *name, bool installed)
 {
     struct mvr_daemon *d = owner;
+    struct mvr_database *db = find_db(d, name);
 
-    if (d->stopping || find_db(d, name) != NULL)
-        return; /* one still stopping is served again once it is gone */
+    if (d->stopping)
+        return;
+    if (!installed) {
+        if (db != NULL)
+            drop_db(d, db, "mvrefresh is no longer installed there");
+        return;
+    }
+    if (db != NULL)
+        return; /* served; or stopping, and looked at again once it is gone (reap_cb) */
     if (add_db(d, name, d->dsn, name) != NULL)
         mvr_info(&d->log, "serving database \"%s\": mvrefresh is installed there", name);
 }
@@ -316,7 +346,7 @@ static void disc_passed(void *owner)
 }
 
 static const struct mvr_discovery_hooks discovery_hooks = {
-    .serves = disc_serves, .found = disc_found, .listed = disc_listed, .passed = disc_passed};
+    .found = disc_found, .listed = disc_listed, .passed = disc_passed};
 
 /* ---- configuration ---- */
 
@@ -324,6 +354,7 @@ static const struct mvr_discovery_hooks discovery_hooks = {
 static void apply_config(struct mvr_daemon *d)
 {
     d->log.level = d->cfg.log_level;
+    mvr_discovery_set_level(&d->discovery, d->cfg.log_level);
     mvr_budget_set_limit(&d->budget, (size_t)d->cfg.max_concurrent);
     mvr_discovery_configure(&d->discovery, d->cfg.discovery_interval_ms);
     for (size_t i = 0; i < d->ndbs; i++)
@@ -378,6 +409,10 @@ static void reload_config(struct mvr_daemon *d)
     struct mvr_config fresh;
     char err[1024];
 
+    if (d->stopping) {
+        mvr_info(&d->log, "SIGHUP while stopping: ignored");
+        return;
+    }
     mvr_sdnotify_reloading(&d->sd);
     if (d->opts->config_path == NULL) {
         mvr_info(&d->log, "SIGHUP: no configuration file given; reloading the registry only");
@@ -467,6 +502,9 @@ static void stop(struct mvr_daemon *d, const char *signame)
                  running > 0 ? (double)d->cfg.shutdown_timeout_ms / 1000.0 : CANCEL_GRACE, 0.0);
     d->cancelled = running == 0;
     ev_timer_start(d->loop, &d->shutdown_timer);
+    /* No slot for anyone: a database stopping gives its slots back, and another's pool must
+     * not start a refresh with them before its own stop. */
+    mvr_budget_set_limit(&d->budget, 0);
     for (size_t i = 0; i < d->ndbs; i++)
         mvr_database_stop(d->dbs[i]);
     on_db_done(d, NULL); /* with no database, or all done already */
@@ -482,16 +520,6 @@ static void stop_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 /* ---- lifecycle ---- */
 
-/* This daemon as the lease names it: as its heartbeat row does. */
-static char *holder_literal(double started)
-{
-    char host[256] = "";
-
-    if (gethostname(host, sizeof host - 1) != 0)
-        host[0] = '\0';
-    return mvr_heartbeat_holder(host, (long)getpid(), started);
-}
-
 static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, struct mvr_config *cfg)
 {
     memset(d, 0, sizeof *d);
@@ -501,9 +529,7 @@ static int init(struct mvr_daemon *d, const struct mvr_daemon_options *opts, str
     d->loop = ev_default_loop(EVFLAG_AUTO); /* signal watchers need the default loop */
     d->dsn = strdup(cfg->dsn);
     d->app_name = strdup(cfg->application_name);
-    d->started = mvr_clock_to_epoch(mvr_clock_now());
-    d->holder = holder_literal(d->started);
-    if (d->loop == NULL || d->dsn == NULL || d->app_name == NULL || d->holder == NULL) {
+    if (d->loop == NULL || d->dsn == NULL || d->app_name == NULL) {
         mvr_error(&d->log, "cannot start: %s", d->loop ? "out of memory" : "no event loop");
         return -1;
     }
@@ -591,7 +617,6 @@ static void teardown(struct mvr_daemon *d)
     mvr_config_free(&d->cfg);
     free(d->dsn);
     free(d->app_name);
-    free(d->holder);
 }
 
 int mvr_daemon_run(const struct mvr_daemon_options *opts, struct mvr_config *cfg)

@@ -74,6 +74,7 @@ char *mvr_database_dsn(const char *dsn, const char *dbname)
     return t.data;
 }
 
+/* A service (pg_service.conf) may name the database: it is left to say so. */
 bool mvr_database_dsn_names_db(const char *dsn)
 {
     PQconninfoOption *opts;
@@ -84,7 +85,8 @@ bool mvr_database_dsn_names_db(const char *dsn)
     if ((opts = PQconninfoParse(dsn, NULL)) == NULL)
         return false;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++)
-        if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL && o->val[0] != '\0')
+        if ((strcmp(o->keyword, "dbname") == 0 || strcmp(o->keyword, "service") == 0) &&
+            o->val != NULL && o->val[0] != '\0')
             named = true;
     PQconninfoFree(opts);
     return named;
@@ -108,8 +110,11 @@ static void fresh_instance(struct mvr_database *db)
     mvr_instance_init(&db->instance, db->loop, &db->log, &instance_hooks, db);
     db->instance.outage = outage;
     db->instance.started = db->started;
-    if (db->name != NULL)
+    /* Metrics label it as the log does: by the name it is served by. */
+    if (db->name != NULL) {
         snprintf(db->instance.database, sizeof db->instance.database, "%s", db->name);
+        db->instance.database_fixed = true;
+    }
     mvr_lease_share_outage(&db->lease, &db->instance.outage);
     if (db->budget != NULL && mvr_pool_share_budget(&db->instance.pool, db->budget) != 0)
         mvr_error(&db->log, "out of memory: refreshes of this database are not capped by "
@@ -126,16 +131,25 @@ static void set_ready(struct mvr_database *db)
     }
 }
 
-static void finish(struct mvr_database *db)
+static void done(struct mvr_database *db)
 {
     if (db->done)
+        return;
+    db->done = true;
+    db->hooks->done(db->owner, db);
+}
+
+/* Once: a release under way is waited for (lease_released), however often the pool's
+ * abandoned refreshes make the instance idle on the way here. */
+static void finish(struct mvr_database *db)
+{
+    if (db->done || db->releasing)
         return;
     if (mvr_lease_release(&db->lease)) {
         db->releasing = true;
         return; /* lease_released follows */
     }
-    db->done = true;
-    db->hooks->done(db->owner, db);
+    done(db);
 }
 
 /* Also reached when stepping down closes the instance: only a stopping database is done. */
@@ -143,7 +157,7 @@ static void instance_idle(void *owner)
 {
     struct mvr_database *db = owner;
 
-    if (db->stopping && !db->releasing && !db->done) {
+    if (db->stopping && !db->releasing && !db->done && mvr_instance_busy(&db->instance) == 0) {
         mvr_info(&db->log, "all refreshes finished");
         finish(db);
     }
@@ -181,8 +195,7 @@ static void lease_lost(void *owner)
     mvr_instance_cancel(&db->instance);
     mvr_instance_close(&db->instance);
     if (db->stopping) {
-        db->done = true;
-        db->hooks->done(db->owner, db); /* it was waiting for those refreshes */
+        done(db); /* it was waiting for those refreshes */
         return;
     }
     fresh_instance(db);
@@ -193,8 +206,7 @@ static void lease_released(void *owner)
     struct mvr_database *db = owner;
 
     db->releasing = false;
-    db->done = true;
-    db->hooks->done(db->owner, db);
+    done(db);
 }
 
 /* A standby's heartbeat, on the lease connection: alive, not active. */
@@ -248,18 +260,25 @@ int mvr_database_init(struct mvr_database *db, struct ev_loop *loop, const struc
     return 0;
 }
 
-void mvr_database_open(struct mvr_database *db, const char *app_name, const char *holder,
-                       double started, struct mvr_budget *b)
+int mvr_database_open(struct mvr_database *db, const char *app_name, double started,
+                      struct mvr_budget *b)
 {
+    char host[256] = "";
+
+    if (gethostname(host, sizeof host - 1) != 0)
+        host[0] = '\0';
+    db->holder = mvr_heartbeat_holder(host, (long)getpid(), started);
+    if (db->holder == NULL)
+        return -1;
     db->app_name = app_name;
-    db->holder = holder;
     db->started = started;
     db->budget = b;
     db->instance.started = started;
     if (b != NULL && mvr_pool_share_budget(&db->instance.pool, b) != 0)
         mvr_error(&db->log, "out of memory: refreshes of this database are not capped by "
                             "the daemon-wide max_concurrent");
-    mvr_lease_open(&db->lease, db->dsn, app_name, holder);
+    mvr_lease_open(&db->lease, db->dsn, app_name, db->holder);
+    return 0;
 }
 
 void mvr_database_configure(struct mvr_database *db, const struct mvr_config *cfg)
@@ -286,7 +305,7 @@ void mvr_database_stop(struct mvr_database *db)
         return;
     db->stopping = true;
     if (mvr_instance_stop(&db->instance) == 0)
-        finish(db);
+        finish(db); /* a no-op if the stop itself made the instance idle */
 }
 
 void mvr_database_cancel(struct mvr_database *db)
@@ -303,8 +322,10 @@ void mvr_database_summary(const struct mvr_database *db, char *buf, size_t size)
 {
     if (mvr_lease_active(&db->lease))
         mvr_instance_summary(&db->instance, buf, size);
-    else
+    else if (db->lease.state == MVR_LEASE_STANDBY)
         snprintf(buf, size, "standby");
+    else
+        snprintf(buf, size, "connecting");
 }
 
 void mvr_database_close(struct mvr_database *db)
@@ -317,5 +338,6 @@ void mvr_database_close(struct mvr_database *db)
     mvr_lease_close(&db->lease); /* last: the lease is held until the work has stopped */
     free(db->name);
     free(db->dsn);
-    db->name = db->dsn = NULL;
+    free(db->holder);
+    db->name = db->dsn = db->holder = NULL;
 }

@@ -32,8 +32,12 @@ struct mvr_database {
     struct mvr_log log; /* the daemon's, naming this database when there are several */
     char *name;         /* [database.NAME] or discovered; NULL for the one database of dsn */
     char *dsn;          /* what every connection of this database uses */
-    const char *app_name, *holder;
-    double started;               /* the daemon's start: one mvrefresh.daemon row per daemon */
+    const char *app_name;
+    /* When this database began to be served, and the lease holder it makes with host and pid
+     * (mvr_heartbeat_holder): its own, so that two sections that reach one database are two
+     * holders, and only one of them is active. */
+    double started;
+    char *holder;
     const struct mvr_config *cfg; /* the daemon's, or the section's, as now in effect */
     struct mvr_budget *budget;    /* the daemon-wide max_concurrent */
     struct mvr_instance instance;
@@ -51,9 +55,10 @@ struct mvr_database {
 int mvr_database_init(struct mvr_database *db, struct ev_loop *loop, const struct mvr_log *log,
                       const char *name, const char *dsn, const char *dbname,
                       const struct mvr_database_hooks *hooks, void *owner);
-/* app_name and holder (mvr_heartbeat_holder) and b must outlive the database. */
-void mvr_database_open(struct mvr_database *db, const char *app_name, const char *holder,
-                       double started, struct mvr_budget *b);
+/* app_name and b must outlive the database; started must differ from any other database's
+ * of this daemon. Returns -1 when out of memory. */
+int mvr_database_open(struct mvr_database *db, const char *app_name, double started,
+                      struct mvr_budget *b);
 /* A (re)loaded configuration; cfg must stay valid until the next call or close. */
 void mvr_database_configure(struct mvr_database *db, const struct mvr_config *cfg);
 /* Load the registry again (SIGHUP). */
@@ -64,7 +69,7 @@ void mvr_database_stop(struct mvr_database *db);
 /* Ask the server to cancel the running refreshes. */
 void mvr_database_cancel(struct mvr_database *db);
 size_t mvr_database_busy(const struct mvr_database *db);
-/* "12 views: 1 pending, ..." or "standby". */
+/* "12 views: 1 pending, ...", "standby" or "connecting". */
 void mvr_database_summary(const struct mvr_database *db, char *buf, size_t size);
 /* Close every connection, free everything; no hook runs. */
 void mvr_database_close(struct mvr_database *db);
@@ -72,7 +77,8 @@ void mvr_database_close(struct mvr_database *db);
 /* A connection string naming database dbname: dsn's settings, and dbname over its own (NULL
  * when out of memory, or when dsn cannot be parsed: the daemon checked it at start). */
 char *mvr_database_dsn(const char *dsn, const char *dbname);
-/* Whether dsn names a database itself (as dbname, or as a bare name or URI path). */
+/* Whether dsn names a database itself (as dbname, or as a bare name or URI path), or may
+ * (through a service). */
 bool mvr_database_dsn_names_db(const char *dsn);
 
 #endif

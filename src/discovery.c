@@ -33,14 +33,13 @@ static void end_pass(struct mvr_discovery *d)
         mvr_discovery_request(d);
 }
 
-/* The next database of the pass that nobody serves yet, on the probe connection. */
+/* The next database of the pass, on the probe connection. Served ones too: mvrefresh may have
+ * been removed from one. */
 static void probe_next(struct mvr_discovery *d)
 {
     mvr_conn_close(&d->probe);
     free(d->probe_dsn);
     d->probe_dsn = NULL;
-    while (d->next < d->n && d->hooks->serves(d->owner, d->names[d->next]))
-        d->next++;
     if (d->next >= d->n) {
         end_pass(d);
         return;
@@ -79,9 +78,10 @@ static void probe_result(void *arg, const PGresult *res)
 {
     struct mvr_discovery *d = arg;
 
+    /* Only an answer counts: a probe that failed says nothing about the database. */
     if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
-        strcmp(PQgetvalue(res, 0, 0), "t") == 0 && d->next < d->n)
-        d->hooks->found(d->owner, d->names[d->next]);
+        d->next < d->n)
+        d->hooks->found(d->owner, d->names[d->next], strcmp(PQgetvalue(res, 0, 0), "t") == 0);
     probe_over(d);
 }
 
@@ -106,9 +106,16 @@ static void list_result(void *arg, const PGresult *res)
     size_t n;
 
     if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        d->running = false; /* the connection's own report says why; tried again next time */
+        /* A lost connection reports itself; an error is said here, once until it passes. */
+        if (res != NULL && !d->list_failed)
+            mvr_warning(d->conn.log, "discovery: cannot list the server's databases: %s",
+                        PQresultErrorMessage(res));
+        d->list_failed = res != NULL;
+        d->running = false;
+        d->hooks->passed(d->owner); /* a look that failed is over too */
         return;
     }
+    d->list_failed = false;
     n = (size_t)PQntuples(res);
     d->names = calloc(n + 1, sizeof *d->names);
     for (size_t i = 0; d->names != NULL && i < n; i++)
@@ -156,8 +163,7 @@ void mvr_discovery_init(struct mvr_discovery *d, struct ev_loop *loop, const str
     d->hooks = hooks;
     d->owner = owner;
     d->probe_log = *log;
-    if (d->probe_log.level < MVR_LOG_DEBUG)
-        d->probe_log.level = MVR_LOG_ERROR;
+    mvr_discovery_set_level(d, log->level);
     mvr_conn_init(&d->conn, loop, log, "discovery", &list_hooks, d);
     mvr_conn_init(&d->probe, loop, &d->probe_log, "probe", &probe_hooks, d);
     d->conn.plain = d->probe.plain = true;
@@ -178,6 +184,11 @@ void mvr_discovery_configure(struct mvr_discovery *d, int64_t interval_ms)
     d->timer.repeat = (double)interval_ms / 1000.0;
     if (ev_is_active(&d->timer))
         ev_timer_again(d->loop, &d->timer);
+}
+
+void mvr_discovery_set_level(struct mvr_discovery *d, enum mvr_log_level level)
+{
+    d->probe_log.level = level < MVR_LOG_DEBUG ? MVR_LOG_ERROR : level;
 }
 
 void mvr_discovery_request(struct mvr_discovery *d)

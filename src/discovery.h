@@ -1,9 +1,10 @@
 /*
  * databases = auto: which databases of the server have mvrefresh installed. A connection to
  * the dsn's own database (a maintenance database such as postgres) lists the server's
- * databases at start, every discovery_interval and on SIGHUP; each one not yet served is then
- * probed, one at a time, on a short-lived connection, and served from then on if mvrefresh is
- * installed there. The owner stops serving databases that are no longer listed.
+ * databases at start, every discovery_interval and on SIGHUP; each one is then probed, one at
+ * a time, on a short-lived connection: served from then on if mvrefresh is installed there,
+ * no longer served if it was and mvrefresh is gone. The owner stops serving databases that
+ * are no longer listed.
  *
  * Both connections are plain (conn.h): the maintenance database need not have mvrefresh. A
  * probe that cannot connect is not an error: the database is just not one of ours (yet).
@@ -19,10 +20,9 @@
 
 /* Every hook gets the owner given to mvr_discovery_init first. */
 struct mvr_discovery_hooks {
-    /* Whether the owner serves this database already (no probe then). */
-    bool (*serves)(void *owner, const char *name);
-    /* mvrefresh is installed in this database: serve it. */
-    void (*found)(void *owner, const char *name);
+    /* What a probe found: mvrefresh is installed in this database (serve it), or not (do not,
+     * or no longer). */
+    void (*found)(void *owner, const char *name, bool installed);
     /* The server's databases now, sorted: stop serving any other. */
     void (*listed)(void *owner, char *const *names, size_t n);
     /* A pass (the list and its probes) is over. */
@@ -40,7 +40,7 @@ struct mvr_discovery {
     char **names; /* this pass's databases */
     size_t n, next;
     char *probe_dsn;
-    bool running, wanted, probe_done;
+    bool running, wanted, probe_done, list_failed;
     const struct mvr_discovery_hooks *hooks;
     void *owner;
 };
@@ -50,6 +50,8 @@ void mvr_discovery_init(struct mvr_discovery *d, struct ev_loop *loop, const str
 /* dsn and app_name must outlive the discovery. */
 void mvr_discovery_open(struct mvr_discovery *d, const char *dsn, const char *app_name);
 void mvr_discovery_configure(struct mvr_discovery *d, int64_t interval_ms);
+/* The log level in effect: probes stay quieter (errors only) unless it is debug. */
+void mvr_discovery_set_level(struct mvr_discovery *d, enum mvr_log_level level);
 /* A pass now (SIGHUP), or right after the one running. */
 void mvr_discovery_request(struct mvr_discovery *d);
 void mvr_discovery_close(struct mvr_discovery *d);

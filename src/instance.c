@@ -410,6 +410,8 @@ static void database_from_dsn(struct mvr_instance *in, const char *dsn)
  * that a scrape while every connection is down still names it. */
 static const char *database_name(struct mvr_instance *in, const struct mvr_conn **conns, size_t n)
 {
+    if (in->database_fixed)
+        return in->database;
     for (size_t i = 0; i < n; i++) {
         const char *db = conns[i]->pg != NULL ? PQdb(conns[i]->pg) : NULL;
         if (db != NULL && db[0] != '\0') {

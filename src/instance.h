@@ -51,6 +51,7 @@ struct mvr_instance {
     struct mvr_outage outage; /* every connection's failures, logged once for all */
     double started;           /* wall clock at init, for the heartbeat */
     char database[64];        /* the last database name a connection reported, for metrics */
+    bool database_fixed;      /* database is the name the daemon serves it by: kept as is */
     int64_t heartbeat_ms;     /* heartbeat_interval */
     bool stopping;
     const struct mvr_instance_hooks *hooks;

@@ -21,7 +21,29 @@ static void worker_notice(void *owner, const char *message)
     mvr_refresh_notice(owner, message);
 }
 
-static const struct mvr_conn_hooks worker_hooks = {.up = worker_up, .notice = worker_notice};
+/* The worker's slot of the budget goes back, if it holds one. */
+static void give_slot(struct mvr_pool *p, const struct mvr_worker *w)
+{
+    size_t i = (size_t)(w - p->workers);
+
+    if (p->slot[i]) {
+        p->slot[i] = false;
+        mvr_budget_give(p->budget, &p->member);
+    }
+}
+
+/* A worker whose connection broke keeps its view until it can record the outcome, which may
+ * take long (the database refuses sessions, has no connection left): no REFRESH runs meanwhile,
+ * so its slot goes back at once, for the other databases. Recording needs none. */
+static void worker_down(void *owner)
+{
+    struct mvr_worker *w = owner;
+
+    give_slot(w->owner, w);
+}
+
+static const struct mvr_conn_hooks worker_hooks = {
+    .up = worker_up, .down = worker_down, .notice = worker_notice};
 
 static void worker_done(void *owner, struct mvr_worker *w, struct mvr_view *v,
                         const struct mvr_refresh_outcome *out);
@@ -62,10 +84,8 @@ static void worker_done(void *owner, struct mvr_worker *w, struct mvr_view *v,
 {
     struct mvr_pool *p = owner;
 
-    (void)w;
     resize(p);
-    if (p->budget != NULL)
-        mvr_budget_give(p->budget, &p->member);
+    give_slot(p, w);
     p->hooks->finished(p->owner, v, out);
     mvr_pool_kick(p);
 }
@@ -114,6 +134,7 @@ void mvr_pool_kick(struct mvr_pool *p)
                 mvr_budget_give(p->budget, &p->member);
             return;
         }
+        p->slot[i] = p->budget != NULL; /* before the start, which may end at once */
         mvr_refresh_start(w, v);
     }
 }
@@ -158,6 +179,7 @@ void mvr_pool_close(struct mvr_pool *p)
         mvr_worker_free(w);
     }
     if (p->budget != NULL) {
+        memset(p->slot, 0, sizeof p->slot);
         mvr_budget_leave(p->budget, &p->member);
         p->budget = NULL;
     }

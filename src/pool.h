@@ -30,6 +30,7 @@ struct mvr_pool {
     struct mvr_refresh_settings settings;
     struct mvr_budget *budget; /* the daemon-wide cap across databases, or NULL */
     struct mvr_budget_member member;
+    bool slot[MVR_CONFIG_MAX_CONCURRENT]; /* the worker holds one of the budget's slots */
     const struct mvr_pool_hooks *hooks;
     void *owner;
 };

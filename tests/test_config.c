@@ -786,6 +786,25 @@ static void test_database_sections(void **state)
     assert_false(fx->cfg.databases_auto);
 }
 
+/* Headers as inih reads them: indented right after a header, a header; indented right after a
+ * key, more of that key's value. */
+static void test_database_indented_headers(void **state)
+{
+    struct fixture *fx = *state;
+
+    write_file(fx, "[database.sales_eu]\n"
+                   "  [database.sales]\n"
+                   "max_concurrent = 7\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_int_equal(fx->cfg.ndbs, 2);
+    assert_string_equal(fx->cfg.dbs[1].name, "sales");
+    assert_int_equal(fx->cfg.dbs[1].cfg.max_concurrent, 7);
+    assert_int_equal(fx->cfg.dbs[0].cfg.max_concurrent, 2);
+    mvr_config_free(&fx->cfg);
+    expect_load_error(fx, "[database.a]\nmax_concurrent = 3\n  [database.b]\n", 3, "max_concurrent",
+                      NULL);
+}
+
 /* A database name may have 63 bytes, though inih cuts section names at 49. */
 static void test_database_long_name(void **state)
 {
@@ -942,6 +961,7 @@ int main(void)
         T(test_metrics_listen_is_a_startup_key),
         T(test_database_sections),
         T(test_database_long_name),
+        T(test_database_indented_headers),
         T(test_databases_auto),
         T(test_error_database_sections),
         T(test_error_database_combinations),

@@ -306,6 +306,124 @@ PGT_TEST(test_two_daemons_two_databases)
     drop_other(t, &b);
 }
 
+/* Two sections that reach one database are two holders of its lease: one stands by. */
+PGT_TEST(test_two_sections_one_database)
+{
+    char conf[1024];
+
+    make_view_on(t, t->conn);
+    snprintf(conf, sizeof conf,
+             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n"
+             "[database.%s]\n[database.alias]\ndsn = dbname=%s\n",
+             t->dbname, t->dbname);
+    start_with(t, conf, NULL);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: standing by, another daemon is active");
+    assert_int_equal(pgt_log_count(t, "lease: active"), 1);
+    pgt_poll_until(t, DEADLINE_MS, "1/2",
+                   "SELECT count(*) FILTER (WHERE active) || '/' || count(*) "
+                   "FROM mvrefresh.daemons WHERE alive");
+    write_and_converge(t, NULL, 3);
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+}
+
+/* A worker of one database whose connection broke mid-refresh, and that cannot get back in,
+ * holds no slot of the daemon-wide max_concurrent: the other database keeps refreshing. */
+PGT_TEST(test_broken_worker_gives_its_slot_back)
+{
+    struct other b;
+    char sql[512];
+    int64_t end;
+    char *killed = NULL;
+
+    make_view_on(t, t->conn);
+    make_other(t, &b, "b", true);
+    exec_on_db(t, b.conn,
+               "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE plpgsql "
+               "AS $$BEGIN PERFORM pg_sleep(2); RETURN 1; END$$");
+    exec_on_db(t, b.conn,
+               "CREATE MATERIALIZED VIEW slow1 AS SELECT 1 AS one, count(*) AS n "
+               "FROM t WHERE (SELECT slow()) IS NOT NULL");
+    exec_on_db(t, b.conn, "CREATE UNIQUE INDEX ON slow1 (one)");
+    exec_on_db(t, b.conn, "SELECT mvrefresh.watch('slow1', debounce => '10 ms')");
+    start_sections(t, &b, "max_concurrent = 1\n", "");
+    write_and_converge(t, b.conn, 1);
+    poll_on(t, b.conn, DEADLINE_MS * 2, "1", "SELECT n FROM slow1");
+
+    /* b's next refresh of slow1 runs (the only one that lasts: mv's is quick); b then refuses
+     * new sessions (as during an upgrade of its SQL), and the worker's session is terminated. */
+    exec_on_db(t, b.conn, "INSERT INTO t VALUES (100, 100)");
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE datname = '%s' AND state = 'active' "
+             "AND query LIKE '%%mvrefresh.refresh(%%' AND pid <> pg_backend_pid() "
+             "AND clock_timestamp() - query_start > interval '300 ms'",
+             b.name);
+    poll_on(t, b.conn, DEADLINE_MS, "1", sql);
+    exec_on_db(t, b.conn, "ALTER FUNCTION mvrefresh.version() RENAME TO version_away");
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+             "WHERE datname = '%s' AND state = 'active' AND query LIKE '%%mvrefresh.refresh(%%' "
+             "AND pid <> pg_backend_pid() AND clock_timestamp() - query_start > interval '300 ms'",
+             b.name);
+    killed = query_on(t->conn, sql);
+    assert_non_null(killed);
+    assert_string_equal(killed, "1");
+    free(killed);
+
+    /* a is refreshed while b's worker is locked out. */
+    end = pgt_now_ms();
+    pgt_exec(t, "INSERT INTO t VALUES (100, 100)");
+    pgt_poll_until(t, 3000, "2", "SELECT n FROM mv");
+    assert_true(pgt_now_ms() - end < pgt_scaled(3000));
+    exec_on_db(t, b.conn, "ALTER FUNCTION mvrefresh.version_away() RENAME TO version");
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+    drop_other(t, &b);
+}
+
+/* A section removed, then restored while its database was still stopping, is served again. */
+PGT_TEST(test_section_removed_and_restored)
+{
+    struct other b;
+    char conf[1024], path[PATH_MAX], line[160];
+
+    make_view_on(t, t->conn);
+    make_other(t, &b, "b", true);
+    exec_on_db(t, b.conn,
+               "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE plpgsql "
+               "AS $$BEGIN PERFORM pg_sleep(1); RETURN 1; END$$");
+    exec_on_db(t, b.conn,
+               "CREATE MATERIALIZED VIEW slow1 AS SELECT 1 AS one, count(*) AS n "
+               "FROM t WHERE (SELECT slow()) IS NOT NULL");
+    exec_on_db(t, b.conn, "CREATE UNIQUE INDEX ON slow1 (one)");
+    exec_on_db(t, b.conn, "SELECT mvrefresh.watch('slow1', debounce => '10 ms')");
+    start_sections(t, &b, "", "");
+    write_and_converge(t, b.conn, 1);
+
+    /* b without its section while its slow refresh runs, then with it again at once. */
+    exec_on_db(t, b.conn, "INSERT INTO t VALUES (50, 50)");
+    poll_on(t, b.conn, DEADLINE_MS, "t",
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
+            "AND query LIKE '%mvrefresh.refresh(%' AND pid <> pg_backend_pid())");
+    snprintf(conf, sizeof conf,
+             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n"
+             "[database.%s]\n",
+             t->dbname);
+    pgt_write_file(pgt_path(t, "multi.ini", path, sizeof path), conf);
+    pgt_daemon_signal(t, SIGHUP);
+    snprintf(line, sizeof line, "no longer serving database \"%s\"", b.name);
+    pgt_log_wait(t, DEADLINE_MS, 1, line);
+    snprintf(conf, sizeof conf,
+             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n"
+             "[database.%s]\n[database.%s]\n",
+             t->dbname, b.name);
+    pgt_write_file(path, conf);
+    pgt_daemon_signal(t, SIGHUP);
+    snprintf(line, sizeof line, "serving database \"%s\"", b.name);
+    pgt_log_wait(t, DEADLINE_MS, 2, line);
+    write_and_converge(t, b.conn, 4);
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+    drop_other(t, &b);
+}
+
 /* ---- databases = auto ------------------------------------------------------------------ */
 
 static void start_auto(pgt_ctx *t, const char *interval)
@@ -338,9 +456,20 @@ PGT_TEST(test_auto_follows_installs_and_drops)
     pgt_log_wait(t, DISCOVERY_MS, 1, line);
     write_and_converge(t, c.conn, 4);
 
-    drop_other(t, &c);
+    /* mvrefresh removed: no longer served; installed again: served again. */
+    exec_on_db(t, c.conn, "DROP SCHEMA mvrefresh CASCADE");
     snprintf(line, sizeof line, "no longer serving database \"%s\"", c.name);
     pgt_log_wait(t, DISCOVERY_MS, 1, line);
+    exec_on_db(t, c.conn, "DROP MATERIALIZED VIEW mv");
+    exec_on_db(t, c.conn, "DROP TABLE t");
+    install_later(t, &c);
+    snprintf(line, sizeof line, "serving database \"%s\"", c.name);
+    pgt_log_wait(t, DISCOVERY_MS, 2, line);
+    write_and_converge(t, c.conn, 5);
+
+    drop_other(t, &c);
+    snprintf(line, sizeof line, "no longer serving database \"%s\"", c.name);
+    pgt_log_wait(t, DISCOVERY_MS, 2, line);
     write_and_converge(t, NULL, 6);
     assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
 }
@@ -371,9 +500,14 @@ int main(void)
         PGT_UNIT(test_database_without_sql_leaves_the_other),
         PGT_UNIT(test_max_concurrent_across_databases),
         PGT_UNIT(test_two_daemons_two_databases),
+        PGT_UNIT(test_two_sections_one_database),
+        PGT_UNIT(test_broken_worker_gives_its_slot_back),
+        PGT_UNIT(test_section_removed_and_restored),
         PGT_UNIT(test_auto_follows_installs_and_drops),
         PGT_UNIT(test_auto_sighup_looks_again),
     };
 
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -115,6 +115,8 @@ PGT_TEST(test_not_ready_without_the_database)
     snprintf(dsn, sizeof dsn, "%s port=1", t->dsn);
     pgt_daemon_start_dsn(t, NULL, dsn);
     expect(t, &s, "WATCHDOG=1", 2); /* alive (the loop turns), but never READY */
+    /* Past the first status tick too, which once took a failed connection for READY. */
+    expect(t, &s, "STATUS=connecting", 1);
     assert_null(strstr(s.log, "READY=1"));
     assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
     forget_systemd(&s);
