@@ -4,7 +4,8 @@
 
 void mvr_pending_clear(struct mvr_pending *p)
 {
-    *p = (struct mvr_pending){.since = NAN, .window = NAN, .last = NAN, .forced = NAN};
+    *p =
+        (struct mvr_pending){.since = NAN, .window = NAN, .last = NAN, .forced = NAN, .fresh = NAN};
 }
 
 bool mvr_pending_any(const struct mvr_pending *p)
@@ -12,11 +13,18 @@ bool mvr_pending_any(const struct mvr_pending *p)
     return !isnan(p->since);
 }
 
-void mvr_pending_touch(struct mvr_pending *p, double now)
+static void note(struct mvr_pending *p, double now)
 {
     if (!mvr_pending_any(p))
         p->since = p->window = now;
     p->last = now;
+}
+
+void mvr_pending_touch(struct mvr_pending *p, double now)
+{
+    note(p, now);
+    if (isnan(p->fresh))
+        p->fresh = now;
 }
 
 void mvr_pending_force(struct mvr_pending *p, double now)
@@ -24,6 +32,18 @@ void mvr_pending_force(struct mvr_pending *p, double now)
     mvr_pending_touch(p, now);
     if (isnan(p->forced))
         p->forced = now;
+}
+
+void mvr_pending_catch_up(struct mvr_pending *p, double now)
+{
+    note(p, now);
+    if (isnan(p->forced))
+        p->forced = now;
+}
+
+bool mvr_pending_fresh(const struct mvr_pending *p)
+{
+    return !isnan(p->fresh);
 }
 
 /* fmin() that treats NAN as "none" (fmin already does: it returns the other operand). */
@@ -38,6 +58,7 @@ void mvr_pending_merge(struct mvr_pending *p, const struct mvr_pending *from)
     p->window = earliest(p->window, from->window);
     p->last = fmax(p->last, from->last);
     p->forced = earliest(p->forced, from->forced);
+    p->fresh = earliest(p->fresh, from->fresh);
 }
 
 double mvr_pending_due(const struct mvr_pending *p, double debounce, double max_wait)

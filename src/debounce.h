@@ -16,6 +16,8 @@ struct mvr_pending {
     double window; /* start of the max_wait window */
     double last;   /* the latest change */
     double forced; /* due at this time, whatever the quiet period; NAN: not forced */
+    double fresh;  /* the oldest change signalled now (a write, a request, an upstream refresh)
+                    * rather than found by catching up or left by a failure; NAN: none */
 };
 
 void mvr_pending_clear(struct mvr_pending *p);
@@ -24,6 +26,10 @@ bool mvr_pending_any(const struct mvr_pending *p);
 void mvr_pending_touch(struct mvr_pending *p, double now);
 /* A change that is due at once. */
 void mvr_pending_force(struct mvr_pending *p, double now);
+/* Due at once, but found by catching up (after a gap in signals), not signalled now. */
+void mvr_pending_catch_up(struct mvr_pending *p, double now);
+/* Whether a change was signalled now (see fresh). */
+bool mvr_pending_fresh(const struct mvr_pending *p);
 /* Add the changes of `from` (they become pending again, as old as they were). */
 void mvr_pending_merge(struct mvr_pending *p, const struct mvr_pending *from);
 /* When the changes are due; INFINITY when there are none. */

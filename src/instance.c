@@ -228,7 +228,7 @@ static struct mvr_view *next_view(void *owner)
 {
     struct mvr_instance *in = owner;
 
-    return mvr_schedule_pop(&in->schedule);
+    return mvr_schedule_pop(&in->schedule, mvr_clock_now());
 }
 
 static enum mvr_outcome outcome_of(const struct mvr_refresh_outcome *out)

@@ -21,6 +21,7 @@ void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log)
     mvr_oidmap_init(&s->index);
     mvr_timerheap_init(&s->deadlines);
     TAILQ_INIT(&s->due);
+    TAILQ_INIT(&s->background);
     TAILQ_INIT(&s->retired);
     s->debounce = 1.0;
     s->max_wait = 30.0;
@@ -83,21 +84,30 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
     return v->conf.max_wait_ms < 0 ? s->max_wait : (double)v->conf.max_wait_ms / 1000.0;
 }
 
-static void enqueue(struct mvr_schedule *s, struct mvr_view *v)
+static struct mvr_view_queue *queue_of(struct mvr_schedule *s, const struct mvr_view *v)
+{
+    return v->background ? &s->background : &s->due;
+}
+
+/* Into the queue its changes say (schedule.h). */
+static void enqueue(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
     mvr_timerheap_remove(&s->deadlines, &v->timer);
-    if (mvr_view_set_state(v, MVR_VIEW_QUEUED, s->log))
-        TAILQ_INSERT_TAIL(&s->due, v, link);
+    if (!mvr_view_set_state(v, MVR_VIEW_QUEUED, s->log))
+        return;
+    v->background = !mvr_pending_fresh(&v->pending);
+    v->queued_at = now;
+    TAILQ_INSERT_TAIL(queue_of(s, v), v, link);
 }
 
 /* Its deadline has come: queue it, or hold it back while a view it reads settles. */
-static void make_due(struct mvr_schedule *s, struct mvr_view *v)
+static void make_due(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
     mvr_timerheap_remove(&s->deadlines, &v->timer);
     if (blocked(s, v))
         mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log);
     else
-        enqueue(s, v);
+        enqueue(s, v, now);
 }
 
 /* Put v where it belongs now: its deadline in the heap, or due. */
@@ -113,11 +123,11 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
         due = mvr_view_due(v, debounce_of(s, v), max_wait_of(s, v));
         /* With no room in the heap (out of memory), early beats never. */
         if (due - now <= DUE_SLACK || mvr_timerheap_set(&s->deadlines, &v->timer, due) != 0)
-            make_due(s, v);
+            make_due(s, v, now);
         break;
     case MVR_VIEW_BLOCKED:
         if (!blocked(s, v))
-            enqueue(s, v);
+            enqueue(s, v, now);
         break;
     default:
         mvr_timerheap_remove(&s->deadlines, &v->timer);
@@ -125,11 +135,19 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
     }
 }
 
-static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now, bool forced)
+static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now,
+                       enum mvr_change_kind kind)
 {
     enum mvr_view_state before = v->state;
+    bool forced = kind != MVR_CHANGE_WRITE;
 
-    mvr_view_change(v, now, forced, s->log);
+    mvr_view_change(v, now, kind, s->log);
+    if (v->state == MVR_VIEW_QUEUED && v->background && mvr_pending_fresh(&v->pending)) {
+        /* Catching up, and now changed for real: among the views changed now. */
+        TAILQ_REMOVE(&s->background, v, link);
+        v->background = false;
+        TAILQ_INSERT_TAIL(&s->due, v, link);
+    }
     if (v->state != MVR_VIEW_DEBOUNCING && v->state != MVR_VIEW_BACKOFF)
         return; /* it is due already, or refreshing: the change is noted as pending */
     /* A plain change only moves a debouncing view's deadline later, and its timer looks
@@ -156,7 +174,7 @@ static size_t changed_slow(struct mvr_schedule *s, uint32_t table, double now)
     for (size_t i = 0; i < n; i++) {
         struct mvr_view *v = mvr_schedule_find(s, e[i].to);
         if (v != NULL)
-            change_one(s, v, now, false);
+            change_one(s, v, now, MVR_CHANGE_WRITE);
     }
     return n;
 }
@@ -170,7 +188,7 @@ size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now)
         return changed_slow(s, table, now);
     n = mvr_oidmap_find(&s->index, table, &hit);
     for (size_t i = 0; i < n; i++)
-        change_one(s, hit[i], now, false);
+        change_one(s, hit[i], now, MVR_CHANGE_WRITE);
     return n;
 }
 
@@ -179,7 +197,7 @@ bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now)
     struct mvr_view *v = mvr_schedule_find(s, view);
 
     if (v != NULL)
-        change_one(s, v, now, false);
+        change_one(s, v, now, MVR_CHANGE_WRITE);
     return v != NULL;
 }
 
@@ -226,15 +244,26 @@ void mvr_schedule_count(const struct mvr_schedule *s, size_t counts[MVR_VIEW_NST
 
 bool mvr_schedule_has_due(const struct mvr_schedule *s)
 {
-    return !TAILQ_EMPTY(&s->due);
+    return !TAILQ_EMPTY(&s->due) || !TAILQ_EMPTY(&s->background);
 }
 
-struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s)
+/* Changed now first; catch-up and retries once nothing changed now waits, or once the oldest
+ * of them has waited longer than its max_wait. */
+static struct mvr_view *next_due(struct mvr_schedule *s, double now)
+{
+    struct mvr_view *fresh = TAILQ_FIRST(&s->due), *back = TAILQ_FIRST(&s->background);
+
+    if (back != NULL && (fresh == NULL || now - back->queued_at >= max_wait_of(s, back)))
+        return back;
+    return fresh;
+}
+
+struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
 {
     struct mvr_view *v;
 
-    while (!s->stopped && (v = TAILQ_FIRST(&s->due)) != NULL) {
-        TAILQ_REMOVE(&s->due, v, link);
+    while (!s->stopped && (v = next_due(s, now)) != NULL) {
+        TAILQ_REMOVE(queue_of(s, v), v, link);
         /* Something it reads became unsettled while it sat in the queue: wait for that. */
         if (blocked(s, v)) {
             mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log);
@@ -273,7 +302,7 @@ static void cascade(struct mvr_schedule *s, struct mvr_view *v, bool ok, double 
     for (size_t i = 0; i < n && ok; i++) {
         struct mvr_view *d = mvr_schedule_find(s, down[i].to);
         if (d != NULL)
-            change_one(s, d, now, true);
+            change_one(s, d, now, MVR_CHANGE_UPSTREAM);
     }
     s->walk_down++;
     v->seen_down = s->walk_down;
@@ -307,6 +336,7 @@ void mvr_schedule_stop(struct mvr_schedule *s)
 {
     s->stopped = true;
     TAILQ_INIT(&s->due);
+    TAILQ_INIT(&s->background);
     mvr_timerheap_free(&s->deadlines);
 }
 
@@ -319,7 +349,7 @@ static void retire(struct mvr_schedule *s, struct mvr_view *v)
     mvr_info(s->log, "no longer watching %s (unwatched, paused or dropped)", v->conf.name);
     mvr_timerheap_remove(&s->deadlines, &v->timer);
     if (v->state == MVR_VIEW_QUEUED)
-        TAILQ_REMOVE(&s->due, v, link);
+        TAILQ_REMOVE(queue_of(s, v), v, link);
     if (v->state == MVR_VIEW_REFRESHING && mvr_view_set_state(v, MVR_VIEW_RETIRED, s->log)) {
         TAILQ_INSERT_TAIL(&s->retired, v, link);
         return;
@@ -499,12 +529,12 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
         if (why[i] & ADOPT_ASKED)
             request_one(s, items[i], now);
         if ((catch_up && items[i]->conf.pending) || (why[i] & ADOPT_STALE))
-            change_one(s, items[i], now, true);
+            change_one(s, items[i], now, MVR_CHANGE_CATCH_UP);
         else if (items[i]->conf.pending && items[i]->state == MVR_VIEW_IDLE)
             /* The database knows of a change this daemon did not hear of (a marker taken
              * while the view was not loaded yet): one more cycle, never a clean view over a
              * disarmed table. */
-            change_one(s, items[i], now, false);
+            change_one(s, items[i], now, MVR_CHANGE_WRITE);
         else
             evaluate(s, items[i], now);
     }

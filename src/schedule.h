@@ -15,7 +15,12 @@
  *   the change entered); a failed one does not, but no longer holds them back;
  * - a failure backs off exponentially; a later change brings the retry forward only when the
  *   failure is one a change may fix (mvr_outcome_of_failure);
- * - at most one refresh per view at a time: a view is queued, on a worker, or neither.
+ * - at most one refresh per view at a time: a view is queued, on a worker, or neither;
+ * - due views wait in two queues, each oldest first: views with a change signalled now (a
+ *   write, a request, an upstream refresh) go before catch-up (changes found after a gap in
+ *   signals, views newly watched) and retries after a failure, so that a real change is not
+ *   queued behind a restart's catch-up; a catch-up view that gets a real change moves up, and
+ *   one that has waited longer than its max_wait goes first, so catch-up is never starved.
  */
 #ifndef MVR_SCHEDULE_H
 #define MVR_SCHEDULE_H
@@ -34,12 +39,13 @@ struct mvr_schedule {
     const struct mvr_log *log;
     struct mvr_view **items; /* sorted by oid */
     size_t n;
-    struct mvr_depmap tables;      /* table -> views reading it */
-    struct mvr_oidmap index;       /* the same, resolved to view pointers */
-    struct mvr_depmap downs;       /* view -> watched views reading it */
-    struct mvr_depmap ups;         /* view -> watched views it reads */
-    struct mvr_view_queue due;     /* QUEUED views, oldest first */
-    struct mvr_view_queue retired; /* RETIRED views, until their refresh ends */
+    struct mvr_depmap tables;         /* table -> views reading it */
+    struct mvr_oidmap index;          /* the same, resolved to view pointers */
+    struct mvr_depmap downs;          /* view -> watched views reading it */
+    struct mvr_depmap ups;            /* view -> watched views it reads */
+    struct mvr_view_queue due;        /* QUEUED views with a change signalled now */
+    struct mvr_view_queue background; /* QUEUED views catching up or retrying */
+    struct mvr_view_queue retired;    /* RETIRED views, until their refresh ends */
     struct mvr_timerheap deadlines;
     double debounce, max_wait; /* defaults for views without their own, seconds */
     double backoff_base, backoff_max;
@@ -76,7 +82,7 @@ bool mvr_schedule_has_due(const struct mvr_schedule *s);
 /* How many watched views are in each state (RETIRED ones are no longer counted). */
 void mvr_schedule_count(const struct mvr_schedule *s, size_t counts[MVR_VIEW_NSTATES]);
 /* The next view to refresh (now REFRESHING), or NULL. */
-struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s);
+struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now);
 /* A refresh of v ended; v may be freed (a RETIRED view). */
 void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outcome outcome,
                        double now);

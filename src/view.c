@@ -89,12 +89,15 @@ void mvr_view_free(struct mvr_view *v)
     free(v);
 }
 
-void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log)
+void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
+                     const struct mvr_log *log)
 {
     if (v->conf.paused)
         return;
-    if (forced)
+    if (kind == MVR_CHANGE_UPSTREAM)
         mvr_pending_force(&v->pending, now);
+    else if (kind == MVR_CHANGE_CATCH_UP)
+        mvr_pending_catch_up(&v->pending, now);
     else
         mvr_pending_touch(&v->pending, now);
     if (v->state == MVR_VIEW_IDLE || (v->state == MVR_VIEW_BACKOFF && v->retry_on_change))
@@ -136,7 +139,11 @@ void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log)
 static void fail(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
                  const struct mvr_log *log)
 {
+    /* A retry waits behind changes signalled now, unless one came during the refresh. */
+    double fresh = v->pending.fresh;
+
     mvr_pending_merge(&v->pending, &v->covered);
+    v->pending.fresh = fresh;
     v->pending.window = v->pending.last = now;
     v->pending.forced = NAN;
     v->failures++;

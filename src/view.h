@@ -83,7 +83,9 @@ struct mvr_view {
     unsigned failures;           /* consecutive failed refreshes */
     bool retry_on_change;        /* BACKOFF: the failure is one a change may fix */
     unsigned seen_up, seen_down; /* the schedule's graph walks: the last ones that visited it */
-    TAILQ_ENTRY(mvr_view) link;  /* QUEUED: the due queue; RETIRED: the retired list */
+    TAILQ_ENTRY(mvr_view) link;  /* QUEUED: a due queue; RETIRED: the retired list */
+    bool background;             /* QUEUED: in the catch-up queue (schedule.h) */
+    double queued_at;            /* QUEUED: since when */
     /* For the refresh itself, not for scheduling: */
     bool fallback_logged;         /* "plain refresh" is explained once per view */
     struct mvr_ratelimit notices; /* server messages its refreshes may log */
@@ -103,10 +105,16 @@ bool mvr_view_set_state(struct mvr_view *v, enum mvr_view_state to, const struct
 struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf);
 void mvr_view_free(struct mvr_view *v);
 
-/* A base table changed (forced: due at once). IDLE views start debouncing, and so do views
- * backing off after a failure a change may fix; otherwise the change is only noted. A paused
- * view ignores it: only a request moves it (the database keeps its changes pending). */
-void mvr_view_change(struct mvr_view *v, double now, bool forced, const struct mvr_log *log);
+/* How a change came: signalled now (a write to a table it reads: debounced; an upstream view
+ * refreshed: due at once), or found by catching up after a gap in signals (due at once, but
+ * behind signalled changes in the queue: schedule.h). */
+enum mvr_change_kind { MVR_CHANGE_WRITE, MVR_CHANGE_UPSTREAM, MVR_CHANGE_CATCH_UP };
+
+/* A change of what it reads. IDLE views start debouncing, and so do views backing off after a
+ * failure a change may fix; otherwise the change is only noted. A paused view ignores it: only
+ * a request moves it (the database keeps its changes pending). */
+void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
+                     const struct mvr_log *log);
 /* Its owner asked for a refresh now (mvrefresh.refresh()): due at once whatever the debounce,
  * and out of a backoff whatever the failure. Noted as pending while queued or refreshing. */
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log);

@@ -109,7 +109,7 @@ static size_t change(struct fx *f, uint32_t table)
 /* The next view a worker would get (0: none). */
 static uint32_t pop(struct fx *f)
 {
-    struct mvr_view *v = mvr_schedule_pop(&f->s);
+    struct mvr_view *v = mvr_schedule_pop(&f->s, f->now);
 
     return v != NULL ? v->conf.oid : 0;
 }
@@ -412,7 +412,7 @@ static void test_unwatch_and_rewatch_during_refresh(void **state)
     one_view(f);
     change(f, 100);
     at(f, f->now + 0.2);
-    v = mvr_schedule_pop(&f->s);
+    v = mvr_schedule_pop(&f->s, f->now);
     assert_non_null(v);
     load(f, false); /* unwatched */
     assert_null(mvr_schedule_find(&f->s, 1));
@@ -429,7 +429,7 @@ static void test_unwatch_and_rewatch_during_refresh(void **state)
     /* Unwatched for good while refreshing: freed when the refresh ends (ASan checks). */
     change(f, 100);
     at(f, f->now + 0.2);
-    v = mvr_schedule_pop(&f->s);
+    v = mvr_schedule_pop(&f->s, f->now);
     load(f, false);
     mvr_schedule_done(&f->s, v, MVR_OUTCOME_OK, f->now);
     assert_null(mvr_schedule_find(&f->s, 1));
@@ -794,6 +794,89 @@ static void test_nothing_is_due_after_stop(void **state)
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
+/* ---- queue order: changes signalled now before catch-up and retries ---- */
+
+/* A restart catches up on views 1..3 (pending in the database); a write to view 9's table
+ * meanwhile is refreshed before them. */
+static void test_change_goes_before_catch_up(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t oid = 1; oid <= 3; oid++) {
+        view(f, oid, 1, 60000);
+        reads(f, 100 + oid, false);
+    }
+    view(f, 9, 1, 60000);
+    reads(f, 109, false);
+    f->confs.items[3].pending = false; /* v9 is clean: only v1..v3 catch up */
+    load(f, true);
+    assert_int_equal(change(f, 109), 1);
+    at(f, f->now + 0.01);
+    expect_pops(f, 9, 1, 2, 3);
+}
+
+/* A view waiting in the catch-up queue that gets a real change moves up. */
+static void test_catch_up_view_changed_moves_up(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t oid = 1; oid <= 3; oid++) {
+        view(f, oid, 1, 60000);
+        reads(f, 100 + oid, false);
+    }
+    load(f, true);
+    assert_int_equal(change(f, 103), 1);
+    expect_pops(f, 3, 1, 2);
+}
+
+/* Catch-up is not starved: once its oldest has waited longer than its max_wait it goes
+ * before changes signalled now. */
+static void test_catch_up_waits_at_most_max_wait(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, 1, 2000);
+    reads(f, 101, false);
+    view(f, 2, 1, 60000);
+    reads(f, 102, false);
+    f->confs.items[1].pending = false;
+    load(f, true);
+    assert_int_equal(change(f, 102), 1);
+    at(f, f->now + 0.01);
+    assert_int_equal(pop(f), 2); /* (one worker: v1 waits) */
+    done(f, 2, MVR_OUTCOME_OK);
+    assert_int_equal(change(f, 102), 1);
+    at(f, f->now + 1.0);
+    assert_int_equal(pop(f), 2);
+    done(f, 2, MVR_OUTCOME_OK);
+    assert_int_equal(change(f, 102), 1);
+    at(f, f->now + 1.0); /* v1 has now waited its max_wait in the queue */
+    expect_pops(f, 1, 2);
+}
+
+/* A retry after a failure waits behind a change signalled now. */
+static void test_retry_goes_after_a_change(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, 1, 60000);
+    reads(f, 101, false);
+    view(f, 2, 1, 60000);
+    reads(f, 102, false);
+    load(f, false);
+    refresh_all(f);
+    assert_int_equal(change(f, 101), 1);
+    at(f, f->now + 0.01);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_FAILED_STUCK);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_BACKOFF);
+    at(f, f->now + 1.5); /* v1's retry is due (after 1 s): queued, no worker free yet */
+    assert_int_equal(state_of(f, 1), MVR_VIEW_QUEUED);
+    assert_int_equal(change(f, 102), 1);
+    at(f, f->now + 0.01);
+    expect_pops(f, 2, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -827,6 +910,14 @@ int main(void)
         T(test_new_defaults_reschedule_pending_views),
         T(test_due_views_are_taken_oldest_first),
         T(test_nothing_is_due_after_stop),
+        T(test_change_goes_before_catch_up),
+        T(test_catch_up_view_changed_moves_up),
+        T(test_catch_up_waits_at_most_max_wait),
+        T(test_retry_goes_after_a_change),
+        T(test_change_goes_before_catch_up),
+        T(test_catch_up_view_changed_moves_up),
+        T(test_catch_up_waits_at_most_max_wait),
+        T(test_retry_goes_after_a_change),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

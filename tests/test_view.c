@@ -75,12 +75,12 @@ static void check_pending(const struct mvr_view *v, double want, int line)
 
 static void touch(struct mvr_view *v, double now)
 {
-    mvr_view_change(v, now, false, &quiet);
+    mvr_view_change(v, now, MVR_CHANGE_WRITE, &quiet);
 }
 
 static void force(struct mvr_view *v, double now)
 {
-    mvr_view_change(v, now, true, &quiet);
+    mvr_view_change(v, now, MVR_CHANGE_UPSTREAM, &quiet);
 }
 
 /* What the schedule does when the view is due and a worker takes it. */
