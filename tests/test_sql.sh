@@ -1101,6 +1101,13 @@ SELECT mvrefresh.watch('u_inner'), mvrefresh.watch('u_outer', '2 s', '1 min', fa
 UPDATE mvrefresh.view SET enabled = false WHERE view = 'u_lone'::regclass;
 SELECT * FROM mvrefresh.refresh_begin('u_outer'::regclass, NULL);
 SELECT mvrefresh.refresh_end('u_outer'::regclass, true, 'plain', NULL, NULL, NULL);
+CREATE TABLE u_p (id int) PARTITION BY RANGE (id);
+CREATE TABLE u_p0 PARTITION OF u_p FOR VALUES FROM (0) TO (10);
+CREATE TABLE u_h (id int);
+CREATE TABLE u_h1 () INHERITS (u_h);
+CREATE MATERIALIZED VIEW u_pv AS SELECT id FROM u_p;
+CREATE MATERIALIZED VIEW u_honly AS SELECT id FROM ONLY u_h;
+SELECT mvrefresh.watch('u_pv'), mvrefresh.watch('u_honly');
 SQL
     ) || bail_out "install the old version and watch views with it" "$out"
     if out=$(up -f "$SQL_FILE" 2>&1); then
@@ -1118,7 +1125,9 @@ SQL
                  FROM mvrefresh.status ORDER BY view::oid" 2>&1) || true
     expected="u_inner|00:00:01|00:00:30|t|t|0|{u_t}
 u_outer|00:00:02|00:01:00|f|t|1|{u_inner}
-u_lone|00:00:01|00:00:30|t|f|0|{u_x}"
+u_lone|00:00:01|00:00:30|t|f|0|{u_x}
+u_pv|00:00:01|00:00:30|t|t|0|{u_p}
+u_honly|00:00:01|00:00:30|t|t|0|{u_h}"
     if [ "$got" = "$expected" ]; then
         report 1 "...keeps registrations and history; matview over matview now depends on the inner view"
     else
@@ -1129,12 +1138,25 @@ u_lone|00:00:01|00:00:30|t|f|0|{u_x}"
                  $(triggers u_t); $(triggers u_x)" 2>&1) || true
     expected="public.u_inner|u_t|f
 public.u_outer|u_inner|t
+public.u_pv|u_p|f
+public.u_pv|u_p0|f
+public.u_honly|u_h|f
 mvrefresh_notify,mvrefresh_notify_truncate
 mvrefresh_notify,mvrefresh_notify_truncate"
     if [ "$got" = "$expected" ]; then
         report 1 "...registry() has base_is_view and the triggers stay"
     else
         report 0 "...registry() has base_is_view and the triggers stay" \
+            "expected: $expected"$'\n'"got:      $got"
+    fi
+    got=$(up -c "SELECT ($(triggers u_p0)), ($(triggers u_h1)),
+                        (SELECT string_agg(view::text || ':' || with_children, ',' ORDER BY view::oid)
+                         FROM mvrefresh.dependency WHERE base IN ('u_p'::regclass, 'u_h'::regclass))" 2>&1) || true
+    expected="mvrefresh_notify,mvrefresh_notify_truncate||u_pv:true,u_honly:false"
+    if [ "$got" = "$expected" ]; then
+        report 1 "...a partition of a watched table gets the triggers; a view that reads ONLY is recorded so, its child gets none"
+    else
+        report 0 "...a partition of a watched table gets the triggers; a view that reads ONLY is recorded so, its child gets none" \
             "expected: $expected"$'\n'"got:      $got"
     fi
     before=$(up -c "SELECT * FROM mvrefresh.dependency ORDER BY 1, 2" 2>&1) || true
