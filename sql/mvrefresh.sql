@@ -951,10 +951,17 @@ DECLARE
     trg       name;
     lock_wait text;
 BEGIN
+    -- Each DELETE only when there is something to delete: the registry's
+    -- statement triggers NOTIFY whether or not a row went, and the event
+    -- triggers call this inside DDL that may be prepared (PREPARE TRANSACTION
+    -- refuses a transaction that has notified).
     -- A relation gone without the event trigger noticing (installed by a
     -- non-superuser) that a view had stopped reading before it was dropped.
-    DELETE FROM mvrefresh.dependency d
-    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base);
+    IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
+               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base)) THEN
+        DELETE FROM mvrefresh.dependency d
+        WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base);
+    END IF;
 
     candidates := candidates || ARRAY(
         SELECT d.base
@@ -962,9 +969,13 @@ BEGIN
         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                           WHERE c.oid = d.view AND c.relkind = 'm'));
 
-    DELETE FROM mvrefresh.view v
-    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                      WHERE c.oid = v.view AND c.relkind = 'm');
+    IF EXISTS (SELECT 1 FROM mvrefresh.view v
+               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                 WHERE c.oid = v.view AND c.relkind = 'm')) THEN
+        DELETE FROM mvrefresh.view v
+        WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                          WHERE c.oid = v.view AND c.relkind = 'm');
+    END IF;
 
     -- What was read through a candidate may have lost its readers with it.
     candidates := ARRAY(
@@ -2640,9 +2651,16 @@ BEGIN
         freed := ARRAY(SELECT d.base FROM mvrefresh.dependency d
                        WHERE d.view::pg_catalog.oid = ANY (dropped));
         -- Edges first: view_upstream_guard then sees no reader of a dropped
-        -- upstream view (its readers were dropped by the same CASCADE).
-        DELETE FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped);
-        DELETE FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped);
+        -- upstream view (its readers were dropped by the same CASCADE). Only
+        -- where there is a row to delete: the registry's statement triggers
+        -- NOTIFY, which a DROP of a partition in a transaction to be prepared
+        -- must not.
+        IF EXISTS (SELECT 1 FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped)) THEN
+            DELETE FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped);
+        END IF;
+        IF EXISTS (SELECT 1 FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped)) THEN
+            DELETE FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped);
+        END IF;
         PERFORM mvrefresh.release_tables(freed);
         -- A dropped partition or child: what its parent shows changed.
         IF pg_catalog.cardinality(watched) > 0 THEN

@@ -10,6 +10,7 @@
  */
 #include "pgtest.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,6 +316,49 @@ PGT_TEST(test_dropped_partition)
     free(gen);
 }
 
+/*
+ * Without the event trigger (an install by a role that is not a superuser has none): a
+ * partition attached later carries no triggers, and watch() run again gives it them and
+ * makes the view catch up on the rows it brought.
+ */
+PGT_TEST(test_fallback_without_event_trigger)
+{
+    two_levels(t);
+    pgt_exec(t, "DROP EVENT TRIGGER mvrefresh_ddl_end");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+
+    pgt_exec(t, "CREATE TABLE p_top (id int NOT NULL, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO p_top VALUES (5000, 1)");
+    pgt_exec(t, "ALTER TABLE p ATTACH PARTITION p_top FOR VALUES FROM (5000) TO (6000)");
+    assert_int_equal(triggers_on(t, "p_top"), 0);
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '50 ms', max_wait => '500 ms')");
+    assert_int_equal(triggers_on(t, "p_top"), 2);
+    pgt_poll_until(t, DEADLINE_MS, "4", "SELECT count(*) FROM mv");
+    pgt_exec(t, "INSERT INTO p_top VALUES (5001, 1)");
+    pgt_poll_until(t, DEADLINE_MS, "5", "SELECT count(*) FROM mv");
+}
+
+/* A partition attached while no daemon runs: the marker the DDL left is durable, and the
+ * daemon that starts refreshes the view from it. */
+PGT_TEST(test_attach_while_no_daemon)
+{
+    two_levels(t);
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    settled(t, "mv", 300);
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+
+    pgt_exec(t, "CREATE TABLE p_top (id int NOT NULL, v int NOT NULL)");
+    pgt_exec(t, "INSERT INTO p_top VALUES (5000, 1), (5001, 2)");
+    pgt_exec(t, "ALTER TABLE p ATTACH PARTITION p_top FOR VALUES FROM (5000) TO (6000)");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log "
+                                     "WHERE table_oid = 'p'::regclass"),
+                     1);
+    pgt_daemon_start(t, NULL);
+    pgt_poll_until(t, DEADLINE_MS, "5", "SELECT count(*) FROM mv");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -325,6 +369,8 @@ int main(void)
         PGT_UNIT(test_inheritance_children),
         PGT_UNIT(test_only_parent),
         PGT_UNIT(test_dropped_partition),
+        PGT_UNIT(test_fallback_without_event_trigger),
+        PGT_UNIT(test_attach_while_no_daemon),
     };
 
     if (getenv("PGT_FILTER") != NULL)
