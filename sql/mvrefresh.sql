@@ -1397,7 +1397,13 @@ BEGIN
         SELECT ARRAY(SELECT n.rel FROM needed n
                      WHERE NOT EXISTS (SELECT 1 FROM have h WHERE h.rel = n.rel AND h.n = 2)),
                ARRAY(SELECT h.rel FROM have h
-                     WHERE NOT EXISTS (SELECT 1 FROM needed n WHERE n.rel = h.rel))
+                     WHERE NOT EXISTS (SELECT 1 FROM needed n WHERE n.rel = h.rel)
+                       -- Triggers are seen as they are now, registrations as of the
+                       -- snapshot: only a statement's own snapshot (READ COMMITTED)
+                       -- sees every registration made until the lock was granted. An
+                       -- older one may miss one whose triggers are there, so it
+                       -- takes none away (what it leaves costs a sequence read).
+                       AND pg_catalog.current_setting('transaction_isolation') = 'read committed')
         INTO missing, extra;
         IF pg_catalog.cardinality(missing) = 0 AND pg_catalog.cardinality(extra) = 0
            AND pg_catalog.cardinality(dropped) = 0 THEN
