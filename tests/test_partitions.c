@@ -359,6 +359,38 @@ PGT_TEST(test_attach_while_no_daemon)
     pgt_poll_until(t, DEADLINE_MS, "5", "SELECT count(*) FROM mv");
 }
 
+/*
+ * The event trigger never fails the DDL and waits for the registry lock only when it has
+ * something to change: with that lock held elsewhere, DDL on an unrelated table, and an ALTER
+ * of a watched partition that changes no membership, go through at once; a new partition
+ * goes through too once the trigger gives up (lock_timeout), without triggers, which watch()
+ * then adds.
+ */
+PGT_TEST(test_ddl_never_waits_long_nor_fails)
+{
+    PGconn *holder;
+    int64_t start;
+
+    two_levels(t);
+    holder = pgt_connect(t);
+    pgt_exec_on(t, holder, "BEGIN");
+    pgt_exec_on(t, holder, "LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE");
+
+    start = pgt_now_ms();
+    pgt_exec(t, "CREATE TABLE unrelated (id int)");
+    pgt_exec(t, "ALTER TABLE unrelated ADD COLUMN v int");
+    pgt_exec(t, "ALTER TABLE p_hi ALTER COLUMN v SET STATISTICS 200");
+    if (pgt_now_ms() - start > 1500)
+        fail_msg("DDL that changes nothing watched waited %lld ms",
+                 (long long)(pgt_now_ms() - start));
+
+    pgt_exec(t, "CREATE TABLE p_mid PARTITION OF p FOR VALUES FROM (2000) TO (3000)");
+    assert_int_equal(triggers_on(t, "p_mid"), 0);
+    pgt_exec_on(t, holder, "ROLLBACK");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '50 ms', max_wait => '500 ms')");
+    assert_int_equal(triggers_on(t, "p_mid"), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -371,6 +403,7 @@ int main(void)
         PGT_UNIT(test_dropped_partition),
         PGT_UNIT(test_fallback_without_event_trigger),
         PGT_UNIT(test_attach_while_no_daemon),
+        PGT_UNIT(test_ddl_never_waits_long_nor_fails),
     };
 
     if (getenv("PGT_FILTER") != NULL)
