@@ -173,6 +173,14 @@ CREATE TABLE IF NOT EXISTS mvrefresh.dependency (
 -- view?" are asked by base, not by view.
 CREATE INDEX IF NOT EXISTS dependency_base_idx ON mvrefresh.dependency (base);
 
+-- Whether the view reads the table with its partitions and inheritance
+-- children (FROM base), or the table alone (FROM ONLY base). Only in the first
+-- case are the descendants, at every level, what the view reads: they carry
+-- triggers of their own, and a write aimed straight at one changes the view.
+-- Rows from before this column read the children (a plain FROM is by far the
+-- common case); the upgrade at the end of this file corrects the others.
+ALTER TABLE mvrefresh.dependency ADD COLUMN IF NOT EXISTS with_children boolean NOT NULL DEFAULT true;
+
 -- Checks live on the tables (not only in watch()) because users retune with
 -- plain UPDATEs and may edit the registry by hand. Added by name so an older
 -- installation gains them on upgrade.
@@ -600,6 +608,69 @@ CREATE TABLE IF NOT EXISTS mvrefresh.change_log (
 ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS xact xid8;
 CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log (table_oid, xact);
 
+-- Partitions and inheritance children. A statement trigger fires only for the
+-- table a statement names: one on a partitioned table does not fire for an
+-- INSERT, COPY, UPDATE, DELETE or TRUNCATE aimed straight at a partition, nor
+-- one on an inheritance parent for writes to its children. So every
+-- descendant, at every level, of a table that a watched view reads with its
+-- children (not FROM ONLY: dependency.with_children) is watched in its own
+-- right: it has its own generation and the same two triggers as the table
+-- itself (so the trigger condition stays one sequence read and the protocol
+-- of docs/quiet-triggers.md holds per table unchanged), its markers name it,
+-- and the views that read it are those that read one of its ancestors with
+-- children. The daemon learns those from registry(), which lists the
+-- descendants among each view's tables, so that a write to a child makes
+-- exactly those views due and not one that reads the parent ONLY.
+
+-- The watched views that read each of these tables: as one of their bases, or
+-- as a partition or inheritance descendant (any depth) of a base they read
+-- with its children. A write to the table changes exactly these views.
+CREATE OR REPLACE FUNCTION mvrefresh.readers(tables oid[])
+RETURNS TABLE (tbl oid, view regclass)
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE up(start, rel, inherited) AS (
+        SELECT t, t, false FROM pg_catalog.unnest(readers.tables) AS t
+      UNION
+        SELECT up.start, i.inhparent, true
+        FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
+    )
+    SELECT DISTINCT up.start, d.view
+    FROM up
+    JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel
+    WHERE NOT up.inherited OR d.with_children;
+$fn$;
+
+-- These tables, and every partition or inheritance descendant (any depth)
+-- through which a watched view reads one of them or one of their ancestors:
+-- the tables whose writes must be signalled for them. Descendants that cannot
+-- carry triggers (foreign tables) are left out.
+CREATE OR REPLACE FUNCTION mvrefresh.with_descendants(tables oid[])
+RETURNS SETOF oid
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    WITH RECURSIVE up(start, rel) AS (
+        SELECT t, t FROM pg_catalog.unnest(with_descendants.tables) AS t
+      UNION
+        SELECT up.start, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
+    ), down(rel) AS (
+        -- The given tables read with their children, themselves or through an
+        -- ancestor, and everything below them.
+        SELECT up.start FROM up
+        JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel AND d.with_children
+      UNION
+        SELECT i.inhrelid FROM down JOIN pg_catalog.pg_inherits i ON i.inhparent = down.rel
+    )
+    SELECT t FROM pg_catalog.unnest(with_descendants.tables) AS t
+  UNION
+    SELECT down.rel FROM down
+    JOIN pg_catalog.pg_class c ON c.oid = down.rel AND c.relkind IN ('r', 'p');
+$fn$;
+
 -- Has this backend written tbl (or a partition or inheritance child of it)
 -- in this transaction, or does it hold it in ACCESS EXCLUSIVE mode (TRUNCATE
 -- leaves no row counts)? The row counts are the backend's own statistics not
@@ -641,8 +712,9 @@ BEGIN
 END
 $fn$;
 
--- The armed path's proof: a marker is recorded only for a watched table the
--- calling transaction wrote (wrote()), i.e. only by someone who may write it.
+-- The armed path's proof: a marker is recorded only for a watched table (or a
+-- partition or child read through one: readers()) the calling transaction
+-- wrote (wrote()), i.e. only by someone who may write it.
 -- Anyone can NOTIFY; nobody can make a view refresh without writing what it
 -- reads. At most one marker per table and transaction. Runs as the installer
 -- (nobody else may write change_log). True when this transaction has a marker
@@ -655,7 +727,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d WHERE d.base = record_change.tbl)
+    -- A partition or child counts when a view reads an ancestor with children.
+    IF NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl]))
        OR NOT mvrefresh.wrote(record_change.tbl) THEN
         RETURN false;
     END IF;
@@ -766,12 +839,38 @@ DROP FUNCTION IF EXISTS mvrefresh.base_tables(regclass);
 --
 -- The view itself is left out: a plain view in between can be replaced to
 -- read the view it feeds, and its old contents are no dependency to wait for.
--- Limits: a partitioned table's trigger is on the parent, so writes aimed
--- directly at a partition are not seen; likewise writes to an inheritance
--- child. Tables read only inside functions called by the view are invisible
+-- Limits: tables read only inside functions called by the view are invisible
 -- to the catalog. System catalogs are skipped: they cannot carry triggers.
+--
+-- with_children: whether the view, or a plain view it expands, reads the
+-- relation without ONLY, i.e. with its partitions and inheritance children.
+-- pg_depend cannot tell; the stored rules can. A rule is kept as the text of
+-- its query tree (pg_rewrite.ev_action), in which every range table entry is
+-- a {RANGETBLENTRY ...} node ({RTE ...} before PostgreSQL 14) that names its
+-- relation as ":relid N" and, after it, whether to expand the relation's
+-- children as ":inh true|false" (so on PostgreSQL 13 to 18; the node's own
+-- fields are written before any nested node's, as from PostgreSQL 16 on the
+-- enclosing query's RTEPERMISSIONINFO, which repeats relid and inh, comes
+-- after its last entry). Nested queries (subqueries, CTEs, sublinks) have
+-- their own entries, so each chunk between two node headers holds at most one
+-- relation's entry, fields first; what follows its own fields in that chunk
+-- belongs to the enclosing node and comes after them. Names cannot fake a
+-- field: the text escapes spaces and braces in identifiers. Whatever cannot be
+-- read this way counts as read with children: at worst the children carry
+-- triggers they need not.
+--
+-- (Dropped first where it is the older one: its result grew a column.)
+DO $do$
+BEGIN
+    -- (NULL, so no drop, where there is no such function yet.)
+    IF pg_catalog.pg_get_function_result(pg_catalog.to_regprocedure('mvrefresh.sources(regclass)'))
+       NOT LIKE '%with_children boolean)' THEN
+        DROP FUNCTION mvrefresh.sources(regclass);
+    END IF;
+END
+$do$;
 CREATE OR REPLACE FUNCTION mvrefresh.sources(view regclass)
-RETURNS TABLE (source regclass, kind "char")
+RETURNS TABLE (source regclass, kind "char", with_children boolean)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
@@ -791,31 +890,57 @@ AS $fn$
          AND dep.objid = rule.oid
          AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
          AND dep.refobjid <> src.oid  -- the rule also "depends" on its own view
+    ), entries AS (
+        -- Every range table entry of the rules expanded above. ([{], not a
+        -- backslash: this text must not depend on standard_conforming_strings.)
+        SELECT e.rte
+        FROM reached r
+        JOIN pg_catalog.pg_class src
+          ON src.oid = r.rel
+         AND (src.oid = sources.view::pg_catalog.oid OR src.relkind = 'v')
+        JOIN pg_catalog.pg_rewrite rule
+          ON rule.ev_class = src.oid AND rule.rulename = '_RETURN'
+        CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(
+            rule.ev_action::pg_catalog.text, '[{](RANGETBLENTRY|RTE) ') AS e(rte)
+        WHERE pg_catalog.strpos(e.rte, ':relid ') > 0
+    ), reads(rel, inh) AS (
+        -- The first ":relid" of a chunk is its entry's own, and the first
+        -- ":inh" after it too (leftmost matches: no greedy quantifier spans
+        -- the two).
+        SELECT (pg_catalog.regexp_match(x.rte, ':relid ([0-9]+)'))[1]::pg_catalog.oid,
+               (pg_catalog.regexp_match(pg_catalog.substr(x.rte, pg_catalog.strpos(x.rte, ':relid ')),
+                                        ':inh (true|false)'))[1]::boolean
+        FROM entries x
     )
-    SELECT c.oid::pg_catalog.regclass, c.relkind
+    SELECT c.oid::pg_catalog.regclass, c.relkind,
+           -- A relation read once without ONLY is read with its children.
+           pg_catalog.bool_or(COALESCE(x.inh, true))
     FROM reached r
     JOIN pg_catalog.pg_class c ON c.oid = r.rel
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    LEFT JOIN reads x ON x.rel = c.oid
     WHERE c.oid <> sources.view::pg_catalog.oid
       AND c.relkind IN ('r', 'p', 'm', 'f')
       AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+    GROUP BY c.oid, c.relkind
     ORDER BY c.oid;
 $fn$;
 
 COMMENT ON FUNCTION mvrefresh.sources(regclass) IS
-    'Tables (r, p), materialized views (m) and foreign tables (f) a materialized view reads, through plain views only';
+    'Tables (r, p), materialized views (m) and foreign tables (f) a materialized view reads, through plain views only, and whether with their children (not ONLY)';
 
 --------------------------------------------------------------------------------
 -- Registration
 --------------------------------------------------------------------------------
 
--- Shared cleanup for watch(), unwatch() and the sql_drop event trigger.
+-- Shared cleanup for watch(), unwatch() and the event triggers.
 -- Dependency rows on relations that no longer exist and registrations of
 -- materialized views that were dropped are forgotten first (their OIDs point
 -- nowhere and would otherwise keep triggers alive forever); then the notify
--- triggers are removed from those candidate tables that no registered view
--- reads any more. Only triggers that call mvrefresh.notify() are touched.
--- Callers hold (or, in the event trigger, take) the lock on mvrefresh.view.
+-- triggers are removed from those candidate tables, and their partitions and
+-- inheritance descendants, that no registered view reads any more (readers()).
+-- Only triggers that call mvrefresh.notify() are touched.
+-- Callers hold (or, in the event triggers, take) the lock on mvrefresh.view.
 CREATE OR REPLACE FUNCTION mvrefresh.release_tables(candidates regclass[])
 RETURNS void
 LANGUAGE plpgsql
@@ -826,10 +951,17 @@ DECLARE
     trg       name;
     lock_wait text;
 BEGIN
+    -- Each DELETE only when there is something to delete: the registry's
+    -- statement triggers NOTIFY whether or not a row went, and the event
+    -- triggers call this inside DDL that may be prepared (PREPARE TRANSACTION
+    -- refuses a transaction that has notified).
     -- A relation gone without the event trigger noticing (installed by a
     -- non-superuser) that a view had stopped reading before it was dropped.
-    DELETE FROM mvrefresh.dependency d
-    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base);
+    IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
+               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base)) THEN
+        DELETE FROM mvrefresh.dependency d
+        WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.base);
+    END IF;
 
     candidates := candidates || ARRAY(
         SELECT d.base
@@ -837,9 +969,22 @@ BEGIN
         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                           WHERE c.oid = d.view AND c.relkind = 'm'));
 
-    DELETE FROM mvrefresh.view v
-    WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
-                      WHERE c.oid = v.view AND c.relkind = 'm');
+    IF EXISTS (SELECT 1 FROM mvrefresh.view v
+               WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                                 WHERE c.oid = v.view AND c.relkind = 'm')) THEN
+        DELETE FROM mvrefresh.view v
+        WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                          WHERE c.oid = v.view AND c.relkind = 'm');
+    END IF;
+
+    -- What was read through a candidate may have lost its readers with it.
+    candidates := ARRAY(
+        WITH RECURSIVE down(rel) AS (
+            SELECT c::pg_catalog.oid FROM pg_catalog.unnest(candidates) AS c
+          UNION
+            SELECT i.inhrelid FROM down JOIN pg_catalog.pg_inherits i ON i.inhparent = down.rel
+        )
+        SELECT down.rel::pg_catalog.regclass FROM down);
 
     FOR tbl, trg IN
         SELECT t.tgrelid::pg_catalog.regclass, t.tgname
@@ -847,7 +992,7 @@ BEGIN
         WHERE t.tgrelid::pg_catalog.regclass = ANY (candidates)
           AND t.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
           AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
-          AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d WHERE d.base = t.tgrelid)
+          AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[t.tgrelid]))
         ORDER BY t.tgrelid, t.tgname  -- a stable lock order across sessions
     LOOP
         EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', trg, tbl);
@@ -940,6 +1085,7 @@ DECLARE
     owner   oid;
     bases   regclass[];
     tables  regclass[];
+    shallow regclass[];
     stale   regclass[];
     changed boolean;
 BEGIN
@@ -957,19 +1103,25 @@ BEGIN
         RETURN;
     END IF;
     SELECT a.bases, a.tables INTO bases, tables FROM mvrefresh.admissible_sources(view, owner) a;
+    -- The tables it reads FROM ONLY: their children are none of its business.
+    shallow := ARRAY(SELECT s.source FROM mvrefresh.sources(view) s WHERE NOT s.with_children);
 
-    stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d
-                   WHERE d.view = sync_view.view AND d.base <> ALL (bases));
+    -- Replaced below: the old bases may leave triggers on tables (and on their
+    -- descendants) that nothing reads any more.
+    stale := ARRAY(SELECT d.base FROM mvrefresh.dependency d WHERE d.view = sync_view.view);
     -- Replace the dependency rows by difference so unchanged rows stay put.
     -- A new edge that would close a cycle fails in dependency_acyclic.
-    DELETE FROM mvrefresh.dependency d WHERE d.view = sync_view.view AND d.base = ANY (stale);
-    INSERT INTO mvrefresh.dependency (view, base)
-    SELECT sync_view.view, b FROM pg_catalog.unnest(bases) AS b
-    ON CONFLICT DO NOTHING;
+    DELETE FROM mvrefresh.dependency d WHERE d.view = sync_view.view AND d.base <> ALL (bases);
+    changed := FOUND;
+    INSERT INTO mvrefresh.dependency AS d (view, base, with_children)
+    SELECT sync_view.view, b, b <> ALL (shallow) FROM pg_catalog.unnest(bases) AS b
+    ON CONFLICT ON CONSTRAINT dependency_pkey DO UPDATE
+        SET with_children = EXCLUDED.with_children
+        WHERE d.with_children IS DISTINCT FROM EXCLUDED.with_children;
     -- A view new to the registry, or reading other relations now, may have
     -- missed changes nobody signalled: pending, so that a daemon catches up on
     -- it even if it is not running now.
-    changed := FOUND OR pg_catalog.cardinality(stale) > 0
+    changed := changed OR FOUND
                OR NOT EXISTS (SELECT 1 FROM mvrefresh.refresh_state s WHERE s.view = sync_view.view);
     IF changed THEN
         INSERT INTO mvrefresh.refresh_state AS s (view, pending_since, marked_at)
@@ -979,7 +1131,12 @@ BEGIN
                 marked_at = EXCLUDED.marked_at;
     END IF;
 
-    PERFORM mvrefresh.add_triggers(tables);
+    -- Descendants carry triggers whoever owns them: the view's owner reads their
+    -- rows through the parent with the parent's privileges alone, as PostgreSQL
+    -- does, and the triggers only tell that a write happened.
+    PERFORM mvrefresh.add_triggers(ARRAY(
+        SELECT t::pg_catalog.regclass
+        FROM mvrefresh.with_descendants(tables::pg_catalog.oid[]) AS t));
     PERFORM mvrefresh.release_tables(stale);
     PERFORM mvrefresh.grant_maintain(view, true);
     PERFORM mvrefresh.warn_daemons(view);
@@ -1122,7 +1279,10 @@ $fn$;
 -- generation's OID, kept only to recognise the form). So reinstalling the SQL
 -- upgrades and repairs triggers in place. The views reading a table whose
 -- triggers were replaced are marked pending: what happened under the old ones
--- was only in the memory of a daemon that may be gone. Tables in OID order, a
+-- was only in the memory of a daemon that may be gone. So are the views
+-- reading a table that had none and is already read (a partition attached or
+-- created under a watched table, or one that missed its triggers): nothing
+-- signalled its writes, nor that it came. Tables in OID order, a
 -- stable lock order. The WHEN condition names the generation as a regclass
 -- constant, which also makes the triggers depend on it; it is all a statement
 -- on a disarmed table pays (one sequence read, no PL/pgSQL).
@@ -1156,8 +1316,8 @@ BEGIN
             IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                        WHERE t.tgrelid = tbl AND t.tgname = trg.name) THEN
                 EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', trg.name, tbl);
-                replaced := true;
             END IF;
+            replaced := true;
             EXECUTE pg_catalog.format(
                 'CREATE TRIGGER %I AFTER %s ON %s FOR EACH STATEMENT'
                 ' WHEN (pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass) IS NOT NULL)'
@@ -1169,10 +1329,122 @@ BEGIN
             UPDATE mvrefresh.refresh_state AS s
             SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
                 marked_at = pg_catalog.clock_timestamp()
-            FROM mvrefresh.dependency d
-            WHERE d.base = tbl AND s.view = d.view;
+            FROM mvrefresh.readers(ARRAY[tbl::pg_catalog.oid]) AS r
+            WHERE s.view = r.view;
         END IF;
     END LOOP;
+END
+$fn$;
+
+-- After DDL that may have changed which tables lie under a watched table:
+-- CREATE TABLE ... PARTITION OF or INHERITS, ALTER TABLE ... ATTACH or DETACH
+-- PARTITION, INHERIT or NO INHERIT, DROP TABLE. Gives the triggers to every
+-- table read through a watched table that lacks them, and takes them (and
+-- their generations) from every table that has them and is no longer read,
+-- across the database: also what an earlier DDL without the event trigger
+-- left behind. touched: the tables the DDL named (the parent for ATTACH and
+-- DETACH, the new or altered child otherwise); dropped: tables a DROP removed
+-- that had a generation. When anything had to change, what the parents show
+-- changed too: a marker, as a write would leave, for every watched table read
+-- with its children above a touched table, and for every table that lost its
+-- triggers or was dropped (its former parent cannot be found any more, but the
+-- daemon still counts it among the tables of the views that read it, until it
+-- loads the registry again). Then the doorbell where transactions cannot be
+-- prepared (see notify()), and a registry reload, since the tables of some
+-- views changed. Called by the event triggers, as the installer.
+CREATE OR REPLACE FUNCTION mvrefresh.sync_descendants(touched oid[], dropped oid[])
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    missing  oid[];
+    extra    oid[];
+    marked   oid[];
+    tbl      oid;
+    prepared boolean := pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 > 0;
+BEGIN
+    -- A watched table without the triggers that name its own generation: the
+    -- catalog is in no state of this file's making. A dump is being restored
+    -- (its triggers come last, and name the generations of the old OIDs, which
+    -- a cleanup here would drop first), or was restored without the repair
+    -- that registry() asks for. That repair (installing the SQL again, or
+    -- watch()) puts the descendants right too: leave everything to it.
+    IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
+               JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+               WHERE NOT EXISTS (
+                   SELECT 1 FROM pg_catalog.pg_trigger t
+                   WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
+                     AND pg_catalog.encode(t.tgargs, 'escape')
+                         = pg_catalog.to_regclass('mvrefresh.gen_' || d.base::pg_catalog.oid::pg_catalog.text)
+                               ::pg_catalog.oid::pg_catalog.text || '\000')) THEN
+        RETURN;
+    END IF;
+    -- Looked at twice: without the registry lock, to leave at once when all
+    -- is in order (most ALTER TABLEs of a watched table), then under it.
+    FOR pass IN 1..2 LOOP
+        WITH needed AS (
+            SELECT mvrefresh.with_descendants(ARRAY(
+                SELECT d.base::pg_catalog.oid FROM mvrefresh.dependency d
+                JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p'))) AS rel
+        ), have AS (
+            SELECT t.tgrelid AS rel, pg_catalog.count(*) AS n
+            FROM pg_catalog.pg_trigger t
+            WHERE t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
+              AND t.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
+            GROUP BY t.tgrelid
+        )
+        SELECT ARRAY(SELECT n.rel FROM needed n
+                     WHERE NOT EXISTS (SELECT 1 FROM have h WHERE h.rel = n.rel AND h.n = 2)),
+               ARRAY(SELECT h.rel FROM have h
+                     WHERE NOT EXISTS (SELECT 1 FROM needed n WHERE n.rel = h.rel)
+                       -- Triggers are seen as they are now, registrations as of the
+                       -- snapshot: only a statement's own snapshot (READ COMMITTED)
+                       -- sees every registration made until the lock was granted. An
+                       -- older one may miss one whose triggers are there, so it
+                       -- takes none away (what it leaves costs a sequence read).
+                       AND pg_catalog.current_setting('transaction_isolation') = 'read committed')
+        INTO missing, extra;
+        IF pg_catalog.cardinality(missing) = 0 AND pg_catalog.cardinality(extra) = 0
+           AND pg_catalog.cardinality(dropped) = 0 THEN
+            -- Nothing to change, yet the DDL concerned a watched table: one
+            -- that already had its triggers may have come under another.
+            IF NOT prepared THEN
+                PERFORM pg_catalog.pg_notify(mvrefresh.control_channel(), 'reload');
+            END IF;
+            RETURN;
+        END IF;
+        IF pass = 1 THEN
+            -- The serialization of watch(), unwatch() and sync_view().
+            LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
+        END IF;
+    END LOOP;
+
+    -- add_triggers() marks the views that read a newly triggered table pending.
+    PERFORM mvrefresh.add_triggers(missing::pg_catalog.regclass[]);
+    PERFORM mvrefresh.release_tables(extra::pg_catalog.regclass[]);
+
+    marked := ARRAY(
+        WITH RECURSIVE up(rel) AS (
+            SELECT t FROM pg_catalog.unnest(touched) AS t
+          UNION
+            SELECT i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
+        )
+        SELECT d.base::pg_catalog.oid FROM up
+        JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel AND d.with_children
+      UNION
+        SELECT pg_catalog.unnest(extra)
+      UNION
+        SELECT pg_catalog.unnest(dropped));
+    INSERT INTO mvrefresh.change_log AS m (table_oid, xact)
+    SELECT t, pg_catalog.pg_current_xact_id() FROM pg_catalog.unnest(marked) AS t
+    ON CONFLICT (table_oid, xact) DO NOTHING;
+    IF NOT prepared THEN
+        FOREACH tbl IN ARRAY marked LOOP
+            PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), tbl::pg_catalog.text);
+        END LOOP;
+        PERFORM pg_catalog.pg_notify(mvrefresh.control_channel(), 'reload');
+    END IF;
 END
 $fn$;
 
@@ -1701,6 +1973,11 @@ $fn$;
 -- mvrefresh.refresh() asked for a refresh not served yet (epoch seconds), else
 -- NULL; a paused view is loaded only while it has such a request, and paused
 -- says so (the daemon then refreshes it for the request, not for changes).
+-- The partitions and inheritance descendants a view reads through its tables
+-- (view_tables()) are among its bases: their markers name them, and must make
+-- due exactly the views that read them, not those that read the parent ONLY.
+-- A partition added later changes that list, which the daemon takes for a
+-- change of the view.
 -- (Dropped first where its result type is an older one: it grew columns.)
 DO $do$
 BEGIN
@@ -1749,8 +2026,8 @@ BEGIN
            (SELECT pg_catalog.round(LEAST(e, 1e9) * 1000)::pg_catalog.int8
             FROM pg_catalog.date_part('epoch', v.max_wait) AS e WHERE e IS NOT NULL),
            v.concurrently,
-           b.oid,
-           EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base),
+           b.rel,
+           COALESCE(b.is_view, false),
            COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true),
            pg_catalog.date_part('epoch', rq.requested_at),
            NOT v.enabled
@@ -1758,31 +2035,40 @@ BEGIN
     LEFT JOIN mvrefresh.refresh_request rq ON rq.view = v.view
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
     LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
-    LEFT JOIN (mvrefresh.dependency d
-               JOIN pg_catalog.pg_class b ON b.oid = d.base)
-      ON d.view = v.view
+    LEFT JOIN LATERAL (
+        SELECT c.oid AS rel, EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base) AS is_view
+        FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base
+        WHERE d.view = v.view
+      UNION  -- a table that is a base is not listed again
+        SELECT t.rel, false FROM mvrefresh.view_tables(v.view::pg_catalog.oid) AS t(rel)
+    ) AS b ON true
     WHERE (v.enabled OR rq.view IS NOT NULL) AND NOT v.unwatched
-    ORDER BY v.view::pg_catalog.oid, b.oid;
+    ORDER BY v.view::pg_catalog.oid, b.rel;
 END
 $fn$;
 
--- The tables a view reads, with their partitions and inheritance children:
--- a write to any of them is a write to what the view reads.
+-- The tables a view reads, with the partitions and inheritance descendants
+-- (any depth, those that can carry triggers) of the ones it reads without
+-- ONLY: a write to any of them is a write to what the view reads.
 CREATE OR REPLACE FUNCTION mvrefresh.view_tables(view oid)
 RETURNS SETOF oid
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH RECURSIVE t(rel) AS (
-        SELECT d.base::pg_catalog.oid
+    WITH RECURSIVE t(rel, deep) AS (
+        SELECT d.base::pg_catalog.oid, d.with_children
         FROM mvrefresh.dependency d
         JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
         WHERE d.view = view_tables.view::pg_catalog.regclass
       UNION
-        SELECT i.inhrelid FROM t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.rel
+        SELECT i.inhrelid, true
+        FROM t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.rel
+        WHERE t.deep
     )
-    SELECT rel FROM t;
+    SELECT DISTINCT t.rel
+    FROM t JOIN pg_catalog.pg_class c ON c.oid = t.rel AND c.relkind IN ('r', 'p');
 $fn$;
 
 -- The generation sequences of these tables (those that have one).
@@ -1806,7 +2092,9 @@ $fn$;
 -- generations), which is how the daemon arms; without, a caller finds the
 -- marker when it next polls. A quiet re-arm skips the tables of a view being
 -- refreshed: its refresh armed them, ringing, and its next change should ring.
--- Returns how many tables it re-armed.
+-- The partitions and descendants read through the tables are armed with them
+-- (with_descendants()): a caller that lists only the tables it knows of still
+-- arms a partition created since. Returns how many tables it re-armed.
 DROP FUNCTION IF EXISTS mvrefresh.rearm(oid[]);
 CREATE OR REPLACE FUNCTION mvrefresh.rearm(tables oid[], ring boolean)
 RETURNS integer
@@ -1819,11 +2107,11 @@ AS $fn$
                g.seq,
                pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2
                + CASE WHEN rearm.ring THEN 1 ELSE 0 END))::pg_catalog.int4
-    FROM mvrefresh.generations(rearm.tables) AS g
+    FROM mvrefresh.generations(ARRAY(SELECT mvrefresh.with_descendants(rearm.tables))) AS g
     WHERE rearm.ring
-       OR NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
-                      JOIN mvrefresh.refresh_state s ON s.view = d.view
-                      WHERE d.base::pg_catalog.oid = g.tbl AND s.refreshing);
+       OR NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[g.tbl]) AS r
+                      JOIN mvrefresh.refresh_state s ON s.view = r.view
+                      WHERE s.refreshing);
 $fn$;
 
 -- A 32-bit transaction id as the 64-bit one it stands for now: pg_locks shows
@@ -1884,7 +2172,10 @@ $fn$;
 -- snapshot, so further writes need not signal until then. Disarming is not
 -- transactional: should this transaction fail after it, the markers are still
 -- there for the next call. Returns the tables. Markers of transactions still
--- running are not visible yet, and are taken by a later call.
+-- running are not visible yet, and are taken by a later call. A marker of a
+-- partition or inheritance descendant names it, not its watched ancestor: it
+-- makes pending the views that read it through an ancestor (readers()), which
+-- are the ones registry() lists it for.
 CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
 RETURNS SETOF oid
 LANGUAGE plpgsql
@@ -1905,8 +2196,8 @@ BEGIN
     UPDATE mvrefresh.refresh_state s
     SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
         marked_at = pg_catalog.clock_timestamp()
-    FROM mvrefresh.dependency d
-    WHERE d.view = s.view AND d.base::pg_catalog.oid = ANY (tables);
+    FROM (SELECT DISTINCT r.view FROM mvrefresh.readers(tables) AS r) AS r
+    WHERE r.view = s.view;
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
     RETURN QUERY SELECT pg_catalog.unnest(tables);
@@ -1914,9 +2205,14 @@ END
 $fn$;
 
 -- The backstop (docs/quiet-triggers.md): for each table, a fingerprint of its
--- cumulative write statistics and its storage, over all its partitions and
--- inheritance children. It changes when the table is written, whether or not
--- any trigger fired.
+-- cumulative write statistics and its storage. It changes when the table is
+-- written, whether or not any trigger fired. Each table counts alone: its
+-- partitions and inheritance descendants are tables of their own in the
+-- backstop's list (with_descendants()), so that a write to one moves only
+-- the views that read it, not those that read the parent ONLY. For a table
+-- read with its children, the fingerprint also names every descendant (of
+-- any kind, foreign ones too), so that attaching, detaching, creating or
+-- dropping a partition moves it as well.
 CREATE OR REPLACE FUNCTION mvrefresh.table_fingerprints(tables oid[])
 RETURNS TABLE (table_oid oid, fingerprint text)
 LANGUAGE sql
@@ -1924,24 +2220,34 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     WITH RECURSIVE tree(root, rel) AS (
-        SELECT t, t FROM pg_catalog.unnest(table_fingerprints.tables) AS t
+        SELECT t, t
+        FROM pg_catalog.unnest(table_fingerprints.tables) AS t
+        WHERE EXISTS (SELECT 1 FROM mvrefresh.dependency d
+                      WHERE d.base::pg_catalog.oid = t AND d.with_children)
       UNION
         SELECT tree.root, i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.rel
     )
-    SELECT tree.root,
-           pg_catalog.sum(COALESCE(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0))::pg_catalog.text
-           || '/' || pg_catalog.sum(c.relfilenode::pg_catalog.text::pg_catalog.int8)::pg_catalog.text
-    FROM tree
-    JOIN pg_catalog.pg_class c ON c.oid = tree.rel
-    LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = tree.rel
-    GROUP BY tree.root;
+    SELECT c.oid,
+           COALESCE(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::pg_catalog.text
+           || '/' || c.relfilenode::pg_catalog.text
+           -- (Nothing more for a table without descendants: its fingerprint
+           -- stays what older releases stored.)
+           || COALESCE('/' || (SELECT pg_catalog.md5(pg_catalog.string_agg(
+                                          tree.rel::pg_catalog.text, ',' ORDER BY tree.rel))
+                               FROM tree WHERE tree.root = c.oid AND tree.rel <> c.oid), '')
+    FROM pg_catalog.unnest(table_fingerprints.tables) AS t
+    JOIN pg_catalog.pg_class c ON c.oid = t
+    LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid;
 $fn$;
 
 -- One round of the backstop, for the daemon: compare each table's fingerprint
 -- with the one stored, store the new one, and mark the views that read a
 -- table whose fingerprint moved as pending (in the same statement, like
 -- take_changes()). Returns those tables. A table seen for the first time only
--- gets its fingerprint stored; tables no longer passed are forgotten.
+-- gets its fingerprint stored; tables no longer passed are forgotten. The
+-- partitions and descendants read through the tables passed are looked at
+-- with them (with_descendants()), so a partition the caller does not know
+-- of yet is not missed for long: its parent's fingerprint moved when it came.
 -- Statistics can also move without a committed change (an aborted write, a
 -- statistics reset): then a view is refreshed once more than needed.
 CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[])
@@ -1951,8 +2257,11 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH now_ AS (
-        SELECT f.table_oid, f.fingerprint FROM mvrefresh.table_fingerprints(backstop.tables) AS f
+    WITH listed AS (
+        SELECT ARRAY(SELECT mvrefresh.with_descendants(backstop.tables)) AS tables
+    ), now_ AS (
+        SELECT f.table_oid, f.fingerprint
+        FROM listed l, mvrefresh.table_fingerprints(l.tables) AS f
     ), moved AS (
         SELECT n.table_oid
         FROM now_ n JOIN mvrefresh.table_state t ON t.table_oid = n.table_oid
@@ -1964,15 +2273,15 @@ AS $fn$
         RETURNING 1
     ), forgotten AS (
         DELETE FROM mvrefresh.table_state t
-        WHERE t.table_oid <> ALL (backstop.tables)
+        WHERE NOT EXISTS (SELECT 1 FROM listed l WHERE t.table_oid = ANY (l.tables))
         RETURNING 1
     ), marked AS (
         UPDATE mvrefresh.refresh_state s
         SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
             marked_at = pg_catalog.clock_timestamp()
-        FROM mvrefresh.dependency d
-        WHERE d.view = s.view
-          AND d.base::pg_catalog.oid IN (SELECT m.table_oid FROM moved m)
+        FROM (SELECT DISTINCT r.view
+              FROM mvrefresh.readers(ARRAY(SELECT m.table_oid FROM moved m)) AS r) AS r
+        WHERE s.view = r.view
         RETURNING 1
     )
     SELECT m.table_oid FROM moved m;
@@ -2027,7 +2336,7 @@ $fn$;
 
 -- Called by the daemon in the refresh's own transaction, right before the
 -- REFRESH: takes ACCESS SHARE on every table the view reads (with their
--- partitions and inheritance children), in OID order. TRUNCATE and table rewrites (ALTER TABLE ... SET DATA TYPE; CLUSTER
+-- partitions and inheritance children, unless it reads them ONLY), in OID order. TRUNCATE and table rewrites (ALTER TABLE ... SET DATA TYPE; CLUSTER
 -- and VACUUM FULL keep row versions) are not MVCC-safe: a snapshot taken
 -- before they commit sees the new heap as empty. A REFRESH takes its snapshot when it starts and its locks
 -- as it plans, so one queued behind an ETL job's TRUNCATE + reload would read
@@ -2052,7 +2361,7 @@ DECLARE
     locked integer := 0;
 BEGIN
     FOR rel IN
-        SELECT c.oid, n.nspname, c.relname
+        SELECT c.oid, n.nspname, c.relname, d.with_children
         FROM mvrefresh.dependency d
         JOIN pg_catalog.pg_class c ON c.oid = d.base
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -2064,7 +2373,9 @@ BEGIN
         -- makes it safe here with the installer's rights. A name is looked up
         -- again when it runs: if a rename swapped another relation in under
         -- it meanwhile, give up (the refresh fails and is retried).
-        EXECUTE pg_catalog.format('LOCK TABLE %I.%I IN ACCESS SHARE MODE',
+        -- (Without ONLY it locks the descendants too, as the refresh reads them.)
+        EXECUTE pg_catalog.format('LOCK TABLE %s%I.%I IN ACCESS SHARE MODE',
+                                  CASE WHEN rel.with_children THEN '' ELSE 'ONLY ' END,
                                   rel.nspname, rel.relname);
         IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', rel.nspname, rel.relname))
            IS DISTINCT FROM rel.oid::pg_catalog.regclass THEN
@@ -2311,6 +2622,7 @@ AS $fn$
 DECLARE
     dropped oid[];
     freed   regclass[];
+    watched oid[];
 BEGIN
     -- DROP SCHEMA mvrefresh CASCADE has already removed our tables.
     IF pg_catalog.to_regclass('mvrefresh.view') IS NULL
@@ -2325,11 +2637,16 @@ BEGIN
     IF dropped IS NULL THEN
         RETURN;
     END IF;
+    -- Dropped tables that were watched, bases or partitions and children read
+    -- through one: their generations are left (the triggers went with them).
+    watched := ARRAY(SELECT t FROM pg_catalog.unnest(dropped) AS t
+                     WHERE pg_catalog.to_regclass('mvrefresh.gen_' || t::pg_catalog.text) IS NOT NULL);
     -- Most DROPs concern nothing we know: leave without taking any lock.
     IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v
                    WHERE v.view::pg_catalog.oid = ANY (dropped))
        AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
-                       WHERE d.base::pg_catalog.oid = ANY (dropped)) THEN
+                       WHERE d.base::pg_catalog.oid = ANY (dropped))
+       AND pg_catalog.cardinality(watched) = 0 THEN
         RETURN;
     END IF;
     BEGIN
@@ -2340,28 +2657,90 @@ BEGIN
         freed := ARRAY(SELECT d.base FROM mvrefresh.dependency d
                        WHERE d.view::pg_catalog.oid = ANY (dropped));
         -- Edges first: view_upstream_guard then sees no reader of a dropped
-        -- upstream view (its readers were dropped by the same CASCADE).
-        DELETE FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped);
-        DELETE FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped);
+        -- upstream view (its readers were dropped by the same CASCADE). Only
+        -- where there is a row to delete: the registry's statement triggers
+        -- NOTIFY, which a DROP of a partition in a transaction to be prepared
+        -- must not.
+        IF EXISTS (SELECT 1 FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped)) THEN
+            DELETE FROM mvrefresh.dependency d WHERE d.base::pg_catalog.oid = ANY (dropped);
+        END IF;
+        IF EXISTS (SELECT 1 FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped)) THEN
+            DELETE FROM mvrefresh.view v WHERE v.view::pg_catalog.oid = ANY (dropped);
+        END IF;
         PERFORM mvrefresh.release_tables(freed);
+        -- A dropped partition or child: what its parent shows changed.
+        IF pg_catalog.cardinality(watched) > 0 THEN
+            PERFORM mvrefresh.sync_descendants('{}', watched);
+        END IF;
     EXCEPTION WHEN OTHERS THEN
         RAISE WARNING 'mvrefresh: could not unregister dropped relations: %', SQLERRM;
     END;
 END
 $fn$;
 
+-- New partitions and inheritance children of watched tables get the triggers
+-- at once, and tables detached or disinherited lose them: after every CREATE
+-- TABLE, ALTER TABLE and their FOREIGN TABLE forms (the event trigger's WHEN
+-- clause) that names a table read through a watched one or a table that has
+-- a generation, sync_descendants() puts things right (see there). Like
+-- on_sql_drop(): as the installer, with a short lock_timeout, every name
+-- qualified, and it never fails the user's DDL (errors become a WARNING; the
+-- backstop finds the writes meanwhile, and watch() puts the triggers in place
+-- again). Most DDL names nothing watched: it returns before taking any lock.
+CREATE OR REPLACE FUNCTION mvrefresh.on_ddl_end()
+RETURNS event_trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET lock_timeout = '2s'
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    touched oid[];
+BEGIN
+    IF pg_catalog.to_regclass('mvrefresh.dependency') IS NULL THEN
+        RETURN;
+    END IF;
+    SELECT pg_catalog.array_agg(DISTINCT e.objid) INTO touched
+    FROM pg_catalog.pg_event_trigger_ddl_commands() e
+    WHERE e.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND e.objsubid = 0;
+    IF touched IS NULL
+       OR (NOT EXISTS (SELECT 1 FROM mvrefresh.readers(touched))
+           AND NOT EXISTS (SELECT 1 FROM pg_catalog.unnest(touched) AS t
+                           WHERE pg_catalog.to_regclass('mvrefresh.gen_' || t::pg_catalog.text)
+                                 IS NOT NULL)) THEN
+        RETURN;
+    END IF;
+    BEGIN
+        PERFORM mvrefresh.sync_descendants(touched, '{}');
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'mvrefresh: could not update the triggers of partitions and inheritance children: %',
+            SQLERRM
+            USING HINT = 'Run mvrefresh.watch() again on the views that read them; the backstop finds their writes meanwhile.';
+    END;
+END
+$fn$;
+
 -- Event triggers need a superuser. Without one, dropped views are skipped by
 -- the daemon (registry() and refresh_begin() only see existing views) and their
--- registrations linger until the next watch() or unwatch().
+-- registrations linger until the next watch() or unwatch(); and partitions and
+-- children made or attached later get their triggers only when watch() runs
+-- again (the backstop finds their writes meanwhile).
 DO $do$
 BEGIN
     IF (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user) THEN
         DROP EVENT TRIGGER IF EXISTS mvrefresh_sql_drop;
         CREATE EVENT TRIGGER mvrefresh_sql_drop ON sql_drop
             EXECUTE FUNCTION mvrefresh.on_sql_drop();
+        DROP EVENT TRIGGER IF EXISTS mvrefresh_ddl_end;
+        CREATE EVENT TRIGGER mvrefresh_ddl_end ON ddl_command_end
+            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+            EXECUTE FUNCTION mvrefresh.on_ddl_end();
     ELSE
         RAISE WARNING 'mvrefresh: not installed by a superuser, so no event trigger: '
                       'registrations of dropped views are removed lazily';
+        RAISE WARNING 'mvrefresh: not installed by a superuser: partitions and inheritance children '
+                      'made or attached later get their triggers when watch() runs again'
+            USING HINT = 'The backstop finds their writes meanwhile, within backstop_interval.';
     END IF;
 END
 $do$;
@@ -2443,6 +2822,8 @@ BEGIN
                 'mvrefresh.check_not_upstream()'::pg_catalog.regprocedure,
                 'mvrefresh.on_registration()'::pg_catalog.regprocedure,
                 'mvrefresh.on_sql_drop()'::pg_catalog.regprocedure,
+                'mvrefresh.on_ddl_end()'::pg_catalog.regprocedure,
+                'mvrefresh.sync_descendants(oid[], oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.rearm(oid[], boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.rearm_view(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
@@ -2500,10 +2881,14 @@ BEGIN
         SELECT v.view, v.debounce, v.max_wait, v.concurrently
         FROM mvrefresh.view v
         JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
-        WHERE ARRAY(SELECT d.base::pg_catalog.oid FROM mvrefresh.dependency d
-                    WHERE d.view = v.view ORDER BY 1)
+        -- (Also where a view reads a table ONLY: rows from before with_children
+        -- say it reads the children.)
+        WHERE ARRAY(SELECT (d.base::pg_catalog.oid, d.with_children)::pg_catalog.text
+                    FROM mvrefresh.dependency d
+                    WHERE d.view = v.view ORDER BY d.base::pg_catalog.oid)
               IS DISTINCT FROM
-              ARRAY(SELECT s.source::pg_catalog.oid FROM mvrefresh.sources(v.view) s ORDER BY 1)
+              ARRAY(SELECT (s.source::pg_catalog.oid, s.with_children)::pg_catalog.text
+                    FROM mvrefresh.sources(v.view) s ORDER BY s.source::pg_catalog.oid)
         ORDER BY v.view::pg_catalog.oid
     LOOP
         BEGIN
@@ -2539,13 +2924,30 @@ END
 $do$;
 
 -- Triggers from before the quiet triggers (a NOTIFY on every statement) are
--- replaced in place, and every watched table gets its generation.
+-- replaced in place, and every watched table gets its generation; so do the
+-- partitions and inheritance children read through one (before this release
+-- they had no triggers, and views that read them are marked pending).
 DO $do$
+DECLARE
+    bases oid[] := ARRAY(SELECT DISTINCT d.base::pg_catalog.oid
+                         FROM mvrefresh.dependency d
+                         JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p'));
+    tbl   oid;
 BEGIN
-    PERFORM mvrefresh.add_triggers(ARRAY(
-        SELECT DISTINCT d.base
-        FROM mvrefresh.dependency d
-        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')));
+    PERFORM mvrefresh.add_triggers(bases::pg_catalog.regclass[]);
+    -- One descendant that cannot take them (a lock held too long, a table this
+    -- role may not put triggers on) must not fail the install: the backstop
+    -- covers it, and watch() says why.
+    FOR tbl IN SELECT t FROM mvrefresh.with_descendants(bases) AS t
+               WHERE t <> ALL (bases) ORDER BY t LOOP
+        BEGIN
+            PERFORM mvrefresh.add_triggers(ARRAY[tbl::pg_catalog.regclass]);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'mvrefresh: no triggers on %, which watched views read through its parent: %',
+                tbl::pg_catalog.regclass, SQLERRM
+                USING HINT = 'Writes aimed at it are found by the backstop only. Fix the cause, then run mvrefresh.watch() on those views again.';
+        END;
+    END LOOP;
 END
 $do$;
 

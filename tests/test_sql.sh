@@ -149,6 +149,13 @@ CREATE TABLE p (id int, k int) PARTITION BY RANGE (k);
 CREATE TABLE p0 PARTITION OF p FOR VALUES FROM (0) TO (100);
 CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (100) TO (200);
 CREATE MATERIALIZED VIEW mv_p AS SELECT * FROM p;
+CREATE TABLE h (id int);
+CREATE TABLE h1 () INHERITS (h);
+CREATE TABLE h2 () INHERITS (h1);
+CREATE VIEW v_h_only AS SELECT id FROM ONLY h;
+CREATE MATERIALIZED VIEW mv_h_only AS SELECT * FROM v_h_only;
+CREATE MATERIALIZED VIEW mv_h_both AS
+    SELECT id FROM ONLY h UNION ALL SELECT id FROM h WHERE id IN (SELECT id FROM ONLY h1);
 CREATE SCHEMA "My Schema";
 CREATE TABLE "My Schema"."Base ""T""" (id int);
 CREATE MATERIALIZED VIEW "My Schema"."Odd ""View""" AS SELECT * FROM "My Schema"."Base ""T""";
@@ -209,10 +216,55 @@ is "matview over a watched matview depends on that view, not on its tables" \
             (SELECT string_agg(base::text, ',') FROM mvrefresh.dependency
              WHERE view = 'mv_inner'::regclass),
             ($(triggers t_c))"
-is "partitioned table: trigger goes on the parent" "p|mvrefresh_notify,mvrefresh_notify_truncate|" \
+is "partitioned table: the parent is the dependency, and it and each partition get the triggers" \
+    "p|t|mvrefresh_notify,mvrefresh_notify_truncate|mvrefresh_notify,mvrefresh_notify_truncate|mvrefresh_notify,mvrefresh_notify_truncate" \
     "SELECT mvrefresh.watch('mv_p') \\g /dev/null
-     SELECT string_agg(base::text, ','), ($(triggers p)), ($(triggers p0))
+     SELECT string_agg(base::text, ','), bool_and(with_children), ($(triggers p)), ($(triggers p0)), ($(triggers p1))
      FROM mvrefresh.dependency WHERE view = 'mv_p'::regclass"
+is "sources(): FROM ONLY, through a plain view, reads no children; a table read both ways does" \
+    "h|r|f
+h|r|t
+h1|r|f" \
+    "SELECT source, kind, with_children FROM mvrefresh.sources('mv_h_only')
+     UNION ALL
+     SELECT * FROM (SELECT source, kind, with_children FROM mvrefresh.sources('mv_h_both')
+                    ORDER BY source::text) s"
+is "ONLY parent: no triggers on the children, nor a generation; the dependency says so" \
+    "false|mvrefresh_notify,mvrefresh_notify_truncate||0|h" \
+    "SELECT mvrefresh.watch('mv_h_only') \\g /dev/null
+     SELECT (SELECT string_agg(with_children::text, ',') FROM mvrefresh.dependency
+             WHERE view = 'mv_h_only'::regclass),
+            ($(triggers h)), ($(triggers h1)),
+            (SELECT count(*) FROM pg_class WHERE relname = 'gen_' || 'h1'::regclass::oid),
+            (SELECT string_agg(t::regclass::text, ',')
+             FROM mvrefresh.view_tables('mv_h_only'::regclass::oid) t)"
+is "inheritance: a view that reads h with its children puts triggers on the child and grandchild" \
+    "mvrefresh_notify,mvrefresh_notify_truncate|mvrefresh_notify,mvrefresh_notify_truncate|h,h1,h2" \
+    "SELECT mvrefresh.watch('mv_h_both') \\g /dev/null
+     SELECT ($(triggers h1)), ($(triggers h2)),
+            (SELECT string_agg(t::regclass::text, ',' ORDER BY t::regclass::text)
+             FROM mvrefresh.view_tables('mv_h_both'::regclass::oid) t)"
+is "registry() lists the children among the tables of the view that reads them, not of the ONLY one" \
+    "public.mv_h_both|h,h1,h2
+public.mv_h_only|h" \
+    "SELECT name, string_agg(base::regclass::text, ',' ORDER BY base::regclass::text)
+     FROM mvrefresh.registry((SELECT protocol FROM mvrefresh.version()))
+     WHERE view IN ('mv_h_only'::regclass, 'mv_h_both'::regclass)
+     GROUP BY name ORDER BY name"
+is "readers(): a grandchild's readers are the views that read an ancestor with children" \
+    "h|mv_h_both
+h|mv_h_only
+h1|mv_h_both
+h2|mv_h_both" \
+    "SELECT tbl::regclass, view FROM mvrefresh.readers(ARRAY['h'::regclass::oid, 'h1'::regclass::oid,
+                                                              'h2'::regclass::oid])
+     ORDER BY tbl::regclass::text, view::text"
+is "unwatching the view that reads the children takes their triggers and generations away" \
+    "mvrefresh_notify,mvrefresh_notify_truncate|||0" \
+    "SELECT mvrefresh.unwatch('mv_h_both') \\g /dev/null
+     SELECT ($(triggers h)), ($(triggers h1)), ($(triggers h2)),
+            (SELECT count(*) FROM pg_class WHERE relname IN ('gen_' || 'h1'::regclass::oid,
+                                                             'gen_' || 'h2'::regclass::oid))"
 
 # --- not a materialized view ------------------------------------------------
 fails_with "watch() on a table fails with 42809" 42809 "SELECT mvrefresh.watch('t_lone')"
@@ -285,15 +337,20 @@ else report 0 "INSERT through a partitioned parent notifies with the parent's OI
 got=$(notifications mvrefresh "UPDATE p SET k = 150 WHERE k = 1;")
 if [ "$got" = "mvrefresh $oid_p" ]; then report 1 "UPDATE through the parent moving a row to another partition notifies with the parent's OID"
 else report 0 "UPDATE through the parent moving a row to another partition notifies with the parent's OID" "got: $got"; fi
-got=$(notifications mvrefresh "TRUNCATE p;")
-if [ "$got" = "mvrefresh $oid_p" ]; then report 1 "TRUNCATE of a partitioned parent notifies once, with the parent's OID"
-else report 0 "TRUNCATE of a partitioned parent notifies once, with the parent's OID" "got: $got"; fi
-# The documented limit (README, "What is not promised"): statement triggers on
-# the parent fire only for statements that name the parent.
-got=$(notifications mvrefresh "INSERT INTO p0 VALUES (2, 2);" "UPDATE p1 SET id = 3;" \
-                              "DELETE FROM p0;" "TRUNCATE p1;")
-if [ -z "$got" ]; then report 1 "writes aimed directly at a partition do not notify (documented limit)"
-else report 0 "writes aimed directly at a partition do not notify (documented limit)" "got: $got"; fi
+oid_p0=$(oid_of p0)
+oid_p1=$(oid_of p1)
+# TRUNCATE of the parent truncates (and fires the TRUNCATE triggers of) every partition.
+got=$(notifications mvrefresh "TRUNCATE p;" | sort)
+want=$(printf 'mvrefresh %s\n' "$oid_p" "$oid_p0" "$oid_p1" | sort)
+if [ "$got" = "$want" ]; then report 1 "TRUNCATE of a partitioned parent notifies once per table, the parent's OID and each partition's"
+else report 0 "TRUNCATE of a partitioned parent notifies once per table, the parent's OID and each partition's" "got: $got"; fi
+# Statement triggers fire only for the table a statement names: each partition has its own.
+got=$(notifications mvrefresh "INSERT INTO p0 VALUES (2, 2);" "DELETE FROM p0;")
+if [ "$got" = "mvrefresh $oid_p0" ]; then report 1 "writes aimed directly at a partition notify with the partition's OID"
+else report 0 "writes aimed directly at a partition notify with the partition's OID" "got: $got"; fi
+got=$(notifications mvrefresh "INSERT INTO p1 VALUES (3, 150);" "UPDATE p1 SET id = 4;")
+if [ "$got" = "mvrefresh $oid_p1" ]; then report 1 "...and so do writes to another partition, from another session"
+else report 0 "...and so do writes to another partition, from another session" "got: $got"; fi
 got=$(notifications mvrefresh "INSERT INTO t_other VALUES (1);")
 if [ -z "$got" ]; then report 1 "a table nobody watches does not notify"
 else report 0 "a table nobody watches does not notify" "got: $got"; fi
@@ -328,8 +385,8 @@ got=$(notifications mvrefresh "SELECT mvrefresh.rearm(ARRAY['t_a'::regclass::oid
 if [ -z "$got" ]; then report 1 "a new quiet generation arms the table without a doorbell"
 else report 0 "a new quiet generation arms the table without a doorbell" "got: $got"; fi
 is "...the armed write still leaves its marker, and only one" "1" "SELECT count(*) FROM mvrefresh.change_log"
-is "a quiet re-arm leaves alone the tables of a view being refreshed (its refresh rang)" "0
-1" \
+is "a quiet re-arm leaves alone the tables of a view being refreshed (its refresh rang), partitions too" "0
+3" \
     "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 2) \\g /dev/null
      SELECT mvrefresh.rearm(ARRAY['p'::regclass::oid], false);
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
@@ -446,14 +503,16 @@ backstop_poll() {
 }
 backstop_poll quiet >/dev/null
 db -c "UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_p'::regclass" >/dev/null
-db -c "INSERT INTO p0 VALUES (5, 5)" >/dev/null  # straight into a partition: no trigger fires
-got=$(backstop_poll p)
-is "the backstop finds a write no trigger saw, and marks its views pending" "p
+# A write no trigger sees (as logical replication applies changes), into a partition: the
+# partition counts as a table of its own.
+db -c "SET session_replication_role = replica; INSERT INTO p0 VALUES (5, 5)" >/dev/null
+got=$(backstop_poll p0)
+is "the backstop finds a write no trigger saw, in a partition, and marks its views pending" "p0
 t" \
     "SELECT '$got';
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
-is "...once: its memory is in the database, and a table no longer passed is forgotten" "0
-1" \
+is "...once: its memory is in the database (the partitions passed with the parent), and a table no longer passed is forgotten" "0
+3" \
     "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid]);
      SELECT count(*) FROM mvrefresh.table_state"
 is "refresh() arms the view's disarmed tables, refreshes, and names no writer when none is in flight" "t
@@ -494,7 +553,10 @@ public.mv_outer|||t|mv_inner|t
 public.mv_nodata|1000|30000|t|t_a|f
 public.mv_nouniq|1000|30000|t|t_a|f
 public.mv_const|1000|30000|t||f
-public.mv_p|1000|30000|t|p|f" \
+public.mv_p|1000|30000|t|p|f
+public.mv_p|1000|30000|t|p0|f
+public.mv_p|1000|30000|t|p1|f
+public.mv_h_only|1000|30000|t|h|f" \
     "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass, r.base_is_view
      FROM mvrefresh.registry(2) r"
 is "registry(protocol) has the columns the daemon reads by name" \
@@ -1039,6 +1101,13 @@ SELECT mvrefresh.watch('u_inner'), mvrefresh.watch('u_outer', '2 s', '1 min', fa
 UPDATE mvrefresh.view SET enabled = false WHERE view = 'u_lone'::regclass;
 SELECT * FROM mvrefresh.refresh_begin('u_outer'::regclass, NULL);
 SELECT mvrefresh.refresh_end('u_outer'::regclass, true, 'plain', NULL, NULL, NULL);
+CREATE TABLE u_p (id int) PARTITION BY RANGE (id);
+CREATE TABLE u_p0 PARTITION OF u_p FOR VALUES FROM (0) TO (10);
+CREATE TABLE u_h (id int);
+CREATE TABLE u_h1 () INHERITS (u_h);
+CREATE MATERIALIZED VIEW u_pv AS SELECT id FROM u_p;
+CREATE MATERIALIZED VIEW u_honly AS SELECT id FROM ONLY u_h;
+SELECT mvrefresh.watch('u_pv'), mvrefresh.watch('u_honly');
 SQL
     ) || bail_out "install the old version and watch views with it" "$out"
     if out=$(up -f "$SQL_FILE" 2>&1); then
@@ -1056,7 +1125,9 @@ SQL
                  FROM mvrefresh.status ORDER BY view::oid" 2>&1) || true
     expected="u_inner|00:00:01|00:00:30|t|t|0|{u_t}
 u_outer|00:00:02|00:01:00|f|t|1|{u_inner}
-u_lone|00:00:01|00:00:30|t|f|0|{u_x}"
+u_lone|00:00:01|00:00:30|t|f|0|{u_x}
+u_pv|00:00:01|00:00:30|t|t|0|{u_p}
+u_honly|00:00:01|00:00:30|t|t|0|{u_h}"
     if [ "$got" = "$expected" ]; then
         report 1 "...keeps registrations and history; matview over matview now depends on the inner view"
     else
@@ -1067,12 +1138,25 @@ u_lone|00:00:01|00:00:30|t|f|0|{u_x}"
                  $(triggers u_t); $(triggers u_x)" 2>&1) || true
     expected="public.u_inner|u_t|f
 public.u_outer|u_inner|t
+public.u_pv|u_p|f
+public.u_pv|u_p0|f
+public.u_honly|u_h|f
 mvrefresh_notify,mvrefresh_notify_truncate
 mvrefresh_notify,mvrefresh_notify_truncate"
     if [ "$got" = "$expected" ]; then
         report 1 "...registry() has base_is_view and the triggers stay"
     else
         report 0 "...registry() has base_is_view and the triggers stay" \
+            "expected: $expected"$'\n'"got:      $got"
+    fi
+    got=$(up -c "SELECT ($(triggers u_p0)), ($(triggers u_h1)),
+                        (SELECT string_agg(view::text || ':' || with_children, ',' ORDER BY view::oid)
+                         FROM mvrefresh.dependency WHERE base IN ('u_p'::regclass, 'u_h'::regclass))" 2>&1) || true
+    expected="mvrefresh_notify,mvrefresh_notify_truncate||u_pv:true,u_honly:false"
+    if [ "$got" = "$expected" ]; then
+        report 1 "...a partition of a watched table gets the triggers; a view that reads ONLY is recorded so, its child gets none"
+    else
+        report 0 "...a partition of a watched table gets the triggers; a view that reads ONLY is recorded so, its child gets none" \
             "expected: $expected"$'\n'"got:      $got"
     fi
     before=$(up -c "SELECT * FROM mvrefresh.dependency ORDER BY 1, 2" 2>&1) || true

@@ -113,6 +113,59 @@ PGT_TEST(test_prepared_marker_survives_the_daemon)
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
 }
 
+/*
+ * A partition attached, created, written straight, detached and dropped in prepared
+ * transactions: the event
+ * trigger's marker for the parent comes without a doorbell either, so PREPARE works, and the
+ * daemon finds the change at its next poll once committed.
+ */
+PGT_TEST(test_partition_ddl_prepares)
+{
+    PGconn *w;
+
+    pgt_exec(t, "CREATE TABLE p (id int NOT NULL) PARTITION BY RANGE (id)");
+    pgt_exec(t, "CREATE TABLE p0 PARTITION OF p FOR VALUES FROM (0) TO (10)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mvp AS SELECT id FROM p");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mvp (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mvp', '50 ms', '1 s')");
+    setup(t);
+    pgt_wait_refreshes(t, "mvp", 1, DEADLINE_MS);
+    w = pgt_connect(t);
+
+    pgt_exec(t, "CREATE TABLE p1 (id int NOT NULL)");
+    pgt_exec(t, "INSERT INTO p1 VALUES (11), (12)");
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "ALTER TABLE p ATTACH PARTITION p1 FOR VALUES FROM (10) TO (20)");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'attach'");
+    pgt_exec_on(t, w, "COMMIT PREPARED 'attach'");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mvp");
+
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (20) TO (30)");
+    pgt_exec_on(t, w, "INSERT INTO p2 VALUES (21)");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'create'");
+    pgt_exec_on(t, w, "COMMIT PREPARED 'create'");
+    pgt_poll_until(t, DEADLINE_MS, "3", "SELECT count(*) FROM mvp");
+
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "INSERT INTO p0 VALUES (1)");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'write'");
+    pgt_exec_on(t, w, "COMMIT PREPARED 'write'");
+    pgt_poll_until(t, DEADLINE_MS, "4", "SELECT count(*) FROM mvp");
+
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "ALTER TABLE p DETACH PARTITION p1");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'detach'");
+    pgt_exec_on(t, w, "COMMIT PREPARED 'detach'");
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mvp");
+
+    pgt_exec_on(t, w, "BEGIN");
+    pgt_exec_on(t, w, "DROP TABLE p2");
+    pgt_exec_on(t, w, "PREPARE TRANSACTION 'drop'");
+    pgt_exec_on(t, w, "COMMIT PREPARED 'drop'");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mvp");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -120,6 +173,7 @@ int main(void)
         PGT_UNIT(test_prepared_write_is_followed),
         PGT_UNIT(test_rolled_back_prepare_does_not_silence_the_session),
         PGT_UNIT(test_prepared_marker_survives_the_daemon),
+        PGT_UNIT(test_partition_ddl_prepares),
     };
 
     if (getenv("PGT_FILTER") != NULL)
