@@ -74,6 +74,23 @@ static void make_view_on(pgt_ctx *t, PGconn *c)
         exec_on_db(t, c, schema[i]);
 }
 
+/* slow1 over t, whose refresh takes `seconds` (slow() in an initplan), watched. */
+static void make_slow_view_on(pgt_ctx *t, PGconn *c, int seconds)
+{
+    char sql[256];
+
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE plpgsql "
+             "AS $$BEGIN PERFORM pg_sleep(%d); RETURN 1; END$$",
+             seconds);
+    exec_on_db(t, c, sql);
+    exec_on_db(t, c,
+               "CREATE MATERIALIZED VIEW slow1 AS SELECT 1 AS one, count(*) AS n "
+               "FROM t WHERE (SELECT slow()) IS NOT NULL");
+    exec_on_db(t, c, "CREATE UNIQUE INDEX ON slow1 (one)");
+    exec_on_db(t, c, "SELECT mvrefresh.watch('slow1', debounce => '10 ms')");
+}
+
 /* A fresh database named after the test's, with (install) or without the SQL and its view. */
 static void make_other(pgt_ctx *t, struct other *o, const char *suffix, bool install)
 {
@@ -337,14 +354,7 @@ PGT_TEST(test_broken_worker_gives_its_slot_back)
 
     make_view_on(t, t->conn);
     make_other(t, &b, "b", true);
-    exec_on_db(t, b.conn,
-               "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE plpgsql "
-               "AS $$BEGIN PERFORM pg_sleep(2); RETURN 1; END$$");
-    exec_on_db(t, b.conn,
-               "CREATE MATERIALIZED VIEW slow1 AS SELECT 1 AS one, count(*) AS n "
-               "FROM t WHERE (SELECT slow()) IS NOT NULL");
-    exec_on_db(t, b.conn, "CREATE UNIQUE INDEX ON slow1 (one)");
-    exec_on_db(t, b.conn, "SELECT mvrefresh.watch('slow1', debounce => '10 ms')");
+    make_slow_view_on(t, b.conn, 2);
     start_sections(t, &b, "max_concurrent = 1\n", "");
     write_and_converge(t, b.conn, 1);
     poll_on(t, b.conn, DEADLINE_MS * 2, "1", "SELECT n FROM slow1");
@@ -387,14 +397,7 @@ PGT_TEST(test_section_removed_and_restored)
 
     make_view_on(t, t->conn);
     make_other(t, &b, "b", true);
-    exec_on_db(t, b.conn,
-               "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE plpgsql "
-               "AS $$BEGIN PERFORM pg_sleep(1); RETURN 1; END$$");
-    exec_on_db(t, b.conn,
-               "CREATE MATERIALIZED VIEW slow1 AS SELECT 1 AS one, count(*) AS n "
-               "FROM t WHERE (SELECT slow()) IS NOT NULL");
-    exec_on_db(t, b.conn, "CREATE UNIQUE INDEX ON slow1 (one)");
-    exec_on_db(t, b.conn, "SELECT mvrefresh.watch('slow1', debounce => '10 ms')");
+    make_slow_view_on(t, b.conn, 1);
     start_sections(t, &b, "", "");
     write_and_converge(t, b.conn, 1);
 
