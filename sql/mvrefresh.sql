@@ -728,7 +728,13 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     -- A partition or child counts when a view reads an ancestor with children.
-    IF NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl]))
+    -- readers() reads the registry and pg_inherits through the writer's
+    -- snapshot, which in REPEATABLE READ may predate the watch() or the
+    -- ATTACH that made the table read: a table with a generation of its own
+    -- (looked up in the catalog as it is now) is admitted all the same, and
+    -- take_changes() finds its readers as they are when it takes the marker.
+    IF (pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text) IS NULL
+        AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl])))
        OR NOT mvrefresh.wrote(record_change.tbl) THEN
         RETURN false;
     END IF;
@@ -1336,22 +1342,54 @@ BEGIN
 END
 $fn$;
 
+-- Whether tbl carries both quiet triggers in the form add_triggers() makes:
+-- named ours, calling notify(), with tbl's own generation as their argument
+-- (a trigger anyone else made on their own table calls notify() with no such
+-- argument, and is not taken for ours).
+CREATE OR REPLACE FUNCTION mvrefresh.has_own_triggers(tbl oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+    SELECT pg_catalog.count(*) = 2
+    FROM pg_catalog.pg_trigger t
+    WHERE t.tgrelid = has_own_triggers.tbl
+      AND t.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
+      AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
+      AND pg_catalog.encode(t.tgargs, 'escape')
+          = pg_catalog.to_regclass('mvrefresh.gen_' || has_own_triggers.tbl::pg_catalog.text)
+                ::pg_catalog.oid::pg_catalog.text || '\000';
+$fn$;
+
 -- After DDL that may have changed which tables lie under a watched table:
 -- CREATE TABLE ... PARTITION OF or INHERITS, ALTER TABLE ... ATTACH or DETACH
--- PARTITION, INHERIT or NO INHERIT, DROP TABLE. Gives the triggers to every
--- table read through a watched table that lacks them, and takes them (and
--- their generations) from every table that has them and is no longer read,
--- across the database: also what an earlier DDL without the event trigger
--- left behind. touched: the tables the DDL named (the parent for ATTACH and
--- DETACH, the new or altered child otherwise); dropped: tables a DROP removed
--- that had a generation. When anything had to change, what the parents show
--- changed too: a marker, as a write would leave, for every watched table read
--- with its children above a touched table, and for every table that lost its
--- triggers or was dropped (its former parent cannot be found any more, but the
--- daemon still counts it among the tables of the views that read it, until it
--- loads the registry again). Then the doorbell where transactions cannot be
--- prepared (see notify()), and a registry reload, since the tables of some
--- views changed. Called by the event triggers, as the installer.
+-- PARTITION, INHERIT or NO INHERIT, DROP TABLE. touched: the tables the DDL
+-- named (the parent for ATTACH and DETACH, the new or altered child
+-- otherwise); dropped: tables a DROP removed that had a generation.
+--
+-- It works on what the DDL touched, never across the database, and takes no
+-- lock of its own beyond those of the triggers it creates: the user's DDL
+-- already locks the tree it changes, and a registry lock here would be held
+-- until the user's transaction ends (a loader's CREATE PARTITION + COPY), so
+-- that two loaders, or a loader and watch(), would stall or deadlock each
+-- other. What a concurrent watch() or unwatch() does to the same tables at
+-- worst leaves a trigger too many (a sequence read per statement, cleaned by
+-- the next watch(), unwatch() or install) or fails this part with a WARNING.
+--  1. The tables under touched that a watched view reads and that lack their
+--     triggers get them (add_triggers() marks their readers pending), each
+--     try in a subtransaction of its own so that the rest still happens.
+--  2. Tables this transaction detached (or un-inherited) from a watched tree:
+--     their triggers, if ours (named, calling notify(), with their own
+--     generation as argument), go when nothing reads them any more, only if
+--     this transaction already holds a lock on them (it took them away from
+--     their parent) and only under READ COMMITTED (an older snapshot may miss
+--     a newer registration): nothing else is locked or waited for.
+--  3. Always, when the DDL concerned a watched tree: a marker, as a write
+--     would leave, for every watched table read with its children at or above
+--     a touched table, and for the tables dropped or released (their former
+--     parents cannot be found any more); then the doorbell and a registry
+--     reload where transactions cannot be prepared (see notify()).
 CREATE OR REPLACE FUNCTION mvrefresh.sync_descendants(touched oid[], dropped oid[])
 RETURNS void
 LANGUAGE plpgsql
@@ -1359,71 +1397,55 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     missing  oid[];
-    extra    oid[];
+    released oid[] := '{}';
     marked   oid[];
     tbl      oid;
     prepared boolean := pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 > 0;
 BEGIN
     -- A watched table without the triggers that name its own generation: the
     -- catalog is in no state of this file's making. A dump is being restored
-    -- (its triggers come last, and name the generations of the old OIDs, which
-    -- a cleanup here would drop first), or was restored without the repair
-    -- that registry() asks for. That repair (installing the SQL again, or
-    -- watch()) puts the descendants right too: leave everything to it.
+    -- (its triggers come last, and name the generations of the old OIDs), or
+    -- was restored without the repair that registry() asks for. That repair
+    -- (installing the SQL again, or watch()) puts the descendants right too.
     IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
                JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM pg_catalog.pg_trigger t
-                   WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
-                     AND pg_catalog.encode(t.tgargs, 'escape')
-                         = pg_catalog.to_regclass('mvrefresh.gen_' || d.base::pg_catalog.oid::pg_catalog.text)
-                               ::pg_catalog.oid::pg_catalog.text || '\000')) THEN
+               WHERE NOT mvrefresh.has_own_triggers(d.base)) THEN
         RETURN;
     END IF;
-    -- Looked at twice: without the registry lock, to leave at once when all
-    -- is in order (most ALTER TABLEs of a watched table), then under it.
-    FOR pass IN 1..2 LOOP
-        WITH needed AS (
-            SELECT mvrefresh.with_descendants(ARRAY(
-                SELECT d.base::pg_catalog.oid FROM mvrefresh.dependency d
-                JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p'))) AS rel
-        ), have AS (
-            SELECT t.tgrelid AS rel, pg_catalog.count(*) AS n
-            FROM pg_catalog.pg_trigger t
-            WHERE t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
-              AND t.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
-            GROUP BY t.tgrelid
-        )
-        SELECT ARRAY(SELECT n.rel FROM needed n
-                     WHERE NOT EXISTS (SELECT 1 FROM have h WHERE h.rel = n.rel AND h.n = 2)),
-               ARRAY(SELECT h.rel FROM have h
-                     WHERE NOT EXISTS (SELECT 1 FROM needed n WHERE n.rel = h.rel)
-                       -- Triggers are seen as they are now, registrations as of the
-                       -- snapshot: only a statement's own snapshot (READ COMMITTED)
-                       -- sees every registration made until the lock was granted. An
-                       -- older one may miss one whose triggers are there, so it
-                       -- takes none away (what it leaves costs a sequence read).
-                       AND pg_catalog.current_setting('transaction_isolation') = 'read committed')
-        INTO missing, extra;
-        IF pg_catalog.cardinality(missing) = 0 AND pg_catalog.cardinality(extra) = 0
-           AND pg_catalog.cardinality(dropped) = 0 THEN
-            -- Nothing to change, yet the DDL concerned a watched table: one
-            -- that already had its triggers may have come under another.
-            IF NOT prepared THEN
-                PERFORM pg_catalog.pg_notify(mvrefresh.control_channel(), 'reload');
-            END IF;
-            RETURN;
-        END IF;
-        IF pass = 1 THEN
-            -- The serialization of watch(), unwatch() and sync_view().
-            LOCK TABLE mvrefresh.view IN SHARE UPDATE EXCLUSIVE MODE;
-        END IF;
+    -- 1.
+    missing := ARRAY(
+        SELECT w FROM mvrefresh.with_descendants(touched) AS w
+        WHERE EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[w]))
+          AND NOT mvrefresh.has_own_triggers(w));
+    FOREACH tbl IN ARRAY missing LOOP
+        BEGIN
+            PERFORM mvrefresh.add_triggers(ARRAY[tbl::pg_catalog.regclass]);
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'mvrefresh: could not put the triggers on %: %', tbl::pg_catalog.regclass, SQLERRM
+                USING HINT = 'Run mvrefresh.watch() again on the views that read it; the backstop finds its writes meanwhile.';
+        END;
     END LOOP;
-
-    -- add_triggers() marks the views that read a newly triggered table pending.
-    PERFORM mvrefresh.add_triggers(missing::pg_catalog.regclass[]);
-    PERFORM mvrefresh.release_tables(extra::pg_catalog.regclass[]);
-
+    -- 2.
+    IF pg_catalog.current_setting('transaction_isolation') = 'read committed' THEN
+        FOR tbl IN
+            SELECT DISTINCT t.tgrelid FROM pg_catalog.pg_trigger t
+            WHERE t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
+              AND mvrefresh.has_own_triggers(t.tgrelid)
+              AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[t.tgrelid]))
+              AND EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                          WHERE l.locktype = 'relation' AND l.relation = t.tgrelid
+                            AND l.pid = pg_catalog.pg_backend_pid() AND l.granted)
+            ORDER BY 1
+        LOOP
+            BEGIN
+                PERFORM mvrefresh.release_tables(ARRAY[tbl::pg_catalog.regclass]);
+                released := released || tbl;
+            EXCEPTION WHEN OTHERS THEN
+                NULL; -- left for the next watch(), unwatch() or install
+            END;
+        END LOOP;
+    END IF;
+    -- 3.
     marked := ARRAY(
         WITH RECURSIVE up(rel) AS (
             SELECT t FROM pg_catalog.unnest(touched) AS t
@@ -1433,11 +1455,20 @@ BEGIN
         SELECT d.base::pg_catalog.oid FROM up
         JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel AND d.with_children
       UNION
-        SELECT pg_catalog.unnest(extra)
+        SELECT pg_catalog.unnest(released)
       UNION
         SELECT pg_catalog.unnest(dropped));
+    IF pg_catalog.cardinality(marked) = 0 AND pg_catalog.cardinality(missing) = 0 THEN
+        RETURN;
+    END IF;
+    -- And a marker naming mvrefresh.change_log itself, which no view reads: a
+    -- daemon that takes a marker of a table no loaded view reads loads the
+    -- registry again, so that it learns which views now read which tables
+    -- even where no NOTIFY may be sent (a table it knows already, attached
+    -- under another, would otherwise keep mapping to its old readers only).
     INSERT INTO mvrefresh.change_log AS m (table_oid, xact)
-    SELECT t, pg_catalog.pg_current_xact_id() FROM pg_catalog.unnest(marked) AS t
+    SELECT t, pg_catalog.pg_current_xact_id()
+    FROM pg_catalog.unnest(marked || 'mvrefresh.change_log'::pg_catalog.regclass::pg_catalog.oid) AS t
     ON CONFLICT (table_oid, xact) DO NOTHING;
     IF NOT prepared THEN
         FOREACH tbl IN ARRAY marked LOOP
