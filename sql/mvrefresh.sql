@@ -2964,11 +2964,16 @@ DECLARE
                          FROM mvrefresh.dependency d
                          JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p'));
     tbl   oid;
+    lock_wait text := pg_catalog.current_setting('lock_timeout');
 BEGIN
     PERFORM mvrefresh.add_triggers(bases::pg_catalog.regclass[]);
     -- One descendant that cannot take them (a lock held too long, a table this
     -- role may not put triggers on) must not fail the install: the backstop
-    -- covers it, and watch() says why.
+    -- covers it, and watch() says why. "Too long" is 5 s where the installer
+    -- set no wait of its own: the install holds what it has locked meanwhile.
+    IF lock_wait = '0' THEN
+        PERFORM pg_catalog.set_config('lock_timeout', '5s', true);
+    END IF;
     FOR tbl IN SELECT t FROM mvrefresh.with_descendants(bases) AS t
                WHERE t <> ALL (bases) ORDER BY t LOOP
         BEGIN
@@ -2979,6 +2984,7 @@ BEGIN
                 USING HINT = 'Writes aimed at it are found by the backstop only. Fix the cause, then run mvrefresh.watch() on those views again.';
         END;
     END LOOP;
+    PERFORM pg_catalog.set_config('lock_timeout', lock_wait, true);
 END
 $do$;
 
