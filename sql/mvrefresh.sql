@@ -553,14 +553,15 @@ AS $fn$ SELECT 'mvrefresh_control'::pg_catalog.text $fn$;
 -- (these functions, their arguments and columns, the channels, the payloads).
 -- The protocol number changes whenever that changes incompatibly, and a daemon
 -- refuses, naming both versions, an installed SQL whose protocol is not its own.
--- Protocol 1 was every release before version() existed.
+-- Protocol 1 was every release before version() existed; 2 brought quiet
+-- triggers; 3 the pipelined refresh (refresh(view, NULL) after refresh_begin()).
 CREATE OR REPLACE FUNCTION mvrefresh.version()
 RETURNS TABLE (version text, protocol integer, change_channel text, control_channel text)
 LANGUAGE sql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT '0.2.0'::pg_catalog.text, 2, mvrefresh.change_channel(), mvrefresh.control_channel();
+    SELECT '0.2.0'::pg_catalog.text, 3, mvrefresh.change_channel(), mvrefresh.control_channel();
 $fn$;
 
 COMMENT ON FUNCTION mvrefresh.version() IS
@@ -2328,6 +2329,10 @@ DROP FUNCTION IF EXISTS mvrefresh.refresh_lock_key(oid);
 -- here from the OID and checked again after the REFRESH, so a rename meanwhile
 -- fails (and rolls back) this refresh instead of refreshing something else.
 -- Returns the writers in flight (docs/quiet-triggers.md).
+-- concurrently NULL: the daemon sent this in one pipeline right behind
+-- refresh_begin(), without waiting for its answer; go ahead only if that
+-- answer, for this view, said go (its session setting), and refresh
+-- CONCURRENTLY exactly when it said so.
 CREATE OR REPLACE FUNCTION mvrefresh.refresh(view oid, concurrently boolean)
 RETURNS SETOF xid8
 LANGUAGE plpgsql
@@ -2338,7 +2343,19 @@ DECLARE
     writers xid8[];
     nsp     name;
     rel     name;
+    begun   text := pg_catalog.current_setting('mvrefresh.begun', true);
+    concur  boolean := refresh.concurrently;
 BEGIN
+    IF concur IS NULL THEN
+        IF begun IS NULL OR pg_catalog.split_part(begun, ':', 1)
+                            OPERATOR(pg_catalog.<>) refresh.view::pg_catalog.text THEN
+            RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+                MESSAGE = pg_catalog.format('refresh of %s not begun: refresh_begin() did not '
+                                            'let it go ahead', refresh.view);
+        END IF;
+        concur := pg_catalog.split_part(begun, ':', 2)::boolean;
+        PERFORM pg_catalog.set_config('mvrefresh.begun', '', false);
+    END IF;
     -- Two refreshes of one view never overlap: REFRESH takes an EXCLUSIVE
     -- (CONCURRENTLY) or ACCESS EXCLUSIVE lock on the view, both
     -- self-conflicting, and the caller's lock_timeout bounds the wait. No
@@ -2353,7 +2370,7 @@ BEGIN
             MESSAGE = pg_catalog.format('materialized view %s does not exist', refresh.view);
     END IF;
     EXECUTE pg_catalog.format('REFRESH MATERIALIZED VIEW %s%I.%I',
-                              CASE WHEN refresh.concurrently THEN 'CONCURRENTLY ' ELSE '' END,
+                              CASE WHEN concur THEN 'CONCURRENTLY ' ELSE '' END,
                               nsp, rel);
     IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', nsp, rel)) IS DISTINCT FROM
        refresh.view::pg_catalog.regclass THEN
@@ -2518,7 +2535,16 @@ AS $fn$
                 pending_since = EXCLUDED.pending_since
     )
     SELECT t.nspname, t.relname, t.reason IS NULL, t.reason, t.denied
-    FROM target t;
+    FROM target t
+    -- What lets the refresh(view, NULL) sent right behind this (in the same
+    -- pipeline, before the daemon has read this answer) go ahead, and how: a
+    -- session setting, which outlives this transaction, is left only when the
+    -- answer says go; the daemon's reset after every refresh clears it.
+    WHERE CASE WHEN t.denied IS NULL
+               THEN pg_catalog.set_config('mvrefresh.begun',
+                        t.view::pg_catalog.oid::pg_catalog.text || ':' ||
+                        (t.reason IS NULL)::pg_catalog.text, false) IS NOT NULL
+               ELSE true END;
 $fn$;
 
 -- Called by the daemon after every refresh attempt. On success the previous

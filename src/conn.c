@@ -104,8 +104,31 @@ void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
     connect_now(c);
 }
 
+/* Take the pipeline in flight off the connection: its results so far (the others NULL) go
+ * to res, and its callback is returned (NULL when none was in flight). */
+static mvr_conn_pipeline_fn take_pipeline(struct mvr_conn *c, PGresult **res, int *n)
+{
+    mvr_conn_pipeline_fn fn = c->pipe_fn;
+
+    *n = c->pipe_n;
+    memcpy(res, c->pipe_res, sizeof c->pipe_res);
+    memset(c->pipe_res, 0, sizeof c->pipe_res);
+    c->pipe_fn = NULL;
+    c->pipe_n = c->pipe_at = c->pipe_syncs = 0;
+    return fn;
+}
+
+static void clear_results(PGresult **res, int n)
+{
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
+}
+
 static void drop_pg(struct mvr_conn *c)
 {
+    PGresult *res[MVR_PIPELINE_MAX];
+    int n;
+
     ev_io_stop(c->loop, &c->io);
     ev_timer_stop(c->loop, &c->deadline);
     c->fd = -1;
@@ -113,6 +136,8 @@ static void drop_pg(struct mvr_conn *c)
         PQclear(c->held);
         c->held = NULL;
     }
+    take_pipeline(c, res, &n);
+    clear_results(res, n);
     if (c->pg != NULL) {
         PQfinish(c->pg);
         c->pg = NULL;
@@ -123,7 +148,7 @@ void mvr_conn_close(struct mvr_conn *c)
 {
     c->reconnect = false;
     ev_timer_stop(c->loop, &c->retry);
-    drop_pg(c);
+    drop_pg(c); /* a pipeline's results too, without its callback */
     c->on_result = NULL;
     set_state(c, MVR_CONN_DOWN);
 }
@@ -177,6 +202,10 @@ static void report_down(struct mvr_conn *c, const char *why, bool refused)
 static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
 {
     mvr_conn_result_fn fn = c->on_result;
+    void *pipe_arg = c->pipe_arg;
+    PGresult *res[MVR_PIPELINE_MAX];
+    int n;
+    mvr_conn_pipeline_fn pipe_fn = take_pipeline(c, res, &n);
 
     c->on_result = NULL;
     /* why may point into the PGconn: report before dropping it. */
@@ -186,6 +215,9 @@ static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
     set_state(c, MVR_CONN_DOWN);
     if (fn != NULL)
         fn(c->result_arg, NULL);
+    if (pipe_fn != NULL)
+        pipe_fn(pipe_arg, res, n); /* what came before the loss; NULL for the rest */
+    clear_results(res, n);
     if (c->hooks->down != NULL)
         c->hooks->down(c->owner);
     if (c->reconnect && c->state == MVR_CONN_DOWN) {
@@ -310,7 +342,7 @@ static void connected(struct mvr_conn *c)
     watch_socket(c, EV_READ);
     /* Before anything else runs in this session (see session.h). */
     if (c->plain)
-        send_query(c, "SET search_path = pg_catalog, pg_temp; " MVR_SESSION_TIMEOUTS, 0, NULL, NULL,
+        send_query(c, "SET search_path = pg_catalog, pg_temp; " MVR_SESSION_SETTINGS, 0, NULL, NULL,
                    plain_done, c);
     else
         send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, c);
@@ -385,6 +417,44 @@ int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *t
     return send_query(c, sql, nparams, types, params, fn, arg);
 }
 
+static int send_stmt(struct mvr_conn *c, const struct mvr_stmt *s)
+{
+    if (!PQsendQueryParams(c->pg, s->sql, s->nparams, s->types, s->params, NULL, NULL, 0))
+        return -1;
+    if (s->commit) {
+        if (!PQpipelineSync(c->pg))
+            return -1;
+        c->pipe_syncs++;
+    }
+    return 0;
+}
+
+int mvr_conn_send_pipeline(struct mvr_conn *c, const struct mvr_stmt *stmts, int n,
+                           mvr_conn_pipeline_fn fn, void *arg)
+{
+    if (c->state != MVR_CONN_IDLE || n < 1 || n > MVR_PIPELINE_MAX || !stmts[n - 1].commit)
+        return -1;
+    if (!PQenterPipelineMode(c->pg)) {
+        go_down(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    c->pipe_n = c->pipe_at = c->pipe_syncs = 0;
+    for (int i = 0; i < n; i++) {
+        if (send_stmt(c, &stmts[i]) != 0) {
+            c->pipe_syncs = 0;
+            go_down(c, PQerrorMessage(c->pg)); /* no callback yet: pipe_fn is unset */
+            return -1;
+        }
+    }
+    c->pipe_n = n;
+    c->pipe_fn = fn;
+    c->pipe_arg = arg;
+    set_state(c, MVR_CONN_BUSY);
+    /* Sent: from here on fn runs exactly once, even if flushing fails. */
+    flush_output(c);
+    return 0;
+}
+
 static void drain_notifies(struct mvr_conn *c)
 {
     PGnotify *n;
@@ -429,6 +499,48 @@ static void finish_query(struct mvr_conn *c)
     PQclear(res);
 }
 
+/* The last Sync is answered: leave pipeline mode, and hand the results over. */
+static void finish_pipeline(struct mvr_conn *c)
+{
+    void *arg = c->pipe_arg;
+    PGresult *res[MVR_PIPELINE_MAX];
+    int n;
+    mvr_conn_pipeline_fn fn = take_pipeline(c, res, &n);
+
+    if (!PQexitPipelineMode(c->pg)) {
+        /* Cannot happen with every result read; if it does, the session is unusable. */
+        go_down(c, PQerrorMessage(c->pg));
+        fn(arg, res, n);
+        clear_results(res, n);
+        return;
+    }
+    set_state(c, MVR_CONN_IDLE);
+    fn(arg, res, n);
+    clear_results(res, n);
+}
+
+/* Each statement's results end with NULL (an aborted one has one PGRES_PIPELINE_ABORTED
+ * result); each Sync's with its PGRES_PIPELINE_SYNC result alone. */
+static void collect_pipeline(struct mvr_conn *c)
+{
+    while (c->pipe_fn != NULL && !PQisBusy(c->pg)) {
+        PGresult *r = PQgetResult(c->pg);
+        if (r == NULL) {
+            c->pipe_at++;
+        } else if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            if (--c->pipe_syncs == 0)
+                finish_pipeline(c);
+        } else if (c->pipe_at >= c->pipe_n ||
+                   (c->pipe_res[c->pipe_at] != NULL && is_error(c->pipe_res[c->pipe_at]))) {
+            PQclear(r); /* the statement's first error is the one that counts */
+        } else {
+            PQclear(c->pipe_res[c->pipe_at]);
+            c->pipe_res[c->pipe_at] = r;
+        }
+    }
+}
+
 static bool awaiting_result(const struct mvr_conn *c)
 {
     return c->state == MVR_CONN_BUSY || c->state == MVR_CONN_SETUP;
@@ -436,6 +548,10 @@ static bool awaiting_result(const struct mvr_conn *c)
 
 static void collect_results(struct mvr_conn *c)
 {
+    if (c->pipe_fn != NULL) {
+        collect_pipeline(c);
+        return;
+    }
     while (awaiting_result(c) && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r == NULL)

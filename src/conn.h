@@ -1,6 +1,6 @@
 /*
  * One asynchronous libpq connection driven by libev: connect, check the session (session.h),
- * send one query at a time,
+ * send one query at a time (or one pipeline of statements, a round trip for them all),
  * collect its results, surface notifications, and reconnect with jittered exponential
  * backoff when the connection breaks. Listener, registry loader and refresh workers are
  * all built on it; none of them ever blocks the loop.
@@ -44,6 +44,22 @@ struct mvr_conn_hooks {
  * after the callback returns. */
 typedef void (*mvr_conn_result_fn)(void *arg, const PGresult *res);
 
+/* A pipeline's statements, in order (mvr_conn_send_pipeline). */
+#define MVR_PIPELINE_MAX 24
+struct mvr_stmt {
+    const char *sql; /* one statement: a pipeline has no room for several in one string */
+    int nparams;
+    const Oid *types;
+    const char *const *params;
+    bool commit; /* a Sync follows: it ends the implicit transaction its statements share */
+};
+
+/* Called once per pipeline with one result per statement: its first error, else its last
+ * result; PGRES_PIPELINE_ABORTED for a statement skipped because an earlier one of its
+ * transaction failed; NULL for those whose result the connection's loss took. The connection
+ * is idle again (or down) when this runs; the results are freed after it returns. */
+typedef void (*mvr_conn_pipeline_fn)(void *arg, PGresult *const *res, int n);
+
 struct mvr_conn {
     ev_io io; /* every watcher callback recovers the conn with MVR_CONTAINER_OF */
     ev_timer retry;
@@ -67,7 +83,14 @@ struct mvr_conn {
     uint64_t jitter_seed;
     mvr_conn_result_fn on_result;
     void *result_arg;
-    PGresult *held;             /* result kept for the callback */
+    PGresult *held; /* result kept for the callback */
+    /* A pipeline in flight: its callback, results so far, and where they are. */
+    mvr_conn_pipeline_fn pipe_fn;
+    void *pipe_arg;
+    PGresult *pipe_res[MVR_PIPELINE_MAX];
+    int pipe_n;                 /* statements sent */
+    int pipe_at;                /* the statement whose results come next */
+    int pipe_syncs;             /* Syncs not answered yet */
     struct mvr_session session; /* what the last session check found */
 };
 
@@ -88,6 +111,13 @@ void mvr_conn_close(struct mvr_conn *c);
  * down. */
 int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
                   const char *const *params, mvr_conn_result_fn fn, void *arg);
+/* Send statements in pipeline mode, one round trip for all: each Sync (stmt.commit; the last
+ * statement must have one) ends a transaction, and a failure skips the rest of its
+ * transaction only. Returns 0 when sent: fn then runs exactly once, possibly before this
+ * returns; -1 (fn never runs) if not idle, or on bad arguments, or if libpq refused it (the
+ * connection then goes down). */
+int mvr_conn_send_pipeline(struct mvr_conn *c, const struct mvr_stmt *stmts, int n,
+                           mvr_conn_pipeline_fn fn, void *arg);
 /* Treat the connection as lost (reconnecting if it would have): for a session that is up but
  * unusable, e.g. LISTEN refused on a standby. Safe inside a result callback. */
 void mvr_conn_drop(struct mvr_conn *c, const char *why);

@@ -27,12 +27,26 @@ static const Oid end_types[] = {TYPE_OID,  TYPE_BOOL,   TYPE_TEXT,  TYPE_TEXT,
 /* Everything a view's code may have left in the session, gone before the daemon's next
  * statement: temporary objects (first, so that nothing below can resolve to them), open
  * cursors, prepared statements, LISTENs, session advisory locks, cached plans, sequence
- * state and settings. The equivalent of DISCARD ALL, which cannot run in the implicit
- * transaction of a multi-statement query. */
-static const char reset_sql[] =
-    "DISCARD TEMP; SET search_path = pg_catalog, pg_temp; CLOSE ALL; DEALLOCATE ALL; "
-    "UNLISTEN *; SELECT pg_catalog.pg_advisory_unlock_all(); DISCARD PLANS; "
-    "DISCARD SEQUENCES; RESET ALL; SET search_path = pg_catalog, pg_temp; " MVR_SESSION_TIMEOUTS;
+ * state and settings; then the daemon's own settings again (session.h). The equivalent of
+ * DISCARD ALL, which cannot run in a transaction with other statements. One transaction
+ * with the outcome's recording (refresh_end() comes last): if anything in it fails, the
+ * session is not used again. */
+static const char *const reset_sql[] = {
+    "DISCARD TEMP",
+    "SET search_path = pg_catalog, pg_temp",
+    "CLOSE ALL",
+    "DEALLOCATE ALL",
+    "UNLISTEN *",
+    "SELECT pg_catalog.pg_advisory_unlock_all()",
+    "DISCARD PLANS",
+    "DISCARD SEQUENCES",
+    "RESET ALL",
+    "SET search_path = pg_catalog, pg_temp",
+    "SET lock_timeout = '" MVR_SESSION_LOCK_TIMEOUT "'",
+    "SET statement_timeout = '" MVR_SESSION_STATEMENT_TIMEOUT "'",
+    MVR_SESSION_ISOLATION,
+};
+#define NRESET (sizeof reset_sql / sizeof reset_sql[0])
 
 /* Server messages a view's refresh may log: a query that raises thousands of NOTICEs must
  * not flood the daemon's log. */
@@ -41,7 +55,7 @@ static const char reset_sql[] =
 
 static void send_end(struct mvr_worker *w);
 
-static const char *const step_names[] = {"none", "begin", "refresh", "reset", "end", "unrecorded"};
+static const char *const step_names[] = {"none", "refresh", "end", "unrecorded"};
 
 const char *mvr_refresh_step_name(enum mvr_refresh_step step)
 {
@@ -135,15 +149,6 @@ static void await_reconnect(struct mvr_worker *w)
     set_step(w, MVR_STEP_UNRECORDED);
 }
 
-/* Record the outcome now, or, when the step's result was lost with the connection, later. */
-static void conclude(struct mvr_worker *w, const PGresult *res)
-{
-    if (res == NULL)
-        await_reconnect(w);
-    else
-        send_end(w);
-}
-
 /* A step could not even be sent: the connection is gone. */
 static void lost(struct mvr_worker *w)
 {
@@ -195,32 +200,6 @@ static void send_end(struct mvr_worker *w)
         await_reconnect(w);
 }
 
-static void reset_done(void *arg, const PGresult *res)
-{
-    struct mvr_worker *w = arg;
-
-    if (res == NULL) {
-        await_reconnect(w);
-    } else if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        /* A session we could not clean is not used again: a new one is clean. The outcome is
-         * recorded once it is up. */
-        set_step(w, MVR_STEP_UNRECORDED);
-        mvr_conn_drop(&w->conn, PQresultErrorMessage(res));
-        if (w->settings->stopping)
-            finish(w);
-    } else {
-        send_end(w);
-    }
-}
-
-/* After every REFRESH, successful or not: the view's code ran in this session. */
-static void send_reset(struct mvr_worker *w)
-{
-    set_step(w, MVR_STEP_RESET);
-    if (mvr_conn_send(&w->conn, reset_sql, 0, NULL, NULL, reset_done, w) != 0)
-        await_reconnect(w);
-}
-
 /* The writers in flight that the REFRESH step returned: the pool's owner follows them. */
 static int keep_writers(struct mvr_worker *w, const PGresult *res)
 {
@@ -243,27 +222,25 @@ static int keep_writers(struct mvr_worker *w, const PGresult *res)
     return 0;
 }
 
-static void refresh_done(void *arg, const PGresult *res)
+/* A transaction's answer: the first of its statements' results that is an error of its own
+ * (the others were skipped because of it), else its last; NULL if the connection's loss took
+ * any of them. */
+static const PGresult *xact_result(PGresult *const *res, int from, int to)
 {
-    struct mvr_worker *w = arg;
-    double ms = (mvr_clock_now() - w->started) * 1000.0;
-
-    w->took = ms / 1000.0;
-    if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK && keep_writers(w, res) != 0) {
-        fail(w, "53200", "out of memory keeping the writers in flight");
-    } else if (res != NULL && PQresultStatus(res) == PGRES_TUPLES_OK) {
-        mvr_info(w->conn.log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
-                 w->concurrent ? "concurrently" : "plain", ms);
-    } else {
-        record_error(w, res);
-        mvr_warning(w->conn.log, "refresh of %s failed after %.0f ms: %s (SQLSTATE %s)",
-                    w->view->conf.name, ms, w->error, w->sqlstate);
+    for (int i = from; i < to; i++) {
+        ExecStatusType s = res[i] ? PQresultStatus(res[i]) : PGRES_FATAL_ERROR;
+        if (res[i] == NULL)
+            return NULL;
+        if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_PIPELINE_ABORTED)
+            return res[i];
     }
-    w->refreshed = true;
-    if (res == NULL)
-        await_reconnect(w);
-    else
-        send_reset(w);
+    return res[to - 1];
+}
+
+static bool xact_ok(const PGresult *res)
+{
+    return res != NULL &&
+           (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK);
 }
 
 static void explain_plain(struct mvr_worker *w, const char *reason)
@@ -275,27 +252,47 @@ static void explain_plain(struct mvr_worker *w, const char *reason)
              reason ? reason : "CONCURRENTLY is not possible");
 }
 
-/* The REFRESH step, as one implicit transaction: the timeouts are LOCAL to it, and
- * mvrefresh.refresh() locks what the view reads, re-arms its tables and lists the writers in
- * flight before its REFRESH takes a snapshot (docs/quiet-triggers.md), naming the view from
- * its OID. READ COMMITTED whatever the role's or database's default: under REPEATABLE READ
- * the transaction's one snapshot would be taken before the waits. Nothing here comes from
- * text others control: the OID and the mode are ours. */
-static int build_refresh(struct mvr_worker *w, const PGresult *res, char *sql, size_t len)
+/* BEGIN's answer: true when it let the REFRESH go ahead (its result is what counts); false
+ * when it did not (mvrefresh.refresh() then refused to run: see its "begun" check), with
+ * the failure to record. A view that is gone is not one of those: see refresh_done. */
+static bool begin_answer(struct mvr_worker *w, const PGresult *res)
 {
-    int n;
-
+    if (!xact_ok(res)) {
+        record_error(w, res);
+        mvr_warning(w->conn.log, "cannot start refreshing %s: %s (SQLSTATE %s)", w->view->conf.name,
+                    w->error, w->sqlstate);
+        return false;
+    }
+    if (!PQgetisnull(res, 0, 4)) {
+        /* The role cannot refresh this view: say what it lacks and how to grant it, rather
+         * than have REFRESH fail with "must be owner". */
+        fail(w, "42501", PQgetvalue(res, 0, 4));
+        mvr_warning(w->conn.log, "cannot refresh %s: %s", w->view->conf.name, w->error);
+        return false;
+    }
     w->concurrent = PQgetvalue(res, 0, 2)[0] == 't';
     if (!w->concurrent)
         explain_plain(w, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
-    n = snprintf(sql, len,
-                 "SET TRANSACTION ISOLATION LEVEL READ COMMITTED; "
-                 "SET LOCAL lock_timeout = %" PRId64 "; "
-                 "SET LOCAL statement_timeout = %" PRId64 "; "
-                 "SELECT w FROM mvrefresh.refresh('%" PRIu32 "'::pg_catalog.oid, %s) AS w",
-                 w->settings->lock_timeout_ms, w->settings->statement_timeout_ms, w->view->conf.oid,
-                 w->concurrent ? "true" : "false");
-    return n < 0 || (size_t)n >= len ? -1 : 0;
+    return true;
+}
+
+/* The REFRESH transaction's answer. */
+static void refresh_answer(struct mvr_worker *w, const PGresult *res)
+{
+    double ms = (mvr_clock_now() - w->started) * 1000.0;
+
+    w->took = ms / 1000.0;
+    w->refreshed = true;
+    if (xact_ok(res) && keep_writers(w, res) != 0) {
+        fail(w, "53200", "out of memory keeping the writers in flight");
+    } else if (xact_ok(res)) {
+        mvr_info(w->conn.log, "refreshed %s (%s) in %.0f ms", w->view->conf.name,
+                 w->concurrent ? "concurrently" : "plain", ms);
+    } else {
+        record_error(w, res);
+        mvr_warning(w->conn.log, "refresh of %s failed after %.0f ms: %s (SQLSTATE %s)",
+                    w->view->conf.name, ms, w->error, w->sqlstate);
+    }
 }
 
 static void view_gone(struct mvr_worker *w)
@@ -305,48 +302,92 @@ static void view_gone(struct mvr_worker *w)
     finish_as(w, MVR_REFRESH_GONE);
 }
 
-/* BEGIN's answer: refresh, or (dropped, not allowed, stopping) record why not. */
-static void begin_done(void *arg, const PGresult *res)
+/* The statements of one refresh, sent as one pipeline: BEGIN, the REFRESH transaction, the
+ * reset. Indexes into it: */
+enum {
+    STMT_BEGIN = 0,
+    STMT_TIMEOUTS = 1, /* the REFRESH transaction's first statement */
+    STMT_REFRESH = 2,  /* mvrefresh.refresh(), its last */
+    STMT_RESET_FIRST = 3,
+    NSTMTS = STMT_RESET_FIRST + NRESET,
+};
+
+/* The pipeline's answers, in order. Nothing of BEGIN's can change what was sent after it: a
+ * BEGIN that said no (or failed) made mvrefresh.refresh() refuse, and the reset runs in any
+ * case. */
+static void refresh_done(void *arg, PGresult *const *res, int n)
 {
     struct mvr_worker *w = arg;
-    struct mvr_conn *c = &w->conn;
-    char sql[1024];
+    const PGresult *begin = xact_result(res, STMT_BEGIN, STMT_TIMEOUTS);
+    const PGresult *reset = xact_result(res, STMT_RESET_FIRST, n);
 
-    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
-        record_error(w, res);
-        mvr_warning(c->log, "cannot start refreshing %s: %s (SQLSTATE %s)", w->view->conf.name,
-                    w->error, w->sqlstate);
-        conclude(w, res);
-    } else if (PQntuples(res) != 1) {
+    if (xact_ok(begin) && PQntuples(begin) != 1) {
         view_gone(w);
-    } else if (!PQgetisnull(res, 0, 4)) {
-        /* The role cannot refresh this view: say what it lacks and how to grant it, rather
-         * than have REFRESH fail with "must be owner". */
-        fail(w, "42501", PQgetvalue(res, 0, 4));
-        mvr_warning(c->log, "cannot refresh %s: %s", w->view->conf.name, w->error);
-        send_end(w);
-    } else if (w->settings->stopping) {
-        /* SIGTERM arrived while BEGIN was in flight: start no new REFRESH. */
-        fail(w, "57P01", "not started: the daemon is stopping");
-        send_end(w);
-    } else if (build_refresh(w, res, sql, sizeof sql) != 0) {
-        fail(w, "XX000", "cannot build the REFRESH statement");
-        send_end(w);
-    } else {
-        set_step(w, MVR_STEP_REFRESH);
-        if (mvr_conn_send(c, sql, 0, NULL, NULL, refresh_done, w) != 0)
-            lost(w);
+        return;
     }
+    if (begin_answer(w, begin) && begin != NULL)
+        refresh_answer(w, xact_result(res, STMT_TIMEOUTS, STMT_REFRESH + 1));
+    if (reset == NULL) {
+        await_reconnect(w); /* the outcome is recorded once the connection is back */
+    } else if (!xact_ok(reset)) {
+        /* A session we could not clean is not used again: a new one is clean. The outcome is
+         * recorded once it is up. */
+        set_step(w, MVR_STEP_UNRECORDED);
+        mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
+        if (w->settings->stopping)
+            finish(w);
+    } else {
+        send_end(w);
+    }
+}
+
+/* The REFRESH transaction (READ COMMITTED: see session.h): its timeouts, set for it alone
+ * (an implicit transaction of the extended protocol takes no SET LOCAL: set_config() does the
+ * same; each statement's statement_timeout starts when it does); then mvrefresh.refresh(),
+ * which locks what the view reads, re-arms its tables and lists the writers in flight before
+ * its REFRESH takes a snapshot (docs/quiet-triggers.md), names the view from its OID, and
+ * refreshes CONCURRENTLY when BEGIN said it could. Nothing here comes from text others
+ * control: the OID and the timeouts are ours. The OID is spelled out in the call (not a
+ * parameter) so that mark_interrupted() recognises a refresh still running. */
+static const char timeouts_sql[] = "SELECT pg_catalog.set_config('lock_timeout', $1, true), "
+                                   "pg_catalog.set_config('statement_timeout', $2, true)";
+static const Oid timeouts_types[] = {TYPE_TEXT, TYPE_TEXT};
+
+struct refresh_text {
+    char lock[32], statement[32], call[128];
+    const char *timeouts[2];
+};
+
+static void build_pipeline(struct mvr_worker *w, struct mvr_stmt *s, const char *const *params,
+                           struct refresh_text *txt)
+{
+    snprintf(txt->lock, sizeof txt->lock, "%" PRId64, w->settings->lock_timeout_ms);
+    snprintf(txt->statement, sizeof txt->statement, "%" PRId64, w->settings->statement_timeout_ms);
+    txt->timeouts[0] = txt->lock;
+    txt->timeouts[1] = txt->statement;
+    snprintf(txt->call, sizeof txt->call,
+             "SELECT w FROM mvrefresh.refresh('%" PRIu32 "'::pg_catalog.oid, NULL) AS w",
+             w->view->conf.oid);
+    memset(s, 0, NSTMTS * sizeof *s);
+    s[STMT_BEGIN] = (struct mvr_stmt){begin_sql, 2, begin_types, params, true};
+    s[STMT_TIMEOUTS] = (struct mvr_stmt){timeouts_sql, 2, timeouts_types, txt->timeouts, false};
+    s[STMT_REFRESH] = (struct mvr_stmt){txt->call, 0, NULL, NULL, true};
+    for (size_t i = 0; i < NRESET; i++)
+        s[STMT_RESET_FIRST + i].sql = reset_sql[i];
+    s[NSTMTS - 1].commit = true;
 }
 
 void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
 {
     char oid[16], pending[64];
     const char *params[2];
+    struct mvr_stmt stmts[NSTMTS];
+    struct refresh_text txt;
 
     w->view = v;
     w->ok = true;
     w->refreshed = false;
+    w->concurrent = false;
     w->nwriters = 0;
     w->sqlstate[0] = w->error[0] = '\0';
     w->started = mvr_clock_now();
@@ -355,8 +396,9 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
     params[0] = oid;
     params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);
-    set_step(w, MVR_STEP_BEGIN);
-    if (mvr_conn_send(&w->conn, begin_sql, 2, begin_types, params, begin_done, w) != 0)
+    build_pipeline(w, stmts, params, &txt);
+    set_step(w, MVR_STEP_REFRESH);
+    if (mvr_conn_send_pipeline(&w->conn, stmts, NSTMTS, refresh_done, w) != 0)
         lost(w);
 }
 

@@ -1,16 +1,19 @@
 /*
- * One refresh on one worker connection, as a step machine:
+ * One refresh on one worker connection, in two round trips. The first is one pipeline of
+ * three transactions (conn.h), so that the REFRESH starts without waiting for the daemon:
  *   BEGIN   mvrefresh.refresh_begin(): marks the status row, returns the view's current
  *           schema and name, whether CONCURRENTLY can work (populated, unique index), and
- *           why the daemon's role may not refresh it, if it may not;
+ *           why the daemon's role may not refresh it, if it may not (then, or if BEGIN
+ *           fails, the REFRESH refuses to run);
  *   REFRESH one READ COMMITTED transaction, mvrefresh.refresh(): lock what the view reads (so
  *           its snapshot postdates any TRUNCATE or rewrite it had to wait for), re-arm its
  *           tables, list the writers in flight, REFRESH; the writers come back, to follow
  *           (docs/quiet-triggers.md);
- *   RESET   clears whatever the view's code left in the session (see reset_sql);
+ *   RESET   clears whatever the view's code left in the session (see reset_sql).
+ * The second, once the session is known to be clean:
  *   END     mvrefresh.refresh_end(): records the outcome in the status row.
- * Every step is an asynchronous query; the loop never waits on the server. The worker reports
- * the outcome through its one callback and knows nothing of who gave it the view.
+ * The loop never waits on the server. The worker reports the outcome through its one callback
+ * and knows nothing of who gave it the view.
  */
 #ifndef MVR_REFRESH_H
 #define MVR_REFRESH_H
@@ -23,9 +26,7 @@
 
 enum mvr_refresh_step {
     MVR_STEP_NONE,
-    MVR_STEP_BEGIN,
-    MVR_STEP_REFRESH,
-    MVR_STEP_RESET,
+    MVR_STEP_REFRESH, /* the pipeline: BEGIN, REFRESH, RESET */
     MVR_STEP_END,
     MVR_STEP_UNRECORDED, /* the connection died: record the outcome once it is back */
 };

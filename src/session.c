@@ -6,7 +6,7 @@
 
 /* Everything in it is schema-qualified, even under the search_path it has just set. */
 const char mvr_session_setup_sql[] =
-    "SET search_path = pg_catalog, pg_temp; " MVR_SESSION_TIMEOUTS "; "
+    "SET search_path = pg_catalog, pg_temp; " MVR_SESSION_SETTINGS "; "
     "SELECT current_user, pg_catalog.quote_ident(current_user), pg_catalog.current_database(),"
     " r.rolsuper,"
     " pg_catalog.current_setting('server_version_num')::pg_catalog.int4,"

@@ -33,7 +33,7 @@ struct mvr_session {
 /* The SQL this daemon understands: mvrefresh.version()'s protocol, and the channels. The SQL
  * side defines the same once each (sql/mvrefresh.sql); a daemon and an installed SQL of
  * different protocols refuse each other, and the tests check that both sides agree. */
-#define MVR_SQL_PROTOCOL 2
+#define MVR_SQL_PROTOCOL 3
 #define MVR_STR_(x) #x
 #define MVR_STR(x) MVR_STR_(x)
 #define MVR_CHANNEL "mvrefresh"
@@ -41,8 +41,17 @@ struct mvr_session {
 
 /* The daemon's own statements (bookkeeping, registry loads, markers) never wait long: a role
  * holding a lock on a registry row, say, must not hold a worker or the control connection.
- * A refresh sets its own with SET LOCAL (lock_timeout, statement_timeout in mvrefresh.ini). */
-#define MVR_SESSION_TIMEOUTS "SET lock_timeout = '10s'; SET statement_timeout = '1min'"
+ * A refresh sets its own (lock_timeout, statement_timeout in mvrefresh.ini) for its
+ * transaction only. And every transaction of the daemon's is READ COMMITTED, whatever the
+ * role's or the database's default: a refresh's snapshot must be taken after its lock waits
+ * (mvrefresh.refresh()), which under REPEATABLE READ it would not be. Set once a session
+ * starts, and again after every reset of a worker's session. */
+#define MVR_SESSION_LOCK_TIMEOUT "10s"
+#define MVR_SESSION_STATEMENT_TIMEOUT "1min"
+#define MVR_SESSION_ISOLATION "SET default_transaction_isolation = 'read committed'"
+#define MVR_SESSION_SETTINGS                                                                       \
+    "SET lock_timeout = '" MVR_SESSION_LOCK_TIMEOUT "'; "                                          \
+    "SET statement_timeout = '" MVR_SESSION_STATEMENT_TIMEOUT "'; " MVR_SESSION_ISOLATION
 
 /* The statement to send right after connecting. */
 extern const char mvr_session_setup_sql[];

@@ -218,6 +218,108 @@ PGT_TEST(test_worker_terminated_mid_refresh)
     assert_true(pgt_daemon_alive(t));
 }
 
+/* A watched view whose status row the test can hold locked, so that the worker's
+ * refresh_begin() or refresh_end() waits on it: the only worker (max_concurrent = 1). A slow
+ * view's query takes half a second. Returns a connection to hold the lock with. */
+static PGconn *start_with_one_worker(pgt_ctx *t, bool slow, const char *debounce)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 1\n");
+    pgt_exec(t, "CREATE TABLE p (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE FUNCTION pause() RETURNS int VOLATILE LANGUAGE plpgsql "
+                "AS $$BEGIN PERFORM pg_sleep(0.5); RETURN 1; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW p_mv AS SELECT id FROM p%s",
+             slow ? " WHERE (SELECT pause()) = 1" : "");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON p_mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('p_mv', debounce => '%s', max_wait => '10 s')", debounce);
+    pgt_daemon_start(t, path);
+    wait_catch_up(t);
+    return pgt_connect(t);
+}
+
+/* Hold p_mv's status row until COMMIT on locker. */
+static void lock_status_row(pgt_ctx *t, PGconn *locker)
+{
+    pgt_exec_on(t, locker, "BEGIN");
+    pgt_exec_on(t, locker,
+                "SELECT 1 FROM mvrefresh.refresh_state "
+                "WHERE view = 'p_mv'::regclass FOR UPDATE");
+}
+
+/*
+ * The connection is lost in the middle of the refresh's pipeline: refresh_begin() waits for a
+ * lock, with the REFRESH queued behind it on the same connection. Nothing is refreshed on the
+ * lost session; the failure (the server's 57P01, or 08006 when only the connection's loss
+ * tells) is recorded on the new one, and the view is refreshed again.
+ */
+PGT_TEST(test_worker_terminated_mid_pipeline)
+{
+    PGconn *locker = start_with_one_worker(t, false, "1 s");
+    long long before = pgt_refresh_count(t, "p_mv");
+
+    /* Locked once the daemon has taken the change (which marks the row pending), before the
+     * debounce is over. */
+    pgt_exec(t, "INSERT INTO p VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state "
+                   "WHERE view = 'p_mv'::regclass");
+    lock_status_row(t, locker);
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND application_name LIKE 'mvrefreshd worker %%' "
+                   "AND wait_event_type = 'Lock' AND query LIKE '%%mvrefresh.refresh_begin(%%'");
+    assert_int_equal(pgt_terminate(t, "application_name LIKE 'mvrefreshd worker %%' "
+                                      "AND query LIKE '%%mvrefresh.refresh_begin(%%'"),
+                     1);
+    pgt_exec_on(t, locker, "COMMIT");
+
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT failure_count >= 1 AND last_sqlstate IN ('57P01', '08006') "
+                   "FROM mvrefresh.status WHERE view = 'p_mv'::regclass");
+    pgt_wait_converged(t, CONVERGE_MS, "p_mv", "SELECT id FROM p");
+    wait_refreshes_at_least(t, "p_mv", before + 1, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "f",
+                   "SELECT refreshing FROM mvrefresh.status WHERE view = 'p_mv'::regclass");
+    assert_true(pgt_daemon_alive(t));
+}
+
+/*
+ * The connection is lost after a successful REFRESH, while its outcome is being recorded:
+ * refresh_end() waits for a lock. The outcome (a success, not a failure) is recorded once the
+ * worker has reconnected.
+ */
+PGT_TEST(test_worker_terminated_while_recording)
+{
+    PGconn *locker = start_with_one_worker(t, true, "50 ms");
+    long long before = pgt_refresh_count(t, "p_mv");
+    long long failures = status_ll(t, "failure_count", "p_mv");
+
+    /* refresh_begin() has committed once the status says refreshing; the half-second REFRESH
+     * leaves time to lock the row before refresh_end() wants it. */
+    pgt_exec(t, "INSERT INTO p VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT refreshing FROM mvrefresh.status WHERE view = 'p_mv'::regclass");
+    lock_status_row(t, locker);
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND application_name LIKE 'mvrefreshd worker %%' "
+                   "AND wait_event_type = 'Lock' AND query LIKE '%%mvrefresh.refresh_end(%%'");
+    assert_int_equal(pgt_terminate(t, "application_name LIKE 'mvrefreshd worker %%' "
+                                      "AND query LIKE '%%mvrefresh.refresh_end(%%'"),
+                     1);
+    pgt_exec_on(t, locker, "COMMIT");
+
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT NOT refreshing AND refresh_count >= %lld "
+                   "FROM mvrefresh.status WHERE view = 'p_mv'::regclass",
+                   before + 1);
+    assert_int_equal(status_ll(t, "failure_count", "p_mv"), failures);
+    pgt_wait_converged(t, CONVERGE_MS, "p_mv", "SELECT id FROM p");
+    assert_true(pgt_daemon_alive(t));
+}
+
 /* pg_ctl restart -m fast while writers run: the views converge once the server is back. The
  * loss is logged once for the daemon, not once for each of its five connections, and so is
  * the recovery; mvrefresh.daemons shows the last connection error. */
@@ -904,6 +1006,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         PGT_UNIT(test_listener_terminated_while_writing),
         PGT_UNIT(test_worker_terminated_mid_refresh),
+        PGT_UNIT(test_worker_terminated_mid_pipeline),
+        PGT_UNIT(test_worker_terminated_while_recording),
         PGT_UNIT(test_server_restart_while_writing),
         PGT_UNIT(test_daemon_sigkill_while_writing),
         PGT_UNIT(test_lock_timeout_records_and_retries),

@@ -466,6 +466,38 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     assert_int_equal(pgt_refresh_count(t, "slow_mv"), 1);
 }
 
+/* statement_timeout from mvrefresh.ini bounds each REFRESH (set for its transaction alone,
+ * in the same pipeline): a view slower than it fails with 57014, is recorded, and is retried;
+ * the daemon's own statements on that session keep their own timeout. */
+PGT_TEST(test_statement_timeout_bounds_refresh)
+{
+    char path[PATH_MAX + 32];
+
+    pgt_path(t, "mvrefresh.ini", path, sizeof path);
+    pgt_write_file(path, "[mvrefreshd]\nstatement_timeout = 200ms\nretry_backoff_max = 1s\n");
+    pgt_exec(t, "CREATE TABLE t (id int)");
+    pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
+    pgt_exec(t, "INSERT INTO go VALUES (false)");
+    pgt_exec(t,
+             "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
+             "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
+                "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
+    pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '50 ms', max_wait => '1 s')");
+    pgt_daemon_start(t, path);
+    wait_catch_up(t, "slow_mv");
+
+    pgt_exec(t, "UPDATE go SET slow = true");
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "true|57014",
+                   "SELECT (failure_count >= 1) || '|' || last_sqlstate "
+                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    pgt_exec(t, "UPDATE go SET slow = false");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT n FROM slow_mv");
+    assert_true(pgt_daemon_alive(t));
+}
+
 /* Table t, view mv over it (debounce 100 ms, max_wait 1 s), and a daemon reading the
  * configuration file `ini` (written to path). */
 static void setup_with_config(pgt_ctx *t, const char *ini, char *path, size_t size)
@@ -640,6 +672,7 @@ int main(void)
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),
         PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
+        PGT_UNIT(test_statement_timeout_bounds_refresh),
         PGT_UNIT(test_sighup_with_broken_config),
         PGT_UNIT(test_each_connection_names_itself),
         PGT_UNIT(test_heartbeat_in_sql),

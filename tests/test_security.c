@@ -230,9 +230,9 @@ PGT_TEST(test_non_owner_is_refused)
     expect_denied(t, i,
                   "SELECT mvrefresh.refresh_end('" OWN_VIEW "'::regclass, true, 'plain', "
                   "NULL, NULL, NULL)");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 2)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 3)");
     expect_denied(t, i, "SELECT mvrefresh.mark_interrupted()");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(2)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(3)");
     expect_denied(t, i, "SELECT * FROM mvrefresh.take_changes()");
     expect_denied(t, i, "SELECT mvrefresh.rearm('{1}', true)");
     expect_denied(t, i, "SELECT * FROM mvrefresh.backstop('{1}')");
@@ -592,7 +592,7 @@ PGT_TEST(test_registration_edges_are_closed)
     pgt_exec_on(t, o,
                 "UPDATE mvrefresh.view SET debounce = '178000000 years', "
                 "max_wait = '178000000 years'");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(2)"), 1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(3)"), 1);
     pgt_exec_on(t, o, "UPDATE mvrefresh.view SET debounce = '50 ms', max_wait = '1 s'");
 
     /* The owner keeps its own row locked: the daemon's refresh of that view gives up after a
