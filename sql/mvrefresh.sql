@@ -607,7 +607,58 @@ CREATE TABLE IF NOT EXISTS mvrefresh.change_log (
     changed_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
 );
 ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS xact xid8;
+-- The armed path's wish to ring the doorbell (a ringing generation, and a
+-- server where no transaction can be prepared): ring() decides at commit.
+ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS ring boolean NOT NULL DEFAULT false;
 CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log (table_oid, xact);
+
+-- The doorbell, rung at commit by the first transaction to commit a marker
+-- of the table since the daemon last took them, and by nobody else: a ring
+-- only says "take the markers", and one is enough. Every armed session
+-- writes a marker after each re-arm, and a NOTIFY per session would make all
+-- of them queue for the cluster-wide lock that notifying commits hold across
+-- their commit record's flush. A deferred trigger runs at commit, so a
+-- transaction that stays open long after its write does not hold the claim.
+-- Among transactions committing at once, the one that gets the table's
+-- transaction-scoped advisory lock rings; the lock is released after its
+-- commit is visible, so one committing later sees its marker and keeps
+-- quiet. A skipped ring never loses a change: the marker is durable, the
+-- daemon takes every marker at each doorbell, each rearm_interval while a
+-- view debounces, and every poll_interval, and the view that reads the table
+-- is pending from the first marker taken. At worst (the ringing transaction
+-- fails in its very commit, or commits after the daemon took the others) a
+-- marker waits for the next poll. The lock's key is (1836479078 = 'mvrf',
+-- the table's OID shifted into int4): an application's two-key advisory lock
+-- that happens to match only makes a ring skipped, or waits as long as one
+-- commit.
+CREATE OR REPLACE FUNCTION mvrefresh.ring()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    IF pg_catalog.pg_try_advisory_xact_lock(
+           1836479078, (NEW.table_oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4)
+       AND NOT EXISTS (SELECT 1 FROM mvrefresh.change_log m
+                       WHERE m.table_oid = NEW.table_oid AND m.xact <> NEW.xact) THEN
+        PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), NEW.table_oid::pg_catalog.text);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+DO $do$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                   WHERE t.tgrelid = 'mvrefresh.change_log'::pg_catalog.regclass
+                     AND t.tgname = 'mvrefresh_ring') THEN
+        CREATE CONSTRAINT TRIGGER mvrefresh_ring AFTER INSERT ON mvrefresh.change_log
+            DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.ring)
+            EXECUTE FUNCTION mvrefresh.ring();
+    END IF;
+END
+$do$;
 
 -- Partitions and inheritance children. A statement trigger fires only for the
 -- table a statement names: one on a partitioned table does not fire for an
@@ -739,8 +790,16 @@ BEGIN
        OR NOT mvrefresh.wrote(record_change.tbl) THEN
         RETURN false;
     END IF;
-    INSERT INTO mvrefresh.change_log AS m (table_oid, xact)
-    VALUES (record_change.tbl, pg_catalog.pg_current_xact_id())
+    -- The doorbell (ring(), at commit) for a ringing generation, or for a table
+    -- without one (after a dump and restore: every write signals until the
+    -- install repairs the triggers); never where transactions can be prepared
+    -- (see notify()).
+    INSERT INTO mvrefresh.change_log AS m (table_oid, xact, ring)
+    VALUES (record_change.tbl, pg_catalog.pg_current_xact_id(),
+            pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 = 0
+            AND COALESCE(pg_catalog.pg_sequence_last_value(
+                    pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text))
+                % 2 = 1, true))
     ON CONFLICT (table_oid, xact) DO NOTHING;
     RETURN true;
 END
@@ -749,8 +808,8 @@ $fn$;
 -- The armed path, run only when the trigger's WHEN condition found the table
 -- armed. A session that signalled this generation already (or a table
 -- disarmed since the condition looked) returns at once; otherwise: record a
--- marker, ring the doorbell if the generation asks for one, remember the
--- generation. It runs on the
+-- marker (which rings the doorbell at commit if the generation asks for one
+-- and nobody else does: ring()), remember the generation. It runs on the
 -- application's write path as the writer, with the writer's search_path: no
 -- SET clause (that would save and restore settings on every call), so every
 -- name and every operator is qualified. The generation is found from the
@@ -785,11 +844,9 @@ BEGIN
             RETURN NULL;
         END IF;
     END IF;
+    -- The marker, and with it the doorbell (rung at commit: see ring()).
     IF mvrefresh.record_change(TG_RELID) IS NOT TRUE THEN
         RETURN NULL;
-    END IF;
-    IF NOT prepared AND (gen IS NULL OR gen OPERATOR(pg_catalog.%) 2 OPERATOR(pg_catalog.=) 1) THEN
-        PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), TG_RELID::pg_catalog.text);
     END IF;
     IF gen IS NOT NULL THEN
         PERFORM pg_catalog.set_config(

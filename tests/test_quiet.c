@@ -566,6 +566,52 @@ PGT_TEST(test_no_daemon_no_cost)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 2);
 }
 
+/* Notifications the listening connection has received, once a query has made the server
+ * deliver what is queued for it. */
+static int heard(pgt_ctx *t, PGconn *listener)
+{
+    int n = 0;
+    PGnotify *note;
+
+    pgt_exec_on(t, listener, "SELECT 1");
+    PQconsumeInput(listener);
+    while ((note = PQnotifies(listener)) != NULL) {
+        n++;
+        PQfreemem(note);
+    }
+    return n;
+}
+
+/* After a re-arm every writing session takes the armed path once and leaves a marker, but one
+ * doorbell is enough: the first marker to commit rings, the others (committed after it, or at
+ * the same time) do not, until the daemon has taken the markers. Each marker is there. */
+PGT_TEST(test_one_doorbell_for_many_sessions)
+{
+    enum { NSESSIONS = 6 };
+    PGconn *listener = pgt_connect(t), *w[NSESSIONS];
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
+    pgt_exec_on(t, listener, "LISTEN mvrefresh");
+    for (int round = 0; round < 2; round++) {
+        /* What the daemon does: take the markers, then arm the table with a doorbell. */
+        pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
+        pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+        assert_int_equal(heard(t, listener), 0);
+        for (int i = 0; i < NSESSIONS; i++) {
+            w[i] = pgt_connect(t);
+            pgt_exec_on(t, w[i], "BEGIN; INSERT INTO t VALUES (%d)", round * NSESSIONS + i);
+        }
+        for (int i = 0; i < NSESSIONS; i++)
+            pgt_exec_on(t, w[i], "COMMIT");
+        assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), NSESSIONS);
+        assert_int_equal(heard(t, listener), 1);
+        for (int i = 0; i < NSESSIONS; i++)
+            pgt_disconnect(t, w[i]);
+    }
+}
+
 /* ---- faults while tables are quiet ------------------------------------------ */
 
 enum fault { KILL_DAEMON, TERMINATE_LISTENER, TERMINATE_CONTROL, RESTART_SERVER };
@@ -634,6 +680,7 @@ int main(void)
         PGT_UNIT(test_backstop_remembers_across_restarts),
         PGT_UNIT(test_forged_signals_refresh_nothing),
         PGT_UNIT(test_no_daemon_no_cost),
+        PGT_UNIT(test_one_doorbell_for_many_sessions),
         PGT_UNIT(test_daemon_killed_while_quiet),
         PGT_UNIT(test_listener_terminated_while_quiet),
         PGT_UNIT(test_control_connection_terminated_while_quiet),
