@@ -113,8 +113,14 @@ static mvr_conn_pipeline_fn take_pipeline(struct mvr_conn *c, PGresult **res, in
     *n = c->pipe_n;
     memcpy(res, c->pipe_res, sizeof c->pipe_res);
     memset(c->pipe_res, 0, sizeof c->pipe_res);
+    /* Whatever came of a transaction whose Sync did not: it may or may not have committed. */
+    for (int i = c->pipe_final; i < *n; i++) {
+        PQclear(res[i]);
+        res[i] = NULL;
+    }
     c->pipe_fn = NULL;
-    c->pipe_n = c->pipe_at = c->pipe_syncs = 0;
+    c->pipe_n = c->pipe_at = c->pipe_final = c->pipe_syncs = 0;
+    c->pipe_in_commit = false;
     return fn;
 }
 
@@ -426,6 +432,7 @@ static int send_stmt(struct mvr_conn *c, const struct mvr_stmt *s)
             return -1;
         c->pipe_syncs++;
     }
+    c->pipe_commit[c->pipe_n++] = s->commit;
     return 0;
 }
 
@@ -438,15 +445,14 @@ int mvr_conn_send_pipeline(struct mvr_conn *c, const struct mvr_stmt *stmts, int
         go_down(c, PQerrorMessage(c->pg));
         return -1;
     }
-    c->pipe_n = c->pipe_at = c->pipe_syncs = 0;
+    c->pipe_n = c->pipe_at = c->pipe_final = c->pipe_syncs = 0;
+    c->pipe_in_commit = false;
     for (int i = 0; i < n; i++) {
         if (send_stmt(c, &stmts[i]) != 0) {
-            c->pipe_syncs = 0;
             go_down(c, PQerrorMessage(c->pg)); /* no callback yet: pipe_fn is unset */
             return -1;
         }
     }
-    c->pipe_n = n;
     c->pipe_fn = fn;
     c->pipe_arg = arg;
     set_state(c, MVR_CONN_BUSY);
@@ -519,26 +525,45 @@ static void finish_pipeline(struct mvr_conn *c)
     clear_results(res, n);
 }
 
+/* Keep r as the result of statement i: its first error, else its last result. A failed
+ * commit (reported after the statement's own results) overrides its success. */
+static void keep_pipe_result(struct mvr_conn *c, int i, PGresult *r)
+{
+    if (i >= c->pipe_n || (c->pipe_res[i] != NULL && is_error(c->pipe_res[i]))) {
+        PQclear(r);
+        return;
+    }
+    PQclear(c->pipe_res[i]);
+    c->pipe_res[i] = r;
+}
+
 /* Each statement's results end with NULL (an aborted one has one PGRES_PIPELINE_ABORTED
- * result); each Sync's with its PGRES_PIPELINE_SYNC result alone. */
+ * result). After a transaction's last statement come its Sync's: PGRES_PIPELINE_SYNC alone,
+ * or, if the commit failed, the error and a NULL first. */
 static void collect_pipeline(struct mvr_conn *c)
 {
     while (c->pipe_fn != NULL && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
-        if (r == NULL) {
-            c->pipe_at++;
-        } else if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+        if (r != NULL && PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
             PQclear(r);
+            c->pipe_in_commit = false;
+            c->pipe_final = ++c->pipe_at;
             if (--c->pipe_syncs == 0)
                 finish_pipeline(c);
-        } else if (c->pipe_at >= c->pipe_n ||
-                   (c->pipe_res[c->pipe_at] != NULL && is_error(c->pipe_res[c->pipe_at]))) {
-            PQclear(r); /* the statement's first error is the one that counts */
-        } else {
-            PQclear(c->pipe_res[c->pipe_at]);
-            c->pipe_res[c->pipe_at] = r;
+        } else if (r != NULL) {
+            keep_pipe_result(c, c->pipe_at, r);
+        } else if (!c->pipe_in_commit) {
+            if (c->pipe_at < c->pipe_n && c->pipe_commit[c->pipe_at])
+                c->pipe_in_commit = true; /* its Sync's results come next */
+            else
+                c->pipe_at++;
         }
     }
+}
+
+int mvr_conn_pipeline_answered(const struct mvr_conn *c)
+{
+    return c->pipe_fn != NULL ? c->pipe_at : 0;
 }
 
 static bool awaiting_result(const struct mvr_conn *c)

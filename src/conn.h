@@ -56,8 +56,11 @@ struct mvr_stmt {
 
 /* Called once per pipeline with one result per statement: its first error, else its last
  * result; PGRES_PIPELINE_ABORTED for a statement skipped because an earlier one of its
- * transaction failed; NULL for those whose result the connection's loss took. The connection
- * is idle again (or down) when this runs; the results are freed after it returns. */
+ * transaction failed. A transaction's commit can fail after its last statement succeeded:
+ * that error is the last statement's result. NULL for every statement of a transaction whose
+ * Sync the connection's loss took (its results so far say nothing of whether it committed).
+ * The connection is idle again (or down) when this runs; the results are freed after it
+ * returns. */
 typedef void (*mvr_conn_pipeline_fn)(void *arg, PGresult *const *res, int n);
 
 struct mvr_conn {
@@ -88,10 +91,13 @@ struct mvr_conn {
     mvr_conn_pipeline_fn pipe_fn;
     void *pipe_arg;
     PGresult *pipe_res[MVR_PIPELINE_MAX];
-    int pipe_n;                 /* statements sent */
-    int pipe_at;                /* the statement whose results come next */
-    int pipe_syncs;             /* Syncs not answered yet */
-    struct mvr_session session; /* what the last session check found */
+    bool pipe_commit[MVR_PIPELINE_MAX]; /* a Sync follows the statement */
+    int pipe_n;                         /* statements sent */
+    int pipe_at;                        /* the statement whose results come next */
+    int pipe_final;                     /* statements before it: their transaction's Sync came */
+    int pipe_syncs;                     /* Syncs not answered yet */
+    bool pipe_in_commit;                /* pipe_at's results are in; its Sync's are not */
+    struct mvr_session session;         /* what the last session check found */
 };
 
 void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_log *log,
@@ -118,6 +124,9 @@ int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *t
  * connection then goes down). */
 int mvr_conn_send_pipeline(struct mvr_conn *c, const struct mvr_stmt *stmts, int n,
                            mvr_conn_pipeline_fn fn, void *arg);
+/* How many statements of the pipeline in flight have all their results in (0: none, or no
+ * pipeline). */
+int mvr_conn_pipeline_answered(const struct mvr_conn *c);
 /* Treat the connection as lost (reconnecting if it would have): for a session that is up but
  * unusable, e.g. LISTEN refused on a standby. Safe inside a result callback. */
 void mvr_conn_drop(struct mvr_conn *c, const char *why);

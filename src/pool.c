@@ -151,8 +151,10 @@ size_t mvr_pool_busy(const struct mvr_pool *p)
 void mvr_pool_stop(struct mvr_pool *p)
 {
     p->settings.stopping = true;
-    for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
+    for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++) {
+        mvr_refresh_stopping(&p->workers[i]);
         mvr_refresh_abandon(&p->workers[i]);
+    }
 }
 
 void mvr_pool_cancel(struct mvr_pool *p)

@@ -311,6 +311,7 @@ enum {
     STMT_RESET_FIRST = 3,
     NSTMTS = STMT_RESET_FIRST + NRESET,
 };
+_Static_assert(NSTMTS <= MVR_PIPELINE_MAX, "the refresh pipeline is longer than conn.h allows");
 
 /* The pipeline's answers, in order. Nothing of BEGIN's can change what was sent after it: a
  * BEGIN that said no (or failed) made mvrefresh.refresh() refuse, and the reset runs in any
@@ -322,6 +323,9 @@ static void refresh_done(void *arg, PGresult *const *res, int n)
     const PGresult *reset = xact_result(res, STMT_RESET_FIRST, n);
 
     if (xact_ok(begin) && PQntuples(begin) != 1) {
+        /* Nothing ran (the REFRESH refused), but an unclean session is still not reused. */
+        if (reset != NULL && !xact_ok(reset))
+            mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
         view_gone(w);
         return;
     }
@@ -400,6 +404,16 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     set_step(w, MVR_STEP_REFRESH);
     if (mvr_conn_send_pipeline(&w->conn, stmts, NSTMTS, refresh_done, w) != 0)
         lost(w);
+}
+
+void mvr_refresh_stopping(struct mvr_worker *w)
+{
+    if (w->view != NULL && w->step == MVR_STEP_REFRESH &&
+        mvr_conn_pipeline_answered(&w->conn) <= STMT_BEGIN) {
+        mvr_info(w->conn.log, "%s: stopping: cancelling the refresh of %s before it starts",
+                 w->conn.name, w->view->conf.name);
+        mvr_conn_cancel(&w->conn);
+    }
 }
 
 void mvr_refresh_notice(struct mvr_worker *w, const char *message)

@@ -49,8 +49,9 @@ struct mvr_refresh_outcome {
     char sqlstate[6];        /* MVR_REFRESH_FAILED */
     const uint64_t *writers; /* transactions in flight when the REFRESH began (xid8), to follow */
     size_t nwriters;
-    double seconds; /* from the start to the end of the REFRESH statement (as logged); NAN if
-                       none ran */
+    double seconds; /* from the start to the end of the pipeline (BEGIN, REFRESH and the
+                       session reset: the REFRESH, give or take a millisecond), as logged; NAN
+                       if none ran */
 };
 
 struct mvr_worker;
@@ -73,7 +74,7 @@ struct mvr_worker {
     char sqlstate[6];
     char error[512];
     double started;
-    double took;       /* seconds to the end of the REFRESH statement; NAN before it ends */
+    double took;       /* seconds to the end of the pipeline (see seconds); NAN before then */
     double request;    /* the refresh request (registry's epoch) it serves if it succeeds; 0 */
     uint64_t *writers; /* from the REFRESH step (see mvrefresh.refresh()) */
     size_t nwriters;
@@ -92,6 +93,10 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v);
 void mvr_refresh_resume(struct mvr_worker *w);
 /* A server message arrived on the worker's connection: logged, rate-limited per view. */
 void mvr_refresh_notice(struct mvr_worker *w, const char *message);
+/* Shutting down: a refresh whose BEGIN has not answered yet (it waits for a lock, say) is
+ * cancelled, so that the REFRESH sent behind it in the same pipeline does not start; one
+ * already running goes on (see shutdown_timeout). */
+void mvr_refresh_stopping(struct mvr_worker *w);
 /* Shutting down: give up recording, release the view. */
 void mvr_refresh_abandon(struct mvr_worker *w);
 /* Free what the worker allocated (its connection is closed separately). */

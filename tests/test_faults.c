@@ -320,6 +320,36 @@ PGT_TEST(test_worker_terminated_while_recording)
     assert_true(pgt_daemon_alive(t));
 }
 
+/*
+ * SIGTERM while a refresh's refresh_begin() waits for a lock: the REFRESH sent behind it in the
+ * same pipeline must not start. The daemon cancels it, records that, and stops, instead of
+ * refreshing once the lock is free.
+ */
+PGT_TEST(test_sigterm_cancels_a_refresh_not_yet_begun)
+{
+    PGconn *locker = start_with_one_worker(t, false, "1 s");
+    long long before = pgt_refresh_count(t, "p_mv");
+    int64_t started;
+
+    pgt_exec(t, "INSERT INTO p VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state "
+                   "WHERE view = 'p_mv'::regclass");
+    lock_status_row(t, locker);
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND application_name LIKE 'mvrefreshd worker %%' "
+                   "AND wait_event_type = 'Lock' AND query LIKE '%%mvrefresh.refresh_begin(%%'");
+    pgt_daemon_signal(t, SIGTERM);
+    pgt_log_wait(t, DEADLINE_MS, 1, "cancelling the refresh of public.p_mv before it starts");
+    pgt_exec_on(t, locker, "COMMIT"); /* refresh_end() may record the cancelled start now */
+    started = pgt_now_ms();
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, 20000), 0);
+    assert_true(pgt_now_ms() - started < pgt_scaled(5000));
+    assert_int_equal(pgt_refresh_count(t, "p_mv"), before);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM p_mv"), 0);
+}
+
 /* pg_ctl restart -m fast while writers run: the views converge once the server is back. The
  * loss is logged once for the daemon, not once for each of its five connections, and so is
  * the recovery; mvrefresh.daemons shows the last connection error. */
@@ -1008,6 +1038,7 @@ int main(void)
         PGT_UNIT(test_worker_terminated_mid_refresh),
         PGT_UNIT(test_worker_terminated_mid_pipeline),
         PGT_UNIT(test_worker_terminated_while_recording),
+        PGT_UNIT(test_sigterm_cancels_a_refresh_not_yet_begun),
         PGT_UNIT(test_server_restart_while_writing),
         PGT_UNIT(test_daemon_sigkill_while_writing),
         PGT_UNIT(test_lock_timeout_records_and_retries),

@@ -1,0 +1,210 @@
+/*
+ * The connection's pipeline mode (src/conn.c), against a real server: which result each
+ * statement gets, when a statement fails, when a commit fails after its statement succeeded,
+ * and when the connection is lost in the middle. A refresh (src/refresh.c) is built on
+ * exactly these answers: a REFRESH must never be taken as done unless its transaction
+ * committed.
+ *
+ * Run through tests/run-with-pg.sh (ctest does), which sets the PG* variables. The
+ * connection is a plain one (no mvrefresh session check), on a libev loop run until the
+ * pipeline's callback has run.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <ev.h>
+#include <libpq-fe.h>
+
+#include "conn.h"
+#include "log.h"
+
+enum { MAX_RES = 8 };
+
+struct run {
+    struct ev_loop *loop;
+    struct mvr_log log;
+    struct mvr_conn conn;
+    ev_timer deadline;
+    bool up, called, timed_out;
+    int n;
+    int status[MAX_RES];     /* PGRES_... or -1 for NULL */
+    char text[MAX_RES][128]; /* the first value, or the primary error message */
+};
+
+static void on_up(void *owner)
+{
+    struct run *r = owner;
+
+    r->up = true;
+    ev_break(r->loop, EVBREAK_ONE);
+}
+
+static const struct mvr_conn_hooks hooks = {.up = on_up};
+
+static void on_pipeline(void *arg, PGresult *const *res, int n)
+{
+    struct run *r = arg;
+
+    r->called = true;
+    r->n = n;
+    for (int i = 0; i < n && i < MAX_RES; i++) {
+        const char *msg;
+        r->status[i] = res[i] ? (int)PQresultStatus(res[i]) : -1;
+        r->text[i][0] = '\0';
+        if (res[i] == NULL)
+            continue;
+        if (PQresultStatus(res[i]) == PGRES_TUPLES_OK && PQntuples(res[i]) > 0)
+            snprintf(r->text[i], sizeof r->text[i], "%s", PQgetvalue(res[i], 0, 0));
+        else if ((msg = PQresultErrorField(res[i], PG_DIAG_MESSAGE_PRIMARY)) != NULL)
+            snprintf(r->text[i], sizeof r->text[i], "%s", msg);
+    }
+    ev_break(r->loop, EVBREAK_ONE);
+}
+
+static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct run *r = w->data;
+
+    (void)revents;
+    r->timed_out = true;
+    ev_break(loop, EVBREAK_ONE);
+}
+
+/* Connected, idle, and a table whose rows fail at commit (a deferred trigger raises). */
+static int setup(void **state)
+{
+    struct run *r = calloc(1, sizeof *r);
+    PGconn *admin = PQconnectdb("");
+
+    if (r == NULL || PQstatus(admin) != CONNECTION_OK)
+        return -1;
+    PQclear(PQexec(admin,
+                   "SET client_min_messages = warning; DROP TABLE IF EXISTS conn_d; CREATE TABLE "
+                   "conn_d (id int);"
+                   "CREATE OR REPLACE FUNCTION conn_boom() RETURNS trigger LANGUAGE plpgsql AS"
+                   " $$BEGIN RAISE EXCEPTION 'boom at commit'; END$$;"
+                   "CREATE CONSTRAINT TRIGGER conn_boom AFTER INSERT ON conn_d"
+                   " DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION conn_boom()"));
+    PQfinish(admin);
+    r->loop = ev_loop_new(EVFLAG_AUTO);
+    mvr_log_init(&r->log, MVR_LOG_WARNING, stderr);
+    mvr_conn_init(&r->conn, r->loop, &r->log, "test", &hooks, r);
+    r->conn.plain = true;
+    r->conn.reconnect = false;
+    ev_timer_init(&r->deadline, deadline_cb, 10.0, 10.0);
+    r->deadline.data = r;
+    ev_timer_start(r->loop, &r->deadline);
+    mvr_conn_open(&r->conn, "", "test_conn");
+    r->conn.reconnect = false;
+    ev_run(r->loop, 0);
+    if (!r->up)
+        return -1;
+    *state = r;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct run *r = *state;
+
+    mvr_conn_close(&r->conn);
+    ev_timer_stop(r->loop, &r->deadline);
+    ev_loop_destroy(r->loop);
+    free(r);
+    return 0;
+}
+
+/* Send the statements (a Sync after those marked), run the loop until the callback ran. */
+static void pipeline(struct run *r, const char *const *sql, const bool *commit, int n)
+{
+    struct mvr_stmt s[MAX_RES];
+
+    memset(s, 0, sizeof s);
+    for (int i = 0; i < n; i++) {
+        s[i].sql = sql[i];
+        s[i].commit = commit[i];
+    }
+    r->called = r->timed_out = false;
+    assert_int_equal(mvr_conn_send_pipeline(&r->conn, s, n, on_pipeline, r), 0);
+    ev_timer_again(r->loop, &r->deadline);
+    while (!r->called && !r->timed_out && ev_run(r->loop, EVRUN_ONCE))
+        ;
+    assert_true(r->called);
+    assert_int_equal(r->n, n);
+}
+
+/* Each statement gets its own result; a failed statement skips the rest of its transaction
+ * only; the connection is idle and usable afterwards, outside pipeline mode. */
+static void test_results_in_order_failure_stays_in_its_transaction(void **state)
+{
+    struct run *r = *state;
+    const char *sql[] = {"SELECT 'a'", "SELECT 1 / 0", "SELECT 'skipped'", "SELECT 'c'"};
+    const bool commit[] = {true, false, true, true};
+
+    pipeline(r, sql, commit, 4);
+    assert_int_equal(r->status[0], PGRES_TUPLES_OK);
+    assert_string_equal(r->text[0], "a");
+    assert_int_equal(r->status[1], PGRES_FATAL_ERROR);
+    assert_string_equal(r->text[1], "division by zero");
+    assert_int_equal(r->status[2], PGRES_PIPELINE_ABORTED);
+    assert_int_equal(r->status[3], PGRES_TUPLES_OK);
+    assert_string_equal(r->text[3], "c");
+    assert_int_equal(r->conn.state, MVR_CONN_IDLE);
+    assert_int_equal(PQpipelineStatus(r->conn.pg), PQ_PIPELINE_OFF);
+}
+
+/* A commit that fails after its transaction's last statement succeeded: that statement's
+ * result is the commit's error, and the next transaction's result is its own. */
+static void test_failed_commit_is_the_last_statements_result(void **state)
+{
+    struct run *r = *state;
+    const char *sql[] = {"INSERT INTO public.conn_d VALUES (1)", "SELECT 'after'", "SELECT 'more'"};
+    const bool commit[] = {true, true, true};
+
+    pipeline(r, sql, commit, 3);
+    assert_int_equal(r->status[0], PGRES_FATAL_ERROR);
+    assert_string_equal(r->text[0], "boom at commit");
+    assert_int_equal(r->status[1], PGRES_TUPLES_OK);
+    assert_string_equal(r->text[1], "after");
+    assert_int_equal(r->status[2], PGRES_TUPLES_OK);
+    assert_string_equal(r->text[2], "more");
+}
+
+/* The connection is lost before a transaction's Sync came back: its statements get NULL,
+ * whatever they answered (it may not have committed); the transactions before keep theirs. */
+static void test_loss_mid_pipeline_takes_the_unfinished_transaction(void **state)
+{
+    struct run *r = *state;
+    const char *sql[] = {"SELECT 'kept'", "SELECT 'answered'",
+                         "SELECT pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid())",
+                         "SELECT 'never'"};
+    const bool commit[] = {true, false, true, true};
+
+    pipeline(r, sql, commit, 4);
+    assert_int_equal(r->status[0], PGRES_TUPLES_OK);
+    assert_string_equal(r->text[0], "kept");
+    assert_int_equal(r->status[1], -1);
+    assert_int_equal(r->status[2], -1);
+    assert_int_equal(r->status[3], -1);
+    assert_int_equal(r->conn.state, MVR_CONN_DOWN);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_results_in_order_failure_stays_in_its_transaction,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_commit_is_the_last_statements_result, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_loss_mid_pipeline_takes_the_unfinished_transaction,
+                                        setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
