@@ -1071,8 +1071,11 @@ BEGIN
         WHERE c.relkind = 'S' AND c.relname LIKE 'gen\_%'
           AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
                           WHERE 'gen_' || d.base::pg_catalog.oid::pg_catalog.text = c.relname)
+          -- (refclassid too: pg_depend's index on what is depended on starts with it.)
           AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend p
-                          WHERE p.refobjid = c.oid AND p.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass)
+                          WHERE p.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                            AND p.refobjid = c.oid
+                            AND p.classid = 'pg_catalog.pg_trigger'::pg_catalog.regclass)
     LOOP
         -- Every writer's trigger locked it, so a prepared transaction may
         -- hold it for as long as it stays prepared: then leave it for a later
@@ -1201,7 +1204,15 @@ BEGIN
     PERFORM mvrefresh.add_triggers(ARRAY(
         SELECT t::pg_catalog.regclass
         FROM mvrefresh.with_descendants(tables::pg_catalog.oid[]) AS t));
-    PERFORM mvrefresh.release_tables(stale);
+    -- Only when the view stopped reading something: release_tables() also
+    -- sweeps the whole registry for leftovers (relations dropped unseen,
+    -- orphaned generations), work that grows with the number of watched
+    -- views and has nothing to do with a view that is new or reads what it
+    -- read. unwatch(), forget() and the DROP handlers still sweep.
+    stale := ARRAY(SELECT t FROM pg_catalog.unnest(stale) AS t WHERE t <> ALL (bases));
+    IF pg_catalog.cardinality(stale) > 0 THEN
+        PERFORM mvrefresh.release_tables(stale);
+    END IF;
     PERFORM mvrefresh.grant_maintain(view, true);
     PERFORM mvrefresh.warn_daemons(view);
 
