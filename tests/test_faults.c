@@ -248,6 +248,22 @@ static void lock_status_row(pgt_ctx *t, PGconn *locker)
                 "WHERE view = 'p_mv'::regclass FOR UPDATE");
 }
 
+/* A change to p, then p_mv's status row locked once the daemon has taken the change (which
+ * marks the row pending) and before the debounce is over: the refresh's refresh_begin()
+ * waits for the lock, with the REFRESH queued behind it in the pipeline. */
+static void begin_waits_for_lock(pgt_ctx *t, PGconn *locker)
+{
+    pgt_exec(t, "INSERT INTO p VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state "
+                   "WHERE view = 'p_mv'::regclass");
+    lock_status_row(t, locker);
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND application_name LIKE 'mvrefreshd worker %%' "
+                   "AND wait_event_type = 'Lock' AND query LIKE '%%mvrefresh.refresh_begin(%%'");
+}
+
 /*
  * The connection is lost in the middle of the refresh's pipeline: refresh_begin() waits for a
  * lock, with the REFRESH queued behind it on the same connection. Nothing is refreshed on the
@@ -259,17 +275,7 @@ PGT_TEST(test_worker_terminated_mid_pipeline)
     PGconn *locker = start_with_one_worker(t, false, "1 s");
     long long before = pgt_refresh_count(t, "p_mv");
 
-    /* Locked once the daemon has taken the change (which marks the row pending), before the
-     * debounce is over. */
-    pgt_exec(t, "INSERT INTO p VALUES (1)");
-    pgt_poll_until(t, DEADLINE_MS, "t",
-                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state "
-                   "WHERE view = 'p_mv'::regclass");
-    lock_status_row(t, locker);
-    pgt_poll_until(t, DEADLINE_MS, "1",
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND application_name LIKE 'mvrefreshd worker %%' "
-                   "AND wait_event_type = 'Lock' AND query LIKE '%%mvrefresh.refresh_begin(%%'");
+    begin_waits_for_lock(t, locker);
     assert_int_equal(pgt_terminate(t, "application_name LIKE 'mvrefreshd worker %%' "
                                       "AND query LIKE '%%mvrefresh.refresh_begin(%%'"),
                      1);
@@ -331,15 +337,7 @@ PGT_TEST(test_sigterm_cancels_a_refresh_not_yet_begun)
     long long before = pgt_refresh_count(t, "p_mv");
     int64_t started;
 
-    pgt_exec(t, "INSERT INTO p VALUES (1)");
-    pgt_poll_until(t, DEADLINE_MS, "t",
-                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state "
-                   "WHERE view = 'p_mv'::regclass");
-    lock_status_row(t, locker);
-    pgt_poll_until(t, DEADLINE_MS, "1",
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND application_name LIKE 'mvrefreshd worker %%' "
-                   "AND wait_event_type = 'Lock' AND query LIKE '%%mvrefresh.refresh_begin(%%'");
+    begin_waits_for_lock(t, locker);
     pgt_daemon_signal(t, SIGTERM);
     pgt_log_wait(t, DEADLINE_MS, 1, "cancelling the refresh of public.p_mv before it starts");
     pgt_exec_on(t, locker, "COMMIT"); /* refresh_end() may record the cancelled start now */

@@ -419,33 +419,41 @@ PGT_TEST(test_sigterm_during_slow_refresh)
     assert_int_equal(pgt_query_ll(t, "SELECT n FROM slow_mv"), 1);
 }
 
-/* SIGTERM during a refresh longer than shutdown_timeout: the refresh is cancelled on the
- * server, the failure is recorded, and the daemon still exits 0, long before the refresh
- * would have ended. */
-PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
+/* slow_mv over t, slow (it sleeps `seconds` in its query) only once go.slow is set, so the
+ * catch-up refresh is quick; a daemon with configuration `ini`, caught up; then the view made
+ * slow and due. */
+static void start_slow_refresh(pgt_ctx *t, const char *ini, int seconds)
 {
     char path[PATH_MAX + 32];
-    int64_t started;
-    int status;
 
     pgt_path(t, "mvrefresh.ini", path, sizeof path);
-    pgt_write_file(path, "[mvrefreshd]\nshutdown_timeout = 300ms\n");
+    pgt_write_file(path, ini);
     pgt_exec(t, "CREATE TABLE t (id int)");
     pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
     pgt_exec(t, "INSERT INTO go VALUES (false)");
-    /* Slow only when asked, so the catch-up refresh is quick. */
     pgt_exec(t,
              "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
-             "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(60); END IF; RETURN 1; END$$");
+             "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(%d); END IF; RETURN 1; END$$",
+             seconds);
     pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
                 "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
     pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '50 ms', max_wait => '1 s')");
     pgt_daemon_start(t, path);
     wait_catch_up(t, "slow_mv");
-
     pgt_exec(t, "UPDATE go SET slow = true");
     pgt_exec(t, "INSERT INTO t VALUES (1)");
+}
+
+/* SIGTERM during a refresh longer than shutdown_timeout: the refresh is cancelled on the
+ * server, the failure is recorded, and the daemon still exits 0, long before the refresh
+ * would have ended. */
+PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
+{
+    int64_t started;
+    int status;
+
+    start_slow_refresh(t, "[mvrefreshd]\nshutdown_timeout = 300ms\n", 60);
     pgt_poll_until(t, DEADLINE_MS, "1",
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                    "AND pid <> pg_backend_pid() AND state = 'active' "
@@ -471,25 +479,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
  * the daemon's own statements on that session keep their own timeout. */
 PGT_TEST(test_statement_timeout_bounds_refresh)
 {
-    char path[PATH_MAX + 32];
-
-    pgt_path(t, "mvrefresh.ini", path, sizeof path);
-    pgt_write_file(path, "[mvrefreshd]\nstatement_timeout = 200ms\nretry_backoff_max = 1s\n");
-    pgt_exec(t, "CREATE TABLE t (id int)");
-    pgt_exec(t, "CREATE TABLE go (slow bool NOT NULL)");
-    pgt_exec(t, "INSERT INTO go VALUES (false)");
-    pgt_exec(t,
-             "CREATE FUNCTION maybe_slow() RETURNS int LANGUAGE plpgsql AS $$BEGIN "
-             "IF (SELECT slow FROM public.go) THEN PERFORM pg_sleep(2); END IF; RETURN 1; END$$");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW slow_mv AS "
-                "SELECT 1 AS k, count(*) AS n, maybe_slow() AS s FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON slow_mv (k)");
-    pgt_exec(t, "SELECT mvrefresh.watch('slow_mv', debounce => '50 ms', max_wait => '1 s')");
-    pgt_daemon_start(t, path);
-    wait_catch_up(t, "slow_mv");
-
-    pgt_exec(t, "UPDATE go SET slow = true");
-    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    start_slow_refresh(t, "[mvrefreshd]\nstatement_timeout = 200ms\nretry_backoff_max = 1s\n", 2);
     pgt_poll_until(t, DEADLINE_MS, "true|57014",
                    "SELECT (failure_count >= 1) || '|' || last_sqlstate "
                    "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
