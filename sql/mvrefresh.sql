@@ -1154,7 +1154,9 @@ DECLARE
     tables  regclass[];
     shallow regclass[];
     stale   regclass[];
+    targets regclass[];
     changed boolean;
+    replaced boolean;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v
                    WHERE v.view = sync_view.view AND NOT v.unwatched) THEN
@@ -1201,16 +1203,24 @@ BEGIN
     -- Descendants carry triggers whoever owns them: the view's owner reads their
     -- rows through the parent with the parent's privileges alone, as PostgreSQL
     -- does, and the triggers only tell that a write happened.
-    PERFORM mvrefresh.add_triggers(ARRAY(
-        SELECT t::pg_catalog.regclass
-        FROM mvrefresh.with_descendants(tables::pg_catalog.oid[]) AS t));
-    -- Only when the view stopped reading something: release_tables() also
-    -- sweeps the whole registry for leftovers (relations dropped unseen,
-    -- orphaned generations), work that grows with the number of watched
-    -- views and has nothing to do with a view that is new or reads what it
-    -- read. unwatch(), forget() and the DROP handlers still sweep.
+    targets := ARRAY(SELECT t::pg_catalog.regclass
+                     FROM mvrefresh.with_descendants(tables::pg_catalog.oid[]) AS t);
+    -- Triggers of another form (an older release's, or naming OIDs that a
+    -- restore changed) are replaced below: the generations they named become
+    -- orphans for the sweep.
+    replaced := EXISTS (SELECT 1 FROM pg_catalog.pg_trigger g
+                        WHERE g.tgrelid = ANY (targets::pg_catalog.oid[])
+                          AND g.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
+                          AND NOT mvrefresh.has_own_triggers(g.tgrelid));
+    PERFORM mvrefresh.add_triggers(targets);
+    -- Only when the view stopped reading something or triggers were replaced:
+    -- release_tables() also sweeps the whole registry for leftovers
+    -- (relations dropped unseen, orphaned generations), work that grows with
+    -- the number of watched views and has nothing to do with a view that is
+    -- new or reads what it read. unwatch(), forget() and the DROP handlers
+    -- still sweep.
     stale := ARRAY(SELECT t FROM pg_catalog.unnest(stale) AS t WHERE t <> ALL (bases));
-    IF pg_catalog.cardinality(stale) > 0 THEN
+    IF pg_catalog.cardinality(stale) > 0 OR replaced THEN
         PERFORM mvrefresh.release_tables(stale);
     END IF;
     PERFORM mvrefresh.grant_maintain(view, true);
