@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Scenarios 2 (listener throughput) and 5 (scale). Both use database bench_many: MAXV tables
-# t_0001.. each with a watched materialized view v_0001.., debounce = max_wait = 1 hour so no
+# t_00001.. each with a watched materialized view v_00001.., debounce = max_wait = 1 hour so no
 # refresh runs during a flood. A view is taken out of the daemon's registry with
 # enabled = false, which is how scale varies the number of watched views.
 #
@@ -26,16 +26,30 @@ CREATE TABLE bench_view (n int PRIMARY KEY, tbl oid, view regclass);
 DO \$\$
 BEGIN
     FOR i IN 1..$MAXV LOOP
-        EXECUTE format('CREATE TABLE t_%s (id int PRIMARY KEY, v int)', lpad(i::text, 4, '0'));
+        EXECUTE format('CREATE TABLE t_%s (id int PRIMARY KEY, v int)', lpad(i::text, 5, '0'));
         EXECUTE format('CREATE MATERIALIZED VIEW v_%s AS SELECT id, v FROM t_%s',
-                       lpad(i::text, 4, '0'), lpad(i::text, 4, '0'));
-        EXECUTE format('CREATE UNIQUE INDEX ON v_%s (id)', lpad(i::text, 4, '0'));
-        INSERT INTO bench_view VALUES (i, format('t_%s', lpad(i::text, 4, '0'))::regclass::oid,
-                                       format('v_%s', lpad(i::text, 4, '0'))::regclass);
+                       lpad(i::text, 5, '0'), lpad(i::text, 5, '0'));
+        EXECUTE format('CREATE UNIQUE INDEX ON v_%s (id)', lpad(i::text, 5, '0'));
+        INSERT INTO bench_view VALUES (i, format('t_%s', lpad(i::text, 5, '0'))::regclass::oid,
+                                       format('v_%s', lpad(i::text, 5, '0'))::regclass);
+        -- In batches: one transaction holding the locks of 10,000 new relations would
+        -- exhaust the lock table (max_locks_per_transaction).
+        IF i % 500 = 0 THEN
+            COMMIT;
+        END IF;
     END LOOP;
 END
 \$\$;
-SELECT count(mvrefresh.watch(view, debounce => '1 hour', max_wait => '1 hour')) FROM bench_view;
+DO \$\$
+DECLARE
+    v regclass;
+BEGIN
+    FOR v IN SELECT view FROM bench_view ORDER BY n LOOP
+        PERFORM mvrefresh.watch(v, debounce => '1 hour', max_wait => '1 hour');
+        COMMIT;
+    END LOOP;
+END
+\$\$;
 -- ntx transactions of per_tx notifications each, payloads cycling through the OIDs of the
 -- first nviews tables (distinct within a transaction as long as per_tx <= nviews).
 CREATE PROCEDURE bench_flood(ntx int, per_tx int, nviews int)
