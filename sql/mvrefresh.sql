@@ -559,6 +559,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.version()
 RETURNS TABLE (version text, protocol integer, change_channel text, control_channel text)
 LANGUAGE sql
 STABLE
+ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $fn$
     SELECT '0.2.0'::pg_catalog.text, 3, mvrefresh.change_channel(), mvrefresh.control_channel();
@@ -679,20 +680,25 @@ $do$;
 -- with its children. A write to the table changes exactly these views.
 CREATE OR REPLACE FUNCTION mvrefresh.readers(tables oid[])
 RETURNS TABLE (tbl oid, view regclass)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
+ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH RECURSIVE up(start, rel, inherited) AS (
-        SELECT t, t, false FROM pg_catalog.unnest(readers.tables) AS t
-      UNION
-        SELECT up.start, i.inhparent, true
-        FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
-    )
-    SELECT DISTINCT up.start, d.view
-    FROM up
-    JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel
-    WHERE NOT up.inherited OR d.with_children;
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH RECURSIVE up(start, rel, inherited) AS (
+            SELECT t, t, false FROM pg_catalog.unnest(readers.tables) AS t
+          UNION
+            SELECT up.start, i.inhparent, true
+            FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
+        )
+        SELECT DISTINCT up.start, d.view
+        FROM up
+        JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel
+        WHERE NOT up.inherited OR d.with_children;
+END
 $fn$;
 
 -- These tables, and every partition or inheritance descendant (any depth)
@@ -701,26 +707,36 @@ $fn$;
 -- carry triggers (foreign tables) are left out.
 CREATE OR REPLACE FUNCTION mvrefresh.with_descendants(tables oid[])
 RETURNS SETOF oid
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
+ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH RECURSIVE up(start, rel) AS (
-        SELECT t, t FROM pg_catalog.unnest(with_descendants.tables) AS t
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH RECURSIVE up(start, rel) AS (
+            SELECT t, t FROM pg_catalog.unnest(with_descendants.tables) AS t
+          UNION
+            SELECT up.start, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
+        ), down(rel) AS (
+            -- The given tables read with their children, themselves or through an
+            -- ancestor, and everything below them.
+            SELECT up.start FROM up
+            WHERE EXISTS (SELECT FROM mvrefresh.dependency d
+                          WHERE d.base = up.rel::pg_catalog.regclass AND d.with_children)
+          UNION
+            SELECT i.inhrelid FROM down JOIN pg_catalog.pg_inherits i ON i.inhparent = down.rel
+        )
+        SELECT t FROM pg_catalog.unnest(with_descendants.tables) AS t
       UNION
-        SELECT up.start, i.inhparent FROM up JOIN pg_catalog.pg_inherits i ON i.inhrelid = up.rel
-    ), down(rel) AS (
-        -- The given tables read with their children, themselves or through an
-        -- ancestor, and everything below them.
-        SELECT up.start FROM up
-        JOIN mvrefresh.dependency d ON d.base::pg_catalog.oid = up.rel AND d.with_children
-      UNION
-        SELECT i.inhrelid FROM down JOIN pg_catalog.pg_inherits i ON i.inhparent = down.rel
-    )
-    SELECT t FROM pg_catalog.unnest(with_descendants.tables) AS t
-  UNION
-    SELECT down.rel FROM down
-    JOIN pg_catalog.pg_class c ON c.oid = down.rel AND c.relkind IN ('r', 'p');
+        SELECT down.rel FROM down
+        JOIN pg_catalog.pg_class c ON c.oid = down.rel AND c.relkind IN ('r', 'p')
+        -- Most tables have no parent and no child: then the walks are not run.
+        WHERE EXISTS (SELECT FROM pg_catalog.pg_inherits i
+                      WHERE i.inhrelid = ANY (with_descendants.tables)
+                         OR i.inhparent = ANY (with_descendants.tables));
+END
 $fn$;
 
 -- Has this backend written tbl (or a partition or inheritance child of it)
@@ -935,59 +951,64 @@ END
 $do$;
 CREATE OR REPLACE FUNCTION mvrefresh.sources(view regclass)
 RETURNS TABLE (source regclass, kind "char", with_children boolean)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
+ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH RECURSIVE reached(rel) AS (
-        SELECT sources.view::pg_catalog.oid
-      UNION  -- not UNION ALL: a relation reached twice is expanded once
-        SELECT dep.refobjid
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH RECURSIVE reached(rel) AS (
+            SELECT sources.view::pg_catalog.oid
+          UNION  -- not UNION ALL: a relation reached twice is expanded once
+            SELECT dep.refobjid
+            FROM reached r
+            JOIN pg_catalog.pg_class src
+              ON src.oid = r.rel
+             AND (src.oid = sources.view::pg_catalog.oid OR src.relkind = 'v')
+            JOIN pg_catalog.pg_rewrite rule
+              ON rule.ev_class = src.oid AND rule.rulename = '_RETURN'
+            JOIN pg_catalog.pg_depend dep
+              ON dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+             AND dep.objid = rule.oid
+             AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+             AND dep.refobjid <> src.oid  -- the rule also "depends" on its own view
+        ), entries AS (
+            -- Every range table entry of the rules expanded above. ([{], not a
+            -- backslash: this text must not depend on standard_conforming_strings.)
+            SELECT e.rte
+            FROM reached r
+            JOIN pg_catalog.pg_class src
+              ON src.oid = r.rel
+             AND (src.oid = sources.view::pg_catalog.oid OR src.relkind = 'v')
+            JOIN pg_catalog.pg_rewrite rule
+              ON rule.ev_class = src.oid AND rule.rulename = '_RETURN'
+            CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(
+                rule.ev_action::pg_catalog.text, '[{](RANGETBLENTRY|RTE) ') AS e(rte)
+            WHERE pg_catalog.strpos(e.rte, ':relid ') > 0
+        ), reads(rel, inh) AS (
+            -- The first ":relid" of a chunk is its entry's own, and the first
+            -- ":inh" after it too (leftmost matches: no greedy quantifier spans
+            -- the two).
+            SELECT (pg_catalog.regexp_match(x.rte, ':relid ([0-9]+)'))[1]::pg_catalog.oid,
+                   (pg_catalog.regexp_match(pg_catalog.substr(x.rte, pg_catalog.strpos(x.rte, ':relid ')),
+                                            ':inh (true|false)'))[1]::boolean
+            FROM entries x
+        )
+        SELECT c.oid::pg_catalog.regclass, c.relkind,
+               -- A relation read once without ONLY is read with its children.
+               pg_catalog.bool_or(COALESCE(x.inh, true))
         FROM reached r
-        JOIN pg_catalog.pg_class src
-          ON src.oid = r.rel
-         AND (src.oid = sources.view::pg_catalog.oid OR src.relkind = 'v')
-        JOIN pg_catalog.pg_rewrite rule
-          ON rule.ev_class = src.oid AND rule.rulename = '_RETURN'
-        JOIN pg_catalog.pg_depend dep
-          ON dep.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-         AND dep.objid = rule.oid
-         AND dep.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
-         AND dep.refobjid <> src.oid  -- the rule also "depends" on its own view
-    ), entries AS (
-        -- Every range table entry of the rules expanded above. ([{], not a
-        -- backslash: this text must not depend on standard_conforming_strings.)
-        SELECT e.rte
-        FROM reached r
-        JOIN pg_catalog.pg_class src
-          ON src.oid = r.rel
-         AND (src.oid = sources.view::pg_catalog.oid OR src.relkind = 'v')
-        JOIN pg_catalog.pg_rewrite rule
-          ON rule.ev_class = src.oid AND rule.rulename = '_RETURN'
-        CROSS JOIN LATERAL pg_catalog.regexp_split_to_table(
-            rule.ev_action::pg_catalog.text, '[{](RANGETBLENTRY|RTE) ') AS e(rte)
-        WHERE pg_catalog.strpos(e.rte, ':relid ') > 0
-    ), reads(rel, inh) AS (
-        -- The first ":relid" of a chunk is its entry's own, and the first
-        -- ":inh" after it too (leftmost matches: no greedy quantifier spans
-        -- the two).
-        SELECT (pg_catalog.regexp_match(x.rte, ':relid ([0-9]+)'))[1]::pg_catalog.oid,
-               (pg_catalog.regexp_match(pg_catalog.substr(x.rte, pg_catalog.strpos(x.rte, ':relid ')),
-                                        ':inh (true|false)'))[1]::boolean
-        FROM entries x
-    )
-    SELECT c.oid::pg_catalog.regclass, c.relkind,
-           -- A relation read once without ONLY is read with its children.
-           pg_catalog.bool_or(COALESCE(x.inh, true))
-    FROM reached r
-    JOIN pg_catalog.pg_class c ON c.oid = r.rel
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    LEFT JOIN reads x ON x.rel = c.oid
-    WHERE c.oid <> sources.view::pg_catalog.oid
-      AND c.relkind IN ('r', 'p', 'm', 'f')
-      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-    GROUP BY c.oid, c.relkind
-    ORDER BY c.oid;
+        JOIN pg_catalog.pg_class c ON c.oid = r.rel
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN reads x ON x.rel = c.oid
+        WHERE c.oid <> sources.view::pg_catalog.oid
+          AND c.relkind IN ('r', 'p', 'm', 'f')
+          AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+        GROUP BY c.oid, c.relkind
+        ORDER BY c.oid;
+END
 $fn$;
 
 COMMENT ON FUNCTION mvrefresh.sources(regclass) IS
@@ -1937,6 +1958,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.take_lease(holder text[], ttl_ms bigint)
 RETURNS TABLE (held boolean, expires timestamptz)
 LANGUAGE plpgsql
 VOLATILE
+ROWS 1
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -2114,19 +2136,44 @@ BEGIN
     -- such a database until the SQL is installed again (which repairs them).
     -- (OIDs may also have been permuted: each table's trigger must name the
     -- generation named after the table.)
+    -- (From the trigger's argument to the sequence by OID, then its name: index
+    -- look-ups only, which matters with thousands of tables.)
     IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
                JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
                WHERE NOT EXISTS (
                    SELECT 1 FROM pg_catalog.pg_trigger t
+                   CROSS JOIN LATERAL pg_catalog.split_part(
+                       pg_catalog.encode(t.tgargs, 'escape'), '\', 1) AS a(arg)
+                   JOIN pg_catalog.pg_class g
+                     ON g.oid = CASE WHEN a.arg ~ '^[0-9]{1,10}$' THEN a.arg::pg_catalog.int8 END
+                    AND g.relname = 'gen_' || d.base::pg_catalog.oid::pg_catalog.text
+                    AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
                    WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
-                     AND pg_catalog.encode(t.tgargs, 'escape')
-                         = pg_catalog.to_regclass('mvrefresh.gen_' || d.base::pg_catalog.oid::pg_catalog.text)
-                               ::pg_catalog.oid::pg_catalog.text || '\000')) THEN
+                     AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || '\000')) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
             HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers. Where mvrefresh is an extension, a superuser runs instead: SELECT mvrefresh.watch(view, debounce, max_wait, "concurrently") FROM mvrefresh.view;';
     END IF;
     RETURN QUERY
+    -- The tables of every view at once (what view_tables() gives for one): a
+    -- call per view would cost tens of milliseconds per thousand views.
+    WITH RECURSIVE vt(view, rel, deep) AS (
+        SELECT d.view::pg_catalog.oid, d.base::pg_catalog.oid, d.with_children
+        FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+      UNION
+        SELECT vt.view, i.inhrelid, true
+        FROM vt JOIN pg_catalog.pg_inherits i ON i.inhparent = vt.rel
+        WHERE vt.deep
+    ), b(view, rel, is_view) AS (
+        SELECT d.view::pg_catalog.oid, c.oid,
+               EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base)
+        FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base
+      UNION  -- a table that is a base is not listed again
+        SELECT vt.view, vt.rel, false
+        FROM vt JOIN pg_catalog.pg_class c ON c.oid = vt.rel AND c.relkind IN ('r', 'p')
+    )
     SELECT v.view::pg_catalog.oid,
            v.view::pg_catalog.text,
            -- At most about 31 years: one row's extreme value must not stop
@@ -2145,14 +2192,7 @@ BEGIN
     LEFT JOIN mvrefresh.refresh_request rq ON rq.view = v.view
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
     LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
-    LEFT JOIN LATERAL (
-        SELECT c.oid AS rel, EXISTS (SELECT 1 FROM mvrefresh.view u WHERE u.view = d.base) AS is_view
-        FROM mvrefresh.dependency d
-        JOIN pg_catalog.pg_class c ON c.oid = d.base
-        WHERE d.view = v.view
-      UNION  -- a table that is a base is not listed again
-        SELECT t.rel, false FROM mvrefresh.view_tables(v.view::pg_catalog.oid) AS t(rel)
-    ) AS b ON true
+    LEFT JOIN b ON b.view = v.view::pg_catalog.oid
     WHERE (v.enabled OR rq.view IS NOT NULL) AND NOT v.unwatched
     ORDER BY v.view::pg_catalog.oid, b.rel;
 END
@@ -2163,36 +2203,46 @@ $fn$;
 -- ONLY: a write to any of them is a write to what the view reads.
 CREATE OR REPLACE FUNCTION mvrefresh.view_tables(view oid)
 RETURNS SETOF oid
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
+ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH RECURSIVE t(rel, deep) AS (
-        SELECT d.base::pg_catalog.oid, d.with_children
-        FROM mvrefresh.dependency d
-        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
-        WHERE d.view = view_tables.view::pg_catalog.regclass
-      UNION
-        SELECT i.inhrelid, true
-        FROM t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.rel
-        WHERE t.deep
-    )
-    SELECT DISTINCT t.rel
-    FROM t JOIN pg_catalog.pg_class c ON c.oid = t.rel AND c.relkind IN ('r', 'p');
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH RECURSIVE t(rel, deep) AS (
+            SELECT d.base::pg_catalog.oid, d.with_children
+            FROM mvrefresh.dependency d
+            JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+            WHERE d.view = view_tables.view::pg_catalog.regclass
+          UNION
+            SELECT i.inhrelid, true
+            FROM t JOIN pg_catalog.pg_inherits i ON i.inhparent = t.rel
+            WHERE t.deep
+        )
+        SELECT DISTINCT t.rel
+        FROM t JOIN pg_catalog.pg_class c ON c.oid = t.rel AND c.relkind IN ('r', 'p');
+END
 $fn$;
 
 -- The generation sequences of these tables (those that have one).
 CREATE OR REPLACE FUNCTION mvrefresh.generations(tables oid[])
 RETURNS TABLE (tbl oid, seq regclass)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
+ROWS 10
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT t.rel, c.oid::pg_catalog.regclass
-    FROM pg_catalog.unnest(generations.tables) AS t(rel)
-    JOIN pg_catalog.pg_class c
-      ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
-     AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        SELECT t.rel, c.oid::pg_catalog.regclass
+        FROM pg_catalog.unnest(generations.tables) AS t(rel)
+        JOIN pg_catalog.pg_class c
+          ON c.relname = 'gen_' || t.rel::pg_catalog.text AND c.relkind = 'S'
+         AND c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace;
+END
 $fn$;
 
 -- A new generation for each of these tables (docs/quiet-triggers.md): the next
@@ -2574,6 +2624,7 @@ CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since doubl
 RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text, denied text)
 LANGUAGE sql
 VOLATILE
+ROWS 1
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
