@@ -411,8 +411,12 @@ static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *
         stale = true;
     } else if ((v = mvr_view_new(conf)) != NULL) {
         /* New to this daemon: newly watched (its status then says pending), or this daemon
-         * just started, when only the status can say whether it missed anything. */
-        mvr_info(s->log, "watching %s", conf->name);
+         * just started, when only the status can say whether it missed anything. The first
+         * load is summed up in one line ("registry loaded"), not one per view. */
+        if (s->loaded)
+            mvr_info(s->log, "watching %s", conf->name);
+        else
+            mvr_debug(s->log, "watching %s", conf->name);
         stale = conf->pending;
     } else {
         mvr_error(s->log, "out of memory: not watching %s", conf->name);
@@ -513,6 +517,7 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
         return;
     }
     n = adopt(s, confs, items, why);
+    s->loaded = true;
     replace_items(s, items, n);
     mvr_depmap_free(&s->tables);
     s->tables = confs->tables;

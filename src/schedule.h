@@ -51,6 +51,7 @@ struct mvr_schedule {
     double backoff_base, backoff_max;
     unsigned walk_up, walk_down; /* generations of the current graph walks */
     bool stopped;                /* shutting down: nothing becomes due any more */
+    bool loaded;                 /* a registry was applied: later views are news */
 };
 
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log);
