@@ -2258,20 +2258,24 @@ $fn$;
 DROP FUNCTION IF EXISTS mvrefresh.rearm(oid[]);
 CREATE OR REPLACE FUNCTION mvrefresh.rearm(tables oid[], ring boolean)
 RETURNS integer
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT pg_catalog.count(pg_catalog.setval(
-               g.seq,
-               pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2
-               + CASE WHEN rearm.ring THEN 1 ELSE 0 END))::pg_catalog.int4
-    FROM mvrefresh.generations(ARRAY(SELECT mvrefresh.with_descendants(rearm.tables))) AS g
-    WHERE rearm.ring
-       OR NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[g.tbl]) AS r
-                      JOIN mvrefresh.refresh_state s ON s.view = r.view
-                      WHERE s.refreshing);
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT pg_catalog.count(pg_catalog.setval(
+                   g.seq,
+                   pg_catalog.nextval('mvrefresh.generation'::pg_catalog.regclass) * 2
+                   + CASE WHEN rearm.ring THEN 1 ELSE 0 END))::pg_catalog.int4
+        FROM mvrefresh.generations(ARRAY(SELECT mvrefresh.with_descendants(rearm.tables))) AS g
+        WHERE rearm.ring
+           OR NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[g.tbl]) AS r
+                          JOIN mvrefresh.refresh_state s ON s.view = r.view
+                          WHERE s.refreshing));
+END
 $fn$;
 
 -- A 32-bit transaction id as the 64-bit one it stands for now: pg_locks shows
@@ -2386,18 +2390,26 @@ AS $fn$
                       WHERE d.base::pg_catalog.oid = t AND d.with_children)
       UNION
         SELECT tree.root, i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.rel
+    ), below(root, hash) AS (
+        SELECT tree.root,
+               pg_catalog.md5(pg_catalog.string_agg(tree.rel::pg_catalog.text, ',' ORDER BY tree.rel))
+        FROM tree WHERE tree.rel <> tree.root
+        GROUP BY tree.root
     )
+    -- (The counters pg_stat_all_tables shows, read for these tables only: the
+    -- view computes every table's. One group per root, joined once: a
+    -- subquery per table would read the whole tree each time.)
     SELECT c.oid,
-           COALESCE(s.n_tup_ins + s.n_tup_upd + s.n_tup_del, 0)::pg_catalog.text
+           (pg_catalog.pg_stat_get_tuples_inserted(c.oid)
+            + pg_catalog.pg_stat_get_tuples_updated(c.oid)
+            + pg_catalog.pg_stat_get_tuples_deleted(c.oid))::pg_catalog.text
            || '/' || c.relfilenode::pg_catalog.text
            -- (Nothing more for a table without descendants: its fingerprint
            -- stays what older releases stored.)
-           || COALESCE('/' || (SELECT pg_catalog.md5(pg_catalog.string_agg(
-                                          tree.rel::pg_catalog.text, ',' ORDER BY tree.rel))
-                               FROM tree WHERE tree.root = c.oid AND tree.rel <> c.oid), '')
+           || COALESCE('/' || b.hash, '')
     FROM pg_catalog.unnest(table_fingerprints.tables) AS t
     JOIN pg_catalog.pg_class c ON c.oid = t
-    LEFT JOIN pg_catalog.pg_stat_all_tables s ON s.relid = c.oid;
+    LEFT JOIN below b ON b.root = c.oid;
 $fn$;
 
 -- One round of the backstop, for the daemon: compare each table's fingerprint
@@ -2578,39 +2590,43 @@ DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision);
 -- from 17 on, and CASE is what guarantees it is not asked before.)
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_denied(view regclass, who name)
 RETURNS text
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT CASE
-        WHEN pg_catalog.pg_has_role(refresh_denied.who, c.relowner, 'USAGE') THEN NULL
-        WHEN pg_catalog.current_setting('server_version_num')::integer >= 170000 THEN
-            CASE
-            WHEN NOT pg_catalog.has_table_privilege(refresh_denied.who, c.oid, 'MAINTAIN') THEN
-                pg_catalog.format(
-                'role %I may not refresh %s: it needs the MAINTAIN privilege on it. '
-                'Fix: GRANT mvrefresh_daemon TO %I and run SELECT mvrefresh.watch(%L) again '
-                '(it grants MAINTAIN to mvrefresh_daemon), or GRANT MAINTAIN ON %s TO %I, '
-                'or GRANT pg_maintain TO %I',
-                refresh_denied.who, refresh_denied.view, refresh_denied.who,
-                refresh_denied.view::pg_catalog.text, refresh_denied.view, refresh_denied.who,
-                refresh_denied.who)
-            -- REFRESH names the view, which needs USAGE on its schema.
-            WHEN NOT pg_catalog.has_schema_privilege(refresh_denied.who, c.relnamespace, 'USAGE') THEN
-                pg_catalog.format(
-                'role %I may not refresh %s: MAINTAIN is not enough without USAGE on schema %I. '
-                'Fix: GRANT USAGE ON SCHEMA %I TO mvrefresh_daemon',
-                refresh_denied.who, refresh_denied.view, n.nspname, n.nspname)
-            END
-        ELSE pg_catalog.format(
-            'role %I may not refresh %s: before PostgreSQL 17 only its owner can, and %I is '
-            'not a member of the owning role %I. Fix: GRANT %I TO %I',
-            refresh_denied.who, refresh_denied.view, refresh_denied.who, r.rolname,
-            r.rolname, refresh_denied.who)
-    END
-    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    WHERE c.oid = refresh_denied.view;
+#variable_conflict use_column
+BEGIN
+    RETURN (
+        SELECT CASE
+            WHEN pg_catalog.pg_has_role(refresh_denied.who, c.relowner, 'USAGE') THEN NULL
+            WHEN pg_catalog.current_setting('server_version_num')::integer >= 170000 THEN
+                CASE
+                WHEN NOT pg_catalog.has_table_privilege(refresh_denied.who, c.oid, 'MAINTAIN') THEN
+                    pg_catalog.format(
+                    'role %I may not refresh %s: it needs the MAINTAIN privilege on it. '
+                    'Fix: GRANT mvrefresh_daemon TO %I and run SELECT mvrefresh.watch(%L) again '
+                    '(it grants MAINTAIN to mvrefresh_daemon), or GRANT MAINTAIN ON %s TO %I, '
+                    'or GRANT pg_maintain TO %I',
+                    refresh_denied.who, refresh_denied.view, refresh_denied.who,
+                    refresh_denied.view::pg_catalog.text, refresh_denied.view, refresh_denied.who,
+                    refresh_denied.who)
+                -- REFRESH names the view, which needs USAGE on its schema.
+                WHEN NOT pg_catalog.has_schema_privilege(refresh_denied.who, c.relnamespace, 'USAGE') THEN
+                    pg_catalog.format(
+                    'role %I may not refresh %s: MAINTAIN is not enough without USAGE on schema %I. '
+                    'Fix: GRANT USAGE ON SCHEMA %I TO mvrefresh_daemon',
+                    refresh_denied.who, refresh_denied.view, n.nspname, n.nspname)
+                END
+            ELSE pg_catalog.format(
+                'role %I may not refresh %s: before PostgreSQL 17 only its owner can, and %I is '
+                'not a member of the owning role %I. Fix: GRANT %I TO %I',
+                refresh_denied.who, refresh_denied.view, refresh_denied.who, r.rolname,
+                r.rolname, refresh_denied.who)
+        END
+        FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles r ON r.oid = c.relowner
+        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid = refresh_denied.view);
+END
 $fn$;
 
 -- Called by the daemon right before a refresh. Returning no row means "do not
@@ -2622,58 +2638,62 @@ $fn$;
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision,
                                                    protocol integer)
 RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text, denied text)
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 ROWS 1
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    WITH target AS (
-        SELECT v.view, n.nspname, c.relname,
-               mvrefresh.refresh_denied(v.view, mvrefresh.acting_role()) AS denied,
-               -- The user's explicit choice is reported before what the
-               -- catalog says, so the daemon's log names the real cause.
-               CASE
-                   WHEN NOT v.concurrently THEN 'concurrently disabled'
-                   -- CONCURRENTLY is refused on a never-populated view.
-                   WHEN NOT c.relispopulated THEN 'not populated'
-                   -- CONCURRENTLY needs a unique index on plain columns that
-                   -- covers all rows (no predicate) and is usable right now.
-                   WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
-                                    WHERE i.indrelid = c.oid
-                                      AND i.indisunique AND i.indimmediate
-                                      AND i.indisvalid
-                                      AND i.indpred IS NULL
-                                      AND i.indexprs IS NULL)
-                       THEN 'no unique index'
-               END AS reason
-        FROM mvrefresh.view v
-        JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
-        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-        WHERE v.view = refresh_begin.view::pg_catalog.regclass
-          AND mvrefresh.check_protocol(refresh_begin.protocol)
-    ), mark AS (
-        -- Upsert: a registration made by a plain INSERT has no state row yet.
-        INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
-        SELECT t.view, true, pg_catalog.clock_timestamp(),
-               pg_catalog.to_timestamp(refresh_begin.pending_since)
+#variable_conflict use_column
+BEGIN
+    RETURN QUERY
+        WITH target AS (
+            SELECT v.view, n.nspname, c.relname,
+                   mvrefresh.refresh_denied(v.view, mvrefresh.acting_role()) AS denied,
+                   -- The user's explicit choice is reported before what the
+                   -- catalog says, so the daemon's log names the real cause.
+                   CASE
+                       WHEN NOT v.concurrently THEN 'concurrently disabled'
+                       -- CONCURRENTLY is refused on a never-populated view.
+                       WHEN NOT c.relispopulated THEN 'not populated'
+                       -- CONCURRENTLY needs a unique index on plain columns that
+                       -- covers all rows (no predicate) and is usable right now.
+                       WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_index i
+                                        WHERE i.indrelid = c.oid
+                                          AND i.indisunique AND i.indimmediate
+                                          AND i.indisvalid
+                                          AND i.indpred IS NULL
+                                          AND i.indexprs IS NULL)
+                           THEN 'no unique index'
+                   END AS reason
+            FROM mvrefresh.view v
+            JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
+            JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE v.view = refresh_begin.view::pg_catalog.regclass
+              AND mvrefresh.check_protocol(refresh_begin.protocol)
+        ), mark AS (
+            -- Upsert: a registration made by a plain INSERT has no state row yet.
+            INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
+            SELECT t.view, true, pg_catalog.clock_timestamp(),
+                   pg_catalog.to_timestamp(refresh_begin.pending_since)
+            FROM target t
+            ON CONFLICT (view) DO UPDATE
+                SET refreshing = true,
+                    last_start = EXCLUDED.last_start,
+                    pending_since = EXCLUDED.pending_since
+        )
+        SELECT t.nspname, t.relname, t.reason IS NULL, t.reason, t.denied
         FROM target t
-        ON CONFLICT (view) DO UPDATE
-            SET refreshing = true,
-                last_start = EXCLUDED.last_start,
-                pending_since = EXCLUDED.pending_since
-    )
-    SELECT t.nspname, t.relname, t.reason IS NULL, t.reason, t.denied
-    FROM target t
-    -- What lets the refresh(view, NULL) sent right behind this (in the same
-    -- pipeline, before the daemon has read this answer) go ahead, and how: a
-    -- session setting, which outlives this transaction, is left only when the
-    -- answer says go; the daemon's reset after every refresh clears it.
-    WHERE CASE WHEN t.denied IS NULL
-               THEN pg_catalog.set_config('mvrefresh.begun',
-                        t.view::pg_catalog.oid::pg_catalog.text || ':' ||
-                        (t.reason IS NULL)::pg_catalog.text, false) IS NOT NULL
-               ELSE true END;
+        -- What lets the refresh(view, NULL) sent right behind this (in the same
+        -- pipeline, before the daemon has read this answer) go ahead, and how: a
+        -- session setting, which outlives this transaction, is left only when the
+        -- answer says go; the daemon's reset after every refresh clears it.
+        WHERE CASE WHEN t.denied IS NULL
+                   THEN pg_catalog.set_config('mvrefresh.begun',
+                            t.view::pg_catalog.oid::pg_catalog.text || ':' ||
+                            (t.reason IS NULL)::pg_catalog.text, false) IS NOT NULL
+                   ELSE true END;
+END
 $fn$;
 
 -- Called by the daemon after every refresh attempt. On success the previous
@@ -2692,11 +2712,13 @@ CREATE OR REPLACE FUNCTION mvrefresh.refresh_end(
     pending_since double precision,
     request       double precision DEFAULT NULL)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+#variable_conflict use_column
+BEGIN
     UPDATE mvrefresh.refresh_state AS s
     SET refreshing    = false,
         last_finish   = now_.t,
@@ -2729,6 +2751,7 @@ AS $fn$
     WHERE refresh_end.ok
       AND d.base = refresh_end.view::pg_catalog.regclass
       AND s.view = d.view;
+END
 $fn$;
 
 -- Called by the daemon once at start-up, and whenever it becomes the active
