@@ -914,10 +914,6 @@ int main(void)
         T(test_catch_up_view_changed_moves_up),
         T(test_catch_up_waits_at_most_max_wait),
         T(test_retry_goes_after_a_change),
-        T(test_change_goes_before_catch_up),
-        T(test_catch_up_view_changed_moves_up),
-        T(test_catch_up_waits_at_most_max_wait),
-        T(test_retry_goes_after_a_change),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
