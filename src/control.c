@@ -34,6 +34,11 @@ static const struct job jobs[MVR_JOB_COUNT] = {
 static const char *const job_names[MVR_JOB_COUNT] = {"ring",   "take",     "rearm",
                                                      "follow", "backstop", "heartbeat"};
 
+/* Highest first (control.h). */
+static const enum mvr_control_job priority[MVR_JOB_COUNT] = {
+    MVR_JOB_TAKE, MVR_JOB_RING, MVR_JOB_REARM, MVR_JOB_FOLLOW, MVR_JOB_BACKSTOP, MVR_JOB_HEARTBEAT,
+};
+
 static void run_next(struct mvr_control *c);
 
 /* Values come from our own queries, but are parsed strictly anyway. */
@@ -101,9 +106,11 @@ static void job_done(void *arg, const PGresult *res)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         mvr_warning(c->conn.log, "control: %s failed: %s", job_names[job],
                     PQresultErrorMessage(res));
-    } else if (jobs[job].row != NULL) {
-        for (int row = 0; row < PQntuples(res); row++)
+    } else {
+        for (int row = 0; jobs[job].row != NULL && row < PQntuples(res); row++)
             jobs[job].row(c, res, row);
+        if (c->hooks->done != NULL)
+            c->hooks->done(c->owner, job);
     }
     run_next(c);
 }
@@ -111,7 +118,8 @@ static void job_done(void *arg, const PGresult *res)
 /* Send the most urgent wanted job, if the connection is free. */
 static void run_next(struct mvr_control *c)
 {
-    for (int job = 0; job < MVR_JOB_COUNT; job++) {
+    for (int i = 0; i < MVR_JOB_COUNT; i++) {
+        enum mvr_control_job job = priority[i];
         char *param = NULL;
         const char *params[1];
 
@@ -121,7 +129,7 @@ static void run_next(struct mvr_control *c)
         if (jobs[job].type != 0 && (param = c->hooks->params(c->owner, job)) == NULL)
             continue; /* nothing to do after all */
         params[0] = param;
-        c->running = job;
+        c->running = (int)job;
         if (mvr_conn_send(&c->conn, jobs[job].sql, jobs[job].type ? 1 : 0, &jobs[job].type, params,
                           job_done, c) != 0) {
             c->running = -1;

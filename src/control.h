@@ -1,11 +1,12 @@
 /*
  * The control connection: the daemon's side of the quiet-trigger protocol
  * (docs/quiet-triggers.md), on a connection of its own so that none of it waits behind a
- * refresh or a registry load. Five jobs, each asked for by the owner and run one at a time,
+ * refresh or a registry load. Six jobs, each asked for by the owner and run one at a time,
  * in this order of priority:
- *   RING     arm every watched table, with a doorbell (mvrefresh.rearm(, true)): catch-up;
  *   TAKE     take the committed markers, i.e. which tables changed, and disarm those tables
- *            (take_changes());
+ *            (take_changes()); first, so a change is never held up by the others;
+ *   RING     arm watched tables, with a doorbell (mvrefresh.rearm(, true)): catch-up, which
+ *            the owner sends in parts (see done) so that takes run in between;
  *   REARM    arm the tables of the views debouncing, like RING (after a TAKE asked for at
  *            the same time, which would disarm them again at once);
  *   FOLLOW   which followed transactions have ended, and how (pg_xact_status());
@@ -46,6 +47,9 @@ struct mvr_control_hooks {
     /* A TAKE or BACKSTOP was in flight when the connection went: it may have committed
      * (markers gone, views marked pending in the database) without our hearing which. */
     void (*changes_lost)(void *owner);
+    /* A job's statement succeeded (after its rows were reported); the next job is chosen
+     * after this returns. */
+    void (*done)(void *owner, enum mvr_control_job job);
 };
 
 struct mvr_control {

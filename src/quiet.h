@@ -39,6 +39,12 @@ struct mvr_quiet {
     struct mvr_control control;
     struct mvr_follow follow; /* writers found in flight by refreshes */
     ev_timer poll_timer, rearm_timer, follow_timer, backstop_timer, heartbeat_timer;
+    /* A catch-up arms the tables in parts, by ascending OID: the next part starts at
+     * ring_from; ring_to is the last OID of the part in flight, ring_more whether more
+     * follow it. */
+    uint64_t ring_from;
+    uint32_t ring_to;
+    bool ring_more;
     const struct mvr_quiet_hooks *hooks;
     void *owner;
 };

@@ -612,6 +612,37 @@ PGT_TEST(test_one_doorbell_for_many_sessions)
     }
 }
 
+/* A start arms every watched table, in parts (src/quiet.c, RING_PART), so that markers are
+ * taken in between: more tables than one part, none left out. */
+PGT_TEST(test_start_arms_every_table_in_parts)
+{
+    enum { NTABLES = 600 };
+    const char *armed =
+        "SELECT count(*) FILTER (WHERE g.last_value % 2 = 1) FROM "
+        "mvrefresh.dependency d CROSS JOIN LATERAL "
+        "pg_catalog.pg_sequence_last_value(('mvrefresh.gen_' || d.base::oid)::regclass)"
+        " AS g(last_value)";
+    char want[16];
+
+    pgt_exec(t,
+             "DO $$ BEGIN FOR i IN 1..%d LOOP "
+             "EXECUTE format('CREATE TABLE p%%s (id int PRIMARY KEY)', i); "
+             "EXECUTE format('CREATE MATERIALIZED VIEW pv%%s AS SELECT id FROM p%%s', i, i); "
+             "PERFORM mvrefresh.watch(format('pv%%s', i)::regclass); "
+             "IF i %% 100 = 0 THEN COMMIT; END IF; END LOOP; END $$",
+             NTABLES);
+    /* Disarmed, and nothing pending: only the start's arming can make them odd. */
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY(SELECT base::oid FROM mvrefresh.dependency), false)");
+    pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = NULL");
+    assert_int_equal(pgt_query_ll(t, "%s", armed), 0);
+    start_daemon(t);
+    snprintf(want, sizeof want, "%d", NTABLES);
+    pgt_poll_until(t, DEADLINE_MS, want, "%s", armed);
+    /* Armed with a doorbell: a write to the last table of the last part is heard. */
+    pgt_exec(t, "INSERT INTO p%d VALUES (1)", NTABLES);
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM pv%d", NTABLES);
+}
+
 /* ---- faults while tables are quiet ------------------------------------------ */
 
 enum fault { KILL_DAEMON, TERMINATE_LISTENER, TERMINATE_CONTROL, RESTART_SERVER };
@@ -681,6 +712,7 @@ int main(void)
         PGT_UNIT(test_forged_signals_refresh_nothing),
         PGT_UNIT(test_no_daemon_no_cost),
         PGT_UNIT(test_one_doorbell_for_many_sessions),
+        PGT_UNIT(test_start_arms_every_table_in_parts),
         PGT_UNIT(test_daemon_killed_while_quiet),
         PGT_UNIT(test_listener_terminated_while_quiet),
         PGT_UNIT(test_control_connection_terminated_while_quiet),
