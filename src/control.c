@@ -106,30 +106,47 @@ static void job_done(void *arg, const PGresult *res)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         mvr_warning(c->conn.log, "control: %s failed: %s", job_names[job],
                     PQresultErrorMessage(res));
+        if (c->hooks->done != NULL)
+            c->hooks->done(c->owner, job, false);
     } else {
         for (int row = 0; jobs[job].row != NULL && row < PQntuples(res); row++)
             jobs[job].row(c, res, row);
         if (c->hooks->done != NULL)
-            c->hooks->done(c->owner, job);
+            c->hooks->done(c->owner, job, true);
     }
     run_next(c);
+}
+
+/* The i-th job to consider: by priority, except that a part of a catch-up goes before a
+ * second TAKE in a row. */
+static enum mvr_control_job nth(const struct mvr_control *c, int i)
+{
+    bool ring_first = c->last == MVR_JOB_TAKE && c->wanted[MVR_JOB_RING];
+
+    if (ring_first && i < 2)
+        return i == 0 ? MVR_JOB_RING : MVR_JOB_TAKE;
+    return priority[i];
 }
 
 /* Send the most urgent wanted job, if the connection is free. */
 static void run_next(struct mvr_control *c)
 {
     for (int i = 0; i < MVR_JOB_COUNT; i++) {
-        enum mvr_control_job job = priority[i];
+        enum mvr_control_job job = nth(c, i);
         char *param = NULL;
         const char *params[1];
 
         if (!c->wanted[job] || c->conn.state != MVR_CONN_IDLE || c->running >= 0)
             continue;
         c->wanted[job] = false;
-        if (jobs[job].type != 0 && (param = c->hooks->params(c->owner, job)) == NULL)
-            continue; /* nothing to do after all */
+        if (jobs[job].type != 0 && (param = c->hooks->params(c->owner, job)) == NULL) {
+            if (c->hooks->done != NULL) /* nothing to do after all */
+                c->hooks->done(c->owner, job, true);
+            continue;
+        }
         params[0] = param;
         c->running = (int)job;
+        c->last = (int)job;
         if (mvr_conn_send(&c->conn, jobs[job].sql, jobs[job].type ? 1 : 0, &jobs[job].type, params,
                           job_done, c) != 0) {
             c->running = -1;
@@ -155,6 +172,7 @@ void mvr_control_init(struct mvr_control *c, struct ev_loop *loop, const struct 
     c->hooks = hooks;
     c->owner = owner;
     c->running = -1;
+    c->last = -1;
 }
 
 void mvr_control_open(struct mvr_control *c, const char *dsn, const char *app_name)

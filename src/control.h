@@ -6,7 +6,8 @@
  *   TAKE     take the committed markers, i.e. which tables changed, and disarm those tables
  *            (take_changes()); first, so a change is never held up by the others;
  *   RING     arm watched tables, with a doorbell (mvrefresh.rearm(, true)): catch-up, which
- *            the owner sends in parts (see done) so that takes run in between;
+ *            the owner sends in parts (see done) so that takes run in between (never two
+ *            TAKEs in a row while a part waits: doorbells cannot hold a catch-up off);
  *   REARM    arm the tables of the views debouncing, like RING (after a TAKE asked for at
  *            the same time, which would disarm them again at once);
  *   FOLLOW   which followed transactions have ended, and how (pg_xact_status());
@@ -47,15 +48,17 @@ struct mvr_control_hooks {
     /* A TAKE or BACKSTOP was in flight when the connection went: it may have committed
      * (markers gone, views marked pending in the database) without our hearing which. */
     void (*changes_lost)(void *owner);
-    /* A job's statement succeeded (after its rows were reported); the next job is chosen
-     * after this returns. */
-    void (*done)(void *owner, enum mvr_control_job job);
+    /* A job is over: its statement succeeded (ok; after its rows were reported) or failed
+     * (not ok; logged), or there was nothing to send (ok). Not called when the connection
+     * went: the job is sent again once it is back. The next job is chosen after this. */
+    void (*done)(void *owner, enum mvr_control_job job, bool ok);
 };
 
 struct mvr_control {
     struct mvr_conn conn;
     bool wanted[MVR_JOB_COUNT];
     int running; /* the job in flight, or -1 */
+    int last;    /* the job sent last, or -1 */
     const struct mvr_control_hooks *hooks;
     void *owner;
 };

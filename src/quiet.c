@@ -112,12 +112,14 @@ static int cmp_oid(const void *a, const void *b)
 
 /* The next part of a catch-up's arming: up to RING_PART tables from ring_from on, by OID, so
  * that a registry load between two parts skips none of the tables it kept. (One it brings
- * below ring_from is new, and its view's first refresh arms it.) */
+ * below ring_from is not armed by this pass: like any table not armed yet, it is safe
+ * without, see on_done.) */
 static void fill_ring_part(struct mvr_quiet *q, struct text *t)
 {
     struct oids all = {0};
     size_t i = 0, n = 0;
 
+    q->ring_more = false;
     q->hooks->tables(q->owner, false, oids_add, &all);
     if (all.failed) {
         t->failed = true;
@@ -211,13 +213,16 @@ static void on_changes_lost(void *owner)
     q->hooks->lost_changes(q->owner);
 }
 
-/* A part of the catch-up's arming is done: the next, or, after the last, the markers left
+/* A part of the catch-up's arming is over: the next, or, after the last, the markers left
  * meanwhile (take after arm, as at every start; the takes that ran between parts only came
- * sooner). */
-static void on_done(void *owner, enum mvr_control_job job)
+ * sooner). A part that failed (logged) is not sent again: its tables stay as they were,
+ * which the protocol allows (docs/quiet-triggers.md, "Start and reconnect"), and a part that
+ * fails for good must not stop the others. */
+static void on_done(void *owner, enum mvr_control_job job, bool ok)
 {
     struct mvr_quiet *q = owner;
 
+    (void)ok;
     if (job != MVR_JOB_RING)
         return;
     if (q->ring_more) {
