@@ -1415,7 +1415,7 @@ BEGIN
                 WHERE t.tgrelid = tbl AND t.tgname = trg.name AND t.tgnargs = 1
                   AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
                   AND pg_catalog.encode(t.tgargs, 'escape')
-                      = seq::pg_catalog.oid::pg_catalog.text || '\000'
+                      = seq::pg_catalog.oid::pg_catalog.text || E'\\000'
                   AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
                                         pg_catalog.quote_literal(seq::pg_catalog.text)
                                         || '::regclass) IS NOT NULL') > 0);
@@ -1459,7 +1459,7 @@ AS $fn$
       AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
       AND pg_catalog.encode(t.tgargs, 'escape')
           = pg_catalog.to_regclass('mvrefresh.gen_' || has_own_triggers.tbl::pg_catalog.text)
-                ::pg_catalog.oid::pg_catalog.text || '\000';
+                ::pg_catalog.oid::pg_catalog.text || E'\\000';
 $fn$;
 
 -- After DDL that may have changed which tables lie under a watched table:
@@ -2143,13 +2143,15 @@ BEGIN
                WHERE NOT EXISTS (
                    SELECT 1 FROM pg_catalog.pg_trigger t
                    CROSS JOIN LATERAL pg_catalog.split_part(
-                       pg_catalog.encode(t.tgargs, 'escape'), '\', 1) AS a(arg)
+                       pg_catalog.encode(t.tgargs, 'escape'), E'\\', 1) AS a(arg)
                    JOIN pg_catalog.pg_class g
-                     ON g.oid = CASE WHEN a.arg ~ '^[0-9]{1,10}$' THEN a.arg::pg_catalog.int8 END
+                     ON g.oid = CASE WHEN a.arg ~ '^[0-9]{1,10}$'
+                                      AND a.arg::pg_catalog.int8 <= 4294967295
+                                     THEN a.arg::pg_catalog.int8 END
                     AND g.relname = 'gen_' || d.base::pg_catalog.oid::pg_catalog.text
                     AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
                    WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
-                     AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || '\000')) THEN
+                     AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || E'\\000')) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
             HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers. Where mvrefresh is an extension, a superuser runs instead: SELECT mvrefresh.watch(view, debounce, max_wait, "concurrently") FROM mvrefresh.view;';
@@ -2175,7 +2177,10 @@ BEGIN
         FROM vt JOIN pg_catalog.pg_class c ON c.oid = vt.rel AND c.relkind IN ('r', 'p')
     )
     SELECT v.view::pg_catalog.oid,
-           v.view::pg_catalog.text,
+           -- What v.view::text gives under this search_path, from the rows joined
+           -- anyway (the cast looks each name up again: 10,000 catalog look-ups
+           -- on a session's first load)
+           pg_catalog.quote_ident(vn.nspname) || '.' || pg_catalog.quote_ident(c.relname),
            -- At most about 31 years: one row's extreme value must not stop
            -- the registry from loading for everyone.
            (SELECT pg_catalog.round(LEAST(e, 1e9) * 1000)::pg_catalog.int8
@@ -2191,6 +2196,7 @@ BEGIN
     FROM mvrefresh.view v
     LEFT JOIN mvrefresh.refresh_request rq ON rq.view = v.view
     JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
+    JOIN pg_catalog.pg_namespace vn ON vn.oid = c.relnamespace
     LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
     LEFT JOIN b ON b.view = v.view::pg_catalog.oid
     WHERE (v.enabled OR rq.view IS NOT NULL) AND NOT v.unwatched
