@@ -50,6 +50,11 @@ BEGIN
     END LOOP;
 END
 \$\$;
+-- The probe: one more watched view, on a short debounce, written while the others catch up.
+CREATE TABLE probe (id serial PRIMARY KEY, v int);
+CREATE MATERIALIZED VIEW probe_mv AS SELECT id, v FROM probe;
+CREATE UNIQUE INDEX ON probe_mv (id);
+SELECT mvrefresh.watch('probe_mv', debounce => '10 ms', max_wait => '10 ms');
 -- ntx transactions of per_tx notifications each, payloads cycling through the OIDs of the
 -- first nviews tables (distinct within a transaction as long as per_tx <= nviews).
 CREATE PROCEDURE bench_flood(ntx int, per_tx int, nviews int)
@@ -121,26 +126,53 @@ flood_live() {
 
 # daemon_measure_start K: start the daemon with K views enabled, record start-up figures.
 daemon_measure_start() {
-    local k=$1 log=$LOGS/s5_daemon_$1.log line t_reg t_done
+    local k=$1 log=$LOGS/s5_daemon_$1.log line t_reg t_done t_probe n_probe probe_line
     many_enable "$k"
     # A restart refreshes only the views whose tables changed meanwhile: measure the worst
     # case, every one of the K views pending.
     PGDATABASE=$MANY_DB qf -c "UPDATE mvrefresh.refresh_state s SET pending_since = now()
-                               FROM bench_view b WHERE b.view = s.view AND b.n <= $k"
-    daemon_start "$MANY_DB" "$log"
-    wait_for 120 log_has_n "$log" "registry loaded: $k views" 1 ||
-        bench_die "no 'registry loaded: $k views' in $log"
-    wait_for 900 log_has_n "$log" "refreshed " "$k" ||
+                               FROM bench_view b WHERE b.view = s.view AND b.n <= $k" \
+        -c "UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'probe_mv'::regclass"
+    # A flood keeps the daemon stopped (SIGSTOP) for seconds: with the default lease (a TTL of
+    # 3 s) it would wake up as a standby and measure nothing. A lone daemon needs no quick
+    # takeover.
+    printf '[mvrefreshd]\nlease_interval = 60s\n' >"$WORK/many.ini"
+    daemon_start "$MANY_DB" "$log" --config "$WORK/many.ini"
+    # (+ 1: the probe)
+    wait_for 120 log_has_n "$log" "registry loaded: $((k + 1)) views" 1 ||
+        bench_die "no 'registry loaded: $((k + 1)) views' in $log"
+    # A change made while the K views catch up: it must not wait behind them.
+    wait_for 120 log_has_n "$log" "refreshed public.v_" 1 || bench_die "no refresh; see $log"
+    n_probe=$(( $(log_count "$log" "refreshed public.probe_mv ") + 1 ))
+    t_probe=$(now_s)
+    PGDATABASE=$MANY_DB qf -c "INSERT INTO probe (v) VALUES (1)"
+    wait_for 900 log_has_n "$log" "refreshed public.v_" "$k" ||
         bench_die "catch-up refreshes did not finish; see $log"
-    line=$(grep -m1 "registry loaded: $k views" "$log")
+    wait_for 60 log_has_n "$log" "refreshed public.probe_mv " "$n_probe" ||
+        bench_die "the probe's change was not refreshed; see $log"
+    probe_line=$(grep "refreshed public.probe_mv " "$log" | sed -n "${n_probe}p")
+    line=$(grep -m1 "registry loaded: $((k + 1)) views" "$log")
     t_reg=$(log_stamp_s "$line")
-    t_done=$(log_stamp_s "$(grep "refreshed " "$log" | tail -n 1)")
-    printf '%s\t%s\t%s\t%s\t%s\n' "$k" \
+    t_done=$(log_stamp_s "$(grep "refreshed public.v_" "$log" | tail -n 1)")
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$k" \
         "$(awk -v a="$DAEMON_T0" -v b="$t_reg" 'BEGIN {printf "%.3f", b - a}')" \
         "$(awk -v a="$DAEMON_T0" -v b="$t_done" 'BEGIN {printf "%.3f", b - a}')" \
-        "$(proc_rss_kb "$DAEMON_PID")" "$(proc_hwm_kb "$DAEMON_PID")" >>"$RAW/start.tsv"
+        "$(proc_rss_kb "$DAEMON_PID")" "$(proc_hwm_kb "$DAEMON_PID")" \
+        "$(sed -n 's/.* in \([0-9]*\) ms$/\1/p' <<<"$line")" \
+        "$(awk -v a="$t_probe" -v b="$(log_stamp_s "$probe_line")" 'BEGIN {printf "%.0f", (b - a) * 1000}')" \
+        "$(awk -v k="$k" -v m="$n_probe" '/refreshed public.probe_mv / && ++p == m {print k - n; exit}
+                                          /refreshed public.v_/ {n++}' "$log")" \
+        >>"$RAW/start.tsv"
     bench_log "s5: $k views: registry loaded after $(tail -n 1 "$RAW/start.tsv" | cut -f2) s," \
-        "catch-up done after $(tail -n 1 "$RAW/start.tsv" | cut -f3) s, RSS $(proc_rss_kb "$DAEMON_PID") kB"
+        "catch-up done after $(tail -n 1 "$RAW/start.tsv" | cut -f3) s, RSS $(proc_rss_kb "$DAEMON_PID") kB;" \
+        "a change made during catch-up refreshed after $(tail -n 1 "$RAW/start.tsv" | cut -f7) ms," \
+        "$(tail -n 1 "$RAW/start.tsv" | cut -f8) views still to catch up"
+}
+
+# A daemon that lost its lease while stopped listened to nothing: its figures are void.
+daemon_still_active() {
+    ! grep -q "lease: lost" "$LOGS/s5_daemon_$1.log" ||
+        bench_die "the daemon lost its lease during the floods; see $LOGS/s5_daemon_$1.log"
 }
 
 rss_after() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(proc_rss_kb "$3")" "$(proc_hwm_kb "$3")" >>"$RAW/rss.tsv"; }
@@ -148,7 +180,7 @@ rss_after() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(proc_rss_kb "$3")" "$(proc_
 listener_run() {
     local pid
     many_setup
-    [ -f "$RAW/start.tsv" ] || printf 'views\tregistry_s\tcatchup_s\trss_kb\thwm_kb\n' >"$RAW/start.tsv"
+    [ -f "$RAW/start.tsv" ] || printf 'views\tregistry_s\tcatchup_s\trss_kb\thwm_kb\tload_ms\tprobe_ms\tprobe_behind\n' >"$RAW/start.tsv"
     [ -f "$RAW/flood.tsv" ] || printf 'listener\tviews\tn\twall_s\tcpu_s\n' >"$RAW/flood.tsv"
     [ -f "$RAW/live.tsv" ] || printf 'listener\tviews\tn\twall_s\tcpu_s\tlag_s\n' >"$RAW/live.tsv"
     [ -f "$RAW/rss.tsv" ] || printf 'when\tviews\trss_kb\thwm_kb\n' >"$RAW/rss.tsv"
@@ -161,7 +193,8 @@ listener_run() {
         flood_live "$DAEMON_PID" mvrefreshd "$MAXV"
     done
     rss_after "after floods" "$MAXV" "$DAEMON_PID"
-    if [ "$(log_count "$LOGS/s5_daemon_$MAXV.log" "refreshed ")" -ne "$MAXV" ]; then
+    daemon_still_active "$MAXV"
+    if [ "$(log_count "$LOGS/s5_daemon_$MAXV.log" "refreshed public.v_")" -ne "$MAXV" ]; then
         bench_log "warning: the daemon refreshed during the floods"
     fi
     daemon_stop
@@ -183,7 +216,7 @@ listener_run() {
 scale_run() {
     local k
     many_setup
-    [ -f "$RAW/start.tsv" ] || printf 'views\tregistry_s\tcatchup_s\trss_kb\thwm_kb\n' >"$RAW/start.tsv"
+    [ -f "$RAW/start.tsv" ] || printf 'views\tregistry_s\tcatchup_s\trss_kb\thwm_kb\tload_ms\tprobe_ms\tprobe_behind\n' >"$RAW/start.tsv"
     [ -f "$RAW/flood.tsv" ] || printf 'listener\tviews\tn\twall_s\tcpu_s\n' >"$RAW/flood.tsv"
     [ -f "$RAW/rss.tsv" ] || printf 'when\tviews\trss_kb\thwm_kb\n' >"$RAW/rss.tsv"
     for k in $S5_VIEWS; do
@@ -196,6 +229,7 @@ scale_run() {
             flood_queued "$DAEMON_PID" mvrefreshd-big "$k" $((S2_N / k)) "$k"
         done
         rss_after "after floods" "$k" "$DAEMON_PID"
+        daemon_still_active "$k"
         daemon_stop
     done
 }
@@ -248,17 +282,17 @@ scale_report() {
     {
         echo "### 5. Scale (median of $RUNS run(s) per size)"
         echo
-        echo "Start = from exec until the log says \`registry loaded\`, and until the catch-up refresh of every view has finished (each start finds all its views pending, as if every table had changed while no daemon ran: the worst case). Queued floods of $S2_N notifications."
+        echo "Start = from exec until the log says \`registry loaded\` (connections, session checks, the load), and until the catch-up refresh of every view has finished (each start finds all its views pending, as if every table had changed while no daemon ran: the worst case). Registry load = the load itself, from sending \`mvrefresh.registry()\` to the parsed result, as the daemon logs it. A change during catch-up = a write to one more watched view (debounce 10 ms) made just after the first catch-up refresh, until the log says it was refreshed, and how many views were still waiting to catch up then. Queued floods of $S2_N notifications."
         echo
-        echo "| watched views | registry loaded | all catch-up refreshes done | RSS after start | RSS after floods (peak) | CPU per notification | notifications per CPU-second |"
-        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+        echo "| watched views | registry loaded | registry load | all catch-up refreshes done | a change during catch-up | RSS after start | RSS after floods (peak) | CPU per notification | notifications per CPU-second |"
+        echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
         for k in $S5_VIEWS; do
             awk -F'\t' -v k="$k" -v rss="$(awk -F'\t' -v k="$k" '$2==k {print $3 " " $4}' "$RAW/rss.tsv" | tail -n 1)" \
                 -v cpu="$(med_of "$RAW/flood.tsv" mvrefreshd-big "$k" 5)" \
                 -v n="$(med_of "$RAW/flood.tsv" mvrefreshd-big "$k" 3)" \
                 '$1==k {split(rss, r, " ");
-                        printf "| %d | %.3f s | %.2f s | %.1f MB | %.1f MB (%.1f MB) | %.3f µs | %.0f |\n",
-                            k, $2, $3, $4 / 1024, r[1] / 1024, r[2] / 1024, cpu / n * 1e6, n / cpu}' \
+                        printf "| %d | %.3f s | %d ms | %.2f s | %d ms (%d still waiting) | %.1f MB | %.1f MB (%.1f MB) | %.3f µs | %.0f |\n",
+                            k, $2, $6, $3, $7, $8, $4 / 1024, r[1] / 1024, r[2] / 1024, cpu / n * 1e6, n / cpu}' \
                 "$RAW/start.tsv"
         done
     } >"$RAW/s5_table.md"
