@@ -106,14 +106,12 @@ static void job_done(void *arg, const PGresult *res)
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         mvr_warning(c->conn.log, "control: %s failed: %s", job_names[job],
                     PQresultErrorMessage(res));
-        if (c->hooks->done != NULL)
-            c->hooks->done(c->owner, job, false);
     } else {
         for (int row = 0; jobs[job].row != NULL && row < PQntuples(res); row++)
             jobs[job].row(c, res, row);
-        if (c->hooks->done != NULL)
-            c->hooks->done(c->owner, job, true);
     }
+    if (c->hooks->done != NULL)
+        c->hooks->done(c->owner, job);
     run_next(c);
 }
 
@@ -141,7 +139,7 @@ static void run_next(struct mvr_control *c)
         c->wanted[job] = false;
         if (jobs[job].type != 0 && (param = c->hooks->params(c->owner, job)) == NULL) {
             if (c->hooks->done != NULL) /* nothing to do after all */
-                c->hooks->done(c->owner, job, true);
+                c->hooks->done(c->owner, job);
             continue;
         }
         params[0] = param;

@@ -79,62 +79,37 @@ static void fill_all_tables(struct mvr_quiet *q, struct text *t)
     q->hooks->tables(q->owner, false, text_add_table, t);
 }
 
-struct oids {
-    uint32_t *items;
-    size_t n, cap;
-    bool failed;
+/* The next part of a catch-up's arming: up to RING_PART tables from ring_from on. The tables
+ * come by ascending OID, so a registry load between two parts skips none of the tables it
+ * kept. (One it brings below ring_from is not armed by this pass: like any table not armed
+ * yet, it is safe without, see on_done.) */
+struct ring_part {
+    struct mvr_quiet *q;
+    struct text *t;
+    size_t n;
 };
 
-static void oids_add(void *arg, uint32_t table)
+static void ring_part_add(void *arg, uint32_t table)
 {
-    struct oids *o = arg;
+    struct ring_part *p = arg;
 
-    if (o->n == o->cap && !o->failed) {
-        size_t cap = o->cap * 2 + 64;
-        uint32_t *items = realloc(o->items, cap * sizeof *items);
-        if (items == NULL) {
-            o->failed = true;
-            return;
-        }
-        o->items = items;
-        o->cap = cap;
-    }
-    if (!o->failed)
-        o->items[o->n++] = table;
-}
-
-static int cmp_oid(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-    return x < y ? -1 : x > y;
-}
-
-/* The next part of a catch-up's arming: up to RING_PART tables from ring_from on, by OID, so
- * that a registry load between two parts skips none of the tables it kept. (One it brings
- * below ring_from is not armed by this pass: like any table not armed yet, it is safe
- * without, see on_done.) */
-static void fill_ring_part(struct mvr_quiet *q, struct text *t)
-{
-    struct oids all = {0};
-    size_t i = 0, n = 0;
-
-    q->ring_more = false;
-    q->hooks->tables(q->owner, false, oids_add, &all);
-    if (all.failed) {
-        t->failed = true;
-        free(all.items);
+    if (table < p->q->ring_from)
+        return;
+    if (p->n == RING_PART) {
+        p->q->ring_more = true;
         return;
     }
-    qsort(all.items, all.n, sizeof *all.items, cmp_oid);
-    while (i < all.n && all.items[i] < q->ring_from)
-        i++;
-    for (; i < all.n && n < RING_PART; i++, n++) {
-        text_add(t, all.items[i]);
-        q->ring_to = all.items[i];
-    }
-    q->ring_more = i < all.n;
-    free(all.items);
+    text_add(p->t, table);
+    p->q->ring_to = table;
+    p->n++;
+}
+
+static void fill_ring_part(struct mvr_quiet *q, struct text *t)
+{
+    struct ring_part p = {.q = q, .t = t};
+
+    q->ring_more = false;
+    q->hooks->tables(q->owner, false, ring_part_add, &p);
 }
 
 static char *follow_list(struct mvr_quiet *q)
@@ -218,11 +193,10 @@ static void on_changes_lost(void *owner)
  * sooner). A part that failed (logged) is not sent again: its tables stay as they were,
  * which the protocol allows (docs/quiet-triggers.md, "Start and reconnect"), and a part that
  * fails for good must not stop the others. */
-static void on_done(void *owner, enum mvr_control_job job, bool ok)
+static void on_done(void *owner, enum mvr_control_job job)
 {
     struct mvr_quiet *q = owner;
 
-    (void)ok;
     if (job != MVR_JOB_RING)
         return;
     if (q->ring_more) {

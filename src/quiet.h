@@ -26,7 +26,8 @@ struct mvr_quiet_hooks {
     /* Changes may have been taken without our hearing of them: the views pending in the
      * database must be read back (a catch-up). */
     void (*lost_changes)(void *owner);
-    /* Call fn for the watched tables: all of them, or those read by a debouncing view. */
+    /* Call fn for the watched tables: all of them (each once, by ascending OID), or those
+     * read by a debouncing view. */
     void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
                    void *arg);
     /* The heartbeat's text[] literal (malloc'd; NULL: none this time). */

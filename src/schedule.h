@@ -70,8 +70,9 @@ size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now);
 /* A change to one view (a writer it was followed for committed). Returns whether the view is
  * watched. */
 bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now);
-/* Call fn for each table a view reads: every table once, or (debouncing_only) those read by
- * a view waiting for its changes to settle, possibly more than once. */
+/* Call fn for each table a view reads: every table once, by ascending OID, or
+ * (debouncing_only) those read by a view waiting for its changes to settle, possibly more
+ * than once. */
 void mvr_schedule_tables(const struct mvr_schedule *s, bool debouncing_only,
                          void (*fn)(void *arg, uint32_t table), void *arg);
 /* Time passed: act on every deadline up to now. */
