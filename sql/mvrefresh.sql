@@ -611,11 +611,14 @@ ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS xact xid8;
 -- The armed path's wish to ring the doorbell (a ringing generation, and a
 -- server where no transaction can be prepared): ring() decides at commit.
 ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS ring boolean NOT NULL DEFAULT false;
+-- The generation the marker was written in (NULL: none was armed, or the
+-- table has no generation): ring() compares it.
+ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS gen int8;
 CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log (table_oid, xact);
 
 -- The doorbell, rung at commit by the first transaction to commit a marker
--- of the table since the daemon last took them, and by nobody else: a ring
--- only says "take the markers", and one is enough. Every armed session
+-- of the table's current generation, and by nobody else: a ring only says
+-- "take the markers", and one per generation is enough. Every armed session
 -- writes a marker after each re-arm, and a NOTIFY per session would make all
 -- of them queue for the cluster-wide lock that notifying commits hold across
 -- their commit record's flush. A deferred trigger runs at commit, so a
@@ -623,7 +626,12 @@ CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log 
 -- Among transactions committing at once, the one that gets the table's
 -- transaction-scoped advisory lock rings; the lock is released after its
 -- commit is visible, so one committing later sees its marker and keeps
--- quiet. A skipped ring never loses a change: the marker is durable, the
+-- quiet. Only a marker of the same generation keeps it quiet: a marker of an
+-- older one may be one whose transaction saw another's marker at its commit
+-- and committed only after the daemon had taken that one (so it rang for
+-- nobody); counting it would keep every later generation from ringing until
+-- the next poll, the table armed all the while, and every statement on it
+-- paying the armed path meanwhile. A skipped ring never loses a change: the marker is durable, the
 -- daemon takes every marker at each doorbell, each rearm_interval while a
 -- view debounces, and every poll_interval, and the view that reads the table
 -- is pending from the first marker taken. At worst (the ringing transaction
@@ -642,7 +650,8 @@ BEGIN
     IF pg_catalog.pg_try_advisory_xact_lock(
            1836479078, (NEW.table_oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4)
        AND NOT EXISTS (SELECT 1 FROM mvrefresh.change_log m
-                       WHERE m.table_oid = NEW.table_oid AND m.xact <> NEW.xact) THEN
+                       WHERE m.table_oid = NEW.table_oid AND m.xact <> NEW.xact
+                         AND m.gen IS NOT DISTINCT FROM NEW.gen) THEN
         PERFORM pg_catalog.pg_notify(mvrefresh.change_channel(), NEW.table_oid::pg_catalog.text);
     END IF;
     RETURN NULL;
@@ -794,6 +803,8 @@ VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+DECLARE
+    armed_gen pg_catalog.int8;
 BEGIN
     -- A partition or child counts when a view reads an ancestor with children.
     -- readers() reads the registry and pg_inherits through the writer's
@@ -810,12 +821,13 @@ BEGIN
     -- without one (after a dump and restore: every write signals until the
     -- install repairs the triggers); never where transactions can be prepared
     -- (see notify()).
-    INSERT INTO mvrefresh.change_log AS m (table_oid, xact, ring)
+    armed_gen := pg_catalog.pg_sequence_last_value(
+                     pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text));
+    INSERT INTO mvrefresh.change_log AS m (table_oid, xact, ring, gen)
     VALUES (record_change.tbl, pg_catalog.pg_current_xact_id(),
             pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 = 0
-            AND COALESCE(pg_catalog.pg_sequence_last_value(
-                    pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text))
-                % 2 = 1, true))
+            AND COALESCE(armed_gen % 2 = 1, true),
+            armed_gen)
     ON CONFLICT (table_oid, xact) DO NOTHING;
     RETURN true;
 END

@@ -612,6 +612,42 @@ PGT_TEST(test_one_doorbell_for_many_sessions)
     }
 }
 
+/* A marker can outlive the take that answered its generation's doorbell: its transaction saw
+ * the ringing marker at its commit (so kept quiet) and committed after the daemon took that
+ * one. It rang for nobody, and must not keep the next generation from ringing: if it did, the
+ * table would stay armed until the next poll, and every statement on it would pay the armed
+ * path meanwhile. (SET CONSTRAINTS runs the deferred doorbell early, which holds the writer
+ * in that window between its check and its commit.) */
+PGT_TEST(test_a_marker_left_behind_does_not_silence_the_next_generation)
+{
+    PGconn *listener = pgt_connect(t), *late = pgt_connect(t), *w = pgt_connect(t);
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
+    pgt_exec_on(t, listener, "LISTEN mvrefresh");
+    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (1)");
+    assert_int_equal(heard(t, listener), 1);
+    pgt_exec_on(t, late, "BEGIN; INSERT INTO t VALUES (2); SET CONSTRAINTS ALL IMMEDIATE");
+    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()"); /* the daemon answers */
+    pgt_exec_on(t, late, "COMMIT");
+    assert_int_equal(heard(t, listener), 0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    /* A refresh arms the table again, ringing: its next write rings. */
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (3)");
+    assert_int_equal(heard(t, listener), 1);
+    /* Within that generation, one doorbell is still enough. */
+    pgt_exec_on(t, late, "INSERT INTO t VALUES (4)");
+    assert_int_equal(heard(t, listener), 0);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 3);
+    pgt_disconnect(t, w);
+    pgt_disconnect(t, late);
+    pgt_disconnect(t, listener);
+}
+
 /* A start arms every watched table, in parts (src/quiet.c, RING_PART), so that markers are
  * taken in between: more tables than one part, none left out. */
 PGT_TEST(test_start_arms_every_table_in_parts)
@@ -712,6 +748,7 @@ int main(void)
         PGT_UNIT(test_forged_signals_refresh_nothing),
         PGT_UNIT(test_no_daemon_no_cost),
         PGT_UNIT(test_one_doorbell_for_many_sessions),
+        PGT_UNIT(test_a_marker_left_behind_does_not_silence_the_next_generation),
         PGT_UNIT(test_start_arms_every_table_in_parts),
         PGT_UNIT(test_daemon_killed_while_quiet),
         PGT_UNIT(test_listener_terminated_while_quiet),
