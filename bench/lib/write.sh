@@ -24,7 +24,10 @@
 # of the re-arm step (mvrefresh.rearm_view) idle and under the 8-client INSERT load.
 
 S1_DB=bench_s1
-S1_VARIANTS="none quiet advisory notify"
+# (BENCH_S1_VARIANTS narrows them for a headline number, e.g. "none quiet"; "none" is
+# the reference of every ratio and must be among them. BENCH_S1_FSYNC: "off", "on" or both.)
+S1_VARIANTS=${BENCH_S1_VARIANTS:-none quiet advisory notify}
+S1_FSYNC=${BENCH_S1_FSYNC:-off on}
 S1_ADVISORY_KEY=7001
 
 s1_q() { PGDATABASE=$S1_DB q "$1"; }
@@ -238,15 +241,16 @@ write_run() {
     local fsync script clients run variant order k
     s1_setup
     printf 'fsync\tscript\tclients\trun\tvariant\ttps\trefreshes\tmarkers\tcpu_us_per_tx\n' >"$RAW/s1_write.tsv"
-    for fsync in off on; do
+    [[ " $S1_VARIANTS " == *" none "* ]] || bench_die "s1: BENCH_S1_VARIANTS must include none"
+    read -r -a order <<<"$S1_VARIANTS"
+    for fsync in $S1_FSYNC; do
         s1_fsync "$fsync"
         for script in insert update; do
             for clients in $S1_CLIENTS; do
                 for run in $(seq 1 "$RUNS"); do
                     # Rotate the order so no variant always runs first (or last).
-                    read -r -a order <<<"$S1_VARIANTS"
-                    for k in 0 1 2 3; do
-                        variant=${order[$(( (k + run - 1) % 4 ))]}
+                    for k in "${!order[@]}"; do
+                        variant=${order[$(( (k + run - 1) % ${#order[@]} ))]}
                         s1_measure "$fsync" "$script" "$clients" "$run" "$variant"
                     done
                 done
