@@ -71,6 +71,18 @@ double mvr_pending_due(const struct mvr_pending *p, double debounce, double max_
     return isnan(p->forced) ? due : fmin(due, p->forced);
 }
 
+bool mvr_pending_postponable(const struct mvr_pending *p, double debounce, double max_wait)
+{
+    double cap;
+
+    if (!mvr_pending_any(p))
+        return false;
+    cap = p->window + max_wait;
+    if (!isnan(p->forced))
+        cap = fmin(cap, p->forced);
+    return p->last + debounce < cap;
+}
+
 double mvr_backoff_delay(unsigned failures, double base, double cap)
 {
     double delay = base;

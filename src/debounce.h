@@ -34,6 +34,10 @@ bool mvr_pending_fresh(const struct mvr_pending *p);
 void mvr_pending_merge(struct mvr_pending *p, const struct mvr_pending *from);
 /* When the changes are due; INFINITY when there are none. */
 double mvr_pending_due(const struct mvr_pending *p, double debounce, double max_wait);
+/* Whether a change later than the latest could still make them due later: false once the
+ * quiet period would end at or after the cap (max_wait, or a forced time), so that nothing
+ * a write does can move the deadline any more. */
+bool mvr_pending_postponable(const struct mvr_pending *p, double debounce, double max_wait);
 /* Retry delay after `failures` consecutive failures: base, doubling, capped. */
 double mvr_backoff_delay(unsigned failures, double base, double cap);
 

@@ -236,7 +236,8 @@ static void count_table(void *arg, uint32_t table)
  * has heard from it), yet writes that go on must keep postponing the view, or it would be due
  * one debounce after the first of them: its tables are armed again this often. The first
  * write after that rings, its marker is taken, and the table is disarmed again, so a busy
- * table pays a few armed statements per interval. */
+ * table pays a few armed statements per interval. Not once max_wait is the view's deadline:
+ * nothing heard could move it then (the tables hook leaves such views out). */
 static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct mvr_quiet *q = MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer);

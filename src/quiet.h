@@ -27,7 +27,7 @@ struct mvr_quiet_hooks {
      * database must be read back (a catch-up). */
     void (*lost_changes)(void *owner);
     /* Call fn for the watched tables: all of them (each once, by ascending OID), or those
-     * read by a debouncing view. */
+     * read by a debouncing view that more writes could still postpone. */
     void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
                    void *arg);
     /* The heartbeat's text[] literal (malloc'd; NULL: none this time). */

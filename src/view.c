@@ -171,6 +171,12 @@ void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, doub
     mvr_pending_clear(&v->covered);
 }
 
+bool mvr_view_postponable(const struct mvr_view *v, double debounce, double max_wait)
+{
+    return v->state == MVR_VIEW_DEBOUNCING &&
+           mvr_pending_postponable(&v->pending, debounce, max_wait);
+}
+
 double mvr_view_pending_since(const struct mvr_view *v)
 {
     if (mvr_pending_any(&v->pending))

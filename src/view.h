@@ -120,6 +120,10 @@ void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log);
 /* When a DEBOUNCING or BACKOFF view is due; INFINITY in every other state. */
 double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait);
+/* Whether hearing of more writes could still postpone it: it debounces, and its deadline is
+ * the end of the quiet period, not max_wait (debounce.h). Only then do its tables need
+ * re-arming while it waits. */
+bool mvr_view_postponable(const struct mvr_view *v, double debounce, double max_wait);
 /* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */
 void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
 /* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are

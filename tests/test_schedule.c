@@ -363,6 +363,26 @@ static void test_tables_for_rearming(void **state)
     assert_int_equal(p - got, 2); /* v1 debounces: both its tables */
 }
 
+/* A view whose deadline is max_wait already needs no re-arming: no write could move it. */
+static void test_no_rearming_once_max_wait_is_the_deadline(void **state)
+{
+    struct fx *f = *state;
+    uint32_t got[8], *p;
+
+    view(f, 1, 200, 200); /* max_wait = debounce: the first change sets the deadline */
+    reads(f, 100, false);
+    view(f, 2, 200, 2000);
+    reads(f, 101, false);
+    load(f, false);
+    refresh_all(f);
+    change(f, 100);
+    change(f, 101);
+    p = got;
+    mvr_schedule_tables(&f->s, true, add_table, &p);
+    assert_int_equal(p - got, 1);
+    assert_int_equal(got[0], 101);
+}
+
 static void test_reload_keeps_pending_changes_and_retunes(void **state)
 {
     struct fx *f = *state;
@@ -890,6 +910,7 @@ int main(void)
         T(test_start_refreshes_only_pending_views),
         T(test_touch_view),
         T(test_tables_for_rearming),
+        T(test_no_rearming_once_max_wait_is_the_deadline),
         T(test_reload_keeps_pending_changes_and_retunes),
         T(test_changed_dependencies_make_a_view_due),
         T(test_unwatch_and_rewatch_during_refresh),

@@ -156,6 +156,33 @@ static void test_max_wait_caps_continuous_changes(void **state)
     assert_due(v, 102.0);
 }
 
+/* Re-arming a debouncing view's tables tells the daemon that writes go on; worth it only
+ * while that could still postpone the view. */
+static void test_postponable_until_max_wait_is_the_deadline(void **state)
+{
+    struct mvr_view *v = *state;
+
+    assert_false(mvr_view_postponable(v, DEB, MAXW)); /* idle */
+    touch(v, 100.0);
+    assert_true(mvr_view_postponable(v, DEB, MAXW));
+    assert_false(mvr_view_postponable(v, DEB, DEB)); /* max_wait = debounce: due at 100.5 */
+    touch(v, 101.25);
+    assert_true(mvr_view_postponable(v, DEB, MAXW)); /* 101.75 < 102 */
+    touch(v, 101.5);
+    assert_false(mvr_view_postponable(v, DEB, MAXW)); /* 102: the cap */
+    touch(v, 101.9);
+    assert_due(v, 102.0); /* as said: nothing heard moved it */
+    force(v, 101.95);
+    assert_false(mvr_view_postponable(v, DEB, MAXW));
+    begin(v);
+    assert_false(mvr_view_postponable(v, DEB, MAXW)); /* refreshing */
+    end(v, 102.0, true);
+    touch(v, 103.0);
+    assert_true(mvr_view_postponable(v, DEB, MAXW)); /* a new window */
+    force(v, 103.1);
+    assert_false(mvr_view_postponable(v, DEB, MAXW)); /* due at once */
+}
+
 static void test_running_is_not_due(void **state)
 {
     struct mvr_view *v = *state;
@@ -613,6 +640,7 @@ int main(void)
         T(test_init_is_clean),
         T(test_quiet_period_restarts_on_each_touch),
         T(test_max_wait_caps_continuous_changes),
+        T(test_postponable_until_max_wait_is_the_deadline),
         T(test_running_is_not_due),
         T(test_begin_clears_dirty),
         T(test_touch_during_refresh_earns_one_more_cycle),

@@ -11,6 +11,8 @@
 #   quiet     mvrefresh's triggers (mvrefresh.watch, debounce = max_wait = 1 s) with
 #             mvrefreshd running: it re-arms the table every rearm_interval while the view
 #             debounces and before every refresh, and refreshes it about once a second
+#   disarmed  (only when BENCH_S1_VARIANTS names it) mvrefresh's triggers on the table,
+#             disarmed, and no daemon: what the WHEN check costs by itself; external loop
 #   advisory  the alternative the issue proposed: a statement trigger whose WHEN probes a
 #             session advisory lock that a "disarming" session holds (the quiet path is a
 #             failed pg_try_advisory_lock_shared); refreshed by the external loop
@@ -112,6 +114,13 @@ s1_variant_start() {
             # (Each start rewrites the log.) New writer sessions notify once in any case.
             wait_for 60 log_has_n "$LOGS/s1_daemon.log" "registry loaded" 1 ||
                 bench_die "s1: the daemon did not start; see $LOGS/s1_daemon.log"
+            ;;
+        disarmed)
+            # What the quiet triggers cost by themselves: installed, the table disarmed (as
+            # take_changes() leaves it), no daemon; refreshed by the external loop.
+            s1_q "SELECT mvrefresh.add_triggers(ARRAY['polls_user'::regclass])" >/dev/null
+            s1_q "SELECT setval(g.seq, pg_sequence_last_value(g.seq), false)
+                  FROM mvrefresh.generations(ARRAY['polls_user'::regclass::oid]) g" >/dev/null
             ;;
         advisory)
             s1_q "CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON polls_user
