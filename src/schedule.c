@@ -209,9 +209,8 @@ void mvr_schedule_tables(const struct mvr_schedule *s, bool debouncing_only,
         const struct mvr_view *v;
         if (i > 0 && s->tables.edges[i - 1].from == e->from && !debouncing_only)
             continue; /* each table once */
-        if (debouncing_only &&
-            ((v = mvr_schedule_find(s, e->to)) == NULL ||
-             !mvr_view_postponable(v, debounce_of(s, v), max_wait_of(s, v))))
+        if (debouncing_only && ((v = mvr_schedule_find(s, e->to)) == NULL ||
+                                !mvr_view_postponable(v, debounce_of(s, v), max_wait_of(s, v))))
             continue;
         fn(arg, e->from);
     }
