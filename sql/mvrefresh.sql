@@ -623,23 +623,27 @@ CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log 
 -- of them queue for the cluster-wide lock that notifying commits hold across
 -- their commit record's flush. A deferred trigger runs at commit, so a
 -- transaction that stays open long after its write does not hold the claim.
--- Among transactions committing at once, the one that gets the table's
--- transaction-scoped advisory lock rings; the lock is released after its
+-- Among transactions committing at once, the one that gets the lock of the
+-- table's generation (transaction-scoped, advisory) rings; the lock is released after its
 -- commit is visible, so one committing later sees its marker and keeps
 -- quiet. Only a marker of the same generation keeps it quiet: a marker of an
 -- older one may be one whose transaction saw another's marker at its commit
 -- and committed only after the daemon had taken that one (so it rang for
 -- nobody); counting it would keep every later generation from ringing until
 -- the next poll, the table armed all the while, and every statement on it
--- paying the armed path meanwhile. A skipped ring never loses a change: the marker is durable, the
--- daemon takes every marker at each doorbell, each rearm_interval while a
--- view debounces, and every poll_interval, and the view that reads the table
+-- paying the armed path meanwhile. For the same reason the lock is the
+-- generation's, not the table's: a late committer of an older generation
+-- holding it must not keep the first of the new one quiet. A skipped ring
+-- never loses a change: the marker is durable, the daemon takes every marker
+-- at each doorbell, each rearm_interval while a view that writes could still
+-- postpone debounces, and every poll_interval, and the view that reads the table
 -- is pending from the first marker taken. At worst (the ringing transaction
 -- fails in its very commit, or commits after the daemon took the others) a
 -- marker waits for the next poll. The lock's key is (1836479078 = 'mvrf',
--- the table's OID shifted into int4): an application's two-key advisory lock
--- that happens to match only makes a ring skipped, or waits as long as one
--- commit.
+-- the table's OID shifted into int4, XOR a hash of the generation): an
+-- application's two-key advisory lock that happens to match, or another
+-- table's generation that hashes alike, only makes a ring skipped, or waits
+-- as long as one commit.
 CREATE OR REPLACE FUNCTION mvrefresh.ring()
 RETURNS trigger
 LANGUAGE plpgsql
@@ -648,7 +652,9 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
     IF pg_catalog.pg_try_advisory_xact_lock(
-           1836479078, (NEW.table_oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4)
+           1836479078,
+           (NEW.table_oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4
+           OPERATOR(pg_catalog.#) pg_catalog.hashint8(COALESCE(NEW.gen, 0)))
        AND NOT EXISTS (SELECT 1 FROM mvrefresh.change_log m
                        WHERE m.table_oid = NEW.table_oid AND m.xact <> NEW.xact
                          AND m.gen IS NOT DISTINCT FROM NEW.gen) THEN

@@ -648,6 +648,29 @@ PGT_TEST(test_a_marker_left_behind_does_not_silence_the_next_generation)
     pgt_disconnect(t, listener);
 }
 
+/* The ringing claim is the generation's: a writer of an older generation that holds it (it
+ * is in its commit, or, here, ran its doorbell early and stays open) does not keep the first
+ * writer of the new generation quiet. */
+PGT_TEST(test_an_older_generation_in_its_commit_does_not_silence_the_new_one)
+{
+    PGconn *listener = pgt_connect(t), *old = pgt_connect(t), *w = pgt_connect(t);
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
+    pgt_exec_on(t, listener, "LISTEN mvrefresh");
+    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    pgt_exec_on(t, old, "BEGIN; INSERT INTO t VALUES (1); SET CONSTRAINTS ALL IMMEDIATE");
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (2)");
+    assert_int_equal(heard(t, listener), 1);
+    pgt_exec_on(t, old, "COMMIT");
+    pgt_disconnect(t, w);
+    pgt_disconnect(t, old);
+    pgt_disconnect(t, listener);
+}
+
 /* A start arms every watched table, in parts (src/quiet.c, RING_PART), so that markers are
  * taken in between: more tables than one part, none left out. */
 PGT_TEST(test_start_arms_every_table_in_parts)
@@ -749,6 +772,7 @@ int main(void)
         PGT_UNIT(test_no_daemon_no_cost),
         PGT_UNIT(test_one_doorbell_for_many_sessions),
         PGT_UNIT(test_a_marker_left_behind_does_not_silence_the_next_generation),
+        PGT_UNIT(test_an_older_generation_in_its_commit_does_not_silence_the_new_one),
         PGT_UNIT(test_start_arms_every_table_in_parts),
         PGT_UNIT(test_daemon_killed_while_quiet),
         PGT_UNIT(test_listener_terminated_while_quiet),
