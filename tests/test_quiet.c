@@ -612,6 +612,18 @@ PGT_TEST(test_one_doorbell_for_many_sessions)
     }
 }
 
+/* Table t, read by the watched view mv, its markers taken and just armed with a doorbell, as
+ * the daemon leaves it before a refresh; listener LISTENs for the doorbell. */
+static void watched_and_armed(pgt_ctx *t, PGconn *listener)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
+    pgt_exec_on(t, listener, "LISTEN mvrefresh");
+    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
+    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+}
+
 /* A marker can outlive the take that answered its generation's doorbell: its transaction saw
  * the ringing marker at its commit (so kept quiet) and committed after the daemon took that
  * one. It rang for nobody, and must not keep the next generation from ringing: if it did, the
@@ -622,12 +634,7 @@ PGT_TEST(test_a_marker_left_behind_does_not_silence_the_next_generation)
 {
     PGconn *listener = pgt_connect(t), *late = pgt_connect(t), *w = pgt_connect(t);
 
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
-    pgt_exec_on(t, listener, "LISTEN mvrefresh");
-    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
-    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    watched_and_armed(t, listener);
     pgt_exec_on(t, w, "INSERT INTO t VALUES (1)");
     assert_int_equal(heard(t, listener), 1);
     pgt_exec_on(t, late, "BEGIN; INSERT INTO t VALUES (2); SET CONSTRAINTS ALL IMMEDIATE");
@@ -655,12 +662,7 @@ PGT_TEST(test_an_older_generation_in_its_commit_does_not_silence_the_new_one)
 {
     PGconn *listener = pgt_connect(t), *old = pgt_connect(t), *w = pgt_connect(t);
 
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv')");
-    pgt_exec_on(t, listener, "LISTEN mvrefresh");
-    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
-    pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
+    watched_and_armed(t, listener);
     pgt_exec_on(t, old, "BEGIN; INSERT INTO t VALUES (1); SET CONSTRAINTS ALL IMMEDIATE");
     pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
     pgt_exec_on(t, w, "INSERT INTO t VALUES (2)");
