@@ -83,6 +83,12 @@ bool mvr_pending_postponable(const struct mvr_pending *p, double debounce, doubl
     return p->last + debounce < cap;
 }
 
+void mvr_pending_unheard(struct mvr_pending *p, double now)
+{
+    if (mvr_pending_any(p))
+        p->last = fmax(p->last, now);
+}
+
 double mvr_backoff_delay(unsigned failures, double base, double cap)
 {
     double delay = base;

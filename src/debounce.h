@@ -38,6 +38,8 @@ double mvr_pending_due(const struct mvr_pending *p, double debounce, double max_
  * quiet period would end at or after the cap (max_wait, or a forced time), so that nothing
  * a write does can move the deadline any more. */
 bool mvr_pending_postponable(const struct mvr_pending *p, double debounce, double max_wait);
+/* Writes may have gone on unheard until now: count now as the latest (pending ones only). */
+void mvr_pending_unheard(struct mvr_pending *p, double now);
 /* Retry delay after `failures` consecutive failures: base, doubling, capped. */
 double mvr_backoff_delay(unsigned failures, double base, double cap);
 

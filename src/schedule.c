@@ -74,14 +74,20 @@ static bool blocked(struct mvr_schedule *s, const struct mvr_view *v)
 
 /* ---- one view's place: deadline, queue, or blocked ------------------------- */
 
+/* A view's own setting in ms, or (-1) the daemon's default, in seconds. */
+static double setting(int64_t ms, double dflt)
+{
+    return ms < 0 ? dflt : (double)ms / 1000.0;
+}
+
 static double debounce_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
-    return v->conf.debounce_ms < 0 ? s->debounce : (double)v->conf.debounce_ms / 1000.0;
+    return setting(v->conf.debounce_ms, s->debounce);
 }
 
 static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
-    return v->conf.max_wait_ms < 0 ? s->max_wait : (double)v->conf.max_wait_ms / 1000.0;
+    return setting(v->conf.max_wait_ms, s->max_wait);
 }
 
 static struct mvr_view_queue *queue_of(struct mvr_schedule *s, const struct mvr_view *v)
@@ -325,11 +331,19 @@ void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outc
 void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
                             double backoff_max, double now)
 {
+    double old_debounce = s->debounce, old_max_wait = s->max_wait;
+
     s->debounce = debounce;
     s->max_wait = max_wait;
     s->backoff_max = backoff_max;
-    for (size_t i = 0; i < s->n; i++)
-        evaluate(s, s->items[i], now);
+    for (size_t i = 0; i < s->n; i++) {
+        struct mvr_view *v = s->items[i];
+        mvr_view_retune(v,
+                        mvr_view_capped(v, setting(v->conf.debounce_ms, old_debounce),
+                                        setting(v->conf.max_wait_ms, old_max_wait)),
+                        debounce_of(s, v), max_wait_of(s, v), now);
+        evaluate(s, v, now);
+    }
 }
 
 void mvr_schedule_stop(struct mvr_schedule *s)
@@ -384,7 +398,7 @@ static int cmp_conf(const void *a, const void *b)
 }
 
 /* Why a view the registry brought is looked at again. */
-enum { ADOPT_STALE = 1, ADOPT_ASKED = 2 };
+enum { ADOPT_STALE = 1, ADOPT_ASKED = 2, ADOPT_WAS_CAPPED = 4 };
 
 /* A refresh request the view has not acted on yet: new, or made again after one was served. */
 static bool newly_asked(const struct mvr_view_conf *old, const struct mvr_view_conf *conf)
@@ -394,7 +408,7 @@ static bool newly_asked(const struct mvr_view_conf *old, const struct mvr_view_c
 
 /* The view for one registry row: the one we have (new settings), one being retired, or a new
  * one. *why says whether it may have missed changes (new, or reading other relations now),
- * and whether its owner asked for a refresh. */
+ * whether its owner asked for a refresh, and whether it sat at its max_wait cap (view.h). */
 static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *conf,
                                   unsigned char *why)
 {
@@ -404,6 +418,7 @@ static struct mvr_view *adopt_one(struct mvr_schedule *s, struct mvr_view_conf *
     *why = newly_asked(v != NULL ? &v->conf : NULL, conf) ? ADOPT_ASKED : 0;
     if (v != NULL) {
         stale = v->conf.deps_hash != conf->deps_hash;
+        *why |= mvr_view_capped(v, debounce_of(s, v), max_wait_of(s, v)) ? ADOPT_WAS_CAPPED : 0;
         free(v->conf.name);
         v->conf = *conf;
     } else if ((v = revive(s, conf)) != NULL) {
@@ -531,6 +546,8 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
      * refresh may predate them. Every other view is looked at again: what held it back may
      * be gone. */
     for (size_t i = 0; i < n; i++) {
+        mvr_view_retune(items[i], why[i] & ADOPT_WAS_CAPPED, debounce_of(s, items[i]),
+                        max_wait_of(s, items[i]), now);
         if (why[i] & ADOPT_ASKED)
             request_one(s, items[i], now);
         if ((catch_up && items[i]->conf.pending) || (why[i] & ADOPT_STALE))

@@ -177,6 +177,19 @@ bool mvr_view_postponable(const struct mvr_view *v, double debounce, double max_
            mvr_pending_postponable(&v->pending, debounce, max_wait);
 }
 
+bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait)
+{
+    return v->state == MVR_VIEW_DEBOUNCING && mvr_pending_any(&v->pending) &&
+           !mvr_pending_postponable(&v->pending, debounce, max_wait);
+}
+
+void mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
+                     double now)
+{
+    if (was_capped && mvr_view_postponable(v, debounce, max_wait))
+        mvr_pending_unheard(&v->pending, now);
+}
+
 double mvr_view_pending_since(const struct mvr_view *v)
 {
     if (mvr_pending_any(&v->pending))

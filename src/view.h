@@ -124,6 +124,15 @@ double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait);
  * the end of the quiet period, not max_wait (debounce.h). Only then do its tables need
  * re-arming while it waits. */
 bool mvr_view_postponable(const struct mvr_view *v, double debounce, double max_wait);
+/* Whether it debounces with max_wait (or a forced time) as its deadline already: then its
+ * tables are not re-armed while it waits, and writes to them go unheard until its refresh. */
+bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait);
+/* Its settings changed to debounce and max_wait; was_capped: under the old ones. A view that
+ * was capped and no longer is can be postponed again, but the latest write it knows of may be
+ * long past (nobody asked since), which would make it due at once, while writes may go on: it
+ * counts now as its latest write. The debounce keeps its meaning; the cap does not move. */
+void mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
+                     double now);
 /* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */
 void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
 /* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are

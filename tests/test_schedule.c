@@ -383,6 +383,48 @@ static void test_no_rearming_once_max_wait_is_the_deadline(void **state)
     assert_int_equal(got[0], 101);
 }
 
+/* A view that sat at its max_wait cap had its tables left unarmed, so it has heard of no write
+ * since. Retuned so that writes could postpone it again, it counts the retune as its latest
+ * write, rather than being due at once (by the stale one) while writes may go on. */
+static void test_retuned_out_of_the_cap_waits_a_quiet_period(void **state)
+{
+    struct fx *f = *state;
+    uint32_t got[8], *p = got;
+
+    view(f, 1, 200, 200); /* capped from its first change */
+    reads(f, 100, false);
+    load(f, false);
+    refresh_all(f);
+    change(f, 100);
+    at(f, f->now + 0.1);
+    view(f, 1, 50, 5000); /* by the write heard 0.1 s ago, due at once */
+    reads(f, 100, false);
+    load(f, false);
+    expect_pops(f, 0);
+    mvr_schedule_tables(&f->s, true, add_table, &p);
+    assert_int_equal(p - got, 1); /* re-armed again while it waits */
+    at(f, f->now + 0.06);
+    expect_pops(f, 1);
+}
+
+/* The same when the daemon's defaults change (a reload of its configuration). */
+static void test_reconfigured_out_of_the_cap_waits_a_quiet_period(void **state)
+{
+    struct fx *f = *state;
+
+    mvr_schedule_configure(&f->s, 0.2, 0.2, f->s.backoff_max, f->now);
+    view(f, 1, -1, -1);
+    reads(f, 100, false);
+    load(f, false);
+    refresh_all(f);
+    change(f, 100);
+    at(f, f->now + 0.1);
+    mvr_schedule_configure(&f->s, 0.05, 5.0, f->s.backoff_max, f->now);
+    expect_pops(f, 0);
+    at(f, f->now + 0.06);
+    expect_pops(f, 1);
+}
+
 static void test_reload_keeps_pending_changes_and_retunes(void **state)
 {
     struct fx *f = *state;
@@ -911,6 +953,8 @@ int main(void)
         T(test_touch_view),
         T(test_tables_for_rearming),
         T(test_no_rearming_once_max_wait_is_the_deadline),
+        T(test_retuned_out_of_the_cap_waits_a_quiet_period),
+        T(test_reconfigured_out_of_the_cap_waits_a_quiet_period),
         T(test_reload_keeps_pending_changes_and_retunes),
         T(test_changed_dependencies_make_a_view_due),
         T(test_unwatch_and_rewatch_during_refresh),
