@@ -810,6 +810,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
+    seq       pg_catalog.regclass := pg_catalog.to_regclass(
+                  'mvrefresh.gen_' || record_change.tbl::pg_catalog.text);
     armed_gen pg_catalog.int8;
 BEGIN
     -- A partition or child counts when a view reads an ancestor with children.
@@ -818,17 +820,18 @@ BEGIN
     -- ATTACH that made the table read: a table with a generation of its own
     -- (looked up in the catalog as it is now) is admitted all the same, and
     -- take_changes() finds its readers as they are when it takes the marker.
-    IF (pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text) IS NULL
-        AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl])))
+    IF (seq IS NULL AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl])))
        OR NOT mvrefresh.wrote(record_change.tbl) THEN
         RETURN false;
     END IF;
     -- The doorbell (ring(), at commit) for a ringing generation, or for a table
     -- without one (after a dump and restore: every write signals until the
     -- install repairs the triggers); never where transactions can be prepared
-    -- (see notify()).
-    armed_gen := pg_catalog.pg_sequence_last_value(
-                     pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text));
+    -- (see notify()). The generation is read here, not taken from the caller:
+    -- notify() runs as the writer, and what a writer says is not evidence.
+    IF seq IS NOT NULL THEN
+        armed_gen := pg_catalog.pg_sequence_last_value(seq);
+    END IF;
     INSERT INTO mvrefresh.change_log AS m (table_oid, xact, ring, gen)
     VALUES (record_change.tbl, pg_catalog.pg_current_xact_id(),
             pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 = 0
