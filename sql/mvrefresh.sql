@@ -865,20 +865,27 @@ RETURNS trigger
 LANGUAGE plpgsql
 AS $fn$
 DECLARE
-    seq      pg_catalog.regclass := pg_catalog.to_regclass(
-                 pg_catalog.textcat('mvrefresh.gen_', TG_RELID::pg_catalog.text));
-    gen      pg_catalog.int8;
-    prepared boolean := pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4
-                        OPERATOR(pg_catalog.>) 0;
+    seq pg_catalog.regclass;
+    gen pg_catalog.int8;
 BEGIN
+    -- The common case, a session that signalled this generation already, in one
+    -- expression: PL/pgSQL prepares every expression anew in each transaction,
+    -- and on a table left armed (no daemon running) this is what every
+    -- statement pays. Text, never a cast: a setting rolled back with the
+    -- savepoint that created it reads as '', and a cast that fails would fail
+    -- the write. (No sequence, or disarmed: NULL, and the slower path decides.)
+    IF pg_catalog.pg_sequence_last_value(pg_catalog.to_regclass(
+           pg_catalog.textcat('mvrefresh.gen_', TG_RELID::pg_catalog.text)))::pg_catalog.text
+       OPERATOR(pg_catalog.=)
+       pg_catalog.current_setting(
+           pg_catalog.textcat('mvrefresh.seen_', TG_RELID::pg_catalog.text), true) THEN
+        RETURN NULL;
+    END IF;
+    seq := pg_catalog.to_regclass(pg_catalog.textcat('mvrefresh.gen_', TG_RELID::pg_catalog.text));
     IF seq IS NOT NULL THEN
         gen := pg_catalog.pg_sequence_last_value(seq);
-        -- Text, never a cast: a setting rolled back with the savepoint that
-        -- created it reads as '', and a cast that fails would fail the write.
-        IF gen IS NULL OR gen::pg_catalog.text OPERATOR(pg_catalog.=)
-                          pg_catalog.current_setting(
-                              pg_catalog.textcat('mvrefresh.seen_', TG_RELID::pg_catalog.text), true) THEN
-            RETURN NULL;
+        IF gen IS NULL THEN
+            RETURN NULL; -- disarmed since the condition looked
         END IF;
     END IF;
     -- The marker, and with it the doorbell (rung at commit: see ring()).
@@ -888,7 +895,9 @@ BEGIN
     IF gen IS NOT NULL THEN
         PERFORM pg_catalog.set_config(
             pg_catalog.textcat('mvrefresh.seen_', TG_RELID::pg_catalog.text),
-            gen::pg_catalog.text, prepared);
+            gen::pg_catalog.text,
+            pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4
+            OPERATOR(pg_catalog.>) 0);
     END IF;
     RETURN NULL;
 END
