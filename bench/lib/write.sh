@@ -13,6 +13,9 @@
 #             debounces and before every refresh, and refreshes it about once a second
 #   disarmed  (only when BENCH_S1_VARIANTS names it) mvrefresh's triggers on the table,
 #             disarmed, and no daemon: what the WHEN check costs by itself; external loop
+#   floor     (only when BENCH_S1_VARIANTS names it) a statement trigger whose WHEN is the
+#             constant false: what any statement trigger costs, the floor of every variant
+#             with one; external loop
 #   advisory  the alternative the issue proposed: a statement trigger whose WHEN probes a
 #             session advisory lock that a "disarming" session holds (the quiet path is a
 #             failed pg_try_advisory_lock_shared); refreshed by the external loop
@@ -130,6 +133,10 @@ s1_variant_start() {
             s1_q "SELECT mvrefresh.add_triggers(ARRAY['polls_user'::regclass])" >/dev/null
             s1_q "SELECT setval(g.seq, pg_sequence_last_value(g.seq), false)
                   FROM mvrefresh.generations(ARRAY['polls_user'::regclass::oid]) g" >/dev/null
+            ;;
+        floor)
+            s1_q "CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON polls_user
+                  FOR EACH STATEMENT WHEN (false) EXECUTE FUNCTION bench_notify()" >/dev/null
             ;;
         advisory)
             s1_q "CREATE TRIGGER bench_trigger AFTER INSERT OR UPDATE OR DELETE ON polls_user
@@ -301,8 +308,11 @@ write_report() {
         echo
         echo "pgbench TPS on a $S1_ROWS-row table, ${S1_SECONDS} s per measurement, median of $RUNS run(s);"
         echo "in brackets, the median of the per-run ratios to *no trigger*. *quiet*: mvrefresh's"
-        echo "triggers with mvrefreshd running; *advisory*: a WHEN probe of an advisory lock held by a"
-        echo "disarming session; *notify*: the previous release's NOTIFY per statement, with a listener."
+        echo "triggers with mvrefreshd running; *disarmed*: the same triggers on a disarmed table, no"
+        echo "daemon; *floor*: a statement trigger whose WHEN is the constant false (what any statement"
+        echo "trigger costs); *advisory*: a WHEN probe of an advisory lock held by a disarming session;"
+        echo "*notify*: the previous release's NOTIFY per statement, with a listener. (Only the variants"
+        echo "measured: BENCH_S1_VARIANTS.)"
     } >"$RAW/s1_table.md"
     printf 'label\tquiet\tadvisory\tnotify\n' >"$RAW/s1_plot.tsv"
     for fsync in off on; do
@@ -312,14 +322,14 @@ write_report() {
             if [ "$fsync" = off ]; then echo "**fsync = off, synchronous_commit = off**"
             else echo "**fsync = on, synchronous_commit = on**"; fi
             echo
-            echo "| statement | clients | no trigger | quiet | advisory | notify |"
-            echo "| --- | ---: | ---: | ---: | ---: | ---: |"
+            echo "| statement | clients | no trigger |$(s1_columns)"
+            echo "| --- | ---: | ---: |$(s1_columns -)"
         } >>"$RAW/s1_table.md"
         for script in insert update; do
             for clients in $S1_CLIENTS; do
                 none=$(s1_median "$fsync" "$script" "$clients" none 6)
                 row="| $(s1_label "$script") | $clients | $(fmt %.0f "$none")"
-                for v in quiet advisory notify; do
+                for v in $(s1_measured); do
                     row="$row | $(fmt %.0f "$(s1_median "$fsync" "$script" "$clients" "$v" 6)") ($(fmt %.0f "$(awk -v r="$(s1_ratio "$fsync" "$script" "$clients" "$v")" 'BEGIN {print (r == "nan") ? "nan" : r * 100}')") %)"
                 done
                 echo "$row |" >>"$RAW/s1_table.md"
@@ -353,15 +363,15 @@ s1_cpu_report() {
         echo "share of the unwatched throughput kept where the server's CPU is the limit. Unlike TPS,"
         echo "not moved by how much CPU the VM got meanwhile nor by other work on the machine:"
         echo
-        echo "| fsync | statement | clients | no trigger | quiet | advisory | notify |"
-        echo "| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        echo "| fsync | statement | clients | no trigger |$(s1_columns)"
+        echo "| --- | --- | ---: | ---: |$(s1_columns -)"
     } >>"$RAW/s1_table.md"
     for fsync in off on; do
         grep -q "^$fsync	" "$RAW/s1_write.tsv" || continue
         for script in insert update; do
             for clients in $S1_CLIENTS; do
                 row="| $fsync | $(s1_label "$script") | $clients | $(fmt %.1f "$(s1_median "$fsync" "$script" "$clients" none 9)")"
-                for v in quiet advisory notify; do
+                for v in $(s1_measured); do
                     row="$row | $(fmt %.1f "$(s1_median "$fsync" "$script" "$clients" "$v" 9)") ($(fmt %.0f "$(awk -v r="$(s1_cpu_ratio "$fsync" "$script" "$clients" "$v")" 'BEGIN {print (r == "nan") ? "nan" : r * 100}')") %)"
                 done
                 echo "$row |" >>"$RAW/s1_table.md"
@@ -377,7 +387,7 @@ s1_activity_report() {
         echo "Refreshes per measurement (median; the daemon's for *quiet*, the 1/s loop's otherwise) and,"
         echo "for *quiet*, armed statements per second (each writes a change marker and sends a NOTIFY):"
         echo
-        echo "| fsync | statement | clients | refreshes none / quiet / advisory / notify | quiet: armed statements/s |"
+        echo "| fsync | statement | clients | refreshes ${S1_VARIANTS// / \/ } | quiet: armed statements/s |"
         echo "| --- | --- | ---: | ---: | ---: |"
     } >>"$RAW/s1_table.md"
     for fsync in off on; do
@@ -386,9 +396,9 @@ s1_activity_report() {
             for clients in $S1_CLIENTS; do
                 row="| $fsync | $(s1_label "$script") | $clients |"
                 for v in $S1_VARIANTS; do
-                    row="$row $(fmt %.0f "$(s1_median "$fsync" "$script" "$clients" "$v" 7)")"
-                    [ "$v" = notify ] || row="$row /"
+                    row="$row $(fmt %.0f "$(s1_median "$fsync" "$script" "$clients" "$v" 7)") /"
                 done
+                row=${row% /}
                 row="$row | $(fmt %.1f "$(awk -v m="$(s1_median "$fsync" "$script" "$clients" quiet 8)" \
                     -v s="$S1_SECONDS" 'BEGIN {print (m == "nan") ? "nan" : m / s}')") |"
                 echo "$row" >>"$RAW/s1_table.md"
@@ -405,6 +415,23 @@ s1_activity_report() {
         echo "| --- | ---: |"
         awk -F'\t' 'NR > 1 {printf "| %s | %s ms |\n", $1, $2}' "$RAW/s1_rearm.tsv"
     } >>"$RAW/s1_table.md"
+}
+
+# The variants measured besides none, in the report's order.
+s1_measured() {
+    local v
+    for v in quiet disarmed floor advisory notify; do
+        [[ " $S1_VARIANTS " == *" $v "* ]] && echo "$v"
+    done
+    return 0
+}
+
+# Table header cells for the measured variants: their names, or (with "-") alignments.
+s1_columns() {
+    local v
+    for v in $(s1_measured); do
+        if [ "${1:-}" = - ]; then printf ' ---: |'; else printf ' %s |' "$v"; fi
+    done
 }
 
 s1_label() {
