@@ -810,8 +810,6 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    seq       pg_catalog.regclass := pg_catalog.to_regclass(
-                  'mvrefresh.gen_' || record_change.tbl::pg_catalog.text);
     armed_gen pg_catalog.int8;
 BEGIN
     -- A partition or child counts when a view reads an ancestor with children.
@@ -820,7 +818,8 @@ BEGIN
     -- ATTACH that made the table read: a table with a generation of its own
     -- (looked up in the catalog as it is now) is admitted all the same, and
     -- take_changes() finds its readers as they are when it takes the marker.
-    IF (seq IS NULL AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl])))
+    IF (pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text) IS NULL
+        AND NOT EXISTS (SELECT 1 FROM mvrefresh.readers(ARRAY[record_change.tbl])))
        OR NOT mvrefresh.wrote(record_change.tbl) THEN
         RETURN false;
     END IF;
@@ -828,10 +827,11 @@ BEGIN
     -- without one (after a dump and restore: every write signals until the
     -- install repairs the triggers); never where transactions can be prepared
     -- (see notify()). The generation is read here, not taken from the caller:
-    -- notify() runs as the writer, and what a writer says is not evidence.
-    IF seq IS NOT NULL THEN
-        armed_gen := pg_catalog.pg_sequence_last_value(seq);
-    END IF;
+    -- notify() runs as the writer, and what a writer says is not evidence. (The
+    -- sequence is looked up again, not kept from the check above: one dropped
+    -- meanwhile then reads as NULL instead of failing the write.)
+    armed_gen := pg_catalog.pg_sequence_last_value(
+                     pg_catalog.to_regclass('mvrefresh.gen_' || record_change.tbl::pg_catalog.text));
     INSERT INTO mvrefresh.change_log AS m (table_oid, xact, ring, gen)
     VALUES (record_change.tbl, pg_catalog.pg_current_xact_id(),
             pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 = 0
@@ -887,6 +887,10 @@ BEGIN
         IF gen IS NULL THEN
             RETURN NULL; -- disarmed since the condition looked
         END IF;
+        -- Not compared with the remembered generation again: a re-arm since the
+        -- check above gave a new one (they never repeat), and should the check
+        -- have missed for any other reason, the cost is one marker more.
+
     END IF;
     -- The marker, and with it the doorbell (rung at commit: see ring()).
     IF mvrefresh.record_change(TG_RELID) IS NOT TRUE THEN
