@@ -363,6 +363,25 @@ static void test_tables_for_rearming(void **state)
     assert_int_equal(p - got, 2); /* v1 debounces: both its tables */
 }
 
+/* A view that refreshes with a change heard since its refresh began is asked again too: once
+ * the refresh ends, that change is due a debounce after the last write, not the first. */
+static void test_rearming_while_a_change_waits_for_a_refresh(void **state)
+{
+    struct fx *f = *state;
+    uint32_t got[8], *p = got;
+
+    one_view(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    mvr_schedule_tables(&f->s, true, add_table, &p);
+    assert_int_equal(p - got, 0); /* refreshing, nothing since: its refresh armed them */
+    change(f, 100);
+    mvr_schedule_tables(&f->s, true, add_table, &p);
+    assert_int_equal(p - got, 1);
+    assert_int_equal(got[0], 100);
+}
+
 /* A view whose deadline is max_wait already needs no re-arming: no write could move it. */
 static void test_no_rearming_once_max_wait_is_the_deadline(void **state)
 {
@@ -403,7 +422,9 @@ static void test_retuned_out_of_the_cap_waits_a_quiet_period(void **state)
     expect_pops(f, 0);
     mvr_schedule_tables(&f->s, true, add_table, &p);
     assert_int_equal(p - got, 1); /* re-armed again while it waits */
-    at(f, f->now + 0.06);
+    at(f, f->now + 0.04);
+    expect_pops(f, 0); /* a debounce from the reload */
+    at(f, f->now + 0.02);
     expect_pops(f, 1);
 }
 
@@ -952,6 +973,7 @@ int main(void)
         T(test_start_refreshes_only_pending_views),
         T(test_touch_view),
         T(test_tables_for_rearming),
+        T(test_rearming_while_a_change_waits_for_a_refresh),
         T(test_no_rearming_once_max_wait_is_the_deadline),
         T(test_retuned_out_of_the_cap_waits_a_quiet_period),
         T(test_reconfigured_out_of_the_cap_waits_a_quiet_period),

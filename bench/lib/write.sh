@@ -4,7 +4,8 @@
 #
 # One table, polls_user (S1_ROWS rows), and polls_user_matt_view, users per age (an aggregate
 # with a unique index on age: its refresh reads the whole table but writes little, so the
-# refreshes load the machine lightly and evenly across variants). Four variants, alternating within each run (the order rotates from run to run), on
+# refreshes load the machine lightly and evenly across variants). Four variants (six with the
+# optional ones), alternating within each run (the order rotates from run to run), on
 # the same table, reset to S1_ROWS rows and vacuumed before every measurement:
 #
 #   none      no trigger; an external loop refreshes the view, then sleeps a second
@@ -264,9 +265,13 @@ s1_rearm_latency() {
 
 write_run() {
     local fsync script clients run variant order k
+    [[ " $S1_VARIANTS " == *" none "* ]] || bench_die "s1: BENCH_S1_VARIANTS must include none"
+    for variant in $S1_VARIANTS; do
+        [[ " none quiet disarmed floor advisory notify " == *" $variant "* ]] ||
+            bench_die "s1: unknown variant in BENCH_S1_VARIANTS: $variant"
+    done
     s1_setup
     printf 'fsync\tscript\tclients\trun\tvariant\ttps\trefreshes\tmarkers\tcpu_us_per_tx\n' >"$RAW/s1_write.tsv"
-    [[ " $S1_VARIANTS " == *" none "* ]] || bench_die "s1: BENCH_S1_VARIANTS must include none"
     read -r -a order <<<"$S1_VARIANTS"
     for fsync in $S1_FSYNC; do
         s1_fsync "$fsync"
