@@ -71,8 +71,9 @@ size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now);
  * watched. */
 bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now);
 /* Call fn for each table a view reads: every table once, by ascending OID, or
- * (debouncing_only) those read by a view waiting for its changes to settle that hearing of
- * more writes could still postpone (mvr_view_postponable), possibly more than once. */
+ * (debouncing_only) those read by a view with changes waiting to settle (debouncing, or since
+ * its running refresh began) that hearing of more writes could still postpone
+ * (mvr_view_postponable), possibly more than once. */
 void mvr_schedule_tables(const struct mvr_schedule *s, bool debouncing_only,
                          void (*fn)(void *arg, uint32_t table), void *arg);
 /* Time passed: act on every deadline up to now. */

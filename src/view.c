@@ -171,15 +171,22 @@ void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, doub
     mvr_pending_clear(&v->covered);
 }
 
+/* Whether its pending changes are still being timed: while it debounces, and while it
+ * refreshes (changes since its refresh began are due one debounce after the last of them,
+ * once it ends; not hearing of later ones would make it due again as soon as it ends). */
+static bool timing(const struct mvr_view *v)
+{
+    return v->state == MVR_VIEW_DEBOUNCING || v->state == MVR_VIEW_REFRESHING;
+}
+
 bool mvr_view_postponable(const struct mvr_view *v, double debounce, double max_wait)
 {
-    return v->state == MVR_VIEW_DEBOUNCING &&
-           mvr_pending_postponable(&v->pending, debounce, max_wait);
+    return timing(v) && mvr_pending_postponable(&v->pending, debounce, max_wait);
 }
 
 bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait)
 {
-    return v->state == MVR_VIEW_DEBOUNCING && mvr_pending_any(&v->pending) &&
+    return timing(v) && mvr_pending_any(&v->pending) &&
            !mvr_pending_postponable(&v->pending, debounce, max_wait);
 }
 

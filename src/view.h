@@ -120,12 +120,14 @@ void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log);
 /* When a DEBOUNCING or BACKOFF view is due; INFINITY in every other state. */
 double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait);
-/* Whether hearing of more writes could still postpone it: it debounces, and its deadline is
- * the end of the quiet period, not max_wait (debounce.h). Only then do its tables need
- * re-arming while it waits. */
+/* Whether hearing of more writes could still postpone it: it debounces, or refreshes with
+ * changes pending since its refresh began, and their deadline is the end of the quiet period,
+ * not max_wait (debounce.h). Only then do its tables need re-arming while it waits: a table
+ * is disarmed once the daemon has heard from it. */
 bool mvr_view_postponable(const struct mvr_view *v, double debounce, double max_wait);
-/* Whether it debounces with max_wait (or a forced time) as its deadline already: then its
- * tables are not re-armed while it waits, and writes to them go unheard until its refresh. */
+/* Whether its pending changes (debouncing, or since its refresh began) have max_wait (or a
+ * forced time) as their deadline already: then its tables are not re-armed while it waits,
+ * and writes to them go unheard until its next refresh. */
 bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait);
 /* Its settings changed to debounce and max_wait; was_capped: under the old ones. A view that
  * was capped and no longer is can be postponed again, but the latest write it knows of may be

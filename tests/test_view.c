@@ -175,12 +175,34 @@ static void test_postponable_until_max_wait_is_the_deadline(void **state)
     force(v, 101.95);
     assert_false(mvr_view_postponable(v, DEB, MAXW));
     begin(v);
-    assert_false(mvr_view_postponable(v, DEB, MAXW)); /* refreshing */
+    assert_false(mvr_view_postponable(v, DEB, MAXW)); /* refreshing, nothing since */
     end(v, 102.0, true);
     touch(v, 103.0);
     assert_true(mvr_view_postponable(v, DEB, MAXW)); /* a new window */
     force(v, 103.1);
     assert_false(mvr_view_postponable(v, DEB, MAXW)); /* due at once */
+}
+
+/* Changes during a refresh are timed like any others: the refresh ends, and they are due one
+ * debounce after the last of them, which the daemon learns only while it keeps asking (a
+ * table is disarmed once it has heard from it). Without asking, a view whose refresh takes
+ * longer than its debounce would be due again the moment each refresh ends, however the
+ * writes went on. */
+static void test_changes_during_a_refresh_are_timed(void **state)
+{
+    struct mvr_view *v = *state;
+
+    touch(v, 100.0);
+    begin(v);
+    assert_false(mvr_view_postponable(v, DEB, MAXW));
+    touch(v, 100.2);
+    assert_true(mvr_view_postponable(v, DEB, MAXW));
+    assert_true(mvr_view_postponable(v, DEB, DEB + 1.0));
+    assert_false(mvr_view_postponable(v, DEB, DEB)); /* capped at once */
+    assert_true(mvr_view_capped(v, DEB, DEB));
+    touch(v, 101.0); /* heard: a write went on during the refresh */
+    end(v, 101.2, true);
+    assert_due(v, 101.5);
 }
 
 static void test_running_is_not_due(void **state)
@@ -643,6 +665,7 @@ int main(void)
         T(test_postponable_until_max_wait_is_the_deadline),
         T(test_running_is_not_due),
         T(test_begin_clears_dirty),
+        T(test_changes_during_a_refresh_are_timed),
         T(test_touch_during_refresh_earns_one_more_cycle),
         T(test_many_touches_during_refresh_give_one_cycle),
         T(test_touch_before_begin_is_covered),
