@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
+
 /* Parameter types as OIDs (session.h: no type name spelled where a session object could
  * stand in for it): oid[] and xid8[]. */
 #define TYPE_OID_ARRAY 1028
@@ -69,7 +71,7 @@ static void take_row(struct mvr_control *c, const PGresult *res, int row)
     uint32_t table = table_of(res, row);
 
     if (table != 0)
-        c->hooks->changed(c->owner, table);
+        c->hooks->changed(c->owner, table, c->sent_at);
 }
 
 static void moved_row(struct mvr_control *c, const PGresult *res, int row)
@@ -145,6 +147,7 @@ static void run_next(struct mvr_control *c)
         params[0] = param;
         c->running = (int)job;
         c->last = (int)job;
+        c->sent_at = mvr_clock_now();
         if (mvr_conn_send(&c->conn, jobs[job].sql, jobs[job].type ? 1 : 0, &jobs[job].type, params,
                           job_done, c) != 0) {
             c->running = -1;

@@ -38,8 +38,9 @@ struct mvr_control_hooks {
     /* The parameter of a job about to be sent (an array literal, malloc'd; the control frees
      * it), or NULL when there is nothing to send after all. Not called for TAKE. */
     char *(*params)(void *owner, enum mvr_control_job job);
-    /* TAKE: this table changed (a marker was taken). */
-    void (*changed)(void *owner, uint32_t table);
+    /* TAKE: this table changed (a marker was taken) at or before `at`, when the TAKE was
+     * sent: its markers were committed by then, give or take the time its snapshot took. */
+    void (*changed)(void *owner, uint32_t table, double at);
     /* FOLLOW: this transaction ended; committed or not. */
     void (*ended)(void *owner, uint64_t xid, bool committed);
     /* BACKSTOP: this table was written although no marker said so (or with one still to be
@@ -57,8 +58,9 @@ struct mvr_control_hooks {
 struct mvr_control {
     struct mvr_conn conn;
     bool wanted[MVR_JOB_COUNT];
-    int running; /* the job in flight, or -1 */
-    int last;    /* the job sent last, or -1 */
+    int running;    /* the job in flight, or -1 */
+    int last;       /* the job sent last, or -1 */
+    double sent_at; /* when it was sent (mvr_clock_now) */
     const struct mvr_control_hooks *hooks;
     void *owner;
 };

@@ -13,11 +13,13 @@ bool mvr_pending_any(const struct mvr_pending *p)
     return !isnan(p->since);
 }
 
+/* A change at `now`, which may be a little in the past (when the daemon asked): the latest
+ * change never moves back. */
 static void note(struct mvr_pending *p, double now)
 {
     if (!mvr_pending_any(p))
         p->since = p->window = now;
-    p->last = now;
+    p->last = fmax(p->last, now);
 }
 
 void mvr_pending_touch(struct mvr_pending *p, double now)

@@ -139,7 +139,7 @@ static const struct mvr_registry_hooks registry_hooks = {.loaded = on_loaded};
 
 /* The hot path: a marker was taken. Most changes move no deadline, and leave the timer
  * alone. */
-static void table_changed(void *owner, uint32_t table)
+static void table_changed(void *owner, uint32_t table, double at)
 {
     struct mvr_instance *in = owner;
     double next = mvr_schedule_next_deadline(&in->schedule);
@@ -150,7 +150,7 @@ static void table_changed(void *owner, uint32_t table)
      * under way whose snapshot predates this marker. take_changes() marked them pending in
      * the database (and disarmed the table): load again, so that they are not taken for
      * clean. */
-    if (mvr_schedule_changed(&in->schedule, table, mvr_clock_now()) == 0) {
+    if (mvr_schedule_changed(&in->schedule, table, at, mvr_clock_now()) == 0) {
         in->unmatched_total++;
         mvr_registry_request(&in->registry, false);
     }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "container.h"
 
 /* Followed writers are asked about this often: pg_xact_status() is cheap. */
@@ -146,11 +147,11 @@ static char *job_params(void *owner, enum mvr_control_job job)
     }
 }
 
-static void on_changed(void *owner, uint32_t table)
+static void on_changed(void *owner, uint32_t table, double at)
 {
     struct mvr_quiet *q = owner;
 
-    q->hooks->table_changed(q->owner, table);
+    q->hooks->table_changed(q->owner, table, at);
 }
 
 static void view_changed(void *arg, uint32_t view)
@@ -177,7 +178,7 @@ static void on_moved(void *owner, uint32_t table)
     struct mvr_quiet *q = owner;
 
     mvr_debug(q->log, "backstop: table %" PRIu32 " was written since the last round", table);
-    q->hooks->table_changed(q->owner, table);
+    q->hooks->table_changed(q->owner, table, mvr_clock_now());
 }
 
 static void on_changes_lost(void *owner)

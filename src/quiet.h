@@ -20,7 +20,8 @@
 /* Every hook gets the owner given to mvr_quiet_init first. */
 struct mvr_quiet_hooks {
     /* A table changed: a marker was taken, or (backstop) its statistics moved. */
-    void (*table_changed)(void *owner, uint32_t table);
+    /* This table changed at or before `at` (now, or when the daemon asked). */
+    void (*table_changed)(void *owner, uint32_t table, double at);
     /* A writer followed for this view committed. */
     void (*view_changed)(void *owner, uint32_t view);
     /* Changes may have been taken without our hearing of them: the views pending in the

@@ -141,13 +141,14 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
     }
 }
 
-static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now,
-                       enum mvr_change_kind kind)
+/* v changed at `at` (at most now). */
+static void change_at(struct mvr_schedule *s, struct mvr_view *v, double at, double now,
+                      enum mvr_change_kind kind)
 {
     enum mvr_view_state before = v->state;
     bool forced = kind != MVR_CHANGE_WRITE;
 
-    mvr_view_change(v, now, kind, s->log);
+    mvr_view_change(v, at, kind, s->log);
     if (v->state == MVR_VIEW_QUEUED && v->background && mvr_pending_fresh(&v->pending)) {
         /* Catching up, and now changed for real: among the views changed now. */
         TAILQ_REMOVE(&s->background, v, link);
@@ -162,6 +163,12 @@ static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now,
         evaluate(s, v, now);
 }
 
+static void change_one(struct mvr_schedule *s, struct mvr_view *v, double now,
+                       enum mvr_change_kind kind)
+{
+    change_at(s, v, now, now, kind);
+}
+
 static void request_one(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
     mvr_info(s->log, "%s: refresh asked for (mvrefresh.refresh)", v->conf.name);
@@ -172,7 +179,7 @@ static void request_one(struct mvr_schedule *s, struct mvr_view *v, double now)
 /* ---- events ---------------------------------------------------------------- */
 
 /* Without the hash index (it could not be allocated): the sorted map, more slowly. */
-static size_t changed_slow(struct mvr_schedule *s, uint32_t table, double now)
+static size_t changed_slow(struct mvr_schedule *s, uint32_t table, double at, double now)
 {
     const struct mvr_edge *e;
     size_t n = mvr_depmap_find(&s->tables, table, &e);
@@ -180,21 +187,21 @@ static size_t changed_slow(struct mvr_schedule *s, uint32_t table, double now)
     for (size_t i = 0; i < n; i++) {
         struct mvr_view *v = mvr_schedule_find(s, e[i].to);
         if (v != NULL)
-            change_one(s, v, now, MVR_CHANGE_WRITE);
+            change_at(s, v, at, now, MVR_CHANGE_WRITE);
     }
     return n;
 }
 
-size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now)
+size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double at, double now)
 {
     void *const *hit;
     size_t n;
 
     if (s->index.slots == NULL)
-        return changed_slow(s, table, now);
+        return changed_slow(s, table, at, now);
     n = mvr_oidmap_find(&s->index, table, &hit);
     for (size_t i = 0; i < n; i++)
-        change_one(s, hit[i], now, MVR_CHANGE_WRITE);
+        change_at(s, hit[i], at, now, MVR_CHANGE_WRITE);
     return n;
 }
 

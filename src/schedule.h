@@ -65,8 +65,10 @@ void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_
  * (RETIRED while they refresh). */
 void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
                         double now);
-/* A base table changed; returns how many watched views read it. */
-size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double now);
+/* A base table changed, at or before `at` (at most now: when the daemon asked, which the
+ * answer then told, so that the round trip is not added to the debounce); returns how many
+ * watched views read it. */
+size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double at, double now);
 /* A change to one view (a writer it was followed for committed). Returns whether the view is
  * watched. */
 bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now);

@@ -103,7 +103,7 @@ static void at(struct fx *f, double t)
 
 static size_t change(struct fx *f, uint32_t table)
 {
-    return mvr_schedule_changed(&f->s, table, f->now);
+    return mvr_schedule_changed(&f->s, table, f->now, f->now);
 }
 
 /* The next view a worker would get (0: none). */
@@ -315,6 +315,20 @@ static void test_start_refreshes_only_pending_views(void **state)
     load(f, true);
     expect_pops(f, 3);
     assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+}
+
+/* A change the daemon learnt of by asking counts from when it asked, not from when the answer
+ * came: the round trip is not added to the debounce. */
+static void test_a_change_counts_from_when_the_daemon_asked(void **state)
+{
+    struct fx *f = *state;
+
+    one_view(f); /* debounce 200 ms */
+    assert_int_equal(mvr_schedule_changed(&f->s, 100, f->now - 0.15, f->now), 1);
+    at(f, f->now + 0.04);
+    expect_pops(f, 0);
+    at(f, f->now + 0.02); /* 200 ms after it asked, 60 ms after the answer */
+    expect_pops(f, 1);
 }
 
 /* A writer a refresh found in flight committed: that view (only) changed again. */
@@ -971,6 +985,7 @@ int main(void)
         T(test_unknown_table_counts_nothing),
         T(test_catch_up_refreshes_exactly_the_pending_views),
         T(test_start_refreshes_only_pending_views),
+        T(test_a_change_counts_from_when_the_daemon_asked),
         T(test_touch_view),
         T(test_tables_for_rearming),
         T(test_rearming_while_a_change_waits_for_a_refresh),

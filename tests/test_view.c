@@ -235,6 +235,17 @@ static void test_begin_clears_dirty(void **state)
     assert_clean(v);
 }
 
+/* A change reported late (its time is when the daemon asked) never moves the latest back. */
+static void test_an_older_change_does_not_move_the_latest_back(void **state)
+{
+    struct mvr_view *v = *state;
+
+    touch(v, 10.0);
+    touch(v, 9.9);
+    assert_due(v, 10.0 + DEB);
+    assert_pending(v, 10.0);
+}
+
 static void test_touch_during_refresh_earns_one_more_cycle(void **state)
 {
     struct mvr_view *v = *state;
@@ -666,6 +677,7 @@ int main(void)
         T(test_running_is_not_due),
         T(test_begin_clears_dirty),
         T(test_changes_during_a_refresh_are_timed),
+        T(test_an_older_change_does_not_move_the_latest_back),
         T(test_touch_during_refresh_earns_one_more_cycle),
         T(test_many_touches_during_refresh_give_one_cycle),
         T(test_touch_before_begin_is_covered),
