@@ -21,7 +21,12 @@ static void rearm(struct mvr_instance *in)
 
     ev_timer_stop(in->loop, &in->deadline);
     if (!isinf(next)) {
-        ev_timer_set(&in->deadline, fmax(next - mvr_clock_now(), 0.0), 0.0);
+        /* libev waits for a timer in whole milliseconds, rounded up (epoll), from a loop time
+         * that may be behind: set for the deadline itself, it wakes up to a millisecond or
+         * more late. Aim a slack early: the schedule counts a deadline within the slack as
+         * due (and one that is not yet only sets the timer again). */
+        ev_timer_set(&in->deadline, fmax(next - mvr_clock_now() - MVR_SCHEDULE_DUE_SLACK, 0.0),
+                     0.0);
         ev_timer_start(in->loop, &in->deadline);
     }
 }

@@ -7,9 +7,8 @@
 #include "container.h"
 #include "graph.h"
 
-/* Closer than this to its deadline a view is due: a timer for a few microseconds would only
- * spin the loop. */
-#define DUE_SLACK 0.001
+/* Closer than this to its deadline a view is due (schedule.h). */
+#define DUE_SLACK MVR_SCHEDULE_DUE_SLACK
 
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log)
 {

@@ -35,6 +35,10 @@
 #include "timerheap.h"
 #include "view.h"
 
+/* Closer than this to its deadline a view is due: a timer for a few microseconds would only
+ * spin the loop, and one set for the deadline itself wakes late (see instance.c). */
+#define MVR_SCHEDULE_DUE_SLACK 0.001
+
 struct mvr_schedule {
     const struct mvr_log *log;
     struct mvr_view **items; /* sorted by oid */
