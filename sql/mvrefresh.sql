@@ -890,7 +890,6 @@ BEGIN
         -- Not compared with the remembered generation again: a re-arm since the
         -- check above gave a new one (they never repeat), and should the check
         -- have missed for any other reason, the cost is one marker more.
-
     END IF;
     -- The marker, and with it the doorbell (rung at commit: see ring()).
     IF mvrefresh.record_change(TG_RELID) IS NOT TRUE THEN

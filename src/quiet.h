@@ -19,8 +19,8 @@
 
 /* Every hook gets the owner given to mvr_quiet_init first. */
 struct mvr_quiet_hooks {
-    /* A table changed: a marker was taken, or (backstop) its statistics moved. */
-    /* This table changed at or before `at` (now, or when the daemon asked). */
+    /* A table changed at or before `at`: a marker was taken (`at`: when the daemon asked), or
+     * (backstop) its statistics moved (`at`: now). */
     void (*table_changed)(void *owner, uint32_t table, double at);
     /* A writer followed for this view committed. */
     void (*view_changed)(void *owner, uint32_t view);

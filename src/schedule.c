@@ -7,9 +7,6 @@
 #include "container.h"
 #include "graph.h"
 
-/* Closer than this to its deadline a view is due (schedule.h). */
-#define DUE_SLACK MVR_SCHEDULE_DUE_SLACK
-
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log)
 {
     memset(s, 0, sizeof *s);
@@ -127,7 +124,8 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
     case MVR_VIEW_BACKOFF:
         due = mvr_view_due(v, debounce_of(s, v), max_wait_of(s, v));
         /* With no room in the heap (out of memory), early beats never. */
-        if (due - now <= DUE_SLACK || mvr_timerheap_set(&s->deadlines, &v->timer, due) != 0)
+        if (due - now <= MVR_SCHEDULE_DUE_SLACK ||
+            mvr_timerheap_set(&s->deadlines, &v->timer, due) != 0)
             make_due(s, v, now);
         break;
     case MVR_VIEW_BLOCKED:
@@ -233,7 +231,7 @@ void mvr_schedule_expire(struct mvr_schedule *s, double now)
     struct mvr_timer *t;
 
     while (!s->stopped && (t = mvr_timerheap_first(&s->deadlines)) != NULL &&
-           t->at - now <= DUE_SLACK) {
+           t->at - now <= MVR_SCHEDULE_DUE_SLACK) {
         struct mvr_view *v = MVR_CONTAINER_OF(t, struct mvr_view, timer);
         mvr_timerheap_remove(&s->deadlines, t);
         evaluate(s, v, now); /* due now, or (changed since it was set) a later deadline */
