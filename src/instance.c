@@ -130,9 +130,12 @@ static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
         return;
     }
     mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
-    /* After a gap: new generations for every table, then the markers left meanwhile. */
+    /* After a gap: new generations for every table, then the markers left meanwhile.
+     * Otherwise new settings may have made a capped view debounce again. */
     if (catch_up)
         mvr_quiet_catch_up(&in->quiet);
+    else
+        mvr_quiet_rearm(&in->quiet);
     settle(in);
     if (in->hooks->loaded != NULL)
         in->hooks->loaded(in->owner);
@@ -319,6 +322,7 @@ void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cf
     in->heartbeat_ms = cfg->heartbeat_interval_ms;
     if (!in->stopping) {
         mvr_quiet_configure(&in->quiet, cfg);
+        mvr_quiet_rearm(&in->quiet);
         settle(in);
     }
 }

@@ -241,11 +241,15 @@ static void count_table(void *arg, uint32_t table)
  * nothing heard could move it then (the tables hook leaves such views out). */
 static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    struct mvr_quiet *q = MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer);
-    size_t debouncing = 0;
-
     (void)loop;
     (void)revents;
+    mvr_quiet_rearm(MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer));
+}
+
+void mvr_quiet_rearm(struct mvr_quiet *q)
+{
+    size_t debouncing = 0;
+
     q->hooks->tables(q->owner, true, count_table, &debouncing);
     if (debouncing > 0) {
         mvr_control_want(&q->control, MVR_JOB_TAKE);

@@ -448,6 +448,53 @@ PGT_TEST(test_writes_that_go_on_keep_postponing_the_refresh)
                      pgt_query_ll(t, "SELECT count(*) FROM t"));
 }
 
+/*
+ * New settings re-arm at once. A view whose max_wait cap is its deadline leaves its tables
+ * disarmed: nothing heard could move it. Settings that let it debounce again must have the
+ * writes that go on heard from then on, not a rearm_interval (here an hour) later, or the view
+ * would be due one debounce after the new settings however the writes went on.
+ */
+static const char armed_t[] = "SELECT pg_sequence_last_value("
+                              "('mvrefresh.gen_' || 't'::regclass::oid)::regclass) IS NOT NULL";
+
+/* mv over t, watched with `settings`, refreshed once, then written once: its table disarmed
+ * and mv waiting for its cap. */
+static void capped_view(pgt_ctx *t, const char *settings, const char *config_text)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', %s)", settings);
+    start_daemon_with(t, config_text);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_exec(t, "INSERT INTO t VALUES (1)"); /* armed: rings, and its take disarms t */
+    pgt_poll_until(t, DEADLINE_MS, "f", "%s", armed_t);
+}
+
+PGT_TEST(test_watch_again_rearms_a_capped_view_at_once)
+{
+    /* debounce = max_wait: capped from its first change on */
+    capped_view(t, "'1 h', '1 h'", "[mvrefreshd]\nbackstop_interval = 0\nrearm_interval = 1h\n");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '30 min', '2 h')");
+    pgt_poll_until(t, DEADLINE_MS, "t", "%s", armed_t);
+    assert_int_equal(pgt_refresh_count(t, "mv"), 1);
+}
+
+PGT_TEST(test_reload_rearms_a_capped_view_at_once)
+{
+    char path[PATH_MAX + 32];
+
+    capped_view(t, "NULL, NULL",
+                "[mvrefreshd]\nbackstop_interval = 0\nrearm_interval = 1h\n"
+                "debounce = 1h\nmax_wait = 1h\n");
+    pgt_write_file(pgt_path(t, "quiet.ini", path, sizeof path),
+                   "[mvrefreshd]\nbackstop_interval = 0\nrearm_interval = 1h\n"
+                   "debounce = 30min\nmax_wait = 2h\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_poll_until(t, DEADLINE_MS, "t", "%s", armed_t);
+    assert_int_equal(pgt_refresh_count(t, "mv"), 1);
+}
+
 /* ---- the backstop ------------------------------------------------------------ */
 
 /* A session that sets its own memory to the current generation writes without any signal. */
@@ -768,6 +815,8 @@ int main(void)
         PGT_UNIT(test_restart_refreshes_exactly_what_changed),
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
+        PGT_UNIT(test_watch_again_rearms_a_capped_view_at_once),
+        PGT_UNIT(test_reload_rearms_a_capped_view_at_once),
         PGT_UNIT(test_backstop_finds_a_silenced_writer),
         PGT_UNIT(test_backstop_remembers_across_restarts),
         PGT_UNIT(test_forged_signals_refresh_nothing),
