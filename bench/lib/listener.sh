@@ -232,6 +232,54 @@ scale_run() {
         daemon_still_active "$k"
         daemon_stop
     done
+    watch_cost
+}
+
+# watch_cost: with every view of bench_many watched and no daemon running, one session watches
+# S5_WATCH more views over tables already watched, then as many over new tables (which need
+# triggers and a generation); the time per view goes to $RAW/watch.tsv. They go again after,
+# so that the database is as it was.
+watch_cost() {
+    local n=$S5_WATCH kind t0 t1 sql=$WORK/watch_cost.sql
+    [ -f "$RAW/watch.tsv" ] || printf 'watched\tkind\tn\tms_per_view\n' >"$RAW/watch.tsv"
+    many_enable "$MAXV"
+    PGDATABASE=$MANY_DB qf <<SQL
+DO \$\$
+BEGIN
+    FOR i IN 1..$n LOOP
+        EXECUTE format('CREATE MATERIALIZED VIEW wc_old_%s AS SELECT id, v FROM t_%s',
+                       i, lpad(i::text, 5, '0'));
+        EXECUTE format('CREATE UNIQUE INDEX ON wc_old_%s (id)', i);
+        EXECUTE format('CREATE TABLE wc_t_%s (id int PRIMARY KEY, v int)', i);
+        EXECUTE format('CREATE MATERIALIZED VIEW wc_new_%s AS SELECT id, v FROM wc_t_%s', i, i);
+        EXECUTE format('CREATE UNIQUE INDEX ON wc_new_%s (id)', i);
+    END LOOP;
+END
+\$\$;
+SQL
+    for kind in old new; do
+        seq 1 "$n" | awk -v k="$kind" \
+            '{printf "SELECT mvrefresh.watch(\047wc_%s_%d\047, debounce => \0471 hour\047, max_wait => \0471 hour\047);\n", k, $1}' \
+            >"$sql"
+        t0=$(now_s)
+        PGDATABASE=$MANY_DB qf -f "$sql"
+        t1=$(now_s)
+        awk -v w="$MAXV" -v k="$kind" -v n="$n" -v a="$t0" -v b="$t1" \
+            'BEGIN {printf "%s\t%s\t%s\t%.3f\n", w, k, n, (b - a) * 1000 / n}' >>"$RAW/watch.tsv"
+        bench_log "s5: watch() of $n views over $kind tables, $MAXV watched: $(tail -n 1 "$RAW/watch.tsv" | cut -f4) ms per view"
+    done
+    PGDATABASE=$MANY_DB qf <<SQL
+DO \$\$
+BEGIN
+    FOR i IN 1..$n LOOP
+        PERFORM mvrefresh.unwatch(format('wc_old_%s', i)::regclass);
+        PERFORM mvrefresh.unwatch(format('wc_new_%s', i)::regclass);
+        EXECUTE format('DROP MATERIALIZED VIEW wc_old_%s, wc_new_%s', i, i);
+        EXECUTE format('DROP TABLE wc_t_%s', i);
+    END LOOP;
+END
+\$\$;
+SQL
 }
 
 # median over runs of column COL for rows of LISTENER and VIEWS in FILE
@@ -295,6 +343,12 @@ scale_report() {
                             k, $2, $6, $3, $7, $8, $4 / 1024, r[1] / 1024, r[2] / 1024, cpu / n * 1e6, n / cpu}' \
                 "$RAW/start.tsv"
         done
+        if [ -f "$RAW/watch.tsv" ]; then
+            echo
+            awk -F'\t' 'NR > 1 {ms[$2] = $4; w = $1; n = $3}
+                END {printf "watch() from one session, %d views one after the other with %d already watched (no daemon running): %.1f ms per view over tables already watched, %.1f ms over new tables (triggers and a generation to create).\n",
+                            n, w, ms["old"], ms["new"]}' "$RAW/watch.tsv"
+        fi
     } >"$RAW/s5_table.md"
     awk -F'\t' 'NR > 1 && $1 == "mvrefreshd-big" {print $2 "\t" $5 / $3 * 1e6}' "$RAW/flood.tsv" >"$RAW/s5_plot.tsv"
 }
