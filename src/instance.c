@@ -124,17 +124,17 @@ static const struct mvr_listener_hooks listener_hooks = {
 static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
 {
     struct mvr_instance *in = owner;
+    bool uncapped;
 
     if (in->stopping) {
         mvr_view_confs_free(confs);
         return;
     }
-    mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
-    /* After a gap: new generations for every table, then the markers left meanwhile.
-     * Otherwise new settings may have made a capped view debounce again. */
+    uncapped = mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
+    /* After a gap: new generations for every table, then the markers left meanwhile. */
     if (catch_up)
         mvr_quiet_catch_up(&in->quiet);
-    else
+    else if (uncapped)
         mvr_quiet_rearm(&in->quiet);
     settle(in);
     if (in->hooks->loaded != NULL)
@@ -315,14 +315,18 @@ void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const stru
 
 void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cfg)
 {
-    mvr_schedule_configure(&in->schedule, (double)cfg->debounce_ms / 1000.0,
-                           (double)cfg->max_wait_ms / 1000.0,
-                           (double)cfg->retry_backoff_max_ms / 1000.0, mvr_clock_now());
+    bool uncapped = mvr_schedule_configure(
+        &in->schedule, (double)cfg->debounce_ms / 1000.0, (double)cfg->max_wait_ms / 1000.0,
+        (double)cfg->retry_backoff_max_ms / 1000.0, mvr_clock_now());
+
     mvr_pool_configure(&in->pool, cfg);
     in->heartbeat_ms = cfg->heartbeat_interval_ms;
     if (!in->stopping) {
         mvr_quiet_configure(&in->quiet, cfg);
-        mvr_quiet_rearm(&in->quiet);
+        /* New defaults may have made a capped view debounce again (the registry reload
+         * that follows compares with these, and finds nothing to do). */
+        if (uncapped)
+            mvr_quiet_rearm(&in->quiet);
         settle(in);
     }
 }

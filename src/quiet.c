@@ -239,14 +239,7 @@ static void count_table(void *arg, uint32_t table)
  * write after that rings, its marker is taken, and the table is disarmed again, so a busy
  * table pays a few armed statements per interval. Not once max_wait is the view's deadline:
  * nothing heard could move it then (the tables hook leaves such views out). */
-static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    mvr_quiet_rearm(MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer));
-}
-
-void mvr_quiet_rearm(struct mvr_quiet *q)
+static void rearm(struct mvr_quiet *q)
 {
     size_t debouncing = 0;
 
@@ -255,6 +248,20 @@ void mvr_quiet_rearm(struct mvr_quiet *q)
         mvr_control_want(&q->control, MVR_JOB_TAKE);
         mvr_control_want(&q->control, MVR_JOB_REARM);
     }
+}
+
+static void rearm_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    rearm(MVR_CONTAINER_OF(w, struct mvr_quiet, rearm_timer));
+}
+
+void mvr_quiet_rearm(struct mvr_quiet *q)
+{
+    rearm(q);
+    if (q->rearm_timer.repeat > 0) /* the next pass a whole interval from this one */
+        ev_timer_again(q->loop, &q->rearm_timer);
 }
 
 static void follow_cb(struct ev_loop *loop, ev_timer *w, int revents)

@@ -63,9 +63,10 @@ void mvr_quiet_doorbell(struct mvr_quiet *q);
 void mvr_quiet_catch_up(struct mvr_quiet *q);
 /* A refresh of view found these writers in flight: follow them. */
 void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n);
-/* Re-arm the tables of the views that debounce now, as every rearm_interval does: after new
- * settings, which may have let a view that max_wait capped (its tables left disarmed) debounce
- * again, so that the writes that go on are heard from now, not a rearm_interval later. */
+/* Re-arm the tables of the views that debounce now, as every rearm_interval does, and count
+ * the interval from here: after new settings let a view that max_wait capped (its tables left
+ * disarmed) debounce again, so that the writes that go on are heard from now, not up to a
+ * rearm_interval later. */
 void mvr_quiet_rearm(struct mvr_quiet *q);
 void mvr_quiet_close(struct mvr_quiet *q);
 

@@ -332,22 +332,24 @@ void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outc
     cascade(s, v, outcome == MVR_OUTCOME_OK, now);
 }
 
-void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
+bool mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
                             double backoff_max, double now)
 {
     double old_debounce = s->debounce, old_max_wait = s->max_wait;
+    bool uncapped = false;
 
     s->debounce = debounce;
     s->max_wait = max_wait;
     s->backoff_max = backoff_max;
     for (size_t i = 0; i < s->n; i++) {
         struct mvr_view *v = s->items[i];
-        mvr_view_retune(v,
-                        mvr_view_capped(v, setting(v->conf.debounce_ms, old_debounce),
-                                        setting(v->conf.max_wait_ms, old_max_wait)),
-                        debounce_of(s, v), max_wait_of(s, v), now);
+        uncapped |= mvr_view_retune(v,
+                                    mvr_view_capped(v, setting(v->conf.debounce_ms, old_debounce),
+                                                    setting(v->conf.max_wait_ms, old_max_wait)),
+                                    debounce_of(s, v), max_wait_of(s, v), now);
         evaluate(s, v, now);
     }
+    return uncapped;
 }
 
 void mvr_schedule_stop(struct mvr_schedule *s)
@@ -521,10 +523,11 @@ static void replace_items(struct mvr_schedule *s, struct mvr_view **items, size_
     s->n = n;
 }
 
-void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
+bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
                         double now)
 {
     size_t slots = confs->n ? confs->n : 1, n;
+    bool uncapped = false;
     struct mvr_view **items = calloc(slots, sizeof *items);
     unsigned char *why = calloc(slots, sizeof *why);
 
@@ -533,7 +536,7 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
         free(items);
         free(why);
         mvr_view_confs_free(confs);
-        return;
+        return false;
     }
     n = adopt(s, confs, items, why);
     s->loaded = true;
@@ -550,8 +553,8 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
      * refresh may predate them. Every other view is looked at again: what held it back may
      * be gone. */
     for (size_t i = 0; i < n; i++) {
-        mvr_view_retune(items[i], why[i] & ADOPT_WAS_CAPPED, debounce_of(s, items[i]),
-                        max_wait_of(s, items[i]), now);
+        uncapped |= mvr_view_retune(items[i], why[i] & ADOPT_WAS_CAPPED, debounce_of(s, items[i]),
+                                    max_wait_of(s, items[i]), now);
         if (why[i] & ADOPT_ASKED)
             request_one(s, items[i], now);
         if ((catch_up && items[i]->conf.pending) || (why[i] & ADOPT_STALE))
@@ -565,6 +568,7 @@ void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
             evaluate(s, items[i], now);
     }
     free(why);
+    return uncapped;
 }
 
 void mvr_schedule_free(struct mvr_schedule *s)

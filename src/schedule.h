@@ -60,14 +60,15 @@ struct mvr_schedule {
 
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log);
 void mvr_schedule_free(struct mvr_schedule *s);
-/* New defaults (seconds); every view's deadline is reconsidered. */
-void mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
+/* New defaults (seconds); every view's deadline is reconsidered. Returns whether a view that
+ * its max_wait capped can be postponed again (mvr_view_retune): its tables need arming. */
+bool mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,
                             double backoff_max, double now);
 /* Swap in a registry load (taking ownership of confs). New views, and views whose
  * dependencies changed, are due at once; with catch_up (after a gap in signals) so is every
  * view whose status says pending (conf.pending). Views no longer watched are dropped
- * (RETIRED while they refresh). */
-void mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
+ * (RETIRED while they refresh). Returns what mvr_schedule_configure returns. */
+bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
                         double now);
 /* A base table changed, at or before `at` (at most now: when the daemon asked, which the
  * answer then told, so that the round trip is not added to the debounce); returns how many

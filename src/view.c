@@ -190,11 +190,13 @@ bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait)
            !mvr_pending_postponable(&v->pending, debounce, max_wait);
 }
 
-void mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
+bool mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
                      double now)
 {
-    if (was_capped && mvr_view_postponable(v, debounce, max_wait))
-        mvr_pending_unheard(&v->pending, now);
+    if (!was_capped || !mvr_view_postponable(v, debounce, max_wait))
+        return false;
+    mvr_pending_unheard(&v->pending, now);
+    return true;
 }
 
 double mvr_view_pending_since(const struct mvr_view *v)

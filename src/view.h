@@ -132,8 +132,10 @@ bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait)
 /* Its settings changed to debounce and max_wait; was_capped: under the old ones. A view that
  * was capped and no longer is can be postponed again, but the latest write it knows of may be
  * long past (nobody asked since), which would make it due at once, while writes may go on: it
- * counts now as its latest write. The debounce keeps its meaning; the cap does not move. */
-void mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
+ * counts now as its latest write. The debounce keeps its meaning; the cap does not move.
+ * Returns whether it did: the view's tables, left disarmed while it was capped, must be armed
+ * again for the writes that go on to be heard. */
+bool mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
                      double now);
 /* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */
 void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);

@@ -469,6 +469,10 @@ static void capped_view(pgt_ctx *t, const char *settings, const char *config_tex
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     pgt_exec(t, "INSERT INTO t VALUES (1)"); /* armed: rings, and its take disarms t */
     pgt_poll_until(t, DEADLINE_MS, "f", "%s", armed_t);
+    /* The take disarms before it commits. Once committed, its answer is on its way to the
+     * daemon, ahead of anything the new settings could make it load: mv debounces, capped. */
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state");
 }
 
 PGT_TEST(test_watch_again_rearms_a_capped_view_at_once)

@@ -243,6 +243,7 @@ watch_cost() {
     local n=$S5_WATCH kind t0 t1 sql=$WORK/watch_cost.sql
     [ -f "$RAW/watch.tsv" ] || printf 'watched\tkind\tn\tms_per_view\n' >"$RAW/watch.tsv"
     many_enable "$MAXV"
+    watch_cost_clean "$n"
     PGDATABASE=$MANY_DB qf <<SQL
 DO \$\$
 BEGIN
@@ -268,14 +269,27 @@ SQL
             'BEGIN {printf "%s\t%s\t%s\t%.3f\n", w, k, n, (b - a) * 1000 / n}' >>"$RAW/watch.tsv"
         bench_log "s5: watch() of $n views over $kind tables, $MAXV watched: $(tail -n 1 "$RAW/watch.tsv" | cut -f4) ms per view"
     done
+    watch_cost_clean "$n"
+}
+
+# watch_cost_clean N: unwatch and drop what watch_cost made, also what an interrupted run left.
+watch_cost_clean() {
     PGDATABASE=$MANY_DB qf <<SQL
 DO \$\$
+DECLARE
+    v regclass;
 BEGIN
-    FOR i IN 1..$n LOOP
-        PERFORM mvrefresh.unwatch(format('wc_old_%s', i)::regclass);
-        PERFORM mvrefresh.unwatch(format('wc_new_%s', i)::regclass);
-        EXECUTE format('DROP MATERIALIZED VIEW wc_old_%s, wc_new_%s', i, i);
-        EXECUTE format('DROP TABLE wc_t_%s', i);
+    FOR i IN 1..$1 LOOP
+        FOREACH v IN ARRAY ARRAY[to_regclass(format('wc_old_%s', i)),
+                                 to_regclass(format('wc_new_%s', i))] LOOP
+            IF v IS NOT NULL THEN
+                IF EXISTS (SELECT 1 FROM mvrefresh.view w WHERE w.view = v) THEN
+                    PERFORM mvrefresh.unwatch(v);
+                END IF;
+                EXECUTE format('DROP MATERIALIZED VIEW %s', v);
+            END IF;
+        END LOOP;
+        EXECUTE format('DROP TABLE IF EXISTS wc_t_%s', i);
     END LOOP;
 END
 \$\$;
@@ -346,7 +360,7 @@ scale_report() {
         if [ -f "$RAW/watch.tsv" ]; then
             echo
             awk -F'\t' 'NR > 1 {ms[$2] = $4; w = $1; n = $3}
-                END {printf "watch() from one session, %d views one after the other with %d already watched (no daemon running): %.1f ms per view over tables already watched, %.1f ms over new tables (triggers and a generation to create).\n",
+                END {if (("old" in ms) && ("new" in ms)) printf "watch() from one session, %d views one after the other with %d already watched (no daemon running): %.1f ms per view over tables already watched, %.1f ms over new tables (triggers and a generation to create).\n",
                             n, w, ms["old"], ms["new"]}' "$RAW/watch.tsv"
         fi
     } >"$RAW/s5_table.md"
