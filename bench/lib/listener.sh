@@ -275,6 +275,7 @@ SQL
 # watch_cost_clean N: unwatch and drop what watch_cost made, also what an interrupted run left.
 watch_cost_clean() {
     PGDATABASE=$MANY_DB qf <<SQL
+SET client_min_messages = warning;
 DO \$\$
 DECLARE
     v regclass;
