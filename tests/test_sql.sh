@@ -587,10 +587,11 @@ is "registry() is ordered by view, base and its view column is the view's OID" "
 # once pg_class is analysed (a ratio in one run, best of three sessions each:
 # the old plan took 9 times as long). Should autovacuum analyse pg_class
 # first, this passes without telling anything.
+scale_db() { psql -X -v ON_ERROR_STOP=1 -qAt -d "$SCALE_DB" "$@"; }
 registry_ms() { # the best of three first loads, each in a new session
-    local i ms best=""
-    for i in 1 2 3; do
-        ms=$(psql -X -v ON_ERROR_STOP=1 -qAt -d "$SCALE_DB" -c "SELECT registry_ms()") || return 1
+    local ms best=""
+    for _ in 1 2 3; do
+        ms=$(scale_db -c "SELECT registry_ms()") || return 1
         if [ -z "$best" ] || awk -v a="$ms" -v b="$best" 'BEGIN {exit !(a < b)}'; then
             best=$ms
         fi
@@ -598,8 +599,8 @@ registry_ms() { # the best of three first loads, each in a new session
     echo "$best"
 }
 psql -X -qAt -d "$ADMIN_DB" -c "CREATE DATABASE \"$SCALE_DB\"" >/dev/null
-psql -X -v ON_ERROR_STOP=1 -qAt -d "$SCALE_DB" -f "$SQL_FILE" >/dev/null
-psql -X -v ON_ERROR_STOP=1 -qAt -d "$SCALE_DB" >/dev/null <<'SQL'
+scale_db -f "$SQL_FILE" >/dev/null
+scale_db >/dev/null <<'SQL'
 CREATE FUNCTION registry_ms() RETURNS numeric LANGUAGE plpgsql AS $$
 DECLARE
     t0 timestamptz := clock_timestamp();
@@ -623,7 +624,7 @@ END
 $$;
 SQL
 stale_ms=$(registry_ms) || bail_out "registry() timing on $SCALE_DB"
-psql -X -qAt -d "$SCALE_DB" -c "ANALYZE pg_catalog.pg_class" >/dev/null
+scale_db -c "ANALYZE pg_catalog.pg_class" >/dev/null
 fresh_ms=$(registry_ms) || bail_out "registry() timing on $SCALE_DB"
 echo "# registry() with 2,000 views: $stale_ms ms with stale pg_class statistics, $fresh_ms ms analysed"
 if awk -v s="$stale_ms" -v f="$fresh_ms" 'BEGIN {exit !(s <= 3 * f + 20)}'; then

@@ -263,11 +263,14 @@ s1_rearm_latency() {
     done
 }
 
+# Every variant there is: none, then the others in the report's order.
+S1_ALL_VARIANTS="none quiet disarmed floor advisory notify"
+
 write_run() {
     local fsync script clients run variant order k
     [[ " $S1_VARIANTS " == *" none "* ]] || bench_die "s1: BENCH_S1_VARIANTS must include none"
     for variant in $S1_VARIANTS; do
-        [[ " none quiet disarmed floor advisory notify " == *" $variant "* ]] ||
+        [[ " $S1_ALL_VARIANTS " == *" $variant "* ]] ||
             bench_die "s1: unknown variant in BENCH_S1_VARIANTS: $variant"
     done
     s1_setup
@@ -425,7 +428,7 @@ s1_activity_report() {
 # The variants measured besides none, in the report's order.
 s1_measured() {
     local v
-    for v in quiet disarmed floor advisory notify; do
+    for v in ${S1_ALL_VARIANTS#none }; do
         [[ " $S1_VARIANTS " == *" $v "* ]] && echo "$v"
     done
     return 0
