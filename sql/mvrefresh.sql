@@ -651,6 +651,13 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    -- Only as change_log's own trigger: NEW's columns are then mvrefresh's
+    -- types, not a caller's whose casts and operators would run as the
+    -- installer. (PUBLIC cannot attach it anyway: EXECUTE is revoked below.)
+    IF TG_RELID OPERATOR(pg_catalog.<>) 'mvrefresh.change_log'::pg_catalog.regclass THEN
+        RAISE EXCEPTION 'mvrefresh.ring() is the trigger of mvrefresh.change_log only'
+            USING ERRCODE = '42501';
+    END IF;
     IF pg_catalog.pg_try_advisory_xact_lock(
            1836479078,
            (NEW.table_oid::pg_catalog.int8 - 2147483648)::pg_catalog.int4
@@ -3055,8 +3062,11 @@ GRANT SELECT ON mvrefresh.status TO PUBLIC;
 -- default EXECUTE: watch(), unwatch(), pause(), resume() (they run as their
 -- caller), record_change() (writers' triggers call it; it checks their locks),
 -- sources(), and the helpers row security and triggers call in the caller's
--- name. Trigger functions that run as the installer are not among them: one
--- could be attached to a table of one's own.
+-- name. Every trigger function that runs as the installer is here: EXECUTE is
+-- what CREATE TRIGGER checks, and one attached to a table of the caller's own
+-- would evaluate the caller's columns (their casts, their operators) as the
+-- installer. test_security checks that record_change() is the only SECURITY
+-- DEFINER function PUBLIC can call.
 DO $do$
 DECLARE
     f       record;
@@ -3087,6 +3097,7 @@ BEGIN
                 'mvrefresh.check_dependency()'::pg_catalog.regprocedure,
                 'mvrefresh.check_not_upstream()'::pg_catalog.regprocedure,
                 'mvrefresh.on_registration()'::pg_catalog.regprocedure,
+                'mvrefresh.ring()'::pg_catalog.regprocedure,
                 'mvrefresh.on_sql_drop()'::pg_catalog.regprocedure,
                 'mvrefresh.on_ddl_end()'::pg_catalog.regprocedure,
                 'mvrefresh.sync_descendants(oid[], oid[])'::pg_catalog.regprocedure,

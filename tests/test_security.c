@@ -616,6 +616,47 @@ PGT_TEST(test_registration_edges_are_closed)
     pgt_exec_on(t, o, "COMMIT");
 }
 
+/*
+ * A function that runs as the installer (a superuser, usually) and that PUBLIC may call is
+ * reachable by anyone: record_change() is the one that must be, and it trusts no argument
+ * but an OID. Any other, a trigger function above all, could be attached to a table of the
+ * caller's own whose column types carry the caller's casts, run as the installer.
+ */
+PGT_TEST(test_public_calls_no_other_installer_function)
+{
+    char who[128], state[6];
+    char *callable;
+    PGconn *x;
+
+    make_role(t, "pub lic.6", who, sizeof who);
+    callable = pgt_query_text(t, "SELECT string_agg(p.oid::regprocedure::text, ',') "
+                                 "FROM pg_proc p "
+                                 "WHERE p.pronamespace = 'mvrefresh'::regnamespace "
+                                 "AND p.prosecdef "
+                                 "AND has_function_privilege('pub lic.6', p.oid, 'EXECUTE')");
+    assert_string_equal(callable, "mvrefresh.record_change(oid)");
+    free(callable);
+
+    /* The attack that the rule above closes, in a temporary schema that needs no grant. */
+    x = pgt_connect_as(t, "pub lic.6");
+    pgt_exec_on(t, x, "CREATE TYPE pg_temp.bait AS (x int)");
+    pgt_exec_on(t, x,
+                "CREATE FUNCTION pg_temp.up(pg_temp.bait) RETURNS int8 LANGUAGE plpgsql AS "
+                "$$ BEGIN EXECUTE format('ALTER ROLE %%I SUPERUSER', session_user); "
+                "RETURN 1; END $$");
+    pgt_exec_on(t, x, "CREATE CAST (pg_temp.bait AS int8) WITH FUNCTION pg_temp.up(pg_temp.bait)");
+    pgt_exec_on(t, x,
+                "CREATE TEMP TABLE hook (table_oid pg_temp.bait, xact xid8, gen int8, "
+                "ring boolean)");
+    pgt_exec_fails_on(t, x, state,
+                      "CREATE TRIGGER hook AFTER INSERT ON hook FOR EACH ROW "
+                      "EXECUTE FUNCTION mvrefresh.ring()");
+    assert_string_equal(state, DENIED);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_roles WHERE rolname = 'pub lic.6' "
+                                     "AND NOT rolsuper"),
+                     1);
+}
+
 /* ---- a schema nobody else controls --------------------------------------- */
 
 /* Someone created the schema first (with a function of theirs in it): the install refuses
@@ -876,6 +917,7 @@ int main(void)
         PGT_UNIT(test_an_open_registry_update_blocks_nobody),
         PGT_UNIT(test_nobody_pins_another_owners_view),
         PGT_UNIT(test_registration_edges_are_closed),
+        PGT_UNIT(test_public_calls_no_other_installer_function),
         PGT_UNIT(test_install_refuses_a_foreign_schema),
         PGT_UNIT(test_daemon_refuses_foreign_owned_functions),
         PGT_UNIT(test_notice_flood_is_rate_limited),
