@@ -1542,14 +1542,18 @@ DECLARE
     tbl      oid;
     prepared boolean := pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 > 0;
 BEGIN
-    -- A watched table without the triggers that name its own generation: the
+    -- No watched table with the triggers that name its own generation: the
     -- catalog is in no state of this file's making. A dump is being restored
     -- (its triggers come last, and name the generations of the old OIDs), or
     -- was restored without the repair that registry() asks for. That repair
     -- (installing the SQL again, or watch()) puts the descendants right too.
+    -- (Not when some table lacks them: its owner may drop them, and that must
+    -- not stop this for every other owner's tables.)
     IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
-               JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
-               WHERE NOT mvrefresh.has_own_triggers(d.base)) THEN
+               JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p'))
+       AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
+                       JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+                       WHERE mvrefresh.has_own_triggers(d.base)) THEN
         RETURN;
     END IF;
     -- 1.
@@ -2173,6 +2177,8 @@ SET search_path = pg_catalog, pg_temp
 -- 0.6 s at a daemon's start (the first also loads LLVM), 0.14 s without.
 SET jit = off
 AS $fn$
+DECLARE
+    broken oid[];
 BEGIN
     PERFORM mvrefresh.check_protocol(registry.protocol);
     -- A dump and restore changes OIDs, and the triggers then read generations
@@ -2182,23 +2188,40 @@ BEGIN
     -- generation named after the table.)
     -- (From the trigger's argument to the sequence by OID, then its name: index
     -- look-ups only, which matters with thousands of tables.)
-    IF EXISTS (SELECT 1 FROM mvrefresh.dependency d
-               JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM pg_catalog.pg_trigger t
-                   CROSS JOIN LATERAL pg_catalog.split_part(
-                       pg_catalog.encode(t.tgargs, 'escape'), E'\\', 1) AS a(arg)
-                   JOIN pg_catalog.pg_class g
-                     ON g.oid = CASE WHEN a.arg ~ '^[0-9]{1,10}$'
-                                      AND a.arg::pg_catalog.int8 <= 4294967295
-                                     THEN a.arg::pg_catalog.int8 END
-                    AND g.relname = 'gen_' || d.base::pg_catalog.oid::pg_catalog.text
-                    AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
-                   WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
-                     AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || E'\\000')) THEN
+    -- One table without its trigger is no restore: its owner dropped it (an
+    -- owner may), and that must not stop every other owner's views. Those
+    -- views load all the same, with a WARNING naming the table and its owner:
+    -- their other tables still ring, and the backstop finds this one's writes.
+    broken := ARRAY(
+        SELECT DISTINCT d.base::pg_catalog.oid FROM mvrefresh.dependency d
+        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+        WHERE NOT EXISTS (
+            SELECT 1 FROM pg_catalog.pg_trigger t
+            CROSS JOIN LATERAL pg_catalog.split_part(
+                pg_catalog.encode(t.tgargs, 'escape'), E'\\', 1) AS a(arg)
+            JOIN pg_catalog.pg_class g
+              ON g.oid = CASE WHEN a.arg ~ '^[0-9]{1,10}$'
+                               AND a.arg::pg_catalog.int8 <= 4294967295
+                              THEN a.arg::pg_catalog.int8 END
+             AND g.relname = 'gen_' || d.base::pg_catalog.oid::pg_catalog.text
+             AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
+            WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
+              AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || E'\\000'));
+    IF broken OPERATOR(pg_catalog.<>) '{}'
+       AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
+                       JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
+                       WHERE d.base::pg_catalog.oid OPERATOR(pg_catalog.<>) ALL (broken)) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
             HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers. Where mvrefresh is an extension, a superuser runs instead: SELECT mvrefresh.watch(view, debounce, max_wait, "concurrently") FROM mvrefresh.view;';
+    ELSIF broken OPERATOR(pg_catalog.<>) '{}' THEN
+        RAISE WARNING 'mvrefresh: % watched table(s) lost the trigger that names their generation, so their writes are found only by the backstop: %',
+            pg_catalog.cardinality(broken),
+            (SELECT pg_catalog.string_agg(pg_catalog.format('%s (owner %s)', b::pg_catalog.regclass,
+                                                            pg_catalog.pg_get_userbyid(c.relowner)), ', ')
+             FROM (SELECT b FROM pg_catalog.unnest(broken) AS b ORDER BY 1 LIMIT 10) AS x
+             JOIN pg_catalog.pg_class c ON c.oid = x.b)
+            USING HINT = 'The owner of a view that reads it runs mvrefresh.watch() on that view again, which puts the triggers back.';
     END IF;
     RETURN QUERY
     -- The tables of every view at once (what view_tables() gives for one): a

@@ -680,12 +680,17 @@ fails_with "refresh() of a view that is not watched is undefined_object" 42704 \
     "SELECT mvrefresh.refresh('t_a')"
 
 gen_c=$(db -c "SELECT ('mvrefresh.gen_' || 't_c'::regclass::oid)::regclass::oid")
-fails_with "registry() refuses a table whose trigger names another table's generation (permuted OIDs)" 55000 \
-    "BEGIN;
+# (Refused outright only when no table is sound, as after a restore: see below.)
+got=$(db 2>&1 <<<"BEGIN;
      DROP TRIGGER mvrefresh_notify ON t_a;
      CREATE TRIGGER mvrefresh_notify AFTER INSERT OR UPDATE OR DELETE ON t_a FOR EACH STATEMENT
          EXECUTE FUNCTION mvrefresh.notify('$gen_c');
-     SELECT count(*) FROM mvrefresh.registry(3)"
+     SELECT count(*) > 0 FROM mvrefresh.registry(3);
+     ROLLBACK") || true
+case $got in
+*"lost the trigger that names their generation"*"public.t_a (owner "*$'\n'"t") report 1 "registry() warns of a table whose trigger names another table's generation (permuted OIDs)" ;;
+*) report 0 "registry() warns of a table whose trigger names another table's generation (permuted OIDs)" "got: $got" ;;
+esac
 
 # --- watch() warns about a live daemon that could not refresh the view ------------------
 db -c "CREATE ROLE mvr_sqltest_weak" \
@@ -1105,6 +1110,26 @@ is "DROP SCHEMA mvrefresh CASCADE works with the event trigger, and reinstalling
      SELECT 'ok' WHERE to_regnamespace('mvrefresh') IS NULL;
      \\i $SQL_FILE
      SELECT count(*) FROM mvrefresh.view"
+
+# --- a table whose owner dropped its trigger holds back no other table's views ------
+# (An owner may drop the triggers on its own table; registry() used to refuse the whole
+# database then, as after a restore, and partitions stopped getting their triggers.)
+db -c "SELECT mvrefresh.watch('mv_a')" -c "SELECT mvrefresh.watch('mv_p')" \
+   -c "DROP TRIGGER mvrefresh_notify ON t_a" >/dev/null
+got=$(db -c "SELECT string_agg(DISTINCT name, ',' ORDER BY name) FROM mvrefresh.registry(3)" 2>&1) || true
+case $got in
+*"lost the trigger"*"public.t_a (owner "*$'\n'"public.mv_a,public.mv_p") report 1 "registry() loads every view when one table lost its trigger, with a WARNING naming it" ;;
+*) report 0 "registry() loads every view when one table lost its trigger, with a WARNING naming it" "got: $got" ;;
+esac
+is "...and a new partition of another watched table still gets its triggers" "t" \
+    "CREATE TABLE p2 PARTITION OF p FOR VALUES FROM (200) TO (300);
+     SELECT mvrefresh.has_own_triggers('p2'::regclass)"
+is "...and watch() again puts the lost trigger back, as the WARNING's hint says" "t
+2" \
+    "SELECT mvrefresh.watch('mv_a') \\g /dev/null
+     SELECT mvrefresh.has_own_triggers('t_a'::regclass);
+     SELECT count(DISTINCT name) FROM mvrefresh.registry(3)"
+db -c "SELECT mvrefresh.unwatch('mv_p')" -c "DROP TABLE p2" >/dev/null
 
 # --- triggers of another form: an older release's, or OIDs moved by a restore ------
 db -c "SELECT mvrefresh.watch('mv_a')" \
