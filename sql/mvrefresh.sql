@@ -2159,7 +2159,7 @@ DO $do$
 BEGIN
     -- (NULL, so no drop, where there is no such function yet.)
     IF pg_catalog.pg_get_function_result(pg_catalog.to_regprocedure('mvrefresh.registry(integer)'))
-       NOT LIKE '%, paused boolean)' THEN
+       NOT LIKE '%, owner oid)' THEN
         DROP FUNCTION mvrefresh.registry(integer);
     END IF;
 END
@@ -2167,7 +2167,7 @@ $do$;
 CREATE OR REPLACE FUNCTION mvrefresh.registry(protocol integer)
 RETURNS TABLE (view oid, name text, debounce_ms bigint, max_wait_ms bigint,
                concurrently boolean, base oid, base_is_view boolean, pending boolean,
-               requested double precision, paused boolean)
+               requested double precision, paused boolean, owner oid)
 LANGUAGE plpgsql
 STABLE
 SECURITY DEFINER
@@ -2258,7 +2258,8 @@ BEGIN
                (SELECT pg_catalog.quote_ident(vn.nspname) || '.' || pg_catalog.quote_ident(c.relname)
                 FROM pg_catalog.pg_class c
                 JOIN pg_catalog.pg_namespace vn ON vn.oid = c.relnamespace
-                WHERE c.oid = v.view AND c.relkind = 'm') AS name
+                WHERE c.oid = v.view AND c.relkind = 'm') AS name,
+               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = v.view) AS owner
         FROM mvrefresh.view v
         WHERE NOT v.unwatched
     )
@@ -2275,7 +2276,8 @@ BEGIN
            COALESCE(b.is_view, false),
            COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true),
            pg_catalog.date_part('epoch', rq.requested_at),
-           NOT v.enabled
+           NOT v.enabled,
+           v.owner
     FROM w AS v
     LEFT JOIN mvrefresh.refresh_request rq ON rq.view = v.view
     LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view

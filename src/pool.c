@@ -10,7 +10,10 @@ static void worker_up(void *owner)
 {
     struct mvr_worker *w = owner;
 
-    if (w->view != NULL)
+    w->session_owner = 0; /* a new session: no view's code has run in it */
+    if (w->view != NULL && w->step == MVR_STEP_SESSION)
+        mvr_refresh_start(w, w->view);
+    else if (w->view != NULL)
         mvr_refresh_resume(w);
     else
         mvr_pool_kick(w->owner);
@@ -40,6 +43,8 @@ static void worker_down(void *owner)
     struct mvr_worker *w = owner;
 
     give_slot(w->owner, w);
+    /* (Held for a new session that did not come: retried like a refresh that failed.) */
+    mvr_refresh_release(w, "08006", "could not open a new session for the refresh");
 }
 
 static const struct mvr_conn_hooks worker_hooks = {
@@ -119,13 +124,46 @@ void mvr_pool_configure(struct mvr_pool *p, const struct mvr_config *cfg)
     mvr_pool_kick(p);
 }
 
+static bool is_free(const struct mvr_worker *w)
+{
+    return w->view == NULL && w->conn.state == MVR_CONN_IDLE;
+}
+
+/* The free worker for a view of owner: one whose session ran only that owner's code, or none
+ * yet, if there is one (owners who take turns then do not reconnect each time); else any. */
+static struct mvr_worker *pick(struct mvr_pool *p, uint32_t owner)
+{
+    struct mvr_worker *any = NULL;
+
+    for (size_t i = 0; i < p->limit; i++) {
+        struct mvr_worker *w = &p->workers[i];
+        if (!is_free(w))
+            continue;
+        if (w->session_owner == owner || w->session_owner == 0)
+            return w;
+        if (any == NULL)
+            any = w;
+    }
+    return any;
+}
+
+/* Start v on w; where w's session ran another owner's code, on a new session of w's. */
+static void start(struct mvr_pool *p, struct mvr_worker *w, struct mvr_view *v)
+{
+    if (w->session_owner == 0 || w->session_owner == v->conf.owner) {
+        mvr_refresh_start(w, v);
+        return;
+    }
+    mvr_refresh_hold(w, v);
+    mvr_conn_close(&w->conn); /* no "down": the worker keeps its slot for v */
+    mvr_conn_open(&w->conn, p->dsn, p->app_name);
+}
+
 void mvr_pool_kick(struct mvr_pool *p)
 {
-    for (size_t i = 0; i < p->limit && !p->settings.stopping; i++) {
-        struct mvr_worker *w = &p->workers[i];
+    while (!p->settings.stopping && pick(p, 0) != NULL) {
         struct mvr_view *v;
-        if (w->view != NULL || w->conn.state != MVR_CONN_IDLE)
-            continue;
+        struct mvr_worker *w;
         /* A slot first: the owner's next() commits the view to a refresh. */
         if (p->budget != NULL && !mvr_budget_take(p->budget, &p->member))
             return; /* woken when a slot is given back to this pool */
@@ -134,8 +172,9 @@ void mvr_pool_kick(struct mvr_pool *p)
                 mvr_budget_give(p->budget, &p->member);
             return;
         }
-        p->slot[i] = p->budget != NULL; /* before the start, which may end at once */
-        mvr_refresh_start(w, v);
+        w = pick(p, v->conf.owner);
+        p->slot[w - p->workers] = p->budget != NULL; /* before the start, which may end at once */
+        start(p, w, v);
     }
 }
 

@@ -55,7 +55,7 @@ static const char *const reset_sql[] = {
 
 static void send_end(struct mvr_worker *w);
 
-static const char *const step_names[] = {"none", "refresh", "end", "unrecorded"};
+static const char *const step_names[] = {"none", "refresh", "end", "unrecorded", "session"};
 
 const char *mvr_refresh_step_name(enum mvr_refresh_step step)
 {
@@ -397,6 +397,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->started = mvr_clock_now();
     w->took = NAN;
     w->request = v->conf.requested; /* loaded before this refresh: its snapshot follows it */
+    w->session_owner = v->conf.owner;
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
     params[0] = oid;
     params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);
@@ -404,6 +405,22 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     set_step(w, MVR_STEP_REFRESH);
     if (mvr_conn_send_pipeline(&w->conn, stmts, NSTMTS, refresh_done, w) != 0)
         lost(w);
+}
+
+void mvr_refresh_hold(struct mvr_worker *w, struct mvr_view *v)
+{
+    w->view = v;
+    w->took = NAN;
+    w->nwriters = 0;
+    set_step(w, MVR_STEP_SESSION);
+}
+
+void mvr_refresh_release(struct mvr_worker *w, const char *sqlstate, const char *why)
+{
+    if (w->view == NULL || w->step != MVR_STEP_SESSION)
+        return;
+    fail(w, sqlstate, why);
+    finish(w);
 }
 
 void mvr_refresh_stopping(struct mvr_worker *w)
@@ -437,6 +454,7 @@ void mvr_refresh_abandon(struct mvr_worker *w)
 {
     if (w->view != NULL && w->step == MVR_STEP_UNRECORDED)
         finish(w);
+    mvr_refresh_release(w, "57P01", "the daemon stopped before the refresh started");
 }
 
 void mvr_worker_free(struct mvr_worker *w)

@@ -29,6 +29,7 @@ enum mvr_refresh_step {
     MVR_STEP_REFRESH, /* the pipeline: BEGIN, REFRESH, RESET */
     MVR_STEP_END,
     MVR_STEP_UNRECORDED, /* the connection died: record the outcome once it is back */
+    MVR_STEP_SESSION,    /* not started: waits for a session no other owner's code ran in */
 };
 
 /* Shared by the workers of one pool, changed by its owner. */
@@ -78,6 +79,10 @@ struct mvr_worker {
     double request;    /* the refresh request (registry's epoch) it serves if it succeeds; 0 */
     uint64_t *writers; /* from the REFRESH step (see mvrefresh.refresh()) */
     size_t nwriters;
+    /* The owner of the views whose code ran in this session (0: none yet). A session serves
+     * one owner: what a view's code leaves behind that the reset cannot clear (dblink's
+     * connections, an extension's caches) must not reach another owner's code. */
+    uint32_t session_owner;
 };
 
 /* The worker's connection uses hooks, so that its owner decides what "up" means. */
@@ -87,6 +92,11 @@ void mvr_worker_init(struct mvr_worker *w, struct ev_loop *loop, const struct mv
                      void *owner);
 /* Start refreshing v (REFRESHING) on an idle worker. */
 void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v);
+/* Keep v (REFRESHING) on w until w's new session is up, then start it (mvr_refresh_start). */
+void mvr_refresh_hold(struct mvr_worker *w, struct mvr_view *v);
+/* A refresh held for a new session cannot start (the session failed, or the daemon stops):
+ * the view goes back as failed with sqlstate. */
+void mvr_refresh_release(struct mvr_worker *w, const char *sqlstate, const char *why);
 /* The worker's connection is back: record an outcome that its loss left unrecorded. The view
  * stays bound to the worker until then, so the status row cannot be overtaken by a newer
  * refresh of the same view on another worker. */

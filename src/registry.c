@@ -32,11 +32,12 @@ enum {
     COL_PENDING,
     COL_REQUESTED,
     COL_PAUSED,
+    COL_OWNER,
     NCOLS
 };
 static const char *const column_names[NCOLS] = {
-    "view", "name",         "debounce_ms", "max_wait_ms", "concurrently",
-    "base", "base_is_view", "pending",     "requested",   "paused",
+    "view",         "name",    "debounce_ms", "max_wait_ms", "concurrently", "base",
+    "base_is_view", "pending", "requested",   "paused",      "owner",
 };
 
 static void start_load(struct mvr_registry *r);
@@ -168,6 +169,8 @@ static int add_view(struct mvr_view_confs *confs, const struct rows *r, int row,
         return 0;
     conf = &confs->items[confs->n];
     conf->oid = view;
+    if (parse_oid(value(r, row, COL_OWNER), &conf->owner) != 0)
+        return -1;
     conf->name = strdup(value(r, row, COL_NAME));
     if (conf->name == NULL)
         return -1;

@@ -61,6 +61,7 @@ struct mvr_view_conf {
     bool pending;       /* its status says changes wait: catch up on it after a gap */
     double requested;   /* mvrefresh.refresh() asked at this time (epoch), not served; 0: no */
     bool paused;        /* loaded only for a request: changes do not move it */
+    uint32_t owner;     /* the role whose code its REFRESH runs (refresh.h: one per session) */
     uint64_t deps_hash; /* fingerprint of what it reads: a change means it may be stale */
 };
 

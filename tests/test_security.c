@@ -140,6 +140,74 @@ PGT_TEST(test_refresh_cannot_escalate_through_session_objects)
     assert_true(pgt_log_count_lines(t, "WARNING", "is a superuser") == 1);
 }
 
+/* ---- one session, one owner -------------------------------------------------- */
+
+/* In schema, as role (connection o): table t and two views over it that record which backend
+ * ran their query. */
+static void pid_views(pgt_ctx *t, PGconn *o, const char *schema)
+{
+    pgt_exec_on(t, o, "CREATE TABLE %s.t (id int PRIMARY KEY)", schema);
+    for (int i = 1; i <= 2; i++) {
+        pgt_exec_on(t, o,
+                    "CREATE MATERIALIZED VIEW %s.mv%d AS "
+                    "SELECT count(*) AS n, pg_backend_pid() AS pid FROM %s.t",
+                    schema, i, schema);
+        pgt_exec_on(t, o, "CREATE UNIQUE INDEX ON %s.mv%d (n)", schema, i);
+        pgt_exec_on(t, o, "SELECT mvrefresh.watch('%s.mv%d', '20 ms', '1 s')", schema, i);
+    }
+}
+
+/* Write schema.t and wait until both its views show the write. */
+static void write_and_wait(pgt_ctx *t, const char *schema, int n)
+{
+    pgt_exec(t, "INSERT INTO %s.t VALUES (%d)", schema, n);
+    pgt_poll_until(t, DEADLINE_MS, "2",
+                   "SELECT (SELECT count(*) FROM %s.mv1 WHERE n = %d) + "
+                   "(SELECT count(*) FROM %s.mv2 WHERE n = %d)",
+                   schema, n, schema, n);
+}
+
+/*
+ * What a view's code leaves in its session that no reset clears (a dblink connection, an
+ * extension's cache, a PL's global variables) must not reach another owner's code: one
+ * worker, two owners taking turns, and each refresh records the backend that ran it.
+ */
+PGT_TEST(test_a_session_serves_one_owner)
+{
+    char ann[128], bob[128], ini[512];
+    PGconn *a, *b;
+
+    make_role(t, "ann.7", ann, sizeof ann);
+    make_role(t, "bob.7", bob, sizeof bob);
+    pgt_exec(t, "CREATE SCHEMA s_ann AUTHORIZATION %s", ann);
+    pgt_exec(t, "CREATE SCHEMA s_bob AUTHORIZATION %s", bob);
+    a = pgt_connect_as(t, "ann.7");
+    b = pgt_connect_as(t, "bob.7");
+    pid_views(t, a, "s_ann");
+    pid_views(t, b, "s_bob");
+    pgt_write_file(pgt_path(t, "one.ini", ini, sizeof ini), "[mvrefreshd]\nmax_concurrent = 1\n");
+    pgt_daemon_start(t, ini);
+
+    write_and_wait(t, "s_ann", 1);
+    write_and_wait(t, "s_bob", 1);
+    write_and_wait(t, "s_ann", 2);
+    /* Turns between owners: a new session each time. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(DISTINCT pid) FROM ("
+                                     "SELECT pid FROM s_ann.mv1 UNION ALL "
+                                     "SELECT pid FROM s_bob.mv1) x"),
+                     2);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM s_bob.mv1 b, s_ann.mv1 a "
+                                     "WHERE b.pid = a.pid"),
+                     0);
+    /* One owner's views one after the other: the same session. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM s_ann.mv1 x, s_ann.mv2 y "
+                                     "WHERE x.pid = y.pid"),
+                     1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM s_bob.mv1 x, s_bob.mv2 y "
+                                     "WHERE x.pid = y.pid"),
+                     1);
+}
+
 /* ---- registrations belong to owners -------------------------------------- */
 
 #define OWN_SCHEMA "\"Ørj \"\"an\"\".ü schema\""
@@ -918,6 +986,7 @@ int main(void)
         PGT_UNIT(test_nobody_pins_another_owners_view),
         PGT_UNIT(test_registration_edges_are_closed),
         PGT_UNIT(test_public_calls_no_other_installer_function),
+        PGT_UNIT(test_a_session_serves_one_owner),
         PGT_UNIT(test_install_refuses_a_foreign_schema),
         PGT_UNIT(test_daemon_refuses_foreign_owned_functions),
         PGT_UNIT(test_notice_flood_is_rate_limited),

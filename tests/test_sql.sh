@@ -568,7 +568,7 @@ public.mv_h_only|1000|30000|t|h|f" \
     "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass, r.base_is_view
      FROM mvrefresh.registry(3) r"
 is "registry(protocol) has the columns the daemon reads by name" \
-    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean, requested double precision, paused boolean)" \
+    "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean, requested double precision, paused boolean, owner oid)" \
     "SELECT pg_get_function_result('mvrefresh.registry(integer)'::regprocedure)"
 fails_with "registry() of a daemon from before the quiet triggers is refused" 0A000 \
     "SELECT * FROM mvrefresh.registry()"
