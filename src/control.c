@@ -105,7 +105,9 @@ static void job_done(void *arg, const PGresult *res)
             c->hooks->changes_lost(c->owner);
         return;
     }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+
+    if (!ok) {
         mvr_warning(c->conn.log, "control: %s failed: %s", job_names[job],
                     PQresultErrorMessage(res));
     } else {
@@ -113,7 +115,7 @@ static void job_done(void *arg, const PGresult *res)
             jobs[job].row(c, res, row);
     }
     if (c->hooks->done != NULL)
-        c->hooks->done(c->owner, job);
+        c->hooks->done(c->owner, job, ok);
     run_next(c);
 }
 
@@ -141,7 +143,7 @@ static void run_next(struct mvr_control *c)
         c->wanted[job] = false;
         if (jobs[job].type != 0 && (param = c->hooks->params(c->owner, job)) == NULL) {
             if (c->hooks->done != NULL) /* nothing to do after all */
-                c->hooks->done(c->owner, job);
+                c->hooks->done(c->owner, job, true);
             continue;
         }
         params[0] = param;

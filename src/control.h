@@ -49,10 +49,10 @@ struct mvr_control_hooks {
     /* A TAKE or BACKSTOP was in flight when the connection went: it may have committed
      * (markers gone, views marked pending in the database) without our hearing which. */
     void (*changes_lost)(void *owner);
-    /* A job is over: its statement succeeded (after its rows were reported) or failed
-     * (logged), or there was nothing to send. Not called when the connection went: the job
-     * is sent again once it is back. The next job is chosen after this. */
-    void (*done)(void *owner, enum mvr_control_job job);
+    /* A job is over: its statement succeeded (ok, after its rows were reported) or failed
+     * (logged), or there was nothing to send (ok). Not called when the connection went: the
+     * job is sent again once it is back. The next job is chosen after this. */
+    void (*done)(void *owner, enum mvr_control_job job, bool ok);
 };
 
 struct mvr_control {

@@ -188,6 +188,14 @@ static void lost_changes(void *owner)
         mvr_registry_request(&in->registry, true);
 }
 
+static void recheck(void *owner)
+{
+    struct mvr_instance *in = owner;
+
+    if (!in->stopping)
+        mvr_registry_request(&in->registry, false);
+}
+
 static void schedule_tables(void *owner, bool debouncing_only,
                             void (*fn)(void *arg, uint32_t table), void *arg)
 {
@@ -226,6 +234,7 @@ static const struct mvr_quiet_hooks quiet_hooks = {
     .table_changed = table_changed,
     .view_changed = view_changed,
     .lost_changes = lost_changes,
+    .recheck = recheck,
     .tables = schedule_tables,
     .heartbeat = heartbeat,
 };

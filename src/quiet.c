@@ -194,10 +194,14 @@ static void on_changes_lost(void *owner)
  * sooner). A part that failed (logged) is not sent again: its tables stay as they were,
  * which the protocol allows (docs/quiet-triggers.md, "Start and reconnect"), and a part that
  * fails for good must not stop the others. */
-static void on_done(void *owner, enum mvr_control_job job)
+static void on_done(void *owner, enum mvr_control_job job, bool ok)
 {
     struct mvr_quiet *q = owner;
 
+    if (job == MVR_JOB_TAKE && ok && q->recheck) {
+        q->recheck = false;
+        q->hooks->recheck(q->owner);
+    }
     if (job != MVR_JOB_RING)
         return;
     if (q->ring_more) {
@@ -335,10 +339,20 @@ void mvr_quiet_doorbell(struct mvr_quiet *q)
     mvr_control_want(&q->control, MVR_JOB_TAKE);
 }
 
+/*
+ * A TAKE sent by a daemon (or a connection) that is gone may still run on the server: its
+ * statement was in flight when the connection closed, and it waits for a lock (an admin's
+ * session, a reinstall). It has deleted its markers already; when it goes on it marks their
+ * views pending in the database and disarms their tables, and nobody hears of it. The
+ * catch-up's own load read the pending views before that. But a TAKE of ours that succeeds
+ * has waited for that one: it must lock the markers that one deleted, until it ends. So once
+ * it has, the pending views are read again (recheck), and such a view is one more cycle.
+ */
 void mvr_quiet_catch_up(struct mvr_quiet *q)
 {
     q->ring_from = 0; /* a pass under way starts again: every table */
     q->ring_more = false;
+    q->recheck = true;
     mvr_control_want(&q->control, MVR_JOB_RING);
     mvr_control_want(&q->control, MVR_JOB_TAKE);
     if (q->backstop_timer.repeat > 0) /* backstop_interval = 0: off altogether */

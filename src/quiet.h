@@ -27,6 +27,9 @@ struct mvr_quiet_hooks {
     /* Changes may have been taken without our hearing of them: the views pending in the
      * database must be read back (a catch-up). */
     void (*lost_changes)(void *owner);
+    /* The first TAKE after a catch-up succeeded: read the views pending in the database
+     * again (no catch-up), for what a TAKE of a session gone meanwhile marked (quiet.c). */
+    void (*recheck)(void *owner);
     /* Call fn for the watched tables: all of them (each once, by ascending OID), or those
      * read by a debouncing view that more writes could still postpone. */
     void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
@@ -47,6 +50,7 @@ struct mvr_quiet {
     uint64_t ring_from;
     uint32_t ring_to;
     bool ring_more;
+    bool recheck; /* after a catch-up: read the pending views again once a TAKE succeeds */
     const struct mvr_quiet_hooks *hooks;
     void *owner;
 };

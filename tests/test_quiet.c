@@ -409,6 +409,39 @@ PGT_TEST(test_quiet_write_while_nobody_listens_is_caught_up)
     pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv");
 }
 
+/* Control connections (of any daemon, gone or not) whose statement waits for a lock. */
+static const char control_waits_sql[] =
+    "SELECT count(*) FROM pg_stat_activity "
+    "WHERE application_name = 'mvrefreshd control' AND wait_event_type = 'Lock'";
+
+/*
+ * A daemon stops while its TAKE waits for a lock (a session holds the view's status row):
+ * the statement goes on on the server once the row is free, after the next daemon's start
+ * read the pending views, and marks the view pending and disarms its table there. The next
+ * daemon still refreshes the view: its own TAKE waits for that one, then it reads again.
+ */
+PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
+{
+    const char *cfg = "[mvrefreshd]\nbackstop_interval = 0\n";
+    PGconn *holder = pgt_connect(t);
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    start_daemon_with(t, cfg);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_exec_on(t, holder, "BEGIN");
+    pgt_exec_on(t, holder, "SELECT 1 FROM mvrefresh.refresh_state FOR UPDATE");
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "1", control_waits_sql);
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+    start_daemon_with(t, cfg);
+    pgt_poll_until(t, DEADLINE_MS, "2", control_waits_sql); /* the old TAKE and the new */
+    pgt_exec_on(t, holder, "COMMIT");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
 /*
  * Debounce keeps its meaning: one session writes every 100 ms for 3 s, longer than the 1 s
  * debounce. Its writes are quiet except the first after each re-arm, so without re-arming
@@ -818,6 +851,7 @@ int main(void)
         PGT_UNIT(test_stress_every_writer_shape),
         PGT_UNIT(test_restart_refreshes_exactly_what_changed),
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
+        PGT_UNIT(test_a_take_left_running_by_a_stopped_daemon_is_caught_up),
         PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
         PGT_UNIT(test_watch_again_rearms_a_capped_view_at_once),
         PGT_UNIT(test_reload_rearms_a_capped_view_at_once),
