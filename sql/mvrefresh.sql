@@ -2429,6 +2429,15 @@ $fn$;
 -- partition or inheritance descendant names it, not its watched ancestor: it
 -- makes pending the views that read it through an ancestor (readers()), which
 -- are the ones registry() lists it for.
+-- A status row that another transaction holds (a watch() or a partition DDL
+-- still open, an administrator's session) is not waited for: waiting would
+-- hold back every other table's markers, and a lock timeout would fail them
+-- all. A table with such a reader keeps a marker instead (put back here, in
+-- its current generation so that its writers' doorbells keep quiet, by this
+-- transaction), stays armed, and is taken by a later call (poll_interval).
+-- Every marker is deleted first all the same: a take still running for a
+-- daemon that has gone holds the rows it deleted, and the next take must
+-- wait for it (docs/quiet-triggers.md, "Start and reconnect").
 CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
 RETURNS SETOF oid
 LANGUAGE plpgsql
@@ -2438,6 +2447,8 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     tables oid[];
+    locked oid[];
+    held   oid[];
 BEGIN
     WITH gone AS (
         DELETE FROM mvrefresh.change_log RETURNING table_oid
@@ -2446,11 +2457,26 @@ BEGIN
     IF tables IS NULL THEN
         RETURN;
     END IF;
+    locked := ARRAY(
+        SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s
+        WHERE s.view IN (SELECT r.view FROM mvrefresh.readers(tables) AS r)
+        ORDER BY s.view FOR UPDATE OF s SKIP LOCKED);
+    held := ARRAY(
+        SELECT DISTINCT r.tbl FROM mvrefresh.readers(tables) AS r
+        JOIN mvrefresh.refresh_state s ON s.view = r.view
+        WHERE s.view::pg_catalog.oid <> ALL (locked));
     UPDATE mvrefresh.refresh_state s
     SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
         marked_at = pg_catalog.clock_timestamp()
-    FROM (SELECT DISTINCT r.view FROM mvrefresh.readers(tables) AS r) AS r
-    WHERE r.view = s.view;
+    WHERE s.view::pg_catalog.oid = ANY (locked);
+    IF pg_catalog.cardinality(held) > 0 THEN
+        INSERT INTO mvrefresh.change_log (table_oid, xact, gen)
+        SELECT h, pg_catalog.pg_current_xact_id(),
+               (SELECT pg_catalog.pg_sequence_last_value(g.seq)
+                FROM mvrefresh.generations(ARRAY[h]) AS g)
+        FROM pg_catalog.unnest(held) AS h;
+        tables := ARRAY(SELECT t FROM pg_catalog.unnest(tables) AS t WHERE t <> ALL (held));
+    END IF;
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
     RETURN QUERY SELECT pg_catalog.unnest(tables);

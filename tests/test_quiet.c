@@ -415,10 +415,10 @@ static const char control_waits_sql[] =
     "WHERE application_name = 'mvrefreshd control' AND wait_event_type = 'Lock'";
 
 /*
- * A daemon stops while its TAKE waits for a lock (a session holds the view's status row):
- * the statement goes on on the server once the row is free, after the next daemon's start
- * read the pending views, and marks the view pending and disarms its table there. The next
- * daemon still refreshes the view: its own TAKE waits for that one, then it reads again.
+ * A daemon stops while its TAKE waits for a lock (an ALTER SEQUENCE of the table's generation
+ * left open): the statement goes on on the server once the lock is free, after the next
+ * daemon's start read the pending views, and marks the view pending there. The next daemon
+ * still refreshes the view: its own TAKE waits for that one, then it reads again.
  */
 PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
 {
@@ -432,14 +432,50 @@ PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
     start_daemon_with(t, cfg);
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     pgt_exec_on(t, holder, "BEGIN");
-    pgt_exec_on(t, holder, "SELECT 1 FROM mvrefresh.refresh_state FOR UPDATE");
-    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_exec_on(t, holder, "ALTER SEQUENCE mvrefresh.\"gen_%lld\" CACHE 1",
+                pgt_query_ll(t, "SELECT 't'::regclass::oid::int8"));
+    /* A write and its marker, without the trigger (whose condition reads the generation):
+     * the TAKE that comes on the next poll deletes the marker, then waits for the generation
+     * to disarm it. */
+    pgt_exec(t, "BEGIN; SET LOCAL session_replication_role = replica; "
+                "INSERT INTO t VALUES (1); "
+                "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t'::regclass); COMMIT");
     pgt_poll_until(t, DEADLINE_MS, "1", control_waits_sql);
     assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
     start_daemon_with(t, cfg);
     pgt_poll_until(t, DEADLINE_MS, "2", control_waits_sql); /* the old TAKE and the new */
     pgt_exec_on(t, holder, "COMMIT");
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
+/*
+ * A status row another transaction holds (a watch() or a partition DDL left open) holds back
+ * the view it belongs to, not the markers of every other table: the TAKE skips it and puts
+ * its table's marker back for a later one.
+ */
+PGT_TEST(test_a_held_status_row_holds_back_only_its_view)
+{
+    PGconn *holder = pgt_connect(t);
+
+    for (int i = 1; i <= 2; i++) {
+        pgt_exec(t, "CREATE TABLE t%d (id int PRIMARY KEY)", i);
+        pgt_exec(t, "CREATE MATERIALIZED VIEW mv%d AS SELECT id FROM t%d", i, i);
+        pgt_exec(t, "CREATE UNIQUE INDEX ON mv%d (id)", i);
+        pgt_exec(t, "SELECT mvrefresh.watch('mv%d', '20 ms', '1 s')", i);
+    }
+    start_daemon(t);
+    pgt_wait_refreshes(t, "mv1", 1, DEADLINE_MS);
+    pgt_wait_refreshes(t, "mv2", 1, DEADLINE_MS);
+    pgt_exec_on(t, holder, "BEGIN");
+    pgt_exec_on(t, holder,
+                "SELECT 1 FROM mvrefresh.refresh_state WHERE view = 'mv1'::regclass FOR UPDATE");
+    pgt_exec(t, "INSERT INTO t1 VALUES (1)");
+    pgt_exec(t, "INSERT INTO t2 VALUES (1)");
+    /* Well within the daemon's lock_timeout (10 s), which a wait for the row would take. */
+    pgt_poll_until(t, 3000, "1", "SELECT count(*) FROM mv2");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv1"), 0);
+    pgt_exec_on(t, holder, "COMMIT");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv1");
 }
 
 /*
@@ -852,6 +888,7 @@ int main(void)
         PGT_UNIT(test_restart_refreshes_exactly_what_changed),
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_a_take_left_running_by_a_stopped_daemon_is_caught_up),
+        PGT_UNIT(test_a_held_status_row_holds_back_only_its_view),
         PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
         PGT_UNIT(test_watch_again_rearms_a_capped_view_at_once),
         PGT_UNIT(test_reload_rearms_a_capped_view_at_once),
