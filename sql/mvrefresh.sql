@@ -2070,17 +2070,27 @@ AS $fn$
           AND l.started = pg_catalog.to_timestamp(release_lease.holder[3]::pg_catalog.float8)
           AND l.expires > pg_catalog.clock_timestamp()
         RETURNING 1
+    ), stopped AS (
+        -- The daemon leaves: not alive from now on (mvrefresh.daemons), rather
+        -- than for three more heartbeat intervals.
+        UPDATE mvrefresh.daemon d SET status = 'stopped', active = false
+        WHERE d.host = release_lease.holder[1]
+          AND d.pid = release_lease.holder[2]::pg_catalog.int4
+          AND d.started = pg_catalog.to_timestamp(release_lease.holder[3]::pg_catalog.float8)
+        RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM released);
 $fn$;
 
 -- alive: the last heartbeat is less than three intervals old (a busy server
--- or a reconnect may delay one or two). The last connection error can name
+-- or a reconnect may delay one or two), and the daemon did not say it stopped
+-- (release_lease()). The last connection error can name
 -- hosts, users and pg_hba.conf verdicts: only the daemon's role and
 -- superusers (who hold every role) see it.
 CREATE OR REPLACE VIEW mvrefresh.daemons AS
 SELECT d.host, d.pid, d.version, d.role, d.started, d.heartbeat,
-       d.heartbeat > pg_catalog.now() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval AS alive,
+       d.heartbeat > pg_catalog.now() - 3 * d.interval_ms * '1 ms'::pg_catalog.interval
+           AND d.status IS DISTINCT FROM 'stopped' AS alive,
        d.status, d.doorbells, d.invalid_payloads, d.connections,
        CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
                          WHERE r.rolname = 'mvrefresh_daemon'

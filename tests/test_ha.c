@@ -256,7 +256,7 @@ PGT_TEST(test_hostile_role_cannot_hold_lease)
  * lease A last renewed would have expired (lease_interval 2 s here: TTL 6 s). */
 PGT_TEST(test_clean_stop_hands_over)
 {
-    long mark_b;
+    long mark_b, a_pid;
     int64_t stopped;
     long long expires_ms, acquired_ms;
 
@@ -267,9 +267,16 @@ PGT_TEST(test_clean_stop_hands_over)
     expires_ms = pgt_query_ll(t, "SELECT (extract(epoch FROM expires) * 1000)::bigint "
                                  "FROM mvrefresh.lease");
     pgt_daemon_use(t, 0);
+    a_pid = (long)t->daemon_pid;
     stopped = pgt_now_ms();
     assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
     assert_int_equal(pgt_log_count(t, "lease: released"), 1);
+    /* A said it stopped: not alive at once, not three heartbeat intervals later. */
+    assert_int_equal(pgt_query_ll(t,
+                                  "SELECT count(*) FROM mvrefresh.daemons WHERE pid = %ld "
+                                  "AND NOT alive AND NOT active AND status = 'stopped'",
+                                  a_pid),
+                     1);
     pgt_daemon_use(t, 1);
     pgt_log_wait_since(t, mark_b, DEADLINE_MS, "lease: active", NULL);
     print_message("B active %lld ms after SIGTERM to A\n", (long long)(pgt_now_ms() - stopped));
@@ -370,5 +377,7 @@ int main(void)
         PGT_UNIT(test_mark_interrupted_leaves_running_refresh),
     };
 
+    if (getenv("PGT_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("PGT_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
