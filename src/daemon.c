@@ -461,12 +461,23 @@ static size_t busy(const struct mvr_daemon *d)
     return n;
 }
 
+/* Cancel the refreshes that run, and give them CANCEL_GRACE to end. */
+static void cancel_all(struct mvr_daemon *d)
+{
+    d->cancelled = true;
+    for (size_t i = 0; i < d->ndbs; i++)
+        mvr_database_cancel(d->dbs[i]);
+    ev_timer_stop(d->loop, &d->shutdown_timer);
+    ev_timer_set(&d->shutdown_timer, CANCEL_GRACE, 0.0);
+    ev_timer_start(d->loop, &d->shutdown_timer);
+}
+
 static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct mvr_daemon *d = MVR_CONTAINER_OF(w, struct mvr_daemon, shutdown_timer);
 
     (void)revents;
-    ev_timer_stop(loop, w); /* also reached by ev_feed_event on a second signal */
+    ev_timer_stop(loop, w); /* also reached by ev_feed_event on a third signal */
     if (d->cancelled) {
         if (any_releasing(d))
             mvr_warning(&d->log, "lease: no answer to its release; exiting (it expires with "
@@ -477,20 +488,21 @@ static void shutdown_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     }
     mvr_warning(&d->log, "shutdown_timeout reached: cancelling %zu running refresh(es)", busy(d));
-    d->cancelled = true;
-    for (size_t i = 0; i < d->ndbs; i++)
-        mvr_database_cancel(d->dbs[i]);
-    ev_timer_set(w, CANCEL_GRACE, 0.0);
-    ev_timer_start(loop, w);
+    cancel_all(d);
 }
 
 static void stop(struct mvr_daemon *d, const char *signame)
 {
     size_t running = busy(d);
 
-    if (d->stopping) {
-        mvr_info(&d->log, "%s again: cancelling running refreshes now", signame);
+    if (d->stopping && d->cancelled) {
+        mvr_info(&d->log, "%s again: exiting now", signame);
         ev_feed_event(d->loop, &d->shutdown_timer, EV_TIMER);
+        return;
+    }
+    if (d->stopping) {
+        mvr_info(&d->log, "%s again: cancelling %zu running refresh(es) now", signame, running);
+        cancel_all(d);
         return;
     }
     d->stopping = true;

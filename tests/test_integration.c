@@ -474,6 +474,29 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     assert_int_equal(pgt_refresh_count(t, "slow_mv"), 1);
 }
 
+/* A second SIGTERM cancels the running refresh at once, long before shutdown_timeout, and
+ * says so (not that shutdown_timeout was reached). */
+PGT_TEST(test_second_sigterm_cancels_at_once)
+{
+    int64_t started;
+
+    start_slow_refresh(t, "[mvrefreshd]\nshutdown_timeout = 1min\n", 60);
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND state = 'active' "
+                   "AND query LIKE '%%mvrefresh.refresh(%%'");
+    started = pgt_now_ms();
+    pgt_daemon_signal(t, SIGTERM);
+    pgt_log_wait(t, DEADLINE_MS, 1, "SIGTERM: stopping; 1 refresh(es) running");
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, 20000), 0);
+    assert_true(pgt_now_ms() - started < pgt_scaled(10000));
+    assert_int_equal(pgt_log_count(t, "SIGTERM again: cancelling 1 running refresh(es) now"), 1);
+    assert_int_equal(pgt_log_count(t, "shutdown_timeout reached"), 0);
+    pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
+                   "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "
+                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+}
+
 /* statement_timeout from mvrefresh.ini bounds each REFRESH (set for its transaction alone,
  * in the same pipeline): a view slower than it fails with 57014, is recorded, and is retried;
  * the daemon's own statements on that session keep their own timeout. */
@@ -662,6 +685,7 @@ int main(void)
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),
         PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
+        PGT_UNIT(test_second_sigterm_cancels_at_once),
         PGT_UNIT(test_statement_timeout_bounds_refresh),
         PGT_UNIT(test_sighup_with_broken_config),
         PGT_UNIT(test_each_connection_names_itself),
