@@ -1453,6 +1453,7 @@ BEGIN
             CONTINUE WHEN EXISTS (
                 SELECT 1 FROM pg_catalog.pg_trigger t
                 WHERE t.tgrelid = tbl AND t.tgname = trg.name AND t.tgnargs = 1
+                  AND t.tgenabled IN ('O', 'A') -- not disabled (DISABLE TRIGGER)
                   AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
                   AND pg_catalog.encode(t.tgargs, 'escape')
                       = seq::pg_catalog.oid::pg_catalog.text || E'\\000'
@@ -1485,7 +1486,9 @@ $fn$;
 -- Whether tbl carries both quiet triggers in the form add_triggers() makes:
 -- named ours, calling notify(), with tbl's own generation as their argument
 -- (a trigger anyone else made on their own table calls notify() with no such
--- argument, and is not taken for ours).
+-- argument, and is not taken for ours), and enabled: ALTER TABLE ... DISABLE
+-- TRIGGER (or ENABLE REPLICA, which ordinary sessions skip) silences a table
+-- as a dropped trigger would.
 CREATE OR REPLACE FUNCTION mvrefresh.has_own_triggers(tbl oid)
 RETURNS boolean
 LANGUAGE sql
@@ -1496,6 +1499,7 @@ AS $fn$
     FROM pg_catalog.pg_trigger t
     WHERE t.tgrelid = has_own_triggers.tbl
       AND t.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
+      AND t.tgenabled IN ('O', 'A')
       AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
       AND pg_catalog.encode(t.tgargs, 'escape')
           = pg_catalog.to_regclass('mvrefresh.gen_' || has_own_triggers.tbl::pg_catalog.text)
@@ -2198,8 +2202,9 @@ BEGIN
     -- generation named after the table.)
     -- (From the trigger's argument to the sequence by OID, then its name: index
     -- look-ups only, which matters with thousands of tables.)
-    -- One table without its trigger is no restore: its owner dropped it (an
-    -- owner may), and that must not stop every other owner's views. Those
+    -- One table without its trigger is no restore: its owner dropped or
+    -- disabled it (an owner may), and that must not stop every other owner's
+    -- views. Those
     -- views load all the same, with a WARNING naming the table and its owner:
     -- their other tables still ring, and the backstop finds this one's writes.
     broken := ARRAY(
@@ -2216,6 +2221,7 @@ BEGIN
              AND g.relname = 'gen_' || d.base::pg_catalog.oid::pg_catalog.text
              AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
             WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
+              AND t.tgenabled IN ('O', 'A')
               AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || E'\\000'));
     IF broken OPERATOR(pg_catalog.<>) '{}'
        AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d

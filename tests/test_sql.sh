@@ -1129,7 +1129,25 @@ is "...and watch() again puts the lost trigger back, as the WARNING's hint says"
     "SELECT mvrefresh.watch('mv_a') \\g /dev/null
      SELECT mvrefresh.has_own_triggers('t_a'::regclass);
      SELECT count(DISTINCT name) FROM mvrefresh.registry(3)"
-db -c "SELECT mvrefresh.unwatch('mv_p')" -c "DROP TABLE p2" >/dev/null
+is "DISABLE TRIGGER on a watched table: the event trigger puts ours back at once, readers pending" "t|t|O" \
+    "UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_a'::regclass;
+     ALTER TABLE t_a DISABLE TRIGGER USER;
+     SELECT mvrefresh.has_own_triggers('t_a'::regclass),
+            (SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_a'::regclass),
+            (SELECT tgenabled FROM pg_trigger WHERE tgrelid = 't_a'::regclass AND tgname = 'mvrefresh_notify')"
+# Without the event trigger (an install by a non-superuser): registry() warns, watch() repairs.
+got=$(db -c "ALTER EVENT TRIGGER mvrefresh_ddl_end DISABLE" \
+         -c "ALTER TABLE t_a DISABLE TRIGGER mvrefresh_notify" \
+         -c "SELECT count(DISTINCT name) FROM mvrefresh.registry(3)" 2>&1) || true
+case $got in
+*"lost the trigger"*"public.t_a (owner "*$'\n'"2") report 1 "registry() warns of a table whose trigger is disabled" ;;
+*) report 0 "registry() warns of a table whose trigger is disabled" "got: $got" ;;
+esac
+is "...and watch() enables it again" "O" \
+    "SELECT mvrefresh.watch('mv_a') \\g /dev/null
+     ALTER EVENT TRIGGER mvrefresh_ddl_end ENABLE;
+     SELECT tgenabled FROM pg_trigger WHERE tgrelid = 't_a'::regclass AND tgname = 'mvrefresh_notify'"
+db -c "SELECT mvrefresh.watch('mv_a')" -c "SELECT mvrefresh.unwatch('mv_p')" -c "DROP TABLE p2" >/dev/null
 
 # --- triggers of another form: an older release's, or OIDs moved by a restore ------
 db -c "SELECT mvrefresh.watch('mv_a')" \
