@@ -616,6 +616,16 @@ ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS ring boolean NOT NULL 
 ALTER TABLE mvrefresh.change_log ADD COLUMN IF NOT EXISTS gen int8;
 CREATE UNIQUE INDEX IF NOT EXISTS change_log_table_xact ON mvrefresh.change_log (table_oid, xact);
 
+-- Views that a take_changes() found changed but could not mark pending in
+-- their status row, because another transaction held the row (a watch() or a
+-- partition DDL not committed yet): pending all the same, durably, for
+-- registry(); refresh_begin() of the view clears its row (what it marked is
+-- covered by the refresh that follows).
+CREATE TABLE IF NOT EXISTS mvrefresh.pending_view (
+    view      oid         PRIMARY KEY,
+    marked_at timestamptz NOT NULL DEFAULT pg_catalog.clock_timestamp()
+);
+
 -- The doorbell, rung at commit by the first transaction to commit a marker
 -- of the table's current generation, and by nobody else: a ring only says
 -- "take the markers", and one per generation is enough. Every armed session
@@ -1657,6 +1667,7 @@ BEGIN
     DELETE FROM mvrefresh.dependency d WHERE d.base = forget.view;
     -- dependency and refresh_state rows go with it (ON DELETE CASCADE).
     DELETE FROM mvrefresh.view v WHERE v.view = forget.view;
+    DELETE FROM mvrefresh.pending_view p WHERE p.view = forget.view::pg_catalog.oid;
     PERFORM mvrefresh.release_tables(stale);
     PERFORM mvrefresh.grant_maintain(view, false);
 END
@@ -2290,7 +2301,8 @@ BEGIN
            v.concurrently,
            b.rel,
            COALESCE(b.is_view, false),
-           COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true),
+           COALESCE(s.pending_since IS NOT NULL OR s.refreshing, true)
+               OR EXISTS (SELECT 1 FROM mvrefresh.pending_view p WHERE p.view = v.view),
            pg_catalog.date_part('epoch', rq.requested_at),
            NOT v.enabled,
            v.owner
@@ -2448,12 +2460,11 @@ $fn$;
 -- A status row that another transaction holds (a watch() or a partition DDL
 -- still open, an administrator's session) is not waited for: waiting would
 -- hold back every other table's markers, and a lock timeout would fail them
--- all. A table with such a reader keeps a marker instead (put back here, in
--- its current generation so that its writers' doorbells keep quiet, by this
--- transaction), stays armed, and is taken by a later call (poll_interval).
--- Every marker is deleted first all the same: a take still running for a
--- daemon that has gone holds the rows it deleted, and the next take must
--- wait for it (docs/quiet-triggers.md, "Start and reconnect").
+-- all. Such a view is marked pending in mvrefresh.pending_view instead, so
+-- that it is as pending, durably, as the others, and the table is returned
+-- and disarmed like any. (Every marker is deleted first: a take still running
+-- for a daemon that has gone holds the rows it deleted, and the next take
+-- must wait for it; docs/quiet-triggers.md, "Start and reconnect".)
 CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
 RETURNS SETOF oid
 LANGUAGE plpgsql
@@ -2464,7 +2475,6 @@ AS $fn$
 DECLARE
     tables oid[];
     locked oid[];
-    held   oid[];
 BEGIN
     WITH gone AS (
         DELETE FROM mvrefresh.change_log RETURNING table_oid
@@ -2477,22 +2487,15 @@ BEGIN
         SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s
         WHERE s.view IN (SELECT r.view FROM mvrefresh.readers(tables) AS r)
         ORDER BY s.view FOR UPDATE OF s SKIP LOCKED);
-    held := ARRAY(
-        SELECT DISTINCT r.tbl FROM mvrefresh.readers(tables) AS r
-        JOIN mvrefresh.refresh_state s ON s.view = r.view
-        WHERE s.view::pg_catalog.oid <> ALL (locked));
     UPDATE mvrefresh.refresh_state s
     SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
         marked_at = pg_catalog.clock_timestamp()
     WHERE s.view::pg_catalog.oid = ANY (locked);
-    IF pg_catalog.cardinality(held) > 0 THEN
-        INSERT INTO mvrefresh.change_log (table_oid, xact, gen)
-        SELECT h, pg_catalog.pg_current_xact_id(),
-               (SELECT pg_catalog.pg_sequence_last_value(g.seq)
-                FROM mvrefresh.generations(ARRAY[h]) AS g)
-        FROM pg_catalog.unnest(held) AS h;
-        tables := ARRAY(SELECT t FROM pg_catalog.unnest(tables) AS t WHERE t <> ALL (held));
-    END IF;
+    INSERT INTO mvrefresh.pending_view AS p (view)
+    SELECT DISTINCT r.view::pg_catalog.oid FROM mvrefresh.readers(tables) AS r
+    JOIN mvrefresh.refresh_state s ON s.view = r.view
+    WHERE s.view::pg_catalog.oid <> ALL (locked)
+    ON CONFLICT (view) DO NOTHING;
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
     RETURN QUERY SELECT pg_catalog.unnest(tables);
@@ -2812,6 +2815,11 @@ BEGIN
                 SET refreshing = true,
                     last_start = EXCLUDED.last_start,
                     pending_since = EXCLUDED.pending_since
+        ), covered AS (
+            -- A take that found the status row held marked it here: the
+            -- refresh that follows covers that (the daemon heard of it).
+            DELETE FROM mvrefresh.pending_view p
+            WHERE p.view IN (SELECT t.view::pg_catalog.oid FROM target t)
         )
         SELECT t.nspname, t.relname, t.reason IS NULL, t.reason, t.denied
         FROM target t
@@ -3109,8 +3117,8 @@ SELECT v.view,
        COALESCE(s.failure_count, 0)   AS failure_count,
        s.last_error,
        s.last_sqlstate,
-       s.pending_since,
-       pg_catalog.now() - s.pending_since AS staleness,
+       COALESCE(s.pending_since, p.marked_at) AS pending_since,
+       pg_catalog.now() - COALESCE(s.pending_since, p.marked_at) AS staleness,
        ARRAY(SELECT d.base
              FROM mvrefresh.dependency d
              WHERE d.view = v.view
@@ -3119,6 +3127,7 @@ SELECT v.view,
         WHERE rq.view = v.view) AS refresh_requested
 FROM mvrefresh.view v
 LEFT JOIN mvrefresh.refresh_state s ON s.view = v.view
+LEFT JOIN mvrefresh.pending_view p ON p.view = v.view::pg_catalog.oid
 WHERE pg_catalog.has_table_privilege(v.view::pg_catalog.oid, 'SELECT');
 
 GRANT USAGE ON SCHEMA mvrefresh TO PUBLIC;
@@ -3256,7 +3265,7 @@ BEGIN
     FOR rel IN
         SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
         WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
-          AND (c.relname IN ('change_log', 'table_state', 'generation', 'daemon')
+          AND (c.relname IN ('change_log', 'table_state', 'generation', 'daemon', 'pending_view')
                OR (c.relkind = 'S' AND c.relname LIKE 'gen\_%'))
     LOOP
         PERFORM mvrefresh.reset_grants(rel);
