@@ -2716,6 +2716,9 @@ $fn$;
 -- doorbells without ever re-arming a table. Its refreshes now fail, loudly,
 -- instead of views going quietly stale.
 DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision);
+-- It grew request and owner (see there): the three-argument one goes, or a
+-- call with three would be ambiguous.
+DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision, integer);
 
 -- Why role `who` may not REFRESH materialized view `view`, with the fix; NULL
 -- when it may. Ownership (as a member of the owning role) always works; from
@@ -2765,12 +2768,18 @@ $fn$;
 
 -- Called by the daemon right before a refresh. Returning no row means "do not
 -- refresh": the view was dropped, is no longer a materialized view, or was
--- unwatched. The names come back separately so the daemon quotes them itself
+-- unwatched; or it was paused (and this refresh is not for the request the
+-- daemon passes as request, the epoch registry() gave); or its owner is no
+-- longer the owner the daemon passes (ALTER ... OWNER TO, which the daemon
+-- learns at its next registry load: it chose the session by owner, see
+-- src/refresh.h). The daemon then loads the registry again. The names come back separately so the daemon quotes them itself
 -- (PQescapeIdentifier) instead of trusting a preformatted string. "denied" is
 -- non-NULL when the daemon's role cannot refresh the view: the daemon records
 -- it as the failure (SQLSTATE 42501) instead of trying.
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision,
-                                                   protocol integer)
+                                                   protocol integer,
+                                                   request double precision DEFAULT NULL,
+                                                   owner oid DEFAULT NULL)
 RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text, denied text)
 LANGUAGE plpgsql
 VOLATILE
@@ -2805,6 +2814,18 @@ BEGIN
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE v.view = refresh_begin.view::pg_catalog.regclass
               AND mvrefresh.check_protocol(refresh_begin.protocol)
+              -- Paused (or unwatched) since the daemon's last registry load,
+              -- which may be up to 250 ms behind: no row, so the REFRESH
+              -- behind this does not run, and the daemon loads again. A
+              -- paused view is refreshed only for the request it was loaded
+              -- for.
+              AND NOT v.unwatched
+              AND (v.enabled
+                   OR EXISTS (SELECT 1 FROM mvrefresh.refresh_request rq
+                              WHERE rq.view = v.view
+                                AND pg_catalog.date_part('epoch', rq.requested_at)
+                                    = refresh_begin.request))
+              AND (refresh_begin.owner IS NULL OR c.relowner = refresh_begin.owner)
         ), mark AS (
             -- Upsert: a registration made by a plain INSERT has no state row yet.
             INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
@@ -3156,7 +3177,7 @@ BEGIN
             COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS a
         WHERE p.oid IN (
                 'mvrefresh.registry(integer)'::pg_catalog.regprocedure,
-                'mvrefresh.refresh_begin(oid, double precision, integer)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision)'::pg_catalog.regprocedure,
                 'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
                 'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
@@ -3195,7 +3216,7 @@ BEGIN
     IF daemon THEN
         GRANT EXECUTE ON FUNCTION
             mvrefresh.registry(integer),
-            mvrefresh.refresh_begin(oid, double precision, integer),
+            mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid),
             mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision),
             mvrefresh.mark_interrupted(),
             mvrefresh.lock_sources(oid),

@@ -15,11 +15,13 @@
 #define TYPE_OID 26
 #define TYPE_FLOAT8 701
 
-/* The protocol goes along here too: a daemon of another one must not refresh at all. */
+/* The protocol goes along here too: a daemon of another one must not refresh at all. So do
+ * the request this refresh serves (a paused view is refreshed for nothing else) and the owner
+ * the session was chosen for (refresh.h): the registry this daemon loaded may be behind. */
 static const char begin_sql[] =
     "SELECT nspname, relname, concurrent_ok, reason, denied"
-    " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ")";
-static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8};
+    " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ", $3, $4)";
+static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8, TYPE_FLOAT8, TYPE_OID};
 static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6, $7)";
 static const Oid end_types[] = {TYPE_OID,  TYPE_BOOL,   TYPE_TEXT,  TYPE_TEXT,
                                 TYPE_TEXT, TYPE_FLOAT8, TYPE_FLOAT8};
@@ -297,7 +299,9 @@ static void refresh_answer(struct mvr_worker *w, const PGresult *res)
 
 static void view_gone(struct mvr_worker *w)
 {
-    mvr_info(w->conn.log, "%s is no longer a watched materialized view; reloading the registry",
+    mvr_info(w->conn.log,
+             "%s is not to be refreshed as loaded (paused, unwatched, dropped, or its owner "
+             "changed); reloading the registry",
              w->view->conf.name);
     finish_as(w, MVR_REFRESH_GONE);
 }
@@ -373,7 +377,7 @@ static void build_pipeline(struct mvr_worker *w, struct mvr_stmt *s, const char 
              "SELECT w FROM mvrefresh.refresh('%" PRIu32 "'::pg_catalog.oid, NULL) AS w",
              w->view->conf.oid);
     memset(s, 0, NSTMTS * sizeof *s);
-    s[STMT_BEGIN] = (struct mvr_stmt){begin_sql, 2, begin_types, params, true};
+    s[STMT_BEGIN] = (struct mvr_stmt){begin_sql, 4, begin_types, params, true};
     s[STMT_TIMEOUTS] = (struct mvr_stmt){timeouts_sql, 2, timeouts_types, txt->timeouts, false};
     s[STMT_REFRESH] = (struct mvr_stmt){txt->call, 0, NULL, NULL, true};
     for (size_t i = 0; i < NRESET; i++)
@@ -383,8 +387,8 @@ static void build_pipeline(struct mvr_worker *w, struct mvr_stmt *s, const char 
 
 void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
 {
-    char oid[16], pending[64];
-    const char *params[2];
+    char oid[16], pending[64], request[64], owner[16];
+    const char *params[4];
     struct mvr_stmt stmts[NSTMTS];
     struct refresh_text txt;
 
@@ -399,8 +403,12 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     w->request = v->conf.requested; /* loaded before this refresh: its snapshot follows it */
     w->session_owner = v->conf.owner;
     snprintf(oid, sizeof oid, "%" PRIu32, v->conf.oid);
+    snprintf(request, sizeof request, "%.17g", w->request); /* as send_end() */
+    snprintf(owner, sizeof owner, "%" PRIu32, v->conf.owner);
     params[0] = oid;
     params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);
+    params[2] = w->request > 0 ? request : NULL;
+    params[3] = owner;
     build_pipeline(w, stmts, params, &txt);
     set_step(w, MVR_STEP_REFRESH);
     if (mvr_conn_send_pipeline(&w->conn, stmts, NSTMTS, refresh_done, w) != 0)

@@ -42,7 +42,7 @@ struct mvr_refresh_settings {
 enum mvr_refresh_result {
     MVR_REFRESH_OK,
     MVR_REFRESH_FAILED,
-    MVR_REFRESH_GONE, /* the view is no longer a watched materialized view */
+    MVR_REFRESH_GONE, /* not as loaded: paused, unwatched, dropped, or another owner's now */
 };
 
 struct mvr_refresh_outcome {
