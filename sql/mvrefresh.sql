@@ -2234,10 +2234,21 @@ BEGIN
             WHERE t.tgrelid = d.base AND t.tgname = 'mvrefresh_notify'
               AND t.tgenabled IN ('O', 'A')
               AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || E'\\000'));
+    -- A restore: no table is sound, and triggers of ours name generations by
+    -- other OIDs (a table whose owner dropped or disabled its triggers is no
+    -- evidence of that, even when it is the only one).
     IF broken OPERATOR(pg_catalog.<>) '{}'
        AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
                        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
-                       WHERE d.base::pg_catalog.oid OPERATOR(pg_catalog.<>) ALL (broken)) THEN
+                       WHERE d.base::pg_catalog.oid OPERATOR(pg_catalog.<>) ALL (broken))
+       AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
+                   WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY (broken)
+                     AND t.tgname = 'mvrefresh_notify'
+                     AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
+                     AND pg_catalog.encode(t.tgargs, 'escape') IS DISTINCT FROM
+                         (SELECT g.oid::pg_catalog.text || E'\\000' FROM pg_catalog.pg_class g
+                          WHERE g.relname = 'gen_' || t.tgrelid::pg_catalog.text
+                            AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace)) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
             HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers. Where mvrefresh is an extension, a superuser runs instead: SELECT mvrefresh.watch(view, debounce, max_wait, "concurrently") FROM mvrefresh.view;';

@@ -1,6 +1,7 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,6 +11,9 @@
 #define RETRY_SECONDS 5.0
 /* Loads start at most this often: the control channel is open to every role. */
 #define MIN_INTERVAL 0.25
+/* Server messages of loads logged: at most this many a window (seconds). */
+#define NOTICE_BURST 5
+#define NOTICE_WINDOW 60.0
 
 /* The protocol goes along: the SQL refuses a daemon of another one, naming both. */
 #define REGISTRY_SQL "SELECT * FROM mvrefresh.registry(" MVR_STR(MVR_SQL_PROTOCOL) ")"
@@ -73,7 +77,21 @@ static void conn_up(void *owner)
         start_load(r);
 }
 
-static const struct mvr_conn_hooks registry_hooks = {.up = conn_up};
+/* At most a few a minute; the number left out is said with the next one that passes. */
+static void conn_notice(void *owner, const char *message)
+{
+    struct mvr_registry *r = owner;
+    uint64_t left_out;
+
+    if (!mvr_ratelimit_allow(&r->notices, mvr_clock_now(), NOTICE_BURST, NOTICE_WINDOW))
+        return;
+    left_out = mvr_ratelimit_take_suppressed(&r->notices);
+    if (left_out > 0)
+        mvr_info(r->conn.log, "registry: %" PRIu64 " server message(s) left out", left_out);
+    mvr_info(r->conn.log, "registry: server said: %s", message);
+}
+
+static const struct mvr_conn_hooks registry_hooks = {.up = conn_up, .notice = conn_notice};
 
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -95,6 +113,7 @@ void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struc
     r->role_reported = false;
     r->last_start = -MIN_INTERVAL;
     r->views = r->tables = 0;
+    mvr_ratelimit_init(&r->notices);
     r->hooks = hooks;
     r->owner = owner;
 }

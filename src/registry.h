@@ -9,6 +9,7 @@
 #include <stdbool.h>
 
 #include "conn.h"
+#include "ratelimit.h"
 #include "view.h"
 
 struct mvr_registry_hooks {
@@ -26,6 +27,9 @@ struct mvr_registry {
     bool role_reported;   /* the role and its rights were logged */
     double last_start;    /* monotonic time the last load was sent */
     size_t views, tables; /* shape of the last load, to log only changes */
+    /* Server messages of loads: registry() warns on every load while a table lacks its
+     * triggers, and anyone can make the daemon load (NOTIFY mvrefresh_control). */
+    struct mvr_ratelimit notices;
     const struct mvr_registry_hooks *hooks;
     void *owner;
 };

@@ -206,6 +206,15 @@ PGT_TEST(test_a_session_serves_one_owner)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM s_bob.mv1 x, s_bob.mv2 y "
                                      "WHERE x.pid = y.pid"),
                      1);
+    /* Given to another owner, which loads no registry: not refreshed on the old owner's
+     * session all the same. */
+    pgt_exec(t, "GRANT USAGE ON SCHEMA s_ann TO %s", bob);
+    pgt_exec(t, "GRANT SELECT ON s_ann.t TO %s", bob);
+    pgt_exec(t, "ALTER MATERIALIZED VIEW s_ann.mv1 OWNER TO %s", bob);
+    write_and_wait(t, "s_ann", 3);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM s_ann.mv1 x, s_ann.mv2 y "
+                                     "WHERE x.pid = y.pid"),
+                     0);
 }
 
 /* ---- registrations belong to owners -------------------------------------- */
@@ -825,6 +834,31 @@ PGT_TEST(test_notice_flood_is_rate_limited)
     assert_true(pgt_daemon_alive(t));
 }
 
+/* A table whose owner dropped its trigger makes every registry load warn, and anyone can make
+ * the daemon load (NOTIFY mvrefresh_control, up to four times a second): the warnings a load
+ * brings are logged a few a minute, not once per load. */
+PGT_TEST(test_forced_loads_do_not_flood_the_log)
+{
+    char who[128];
+    PGconn *x;
+    int64_t end;
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE TABLE u (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_t AS SELECT id FROM t");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv_u AS SELECT id FROM u");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv_t'), mvrefresh.watch('mv_u')");
+    pgt_exec(t, "DROP TRIGGER mvrefresh_notify ON u");
+    pgt_daemon_start(t, NULL);
+    make_role(t, "ring er.8", who, sizeof who);
+    x = pgt_connect_as(t, "ring er.8");
+    for (end = pgt_now_ms() + 3000; pgt_now_ms() < end; pgt_sleep_ms(100)) /* pacing */
+        pgt_exec_on(t, x, "NOTIFY mvrefresh_control, 'reload'");
+    pgt_log_wait(t, DEADLINE_MS, 10, "registry loaded");
+    assert_in_range(pgt_log_count(t, "lost the trigger"), 1, 5);
+    assert_true(pgt_daemon_alive(t));
+}
+
 /* With the default settings a reader that holds a view open cannot hold a plain REFRESH
  * (and every reader queued behind it) forever: lock_timeout is on by default. */
 PGT_TEST(test_default_lock_timeout_bounds_a_held_refresh)
@@ -990,6 +1024,7 @@ int main(void)
         PGT_UNIT(test_install_refuses_a_foreign_schema),
         PGT_UNIT(test_daemon_refuses_foreign_owned_functions),
         PGT_UNIT(test_notice_flood_is_rate_limited),
+        PGT_UNIT(test_forced_loads_do_not_flood_the_log),
         PGT_UNIT(test_default_lock_timeout_bounds_a_held_refresh),
         PGT_UNIT(test_view_functions_get_a_pinned_search_path),
         PGT_UNIT(test_three_roles),
