@@ -129,22 +129,25 @@ static bool is_free(const struct mvr_worker *w)
     return w->view == NULL && w->conn.state == MVR_CONN_IDLE;
 }
 
-/* The free worker for a view of owner: one whose session ran only that owner's code, or none
- * yet, if there is one (owners who take turns then do not reconnect each time); else any. */
+/* The free worker for a view of owner: one whose session ran that owner's code, else one
+ * whose session ran nobody's yet, else any (owners who take turns then reconnect only when
+ * there are more of them than workers). */
 static struct mvr_worker *pick(struct mvr_pool *p, uint32_t owner)
 {
-    struct mvr_worker *any = NULL;
+    struct mvr_worker *fresh = NULL, *any = NULL;
 
     for (size_t i = 0; i < p->limit; i++) {
         struct mvr_worker *w = &p->workers[i];
         if (!is_free(w))
             continue;
-        if (w->session_owner == owner || w->session_owner == 0)
+        if (w->session_owner == owner)
             return w;
+        if (w->session_owner == 0 && fresh == NULL)
+            fresh = w;
         if (any == NULL)
             any = w;
     }
-    return any;
+    return fresh != NULL ? fresh : any;
 }
 
 /* Start v on w; where w's session ran another owner's code, on a new session of w's. */

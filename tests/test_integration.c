@@ -392,6 +392,23 @@ PGT_TEST(test_garbage_notifications_are_ignored)
     assert_true(pgt_daemon_alive(t));
 }
 
+/* A refresh (slow_mv's) runs on the server. */
+static void wait_refresh_running(pgt_ctx *t)
+{
+    pgt_poll_until(t, DEADLINE_MS, "1",
+                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND pid <> pg_backend_pid() AND state = 'active' "
+                   "AND query LIKE '%%mvrefresh.refresh(%%'");
+}
+
+/* slow_mv's refresh was cancelled (57014), recorded as its one failure. */
+static void wait_cancel_recorded(pgt_ctx *t)
+{
+    pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
+                   "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "
+                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+}
+
 /* SIGTERM lets an in-flight refresh finish, then exits 0. */
 PGT_TEST(test_sigterm_during_slow_refresh)
 {
@@ -408,10 +425,7 @@ PGT_TEST(test_sigterm_during_slow_refresh)
     wait_catch_up(t, "slow_mv");
 
     pgt_exec(t, "INSERT INTO t VALUES (1)");
-    pgt_poll_until(t, DEADLINE_MS, "1",
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid() AND state = 'active' "
-                   "AND query LIKE '%%mvrefresh.refresh(%%'");
+    wait_refresh_running(t);
     status = pgt_daemon_stop(t, SIGTERM, 20000);
     assert_int_equal(status, 0);
     assert_true(pgt_log_count(t, "stopping") >= 1);
@@ -454,10 +468,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
     int status;
 
     start_slow_refresh(t, "[mvrefreshd]\nshutdown_timeout = 300ms\n", 60);
-    pgt_poll_until(t, DEADLINE_MS, "1",
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid() AND state = 'active' "
-                   "AND query LIKE '%%mvrefresh.refresh(%%'");
+    wait_refresh_running(t);
     started = pgt_now_ms();
     status = pgt_daemon_stop(t, SIGTERM, 20000);
     assert_int_equal(status, 0);
@@ -468,9 +479,7 @@ PGT_TEST(test_sigterm_cancels_after_shutdown_timeout)
                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                    "AND pid <> pg_backend_pid() AND query LIKE '%%mvrefresh.refresh(%%'"
                    " AND state = 'active'");
-    pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
-                   "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "
-                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    wait_cancel_recorded(t);
     assert_int_equal(pgt_refresh_count(t, "slow_mv"), 1);
 }
 
@@ -481,10 +490,7 @@ PGT_TEST(test_second_sigterm_cancels_at_once)
     int64_t started;
 
     start_slow_refresh(t, "[mvrefreshd]\nshutdown_timeout = 1min\n", 60);
-    pgt_poll_until(t, DEADLINE_MS, "1",
-                   "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND pid <> pg_backend_pid() AND state = 'active' "
-                   "AND query LIKE '%%mvrefresh.refresh(%%'");
+    wait_refresh_running(t);
     started = pgt_now_ms();
     pgt_daemon_signal(t, SIGTERM);
     pgt_log_wait(t, DEADLINE_MS, 1, "SIGTERM: stopping; 1 refresh(es) running");
@@ -492,9 +498,7 @@ PGT_TEST(test_second_sigterm_cancels_at_once)
     assert_true(pgt_now_ms() - started < pgt_scaled(10000));
     assert_int_equal(pgt_log_count(t, "SIGTERM again: cancelling 1 running refresh(es) now"), 1);
     assert_int_equal(pgt_log_count(t, "shutdown_timeout reached"), 0);
-    pgt_poll_until(t, DEADLINE_MS, "1|57014|false",
-                   "SELECT failure_count || '|' || last_sqlstate || '|' || refreshing "
-                   "FROM mvrefresh.status WHERE view = 'slow_mv'::regclass");
+    wait_cancel_recorded(t);
 }
 
 /* statement_timeout from mvrefresh.ini bounds each REFRESH (set for its transaction alone,
