@@ -2485,7 +2485,6 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
     tables oid[];
-    locked oid[];
 BEGIN
     WITH gone AS (
         DELETE FROM mvrefresh.change_log RETURNING table_oid
@@ -2494,18 +2493,21 @@ BEGIN
     IF tables IS NULL THEN
         RETURN;
     END IF;
-    locked := ARRAY(
-        SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s
-        WHERE s.view IN (SELECT r.view FROM mvrefresh.readers(tables) AS r)
-        ORDER BY s.view FOR UPDATE OF s SKIP LOCKED);
-    UPDATE mvrefresh.refresh_state s
-    SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
-        marked_at = pg_catalog.clock_timestamp()
-    WHERE s.view::pg_catalog.oid = ANY (locked);
+    WITH r AS (
+        SELECT DISTINCT x.view FROM mvrefresh.readers(tables) AS x
+    ), free AS (
+        SELECT s.view FROM mvrefresh.refresh_state s JOIN r ON r.view = s.view
+        ORDER BY s.view FOR UPDATE OF s SKIP LOCKED
+    ), done AS (
+        UPDATE mvrefresh.refresh_state s
+        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+            marked_at = pg_catalog.clock_timestamp()
+        FROM free f WHERE s.view = f.view
+        RETURNING s.view
+    )
     INSERT INTO mvrefresh.pending_view AS p (view)
-    SELECT DISTINCT r.view::pg_catalog.oid FROM mvrefresh.readers(tables) AS r
-    JOIN mvrefresh.refresh_state s ON s.view = r.view
-    WHERE s.view::pg_catalog.oid <> ALL (locked)
+    SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s JOIN r ON r.view = s.view
+    WHERE s.view NOT IN (SELECT d.view FROM done d)
     ON CONFLICT (view) DO NOTHING;
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
