@@ -732,6 +732,12 @@ PGT_TEST(test_public_calls_no_other_installer_function)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM pg_roles WHERE rolname = 'pub lic.6' "
                                      "AND NOT rolsuper"),
                      1);
+    /* Attached by one who may (a superuser), it refuses any table but its own. */
+    pgt_exec(t, "CREATE TABLE hook (table_oid oid, xact xid8, gen int8, ring boolean)");
+    pgt_exec(t, "CREATE TRIGGER hook AFTER INSERT ON hook FOR EACH ROW "
+                "EXECUTE FUNCTION mvrefresh.ring()");
+    pgt_exec_fails(t, state, "INSERT INTO hook VALUES (1, NULL, NULL, true)");
+    assert_string_equal(state, DENIED);
 }
 
 /* ---- a schema nobody else controls --------------------------------------- */
