@@ -342,11 +342,11 @@ void mvr_quiet_doorbell(struct mvr_quiet *q)
 /*
  * A TAKE sent by a daemon (or a connection) that is gone may still run on the server: its
  * statement was in flight when the connection closed, and it waits for a lock (a reinstall,
- * an ALTER SEQUENCE of a generation left open). It has deleted its markers already; when it goes on it marks their
- * views pending in the database and disarms their tables, and nobody hears of it. The
- * catch-up's own load read the pending views before that. But a TAKE of ours that succeeds
- * has waited for that one: it must lock the markers that one deleted, until it ends. So once
- * it has, the pending views are read again (recheck), and such a view is one more cycle.
+ * an ALTER SEQUENCE of a generation left open). It has deleted its markers already; when it goes on
+ * it marks their views pending in the database and disarms their tables, and nobody hears of it.
+ * The catch-up's own load read the pending views before that. But a TAKE of ours that succeeds has
+ * waited for that one: it must lock the marker rows that one deleted, until it ends. So once it
+ * has, the pending views are read again (recheck), and such a view is one more cycle.
  */
 void mvr_quiet_catch_up(struct mvr_quiet *q)
 {
