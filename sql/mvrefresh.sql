@@ -3208,6 +3208,12 @@ BEGIN
                 'mvrefresh.check_not_upstream()'::pg_catalog.regprocedure,
                 'mvrefresh.on_registration()'::pg_catalog.regprocedure,
                 'mvrefresh.ring()'::pg_catalog.regprocedure,
+                -- Read the registry under row security, called only by functions
+                -- that run as the installer: a view's code calling one during a
+                -- REFRESH would share (and could reshape) the plan they cache.
+                'mvrefresh.view_tables(oid)'::pg_catalog.regprocedure,
+                'mvrefresh.with_descendants(oid[])'::pg_catalog.regprocedure,
+                'mvrefresh.readers(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.on_sql_drop()'::pg_catalog.regprocedure,
                 'mvrefresh.on_ddl_end()'::pg_catalog.regprocedure,
                 'mvrefresh.sync_descendants(oid[], oid[])'::pg_catalog.regprocedure,

@@ -713,6 +713,14 @@ PGT_TEST(test_public_calls_no_other_installer_function)
                                  "AND has_function_privilege('pub lic.6', p.oid, 'EXECUTE')");
     assert_string_equal(callable, "mvrefresh.record_change(oid)");
     free(callable);
+    /* Nor the functions that read the registry under row security for the installer's code:
+     * a view's code calling one would share the plan they cache in the daemon's session. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM unnest(ARRAY["
+                                     "'mvrefresh.view_tables(oid)', "
+                                     "'mvrefresh.with_descendants(oid[])', "
+                                     "'mvrefresh.readers(oid[])']::regprocedure[]) f "
+                                     "WHERE has_function_privilege('pub lic.6', f, 'EXECUTE')"),
+                     0);
 
     /* The attack that the rule above closes, in a temporary schema that needs no grant. */
     x = pgt_connect_as(t, "pub lic.6");
