@@ -2215,9 +2215,9 @@ BEGIN
     -- look-ups only, which matters with thousands of tables.)
     -- One table without its trigger is no restore: its owner dropped or
     -- disabled it (an owner may), and that must not stop every other owner's
-    -- views. Those
-    -- views load all the same, with a WARNING naming the table and its owner:
-    -- their other tables still ring, and the backstop finds this one's writes.
+    -- views. Those views load all the same, with a WARNING naming the table
+    -- and its owner: their other tables still ring, and the backstop finds
+    -- this one's writes.
     broken := ARRAY(
         SELECT DISTINCT d.base::pg_catalog.oid FROM mvrefresh.dependency d
         JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
@@ -2236,19 +2236,16 @@ BEGIN
               AND pg_catalog.encode(t.tgargs, 'escape') = a.arg || E'\\000'));
     -- A restore: no table is sound, and triggers of ours name generations by
     -- other OIDs (a table whose owner dropped or disabled its triggers is no
-    -- evidence of that, even when it is the only one).
+    -- evidence of that, even when it is the only one). A broken table whose
+    -- trigger of ours is there and enabled can only be one with another OID's.
     IF broken OPERATOR(pg_catalog.<>) '{}'
        AND NOT EXISTS (SELECT 1 FROM mvrefresh.dependency d
                        JOIN pg_catalog.pg_class c ON c.oid = d.base AND c.relkind IN ('r', 'p')
                        WHERE d.base::pg_catalog.oid OPERATOR(pg_catalog.<>) ALL (broken))
        AND EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                    WHERE t.tgrelid OPERATOR(pg_catalog.=) ANY (broken)
-                     AND t.tgname = 'mvrefresh_notify'
-                     AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
-                     AND pg_catalog.encode(t.tgargs, 'escape') IS DISTINCT FROM
-                         (SELECT g.oid::pg_catalog.text || E'\\000' FROM pg_catalog.pg_class g
-                          WHERE g.relname = 'gen_' || t.tgrelid::pg_catalog.text
-                            AND g.relnamespace = 'mvrefresh'::pg_catalog.regnamespace)) THEN
+                     AND t.tgname = 'mvrefresh_notify' AND t.tgenabled IN ('O', 'A')
+                     AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure) THEN
         RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
             MESSAGE = 'watched tables have no generation of their own: their OIDs changed (a dump and restore?)',
             HINT = 'Install the mvrefresh SQL again in this database; it repairs the triggers. Where mvrefresh is an extension, a superuser runs instead: SELECT mvrefresh.watch(view, debounce, max_wait, "concurrently") FROM mvrefresh.view;';
@@ -2293,12 +2290,14 @@ BEGIN
                -- What v.view::text gives under this search_path, from the rows
                -- looked up anyway (the cast looks each name up again: 10,000
                -- catalog look-ups on a session's first load)
-               (SELECT pg_catalog.quote_ident(vn.nspname) || '.' || pg_catalog.quote_ident(c.relname)
-                FROM pg_catalog.pg_class c
-                JOIN pg_catalog.pg_namespace vn ON vn.oid = c.relnamespace
-                WHERE c.oid = v.view AND c.relkind = 'm') AS name,
-               (SELECT c.relowner FROM pg_catalog.pg_class c WHERE c.oid = v.view) AS owner
+               n.name, n.owner
         FROM mvrefresh.view v
+        LEFT JOIN LATERAL (
+            SELECT pg_catalog.quote_ident(vn.nspname) || '.' || pg_catalog.quote_ident(c.relname),
+                   c.relowner
+            FROM pg_catalog.pg_class c
+            JOIN pg_catalog.pg_namespace vn ON vn.oid = c.relnamespace
+            WHERE c.oid = v.view AND c.relkind = 'm') AS n(name, owner) ON true
         WHERE NOT v.unwatched
     )
     SELECT v.view,
@@ -2785,8 +2784,9 @@ $fn$;
 -- daemon passes as request, the epoch registry() gave); or its owner is no
 -- longer the owner the daemon passes (ALTER ... OWNER TO, which the daemon
 -- learns at its next registry load: it chose the session by owner, see
--- src/refresh.h). The daemon then loads the registry again. The names come back separately so the daemon quotes them itself
--- (PQescapeIdentifier) instead of trusting a preformatted string. "denied" is
+-- src/refresh.h). The daemon then loads the registry again. The names come
+-- back separately so the daemon quotes them itself (PQescapeIdentifier)
+-- instead of trusting a preformatted string. "denied" is
 -- non-NULL when the daemon's role cannot refresh the view: the daemon records
 -- it as the failure (SQLSTATE 42501) instead of trying.
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision,
