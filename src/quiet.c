@@ -201,6 +201,12 @@ static void on_done(void *owner, enum mvr_control_job job, bool ok)
     if (job == MVR_JOB_TAKE && ok && q->recheck) {
         q->recheck = false;
         q->hooks->recheck(q->owner);
+    } else if (job == MVR_JOB_BACKSTOP && ok) {
+        /* The backstop bounds how long a change nobody heard of can hide, and a view the
+         * database says is pending while this daemon holds it clean is one: marked by a TAKE
+         * or a BACKSTOP of a session gone since, after the recheck above had run, or while
+         * the view was refreshing (refresh_end() keeps that mark). */
+        q->hooks->recheck(q->owner);
     }
     if (job != MVR_JOB_RING)
         return;

@@ -27,8 +27,9 @@ struct mvr_quiet_hooks {
     /* Changes may have been taken without our hearing of them: the views pending in the
      * database must be read back (a catch-up). */
     void (*lost_changes)(void *owner);
-    /* The first TAKE after a catch-up succeeded: read the views pending in the database
-     * again (no catch-up), for what a TAKE of a session gone meanwhile marked (quiet.c). */
+    /* The first TAKE after a catch-up succeeded, or a backstop round did: read the views
+     * pending in the database again (no catch-up), for what a TAKE or BACKSTOP of a session
+     * gone meanwhile marked (quiet.c). */
     void (*recheck)(void *owner);
     /* Call fn for the watched tables: all of them (each once, by ascending OID), or those
      * read by a debouncing view that more writes could still postpone. */

@@ -449,6 +449,34 @@ PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
 }
 
 /*
+ * A view the database says is pending while the daemon holds it clean: what a TAKE or a
+ * BACKSTOP of a session gone since leaves when it ends after the catch-up's recheck, or marks
+ * while the view refreshes (refresh_end() keeps that mark). Each backstop round reads the
+ * pending views again, so it is refreshed within backstop_interval; nothing else here would
+ * (no write, no registry change).
+ */
+PGT_TEST(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    start_daemon_with(t, "[mvrefreshd]\nbackstop_interval = 300ms\n");
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    /* The catch-up's load and its recheck's (after the first TAKE) are done, ... */
+    pgt_log_wait(t, DEADLINE_MS, 2, "registry loaded");
+    /* ... and so is the refresh: a mark now is heard of by no load but the backstop's. */
+    pgt_poll_until(t, DEADLINE_MS, "f",
+                   "SELECT refreshing FROM mvrefresh.refresh_state WHERE view = 'mv'::regclass");
+    pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = clock_timestamp(), "
+                "marked_at = clock_timestamp() WHERE view = 'mv'::regclass");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_poll_until(
+        t, DEADLINE_MS, "t",
+        "SELECT pending_since IS NULL FROM mvrefresh.status WHERE view = 'mv'::regclass");
+}
+
+/*
  * A status row another transaction holds (a watch() or a partition DDL left open) holds back
  * the view it belongs to, not the views that read the same table, nor the markers of any
  * other table: the TAKE marks that view pending aside (mvrefresh.pending_view) and goes on.
@@ -895,6 +923,7 @@ int main(void)
         PGT_UNIT(test_restart_refreshes_exactly_what_changed),
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_a_take_left_running_by_a_stopped_daemon_is_caught_up),
+        PGT_UNIT(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round),
         PGT_UNIT(test_a_held_status_row_holds_back_only_its_view),
         PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
         PGT_UNIT(test_watch_again_rearms_a_capped_view_at_once),
