@@ -2805,7 +2805,12 @@ BEGIN
     RETURN QUERY
         WITH target AS (
             SELECT v.view, n.nspname, c.relname,
-                   mvrefresh.refresh_denied(v.view, mvrefresh.acting_role()) AS denied,
+                   -- The common case first, without refresh_denied()'s call
+                   -- (about 0.2 ms of every refresh on a session idle since
+                   -- the last): a member of the owning role may refresh.
+                   CASE WHEN pg_catalog.pg_has_role(w.who, c.relowner, 'USAGE') THEN NULL
+                        ELSE mvrefresh.refresh_denied(v.view, w.who)
+                   END AS denied,
                    -- The user's explicit choice is reported before what the
                    -- catalog says, so the daemon's log names the real cause.
                    CASE
@@ -2822,7 +2827,7 @@ BEGIN
                                           AND i.indexprs IS NULL)
                            THEN 'no unique index'
                    END AS reason
-            FROM mvrefresh.view v
+            FROM (SELECT mvrefresh.acting_role() AS who) AS w, mvrefresh.view v
             JOIN pg_catalog.pg_class c ON c.oid = v.view AND c.relkind = 'm'
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE v.view = refresh_begin.view::pg_catalog.regclass
