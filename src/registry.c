@@ -291,6 +291,7 @@ static int read_load(struct mvr_registry *r, const PGresult *res, struct mvr_vie
         mvr_error(r->conn.log, "cannot load the registry: unexpected value or out of memory");
         return -1;
     }
+    confs->read_at = r->last_start;
     return 0;
 }
 

@@ -527,6 +527,7 @@ bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
                         double now)
 {
     size_t slots = confs->n ? confs->n : 1, n;
+    double read_at = confs->read_at;
     bool uncapped = false;
     struct mvr_view **items = calloc(slots, sizeof *items);
     unsigned char *why = calloc(slots, sizeof *why);
@@ -559,10 +560,13 @@ bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
             request_one(s, items[i], now);
         if ((catch_up && items[i]->conf.pending) || (why[i] & ADOPT_STALE))
             change_one(s, items[i], now, MVR_CHANGE_CATCH_UP);
-        else if (items[i]->conf.pending && items[i]->state == MVR_VIEW_IDLE)
+        else if (items[i]->conf.pending && items[i]->state == MVR_VIEW_IDLE &&
+                 items[i]->ended <= read_at)
             /* The database knows of a change this daemon did not hear of (a marker taken
-             * while the view was not loaded yet): one more cycle, never a clean view over a
-             * disarmed table. */
+             * while the view was not loaded yet, or by a session gone since): one more cycle,
+             * never a clean view over a disarmed table. Unless its refresh ended after these
+             * rows were read: they showed that refresh in flight (pending until it ends), and
+             * a mark it left is read by the next load (each backstop round makes one). */
             change_one(s, items[i], now, MVR_CHANGE_WRITE);
         else
             evaluate(s, items[i], now);

@@ -78,6 +78,7 @@ struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf)
     mvr_pending_clear(&v->pending);
     mvr_pending_clear(&v->covered);
     v->retry_at = NAN;
+    v->ended = -INFINITY;
     mvr_ratelimit_init(&v->notices);
     return v;
 }
@@ -160,6 +161,7 @@ void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, doub
                   mvr_view_state_name(v->state));
         return;
     }
+    v->ended = now;
     if (outcome != MVR_OUTCOME_OK) {
         fail(v, outcome, now, base, cap, log);
     } else {

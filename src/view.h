@@ -70,6 +70,7 @@ struct mvr_view_conf {
 struct mvr_view_confs {
     struct mvr_view_conf *items;
     size_t n;
+    double read_at; /* when the daemon asked for these rows (mvr_clock_now()) */
     struct mvr_depmap tables;
     struct mvr_depmap views;
 };
@@ -81,6 +82,7 @@ struct mvr_view {
     struct mvr_pending pending;  /* changes no started refresh covers */
     struct mvr_pending covered;  /* REFRESHING: the changes this refresh covers */
     double retry_at;             /* BACKOFF: earliest retry */
+    double ended;                /* when its last refresh ended (-INFINITY: none yet) */
     unsigned failures;           /* consecutive failed refreshes */
     bool retry_on_change;        /* BACKOFF: the failure is one a change may fix */
     unsigned seen_up, seen_down; /* the schedule's graph walks: the last ones that visited it */

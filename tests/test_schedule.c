@@ -30,6 +30,7 @@ static void begin_load(struct fx *f)
     assert_non_null(f->confs.items);
     mvr_depmap_init(&f->confs.tables);
     mvr_depmap_init(&f->confs.views);
+    f->confs.read_at = NAN;
 }
 
 static int setup(void **state)
@@ -92,6 +93,8 @@ static bool load(struct fx *f, bool catch_up)
 
     mvr_depmap_finish(&f->confs.tables);
     mvr_depmap_finish(&f->confs.views);
+    if (isnan(f->confs.read_at))
+        f->confs.read_at = f->now; /* read just now, unless the test said otherwise */
     uncapped = mvr_schedule_apply(&f->s, &f->confs, catch_up, f->now);
     begin_load(f);
     return uncapped;
@@ -303,6 +306,34 @@ static void test_catch_up_refreshes_exactly_the_pending_views(void **state)
     assert_int_equal(state_of(f, 2), MVR_VIEW_DEBOUNCING);
     at(f, f->now + 3600.0);
     expect_pops(f, 2);
+}
+
+/* A load read while a view refreshed shows it pending (its status row says "refreshing");
+ * if that refresh ended before the load was applied, the flag is about a refresh already
+ * done, not a change nobody heard of: no cycle. A load read after it ended still counts. */
+static void test_a_load_read_during_a_refresh_does_not_refresh_it_again(void **state)
+{
+    struct fx *f = *state;
+    double read_at;
+
+    view(f, 1, 100, 1000);
+    reads(f, 101, false);
+    load(f, false);
+    at(f, f->now + 1.0);
+    expect_pops(f, 1);        /* newly watched: pending */
+    read_at = f->now + 0.010; /* the load is sent while it refreshes */
+    f->now += 0.020;
+    done(f, 1, MVR_OUTCOME_OK); /* and it ends before the answer comes */
+    f->now += 0.010;
+    view(f, 1, 100, 1000);
+    reads(f, 101, false);
+    f->confs.read_at = read_at;
+    load(f, false);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+    view(f, 1, 100, 1000); /* read after it ended: pending there is news */
+    reads(f, 101, false);
+    load(f, false);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
 }
 
 /* A daemon that starts knows none of the views: only the status says which ones missed
@@ -992,6 +1023,7 @@ int main(void)
         T(test_change_during_refresh_earns_one_more_cycle),
         T(test_unknown_table_counts_nothing),
         T(test_catch_up_refreshes_exactly_the_pending_views),
+        T(test_a_load_read_during_a_refresh_does_not_refresh_it_again),
         T(test_start_refreshes_only_pending_views),
         T(test_a_change_counts_from_when_the_daemon_asked),
         T(test_touch_view),
