@@ -57,7 +57,7 @@ static int parse_u64(const char *text, uint64_t *out)
 }
 
 /* A table OID in column 0, or 0. */
-static uint32_t table_of(const PGresult *res, int row)
+static uint32_t oid_of(const PGresult *res, int row)
 {
     uint64_t oid;
 
@@ -68,7 +68,7 @@ static uint32_t table_of(const PGresult *res, int row)
 
 static void take_row(struct mvr_control *c, const PGresult *res, int row)
 {
-    uint32_t table = table_of(res, row);
+    uint32_t table = oid_of(res, row);
 
     if (table != 0)
         c->hooks->changed(c->owner, table, c->sent_at);
@@ -76,10 +76,10 @@ static void take_row(struct mvr_control *c, const PGresult *res, int row)
 
 static void moved_row(struct mvr_control *c, const PGresult *res, int row)
 {
-    uint32_t table = table_of(res, row);
+    uint32_t view = oid_of(res, row);
 
-    if (table != 0)
-        c->hooks->moved(c->owner, table);
+    if (view != 0)
+        c->hooks->moved(c->owner, view);
 }
 
 /* Ended: committed, aborted, or NULL (too old to know: count it as a change, to be safe). */

@@ -11,7 +11,7 @@
  *   REARM    arm the tables of the views debouncing, like RING (after a TAKE asked for at
  *            the same time, which would disarm them again at once);
  *   FOLLOW   which followed transactions have ended, and how (pg_xact_status());
- *   BACKSTOP which tables' write statistics moved since the last round (backstop());
+ *   BACKSTOP which views read a table written since their last refresh (backstop());
  *   HEARTBEAT tell the database this daemon is alive, and how it is doing (heartbeat()).
  * Asking for a job that is already wanted does nothing more: requests coalesce.
  */
@@ -43,9 +43,10 @@ struct mvr_control_hooks {
     void (*changed)(void *owner, uint32_t table, double at);
     /* FOLLOW: this transaction ended; committed or not. */
     void (*ended)(void *owner, uint64_t xid, bool committed);
-    /* BACKSTOP: this table was written although no marker said so (or with one still to be
-     * taken); its views are marked pending in the database already. */
-    void (*moved)(void *owner, uint32_t table);
+    /* BACKSTOP: this view reads a table written since its last refresh, although no marker
+     * may have said so (or with one still to be taken); it is marked pending in the database
+     * already. */
+    void (*moved)(void *owner, uint32_t view);
     /* A TAKE or BACKSTOP was in flight when the connection went: it may have committed
      * (markers gone, views marked pending in the database) without our hearing which. */
     void (*changes_lost)(void *owner);

@@ -170,15 +170,17 @@ static void on_ended(void *owner, uint64_t xid, bool committed)
         ev_timer_stop(q->loop, &q->follow_timer);
 }
 
-/* A table whose statistics moved since the last round: most often a write whose marker is
- * still to be taken, but also one no signal will ever tell of (a writer that silenced
- * itself, triggers disabled, a write straight into a partition). */
-static void on_moved(void *owner, uint32_t table)
+/* A view one of whose tables' statistics moved since the last round and since its last
+ * refresh: most often a write whose marker is still to be taken, but also one no signal will
+ * ever tell of (a writer that silenced itself, triggers disabled, a write straight into a
+ * partition). */
+static void on_moved(void *owner, uint32_t view)
 {
     struct mvr_quiet *q = owner;
 
-    mvr_debug(q->log, "backstop: table %" PRIu32 " was written since the last round", table);
-    q->hooks->table_changed(q->owner, table, mvr_clock_now());
+    mvr_debug(q->log, "backstop: a table of view %" PRIu32 " was written since its last refresh",
+              view);
+    q->hooks->view_changed(q->owner, view);
 }
 
 static void on_changes_lost(void *owner)

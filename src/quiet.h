@@ -19,10 +19,10 @@
 
 /* Every hook gets the owner given to mvr_quiet_init first. */
 struct mvr_quiet_hooks {
-    /* A table changed at or before `at`: a marker was taken (`at`: when the daemon asked), or
-     * (backstop) its statistics moved (`at`: now). */
+    /* A table changed at or before `at`: a marker was taken (`at`: when the daemon asked). */
     void (*table_changed)(void *owner, uint32_t table, double at);
-    /* A writer followed for this view committed. */
+    /* A writer followed for this view committed, or (backstop) a table it reads was written
+     * since its last refresh. */
     void (*view_changed)(void *owner, uint32_t view);
     /* Changes may have been taken without our hearing of them: the views pending in the
      * database must be read back (a catch-up). */

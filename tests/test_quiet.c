@@ -474,6 +474,8 @@ PGT_TEST(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round)
     pgt_poll_until(
         t, DEADLINE_MS, "t",
         "SELECT pending_since IS NULL FROM mvrefresh.status WHERE view = 'mv'::regclass");
+    /* Once: the rounds after it (each with its load) find nothing more to do. */
+    pgt_refreshes_stay(t, "mv", 2, 1500);
 }
 
 /*
@@ -659,6 +661,66 @@ PGT_TEST(test_backstop_remembers_across_restarts)
     pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
     silenced_write(t, 1);
     pgt_daemon_start(t, pgt_path(t, "backstop.ini", path, sizeof path));
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
+/*
+ * The backstop holds a write against what the view's last refresh found, not against its
+ * previous round: a write that was signalled and refreshed is not refreshed again by the
+ * next round, nor by the round a restart runs. (The write's statistics are made visible
+ * before its marker, so the refresh that the marker brings finds them.)
+ */
+PGT_TEST(test_backstop_leaves_a_refreshed_write_alone)
+{
+    static const char settled[] =
+        "SELECT count(*) FROM mvrefresh.table_state s "
+        "JOIN mvrefresh.table_fingerprints(ARRAY['t'::regclass::oid]) f USING (table_oid) "
+        "WHERE s.fingerprint = f.fingerprint";
+    char path[PATH_MAX + 32];
+    PGconn *w;
+
+    backstop_schema(t, "1h");
+    w = pgt_connect(t);
+    pgt_exec_on(t, w, "SET session_replication_role = replica");
+    pgt_exec_on(t, w, "INSERT INTO t VALUES (1)");
+    pgt_disconnect(t, w); /* its backend reports its statistics as it exits */
+    pgt_poll_until(t, DEADLINE_MS, "t", "SELECT pg_stat_get_tuples_inserted('t'::regclass) > 0");
+    pgt_exec(t, "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t'::regclass)");
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv"); /* within poll_interval */
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_daemon_stop(t, SIGTERM, DEADLINE_MS);
+    pgt_daemon_start(t, pgt_path(t, "backstop.ini", path, sizeof path));
+    /* The start's round has stored what it found, which moved since the last round ... */
+    pgt_poll_until(t, DEADLINE_MS, "1", settled);
+    /* ... and the view's last refresh had found it so: nothing to refresh. */
+    pgt_refreshes_stay(t, "mv", 2, 1500);
+    /* A write no signal tells of still counts. */
+    silenced_write(t, 2);
+    pgt_write_file(path, "[mvrefreshd]\nbackstop_interval = 200ms\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM mv");
+}
+
+/* A status row another transaction holds does not stall a backstop round (nor, behind it,
+ * the control connection's other work for lock_timeout): that view is marked pending aside,
+ * and refreshed once the row is free. */
+PGT_TEST(test_a_held_status_row_does_not_stall_the_backstop)
+{
+    char path[PATH_MAX + 32];
+    PGconn *holder = pgt_connect(t);
+
+    backstop_schema(t, "1h");
+    silenced_write(t, 1);
+    pgt_exec_on(t, holder, "BEGIN");
+    pgt_exec_on(t, holder,
+                "SELECT 1 FROM mvrefresh.refresh_state WHERE view = 'mv'::regclass FOR UPDATE");
+    pgt_write_file(pgt_path(t, "backstop.ini", path, sizeof path),
+                   "[mvrefreshd]\nbackstop_interval = 200ms\n");
+    pgt_daemon_signal(t, SIGHUP);
+    /* Well within the daemon's lock_timeout (10 s), which a wait for the row would take. */
+    pgt_poll_until(t, 3000, "1", "SELECT count(*) FROM mvrefresh.pending_view");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 0);
+    pgt_exec_on(t, holder, "COMMIT");
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
 }
 
@@ -930,6 +992,8 @@ int main(void)
         PGT_UNIT(test_reload_rearms_a_capped_view_at_once),
         PGT_UNIT(test_backstop_finds_a_silenced_writer),
         PGT_UNIT(test_backstop_remembers_across_restarts),
+        PGT_UNIT(test_backstop_leaves_a_refreshed_write_alone),
+        PGT_UNIT(test_a_held_status_row_does_not_stall_the_backstop),
         PGT_UNIT(test_forged_signals_refresh_nothing),
         PGT_UNIT(test_no_daemon_no_cost),
         PGT_UNIT(test_one_doorbell_for_many_sessions),

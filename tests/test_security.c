@@ -718,7 +718,8 @@ PGT_TEST(test_public_calls_no_other_installer_function)
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM unnest(ARRAY["
                                      "'mvrefresh.view_tables(oid)', "
                                      "'mvrefresh.with_descendants(oid[])', "
-                                     "'mvrefresh.readers(oid[])']::regprocedure[]) f "
+                                     "'mvrefresh.readers(oid[])', "
+                                     "'mvrefresh.table_fingerprints(oid[])']::regprocedure[]) f "
                                      "WHERE has_function_privilege('pub lic.6', f, 'EXECUTE')"),
                      0);
 

@@ -492,8 +492,8 @@ is "...but clears one taken before it began" "f" \
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 # Statistics reach other sessions with a delay (up to about a second; before PostgreSQL 15
 # through the statistics collector): poll, with a deadline, rather than assume.
-# backstop_poll UNTIL: run a backstop round every 100 ms, collecting the tables it reports,
-# until UNTIL is "quiet" (a round reports nothing) or a table name it must report.
+# backstop_poll UNTIL: run a backstop round every 100 ms, collecting the views it reports,
+# until UNTIL is "quiet" (a round reports nothing) or a view name it must report.
 backstop_poll() {
     local until=$1 round seen="" deadline=$((SECONDS + 15))
     while [ "$SECONDS" -lt "$deadline" ]; do
@@ -514,8 +514,8 @@ db -c "UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_
 # A write no trigger sees (as logical replication applies changes), into a partition: the
 # partition counts as a table of its own.
 db -c "SET session_replication_role = replica; INSERT INTO p0 VALUES (5, 5)" >/dev/null
-got=$(backstop_poll p0)
-is "the backstop finds a write no trigger saw, in a partition, and marks its views pending" "p0
+got=$(backstop_poll mv_p)
+is "the backstop finds a write no trigger saw, in a partition, and marks its views pending" "mv_p
 t" \
     "SELECT '$got';
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
@@ -529,6 +529,10 @@ t" \
     "SELECT pg_sequence_last_value(('mvrefresh.gen_' || '$oid_a')::regclass) IS NULL;
      SELECT count(*) FROM mvrefresh.refresh('mv_a'::regclass, false);
      SELECT pg_sequence_last_value(('mvrefresh.gen_' || '$oid_a')::regclass) IS NOT NULL"
+is "...and notes, for the backstop, each table as it found it (before its snapshot)" "t" \
+    "SELECT f.fingerprint = n.fingerprint FROM mvrefresh.view_fingerprint f
+     JOIN mvrefresh.table_fingerprints(ARRAY['t_a'::regclass::oid]) n USING (table_oid)
+     WHERE f.view = 'mv_a'::regclass::oid"
 
 # --- unwatch ------------------------------------------------------------------
 is "unwatch() removes the registration, its dependency and state rows" "0|0|0" \
