@@ -2939,6 +2939,24 @@ $fn$;
 -- the request's commit; a successful refresh serves exactly that one. (The
 -- signature grew that argument: the old one goes, or calls would be ambiguous.)
 DROP FUNCTION IF EXISTS mvrefresh.refresh_end(oid, boolean, text, text, text, double precision);
+-- It used to return nothing; a function's result type cannot be replaced.
+DO $do$
+BEGIN
+    IF 'pg_catalog.void'::pg_catalog.regtype = (
+           SELECT p.prorettype FROM pg_catalog.pg_proc p
+           WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.refresh_end(oid, boolean, text, '
+                                                    'text, text, double precision, double precision)'))
+    THEN
+        DROP FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, double precision,
+                                            double precision);
+    END IF;
+END
+$do$;
+-- Returns whether the view was marked pending since this refresh began (a
+-- take_changes() or backstop(), or a pending_view row): a change the refresh
+-- may not cover, and one the daemon may never have heard of (made by a
+-- session of a daemon gone since: docs/quiet-triggers.md, "Start and
+-- reconnect"). The daemon gives such a view one more cycle unless it heard.
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_end(
     view          oid,
     ok            boolean,
@@ -2947,13 +2965,15 @@ CREATE OR REPLACE FUNCTION mvrefresh.refresh_end(
     message       text,
     pending_since double precision,
     request       double precision DEFAULT NULL)
-RETURNS void
+RETURNS boolean
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
+DECLARE
+    marked boolean;
 BEGIN
     UPDATE mvrefresh.refresh_state AS s
     SET refreshing    = false,
@@ -2970,7 +2990,8 @@ BEGIN
                                  CASE WHEN s.marked_at >= s.last_start THEN s.marked_at END)
     -- One clock reading, so last_duration is exactly last_finish - last_start.
     FROM (SELECT pg_catalog.clock_timestamp() AS t) AS now_
-    WHERE s.view = refresh_end.view::pg_catalog.regclass;
+    WHERE s.view = refresh_end.view::pg_catalog.regclass
+    RETURNING s.marked_at >= s.last_start INTO marked;
     -- The refresh request this refresh was begun for is served; one made since
     -- waits for the next. A failed refresh serves none: the request stays, and
     -- so does a paused view, retried like any failure.
@@ -2987,6 +3008,9 @@ BEGIN
     WHERE refresh_end.ok
       AND d.base = refresh_end.view::pg_catalog.regclass
       AND s.view = d.view;
+    RETURN COALESCE(marked, false)
+        OR EXISTS (SELECT 1 FROM mvrefresh.pending_view p
+                   WHERE p.view = refresh_end.view::pg_catalog.oid);
 END
 $fn$;
 

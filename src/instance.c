@@ -278,6 +278,8 @@ static void on_finished(void *owner, struct mvr_view *v, const struct mvr_refres
 
     count_outcome(v, out);
     mvr_schedule_done(&in->schedule, v, outcome_of(out), mvr_clock_now()); /* v may be freed */
+    if (out->marked && !in->stopping)
+        mvr_schedule_unheard(&in->schedule, oid, mvr_clock_now());
     if (out->result == MVR_REFRESH_OK && !in->stopping)
         mvr_quiet_writers(&in->quiet, oid, out->writers, out->nwriters);
     if (out->result == MVR_REFRESH_GONE && !in->stopping)

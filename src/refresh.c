@@ -134,6 +134,7 @@ static void finish_as(struct mvr_worker *w, enum mvr_refresh_result result)
     out.writers = w->writers;
     out.nwriters = w->nwriters;
     out.seconds = w->took;
+    out.marked = w->marked;
     w->view = NULL;
     w->step = MVR_STEP_NONE;
     w->done(w->owner, w, v, &out);
@@ -173,6 +174,8 @@ static void end_done(void *arg, const PGresult *res)
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
         mvr_warning(w->conn.log, "%s: cannot record the outcome for %s: %s", w->conn.name,
                     w->view->conf.name, PQresultErrorMessage(res));
+    else
+        w->marked = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     finish(w);
 }
 
@@ -398,6 +401,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
 
     w->view = v;
     w->ok = true;
+    w->marked = false;
     w->refreshed = false;
     w->concurrent = false;
     w->nwriters = 0;
@@ -422,6 +426,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
 void mvr_refresh_hold(struct mvr_worker *w, struct mvr_view *v)
 {
     w->view = v;
+    w->marked = false;
     w->took = NAN;
     w->nwriters = 0;
     set_step(w, MVR_STEP_SESSION);

@@ -53,6 +53,10 @@ struct mvr_refresh_outcome {
     double seconds; /* from the start to the end of the pipeline (BEGIN, REFRESH and the
                        session reset: the REFRESH, give or take a millisecond), as logged; NAN
                        if none ran */
+    /* refresh_end() found the view marked pending since the refresh began: a change the
+     * refresh may not cover, which the daemon may never have heard of (a take_changes() or
+     * backstop() of a session gone since: docs/quiet-triggers.md, "Start and reconnect"). */
+    bool marked;
 };
 
 struct mvr_worker;
@@ -72,6 +76,7 @@ struct mvr_worker {
     bool concurrent;
     bool refreshed; /* the REFRESH statement ran (successfully or not) */
     bool ok;
+    bool marked; /* refresh_end()'s answer (see struct mvr_refresh_outcome) */
     char sqlstate[6];
     char error[512];
     double started;

@@ -202,6 +202,14 @@ size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double at, d
     return n;
 }
 
+void mvr_schedule_unheard(struct mvr_schedule *s, uint32_t view, double now)
+{
+    struct mvr_view *v = mvr_schedule_find(s, view);
+
+    if (v != NULL && v->state == MVR_VIEW_IDLE)
+        change_one(s, v, now, MVR_CHANGE_WRITE);
+}
+
 bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now)
 {
     struct mvr_view *v = mvr_schedule_find(s, view);
@@ -566,7 +574,7 @@ bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
              * while the view was not loaded yet, or by a session gone since): one more cycle,
              * never a clean view over a disarmed table. Unless its refresh ended after these
              * rows were read: they showed that refresh in flight (pending until it ends), and
-             * a mark it left is read by the next load (each backstop round makes one). */
+             * a mark made during it was reported by its refresh_end() (mvr_schedule_unheard). */
             change_one(s, items[i], now, MVR_CHANGE_WRITE);
         else
             evaluate(s, items[i], now);

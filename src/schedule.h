@@ -74,8 +74,12 @@ bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
  * answer then told, so that the round trip is not added to the debounce); returns how many
  * watched views read it. */
 size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double at, double now);
-/* A change to one view (a writer it was followed for committed). Returns whether the view is
- * watched. */
+/* The database marked view pending during its refresh, which may not cover that change, and
+ * this daemon may not have heard of it: one more cycle if the view is idle (one that heard of
+ * a change already debounces). */
+void mvr_schedule_unheard(struct mvr_schedule *s, uint32_t view, double now);
+/* A change to one view (a writer it was followed for committed; the backstop found a table
+ * it reads written since its last refresh). Returns whether the view is watched. */
 bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now);
 /* Call fn for each table a view reads: every table once, by ascending OID, or
  * (debouncing_only) those read by a view with changes waiting to settle (debouncing, or since

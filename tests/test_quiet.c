@@ -479,6 +479,31 @@ PGT_TEST(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round)
 }
 
 /*
+ * A mark the daemon did not hear of, made while the view refreshed (by a take or backstop of a
+ * session gone since): refresh_end() keeps it and says so, and the view, idle in the daemon's
+ * memory, refreshes once more at once, with no backstop round to find it.
+ */
+PGT_TEST(test_a_mark_made_during_a_refresh_is_one_more_refresh)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    /* Slow enough to mark it while it refreshes. */
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS "
+                "SELECT id FROM t UNION ALL SELECT 0 FROM pg_sleep(0.5)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    start_daemon_with(t, "[mvrefreshd]\nbackstop_interval = 0\n");
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_log_wait(t, DEADLINE_MS, 2, "registry loaded"); /* the catch-up's recheck is done */
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT refreshing FROM mvrefresh.refresh_state WHERE view = 'mv'::regclass");
+    pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = clock_timestamp(), "
+                "marked_at = clock_timestamp() WHERE view = 'mv'::regclass");
+    pgt_wait_refreshes(t, "mv", 3, DEADLINE_MS);
+    pgt_refreshes_stay(t, "mv", 3, 1500);
+}
+
+/*
  * A status row another transaction holds (a watch() or a partition DDL left open) holds back
  * the view it belongs to, not the views that read the same table, nor the markers of any
  * other table: the TAKE marks that view pending aside (mvrefresh.pending_view) and goes on.
@@ -986,6 +1011,7 @@ int main(void)
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_a_take_left_running_by_a_stopped_daemon_is_caught_up),
         PGT_UNIT(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round),
+        PGT_UNIT(test_a_mark_made_during_a_refresh_is_one_more_refresh),
         PGT_UNIT(test_a_held_status_row_holds_back_only_its_view),
         PGT_UNIT(test_writes_that_go_on_keep_postponing_the_refresh),
         PGT_UNIT(test_watch_again_rearms_a_capped_view_at_once),

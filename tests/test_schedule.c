@@ -336,6 +336,34 @@ static void test_a_load_read_during_a_refresh_does_not_refresh_it_again(void **s
     assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
 }
 
+/* refresh_end() says the database marked the view during its refresh: an idle view (it heard
+ * of nothing) gets one more cycle; one that heard of a change keeps its own timing. */
+static void test_a_mark_made_during_a_refresh_is_one_more_cycle(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t v = 1; v <= 2; v++) {
+        view(f, v, 100, 1000);
+        reads(f, 100 + v, false);
+    }
+    load(f, false);
+    at(f, f->now + 1.0);
+    expect_pops(f, 1, 2);
+    f->now += 0.050;
+    change(f, 102); /* heard during v2's refresh */
+    f->now += 0.050;
+    done(f, 1, MVR_OUTCOME_OK);
+    done(f, 2, MVR_OUTCOME_OK);
+    mvr_schedule_unheard(&f->s, 1, f->now);
+    mvr_schedule_unheard(&f->s, 2, f->now);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_DEBOUNCING);
+    at(f, f->now + 0.050); /* v2: a debounce after the write it heard, not after the end */
+    expect_pops(f, 2);
+    at(f, f->now + 0.050);
+    expect_pops(f, 1);
+}
+
 /* A daemon that starts knows none of the views: only the status says which ones missed
  * something. A restart is no refresh storm. */
 static void test_start_refreshes_only_pending_views(void **state)
@@ -1024,6 +1052,7 @@ int main(void)
         T(test_unknown_table_counts_nothing),
         T(test_catch_up_refreshes_exactly_the_pending_views),
         T(test_a_load_read_during_a_refresh_does_not_refresh_it_again),
+        T(test_a_mark_made_during_a_refresh_is_one_more_cycle),
         T(test_start_refreshes_only_pending_views),
         T(test_a_change_counts_from_when_the_daemon_asked),
         T(test_touch_view),

@@ -478,17 +478,19 @@ is "...and disarms those tables: the next writes are quiet, with neither marker 
 got=$(notifications mvrefresh "INSERT INTO t_a VALUES (26, 1);")
 if [ -z "$got" ]; then report 1 "...and no NOTIFY is sent by a write to a disarmed table"
 else report 0 "...and no NOTIFY is sent by a write to a disarmed table" "got: $got"; fi
-is "a refresh that ends keeps a pending mark taken while it ran (the daemon may not know of it)" "t" \
+is "a refresh that ends keeps a pending mark taken while it ran (the daemon may not know of it), and says so" "t
+t" \
     "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 3) \\g /dev/null
      INSERT INTO mvrefresh.change_log (table_oid) VALUES ('p'::regclass);
      SELECT count(*) FROM mvrefresh.take_changes() \\g /dev/null
-     SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
-is "...but clears one taken before it began" "f" \
+is "...but clears one taken before it began" "f
+f" \
     "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('p'::regclass);
      SELECT count(*) FROM mvrefresh.take_changes() \\g /dev/null
      SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 3) \\g /dev/null
-     SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 # Statistics reach other sessions with a delay (up to about a second; before PostgreSQL 15
 # through the statistics collector): poll, with a deadline, rather than assume.
