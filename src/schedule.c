@@ -573,8 +573,9 @@ bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bo
             /* The database knows of a change this daemon did not hear of (a marker taken
              * while the view was not loaded yet, or by a session gone since): one more cycle,
              * never a clean view over a disarmed table. Unless its refresh ended after these
-             * rows were read: they showed that refresh in flight (pending until it ends), and
-             * a mark made during it was reported by its refresh_end() (mvr_schedule_unheard). */
+             * rows were read: they showed that refresh in flight (pending until it ends); a
+             * mark made during it its refresh_end() told of (mvr_schedule_unheard), and one
+             * made after it ended is for a later load (each backstop round makes one). */
             change_one(s, items[i], now, MVR_CHANGE_WRITE);
         else
             evaluate(s, items[i], now);
