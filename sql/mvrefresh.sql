@@ -2478,6 +2478,40 @@ BEGIN
 END
 $fn$;
 
+-- Mark views pending, in the caller's transaction, for changes the daemon is
+-- told of (take_changes(), backstop()). A status row that another transaction
+-- holds (a watch() or a partition DDL still open, an administrator's session)
+-- is not waited for: waiting would hold back every other view, and a lock
+-- timeout would fail them all. Such a view is marked in mvrefresh.pending_view
+-- instead, as pending, durably, as the others. (PL/pgSQL for its cached plan:
+-- takes are on the path of every change.)
+CREATE OR REPLACE FUNCTION mvrefresh.mark_pending(views regclass[])
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+#variable_conflict use_column
+BEGIN
+    WITH free AS (
+        SELECT s.view FROM mvrefresh.refresh_state s
+        WHERE s.view = ANY (mark_pending.views)
+        ORDER BY s.view FOR UPDATE OF s SKIP LOCKED
+    ), done AS (
+        UPDATE mvrefresh.refresh_state s
+        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+            marked_at = pg_catalog.clock_timestamp()
+        FROM free f WHERE s.view = f.view
+        RETURNING s.view
+    )
+    INSERT INTO mvrefresh.pending_view AS p (view)
+    SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s
+    WHERE s.view = ANY (mark_pending.views)
+      AND s.view NOT IN (SELECT d.view FROM done d)
+    ON CONFLICT (view) DO NOTHING;
+END
+$fn$;
+
 -- Take every committed marker and, in the same transaction, mark the views
 -- that read those tables pending (so that a daemon killed right after still
 -- finds them), then disarm those tables: every view that reads them is
@@ -2489,12 +2523,9 @@ $fn$;
 -- partition or inheritance descendant names it, not its watched ancestor: it
 -- makes pending the views that read it through an ancestor (readers()), which
 -- are the ones registry() lists it for.
--- A status row that another transaction holds (a watch() or a partition DDL
--- still open, an administrator's session) is not waited for: waiting would
--- hold back every other table's markers, and a lock timeout would fail them
--- all. Such a view is marked pending in mvrefresh.pending_view instead, so
--- that it is as pending, durably, as the others, and the table is returned
--- and disarmed like any. (Every marker is deleted first: a take still running
+-- A view whose status row another transaction holds is marked aside
+-- (mark_pending()), and the table is returned and disarmed like any, so a
+-- held row holds back no other table's markers. (Every marker is deleted first: a take still running
 -- for a daemon that has gone holds the rows it deleted, and the next take
 -- must wait for it; docs/quiet-triggers.md, "Start and reconnect".)
 CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
@@ -2514,22 +2545,7 @@ BEGIN
     IF tables IS NULL THEN
         RETURN;
     END IF;
-    WITH r AS (
-        SELECT DISTINCT x.view FROM mvrefresh.readers(tables) AS x
-    ), free AS (
-        SELECT s.view FROM mvrefresh.refresh_state s JOIN r ON r.view = s.view
-        ORDER BY s.view FOR UPDATE OF s SKIP LOCKED
-    ), done AS (
-        UPDATE mvrefresh.refresh_state s
-        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
-            marked_at = pg_catalog.clock_timestamp()
-        FROM free f WHERE s.view = f.view
-        RETURNING s.view
-    )
-    INSERT INTO mvrefresh.pending_view AS p (view)
-    SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s JOIN r ON r.view = s.view
-    WHERE s.view NOT IN (SELECT d.view FROM done d)
-    ON CONFLICT (view) DO NOTHING;
+    PERFORM mvrefresh.mark_pending(ARRAY(SELECT DISTINCT x.view FROM mvrefresh.readers(tables) AS x));
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
     RETURN QUERY SELECT pg_catalog.unnest(tables);
@@ -2588,7 +2604,7 @@ $fn$;
 
 -- One round of the backstop, for the daemon: compare each table's fingerprint
 -- with the one stored, store the new one, and mark as pending (in the same
--- statement, like take_changes()) the views that read a table whose
+-- transaction, like take_changes()) the views that read a table whose
 -- fingerprint moved, unless their last refresh found it as it is now
 -- (mvrefresh.view_fingerprint; a view no refresh has recorded is marked).
 -- Returns those views. A table seen for the first time only
@@ -2600,11 +2616,15 @@ $fn$;
 -- statistics reset): then a view is refreshed once more than needed.
 CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[])
 RETURNS SETOF oid
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $fn$
+#variable_conflict use_column
+DECLARE
+    behind regclass[];
+BEGIN
     WITH listed AS (
         SELECT ARRAY(SELECT mvrefresh.with_descendants(backstop.tables)) AS tables
     ), now_ AS (
@@ -2623,31 +2643,6 @@ AS $fn$
         DELETE FROM mvrefresh.table_state t
         WHERE NOT EXISTS (SELECT 1 FROM now_ n WHERE n.table_oid = t.table_oid)
         RETURNING 1
-    ), behind AS (
-        SELECT DISTINCT r.view
-        FROM mvrefresh.readers(ARRAY(SELECT m.table_oid FROM moved m)) AS r
-        JOIN now_ n ON n.table_oid = r.tbl
-        LEFT JOIN mvrefresh.view_fingerprint f
-               ON f.view = r.view::pg_catalog.oid AND f.table_oid = r.tbl
-        WHERE f.fingerprint IS DISTINCT FROM n.fingerprint
-    ), free AS (
-        -- A status row another transaction holds is not waited for (as in
-        -- take_changes()): that view is marked pending aside.
-        SELECT s.view FROM mvrefresh.refresh_state s JOIN behind b ON b.view = s.view
-        ORDER BY s.view FOR UPDATE OF s SKIP LOCKED
-    ), marked AS (
-        UPDATE mvrefresh.refresh_state s
-        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
-            marked_at = pg_catalog.clock_timestamp()
-        FROM free f
-        WHERE s.view = f.view
-        RETURNING s.view
-    ), aside AS (
-        INSERT INTO mvrefresh.pending_view AS p (view)
-        SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s JOIN behind b ON b.view = s.view
-        WHERE s.view NOT IN (SELECT m.view FROM marked m)
-        ON CONFLICT (view) DO NOTHING
-        RETURNING 1
     ), unread AS (
         -- Rows of views no longer watched, or of tables no longer watched (or
         -- gone); one a running refresh holds goes at a later round.
@@ -2660,7 +2655,17 @@ AS $fn$
                          FOR UPDATE SKIP LOCKED)
         RETURNING 1
     )
-    SELECT b.view::pg_catalog.oid FROM behind b;
+    SELECT ARRAY(
+        SELECT DISTINCT r.view
+        FROM mvrefresh.readers(ARRAY(SELECT m.table_oid FROM moved m)) AS r
+        JOIN now_ n ON n.table_oid = r.tbl
+        LEFT JOIN mvrefresh.view_fingerprint f
+               ON f.view = r.view::pg_catalog.oid AND f.table_oid = r.tbl
+        WHERE f.fingerprint IS DISTINCT FROM n.fingerprint)
+    INTO behind;
+    PERFORM mvrefresh.mark_pending(behind);
+    RETURN QUERY SELECT pg_catalog.unnest(behind)::pg_catalog.oid;
+END
 $fn$;
 
 -- Before the table lease, refresh() took a per-view advisory lock whose key this made.
@@ -3309,6 +3314,7 @@ BEGIN
                 'mvrefresh.rearm_view(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.take_changes()'::pg_catalog.regprocedure,
+                'mvrefresh.mark_pending(regclass[])'::pg_catalog.regprocedure,
                 'mvrefresh.heartbeat(text[])'::pg_catalog.regprocedure,
                 'mvrefresh.take_lease(text[], bigint)'::pg_catalog.regprocedure,
                 'mvrefresh.release_lease(text[])'::pg_catalog.regprocedure,
