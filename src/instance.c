@@ -130,8 +130,11 @@ static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
         mvr_view_confs_free(confs);
         return;
     }
+    /* After a gap: new generations for every table, then the markers left meanwhile; what
+     * this load found pending waits for them (caught_up). */
+    if (catch_up)
+        mvr_schedule_hold(&in->schedule, true);
     uncapped = mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
-    /* After a gap: new generations for every table, then the markers left meanwhile. */
     if (catch_up)
         mvr_quiet_catch_up(&in->quiet);
     else if (uncapped)
@@ -196,6 +199,15 @@ static void recheck(void *owner)
         mvr_registry_request(&in->registry, false);
 }
 
+static void caught_up(void *owner)
+{
+    struct mvr_instance *in = owner;
+
+    mvr_schedule_hold(&in->schedule, false);
+    if (!in->stopping)
+        settle(in);
+}
+
 static void schedule_tables(void *owner, bool debouncing_only,
                             void (*fn)(void *arg, uint32_t table), void *arg)
 {
@@ -235,6 +247,7 @@ static const struct mvr_quiet_hooks quiet_hooks = {
     .view_changed = view_changed,
     .lost_changes = lost_changes,
     .recheck = recheck,
+    .caught_up = caught_up,
     .tables = schedule_tables,
     .heartbeat = heartbeat,
 };

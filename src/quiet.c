@@ -16,6 +16,11 @@
  * connection for 4.5 s, and a change made meanwhile waited for it. */
 #define RING_PART 256
 
+/* A catch-up holds its refreshes until it has taken the markers left during the gap, but no
+ * longer than this: arming 10,000 tables takes about a second, and a TAKE that waits for a
+ * lock (a reinstall, a generation left open) must not keep pending views stale. */
+#define CATCH_UP_HOLD 10.0
+
 /* ---- array literals for the control jobs ---- */
 
 struct text {
@@ -191,6 +196,43 @@ static void on_changes_lost(void *owner)
     q->hooks->lost_changes(q->owner);
 }
 
+/* Where a catch-up stands once this job is over: arming in parts, then the TAKE sent after the
+ * last part (earlier ones only came sooner), then its backstop round. A job that failed
+ * (logged) counts as over, as a failed part does; one that belongs to no phase changes
+ * nothing (a backstop round in flight when the catch-up began runs again: it is wanted). */
+static enum mvr_catch_up next_phase(const struct mvr_quiet *q, enum mvr_control_job job)
+{
+    switch (q->catch_up) {
+    case MVR_CATCH_UP_ARMING: /* the last part, not one of a pass a new catch-up restarts */
+        if (job == MVR_JOB_RING && !q->ring_more && !q->control.wanted[MVR_JOB_RING])
+            return MVR_CATCH_UP_TAKING;
+        break;
+    case MVR_CATCH_UP_TAKING:
+        if (job == MVR_JOB_TAKE)
+            return q->backstop_timer.repeat > 0 ? MVR_CATCH_UP_BACKSTOP : MVR_CATCH_UP_NONE;
+        break;
+    case MVR_CATCH_UP_BACKSTOP:
+        if (job == MVR_JOB_BACKSTOP)
+            return MVR_CATCH_UP_NONE;
+        break;
+    case MVR_CATCH_UP_NONE:
+        break;
+    }
+    return q->catch_up;
+}
+
+/* The one transition of q->catch_up; reaching NONE lets the catch-up's refreshes go. */
+static void set_phase(struct mvr_quiet *q, enum mvr_catch_up phase)
+{
+    bool over = q->catch_up != MVR_CATCH_UP_NONE && phase == MVR_CATCH_UP_NONE;
+
+    q->catch_up = phase;
+    if (phase == MVR_CATCH_UP_NONE)
+        ev_timer_stop(q->loop, &q->catch_up_timer);
+    if (over)
+        q->hooks->caught_up(q->owner);
+}
+
 /* A part of the catch-up's arming is over: the next, or, after the last, the markers left
  * meanwhile (take after arm, as at every start; the takes that ran between parts only came
  * sooner). A part that failed (logged) is not sent again: its tables stay as they were,
@@ -200,6 +242,7 @@ static void on_done(void *owner, enum mvr_control_job job, bool ok)
 {
     struct mvr_quiet *q = owner;
 
+    set_phase(q, next_phase(q, job));
     if (job == MVR_JOB_TAKE && ok && q->recheck) {
         q->recheck = false;
         q->hooks->recheck(q->owner);
@@ -291,6 +334,19 @@ static void backstop_cb(struct ev_loop *loop, ev_timer *w, int revents)
                      MVR_JOB_BACKSTOP);
 }
 
+static void catch_up_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_quiet *q = MVR_CONTAINER_OF(w, struct mvr_quiet, catch_up_timer);
+
+    (void)loop;
+    (void)revents;
+    mvr_warning(q->log,
+                "catch-up: markers not taken after %.0f s; refreshing the pending views "
+                "without waiting for them",
+                CATCH_UP_HOLD);
+    set_phase(q, MVR_CATCH_UP_NONE);
+}
+
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -317,6 +373,7 @@ void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_
     q->follow_timer.repeat = FOLLOW_INTERVAL;
     ev_init(&q->backstop_timer, backstop_cb);
     ev_init(&q->heartbeat_timer, heartbeat_cb);
+    ev_timer_init(&q->catch_up_timer, catch_up_cb, CATCH_UP_HOLD, 0.0);
 }
 
 /* A repeating timer at `ms` (0: stopped). */
@@ -361,6 +418,9 @@ void mvr_quiet_catch_up(struct mvr_quiet *q)
     q->ring_from = 0; /* a pass under way starts again: every table */
     q->ring_more = false;
     q->recheck = true;
+    set_phase(q, MVR_CATCH_UP_ARMING);
+    ev_timer_stop(q->loop, &q->catch_up_timer); /* its time limit starts again, too */
+    ev_timer_start(q->loop, &q->catch_up_timer);
     mvr_control_want(&q->control, MVR_JOB_RING);
     mvr_control_want(&q->control, MVR_JOB_TAKE);
     if (q->backstop_timer.repeat > 0) /* backstop_interval = 0: off altogether */
@@ -385,5 +445,6 @@ void mvr_quiet_close(struct mvr_quiet *q)
     ev_timer_stop(q->loop, &q->follow_timer);
     ev_timer_stop(q->loop, &q->backstop_timer);
     ev_timer_stop(q->loop, &q->heartbeat_timer);
+    ev_timer_stop(q->loop, &q->catch_up_timer);
     mvr_follow_free(&q->follow);
 }

@@ -17,6 +17,14 @@
 #include "control.h"
 #include "follow.h"
 
+/* Where a catch-up stands (quiet.c: next_phase). */
+enum mvr_catch_up {
+    MVR_CATCH_UP_NONE,     /* none under way: its refreshes may go */
+    MVR_CATCH_UP_ARMING,   /* arming every table, in parts */
+    MVR_CATCH_UP_TAKING,   /* taking the markers left meanwhile */
+    MVR_CATCH_UP_BACKSTOP, /* its backstop round */
+};
+
 /* Every hook gets the owner given to mvr_quiet_init first. */
 struct mvr_quiet_hooks {
     /* A table changed at or before `at`: a marker was taken (`at`: when the daemon asked). */
@@ -31,6 +39,10 @@ struct mvr_quiet_hooks {
      * pending in the database again (no catch-up), for what a TAKE or BACKSTOP of a session
      * gone meanwhile marked (quiet.c). */
     void (*recheck)(void *owner);
+    /* A catch-up has taken the markers left during the gap (after arming every table) and run
+     * its backstop round, or has taken longer than CATCH_UP_HOLD (quiet.c): the views it found
+     * pending may be refreshed now (mvr_schedule_hold). */
+    void (*caught_up)(void *owner);
     /* Call fn for the watched tables: all of them (each once, by ascending OID), or those
      * read by a debouncing view that more writes could still postpone. */
     void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
@@ -45,6 +57,7 @@ struct mvr_quiet {
     struct mvr_control control;
     struct mvr_follow follow; /* writers found in flight by refreshes */
     ev_timer poll_timer, rearm_timer, follow_timer, backstop_timer, heartbeat_timer;
+    ev_timer catch_up_timer; /* bounds how long a catch-up holds its refreshes */
     /* A catch-up arms the tables in parts, by ascending OID: the next part starts at
      * ring_from; ring_to is the last OID of the part in flight, ring_more whether more
      * follow it. */
@@ -52,6 +65,7 @@ struct mvr_quiet {
     uint32_t ring_to;
     bool ring_more;
     bool recheck; /* after a catch-up: read the pending views again once a TAKE succeeds */
+    enum mvr_catch_up catch_up; /* what a catch-up waits for before caught_up */
     const struct mvr_quiet_hooks *hooks;
     void *owner;
 };
@@ -64,7 +78,8 @@ void mvr_quiet_open(struct mvr_quiet *q, const char *dsn, const char *app_name);
 /* A NOTIFY came (its payload is not trusted): take the markers soon. */
 void mvr_quiet_doorbell(struct mvr_quiet *q);
 /* After a gap (start, a reconnect): re-arm every table (ringing), take the markers, and run
- * the backstop (its memory is in the database: it finds what happened meanwhile). */
+ * the backstop (its memory is in the database: it finds what happened meanwhile); then
+ * caught_up. */
 void mvr_quiet_catch_up(struct mvr_quiet *q);
 /* A refresh of view found these writers in flight: follow them. */
 void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n);

@@ -262,14 +262,20 @@ void mvr_schedule_count(const struct mvr_schedule *s, size_t counts[MVR_VIEW_NST
 
 bool mvr_schedule_has_due(const struct mvr_schedule *s)
 {
-    return !TAILQ_EMPTY(&s->due) || !TAILQ_EMPTY(&s->background);
+    return !TAILQ_EMPTY(&s->due) || (!s->held && !TAILQ_EMPTY(&s->background));
+}
+
+void mvr_schedule_hold(struct mvr_schedule *s, bool held)
+{
+    s->held = held;
 }
 
 /* Changed now first; catch-up and retries once nothing changed now waits, or once the oldest
- * of them has waited longer than its max_wait. */
+ * of them has waited longer than its max_wait; none while held. */
 static struct mvr_view *next_due(struct mvr_schedule *s, double now)
 {
-    struct mvr_view *fresh = TAILQ_FIRST(&s->due), *back = TAILQ_FIRST(&s->background);
+    struct mvr_view *fresh = TAILQ_FIRST(&s->due);
+    struct mvr_view *back = s->held ? NULL : TAILQ_FIRST(&s->background);
 
     if (back != NULL && (fresh == NULL || now - back->queued_at >= max_wait_of(s, back)))
         return back;

@@ -20,7 +20,10 @@
  *   write, a request, an upstream refresh) go before catch-up (changes found after a gap in
  *   signals, views newly watched) and retries after a failure, so that a real change is not
  *   queued behind a restart's catch-up; a catch-up view that gets a real change moves up, and
- *   one that has waited longer than its max_wait goes first, so catch-up is never starved.
+ *   one that has waited longer than its max_wait goes first, so catch-up is never starved;
+ * - after a gap in signals, catch-up waits (mvr_schedule_hold) until the daemon has taken the
+ *   markers left meanwhile: a view refreshing when they are taken would count them as one more
+ *   cycle (its snapshot may predate them), and so refresh twice.
  */
 #ifndef MVR_SCHEDULE_H
 #define MVR_SCHEDULE_H
@@ -56,6 +59,7 @@ struct mvr_schedule {
     unsigned walk_up, walk_down; /* generations of the current graph walks */
     bool stopped;                /* shutting down: nothing becomes due any more */
     bool loaded;                 /* a registry was applied: later views are news */
+    bool held;                   /* the background queue waits (mvr_schedule_hold) */
 };
 
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log);
@@ -70,6 +74,9 @@ bool mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_
  * (RETIRED while they refresh). Returns what mvr_schedule_configure returns. */
 bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
                         double now);
+/* Hold the background queue (catch-up and retries), or let it go again: views with a change
+ * signalled now are not held. */
+void mvr_schedule_hold(struct mvr_schedule *s, bool held);
 /* A base table changed, at or before `at` (at most now: when the daemon asked, which the
  * answer then told, so that the round trip is not added to the debounce); returns how many
  * watched views read it. */

@@ -448,6 +448,67 @@ PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
 }
 
+/* mv's status says pending, and its table was written while no daemon ran (a marker): the
+ * next daemon starts, and its first TAKE waits for holder's lock on the markers. */
+static void start_with_take_held(pgt_ctx *t, PGconn *holder)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    start_daemon(t);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NULL AND NOT refreshing FROM mvrefresh.refresh_state");
+    assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
+    pgt_exec(t, "INSERT INTO t VALUES (1)"); /* armed by the refresh: leaves a marker */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = now()");
+    pgt_exec_on(t, holder, "BEGIN");
+    pgt_exec_on(t, holder, "LOCK TABLE mvrefresh.change_log IN EXCLUSIVE MODE");
+    start_daemon(t);
+    pgt_poll_until(t, DEADLINE_MS, "1", control_waits_sql);
+}
+
+/* The view has refreshed `count` times in all, and nothing more is pending. */
+static void settled_at(pgt_ctx *t, long long count)
+{
+    pgt_wait_refreshes(t, "mv", count, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT pending_since IS NULL AND NOT refreshing FROM mvrefresh.refresh_state");
+    pgt_refreshes_stay(t, "mv", count, 1000);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mv"), 1);
+}
+
+/*
+ * A view pending when the daemon stopped, whose table was written while it was away: the start
+ * refreshes it once. Its catch-up refresh waits for the start's TAKE: one begun before would
+ * count the marker taken during it as one more cycle (its snapshot may predate the write), and
+ * refresh the view twice.
+ */
+PGT_TEST(test_a_start_refreshes_a_view_pending_and_written_meanwhile_once)
+{
+    PGconn *holder = pgt_connect(t);
+
+    start_with_take_held(t, holder);
+    pgt_refreshes_stay(t, "mv", 1, 500);
+    pgt_exec_on(t, holder, "COMMIT");
+    settled_at(t, 2);
+}
+
+/* ... but not for longer than 10 s: a TAKE that waits for a lock does not keep the pending
+ * views stale. (The marker it then takes is one more cycle.) */
+PGT_TEST(test_a_start_whose_take_waits_still_catches_up)
+{
+    PGconn *holder = pgt_connect(t);
+
+    start_with_take_held(t, holder);
+    pgt_log_wait(t, 15000, 1, "markers not taken after 10 s");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_exec_on(t, holder, "COMMIT");
+    settled_at(t, 3);
+}
+
 /*
  * A view the database says is pending while the daemon holds it clean: what a TAKE or a
  * BACKSTOP of a session gone since leaves when it ends after the catch-up's recheck, or marks
@@ -1010,6 +1071,8 @@ int main(void)
         PGT_UNIT(test_restart_refreshes_exactly_what_changed),
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_a_take_left_running_by_a_stopped_daemon_is_caught_up),
+        PGT_UNIT(test_a_start_refreshes_a_view_pending_and_written_meanwhile_once),
+        PGT_UNIT(test_a_start_whose_take_waits_still_catches_up),
         PGT_UNIT(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round),
         PGT_UNIT(test_a_mark_made_during_a_refresh_is_one_more_refresh),
         PGT_UNIT(test_a_held_status_row_holds_back_only_its_view),

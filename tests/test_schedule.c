@@ -956,6 +956,37 @@ static void test_nothing_is_due_after_stop(void **state)
     assert_true(isinf(mvr_schedule_next_deadline(&f->s)));
 }
 
+/* A held catch-up (the daemon has not yet taken the markers left during the gap) waits, even
+ * past its max_wait; a change signalled now does not; once let go, the catch-up follows. */
+static void test_held_catch_up_waits_for_its_markers(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t oid = 1; oid <= 2; oid++) {
+        view(f, oid, 1, 2000);
+        reads(f, 100 + oid, false);
+    }
+    view(f, 9, 1, 60000);
+    reads(f, 109, false);
+    f->confs.items[2].pending = false;
+    mvr_schedule_hold(&f->s, true);
+    load(f, true);
+    assert_false(mvr_schedule_has_due(&f->s));
+    expect_pops(f, 0);
+    assert_int_equal(change(f, 109), 1);
+    at(f, f->now + 5.0); /* past the catch-up's max_wait */
+    assert_true(mvr_schedule_has_due(&f->s));
+    expect_pops(f, 9);
+    done(f, 9, MVR_OUTCOME_OK);
+    assert_int_equal(change(f, 102), 1); /* a real change moves a held view up */
+    at(f, f->now + 0.01);
+    expect_pops(f, 2);
+    done(f, 2, MVR_OUTCOME_OK);
+    mvr_schedule_hold(&f->s, false);
+    assert_true(mvr_schedule_has_due(&f->s));
+    expect_pops(f, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* ---- queue order: changes signalled now before catch-up and retries ---- */
@@ -1084,6 +1115,7 @@ int main(void)
         T(test_change_goes_before_catch_up),
         T(test_catch_up_view_changed_moves_up),
         T(test_catch_up_waits_at_most_max_wait),
+        T(test_held_catch_up_waits_for_its_markers),
         T(test_retry_goes_after_a_change),
     };
 
