@@ -2485,30 +2485,47 @@ $fn$;
 -- timeout would fail them all. Such a view is marked in mvrefresh.pending_view
 -- instead, as pending, durably, as the others. (PL/pgSQL for its cached plan:
 -- takes are on the path of every change.)
-CREATE OR REPLACE FUNCTION mvrefresh.mark_pending(views regclass[])
-RETURNS void
+-- With skip_refreshing (the backstop) a view whose status says refreshing is
+-- not marked: its refresh notes what it covers before its snapshot
+-- (rearm_view()), and the next round holds the tables against that, so a mark
+-- now would only cost one more refresh. FOR UPDATE reads the row as it is now,
+-- not as the statement's snapshot saw it: a refresh_begin() committed since is
+-- seen. (A row held by one still running is marked aside, as any held row.)
+-- Returns the views marked, either way.
+DROP FUNCTION IF EXISTS mvrefresh.mark_pending(regclass[]);
+CREATE OR REPLACE FUNCTION mvrefresh.mark_pending(views regclass[], skip_refreshing boolean)
+RETURNS SETOF regclass
 LANGUAGE plpgsql
 VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
 BEGIN
+    RETURN QUERY
     WITH free AS (
-        SELECT s.view FROM mvrefresh.refresh_state s
+        SELECT s.view, s.refreshing FROM mvrefresh.refresh_state s
         WHERE s.view = ANY (mark_pending.views)
         ORDER BY s.view FOR UPDATE OF s SKIP LOCKED
     ), done AS (
         UPDATE mvrefresh.refresh_state s
         SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
             marked_at = pg_catalog.clock_timestamp()
-        FROM free f WHERE s.view = f.view
+        FROM free f
+        WHERE s.view = f.view AND NOT (mark_pending.skip_refreshing AND f.refreshing)
         RETURNING s.view
+    ), held AS (
+        SELECT s.view FROM mvrefresh.refresh_state s
+        WHERE s.view = ANY (mark_pending.views)
+          AND NOT (mark_pending.skip_refreshing AND s.refreshing)
+          AND s.view NOT IN (SELECT f.view FROM free f)
+    ), aside AS (
+        INSERT INTO mvrefresh.pending_view AS p (view)
+        SELECT h.view::pg_catalog.oid FROM held h
+        ON CONFLICT (view) DO NOTHING
     )
-    INSERT INTO mvrefresh.pending_view AS p (view)
-    SELECT s.view::pg_catalog.oid FROM mvrefresh.refresh_state s
-    WHERE s.view = ANY (mark_pending.views)
-      AND s.view NOT IN (SELECT d.view FROM done d)
-    ON CONFLICT (view) DO NOTHING;
+    SELECT d.view FROM done d
+    UNION ALL
+    SELECT h.view FROM held h;
 END
 $fn$;
 
@@ -2545,7 +2562,8 @@ BEGIN
     IF tables IS NULL THEN
         RETURN;
     END IF;
-    PERFORM mvrefresh.mark_pending(ARRAY(SELECT DISTINCT x.view FROM mvrefresh.readers(tables) AS x));
+    PERFORM mvrefresh.mark_pending(ARRAY(SELECT DISTINCT x.view FROM mvrefresh.readers(tables) AS x),
+                                   false);
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
     RETURN QUERY SELECT pg_catalog.unnest(tables);
@@ -2606,12 +2624,17 @@ $fn$;
 -- with the one stored, store the new one, and mark as pending (in the same
 -- transaction, like take_changes()) the views that read a table whose
 -- fingerprint moved, unless their last refresh found it as it is now
--- (mvrefresh.view_fingerprint; a view no refresh has recorded is marked).
--- Returns those views. A table seen for the first time only
--- gets its fingerprint stored; tables no longer passed are forgotten. The
--- partitions and descendants read through the tables passed are looked at
--- with them (with_descendants()), so a partition the caller does not know
--- of yet is not missed for long: its parent's fingerprint moved when it came.
+-- (mvrefresh.view_fingerprint; a view no refresh has recorded is marked), or
+-- they are refreshing (mark_pending()). Returns the views marked. A table seen
+-- for the first time only gets its fingerprint stored; tables no longer passed
+-- are forgotten. The partitions and descendants read through the tables
+-- passed are looked at with them (with_descendants()), so a partition the
+-- caller does not know of yet is not missed for long: its parent's
+-- fingerprint moved when it came.
+-- A view left alone because it is refreshing keeps its moved tables' stored
+-- fingerprints as they were: the next round finds them moved again and holds
+-- them against what that refresh found, which a write after its snapshot
+-- differs from. (Storing the new one would hide such a write for good.)
 -- Statistics can also move without a committed change (an aborted write, a
 -- statistics reset): then a view is refreshed once more than needed.
 CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[])
@@ -2623,20 +2646,42 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
 DECLARE
+    tbls   oid[];
+    fps    text[];
+    moved  oid[];
     behind regclass[];
+    marked regclass[];
+    stored_n bigint;
 BEGIN
-    WITH listed AS (
-        SELECT ARRAY(SELECT mvrefresh.with_descendants(backstop.tables)) AS tables
-    ), now_ AS (
-        SELECT f.table_oid, f.fingerprint
-        FROM listed l, mvrefresh.table_fingerprints(l.tables) AS f
-    ), moved AS (
+    SELECT pg_catalog.array_agg(f.table_oid), pg_catalog.array_agg(f.fingerprint)
+    INTO tbls, fps
+    FROM mvrefresh.table_fingerprints(ARRAY(SELECT mvrefresh.with_descendants(backstop.tables))) AS f;
+    moved := ARRAY(
         SELECT n.table_oid
-        FROM now_ n JOIN mvrefresh.table_state t ON t.table_oid = n.table_oid
-        WHERE t.fingerprint <> n.fingerprint
+        FROM ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
+        JOIN mvrefresh.table_state t ON t.table_oid = n.table_oid
+        WHERE t.fingerprint <> n.fingerprint);
+    behind := ARRAY(
+        SELECT DISTINCT r.view
+        FROM mvrefresh.readers(moved) AS r
+        JOIN ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint) ON n.table_oid = r.tbl
+        LEFT JOIN mvrefresh.view_fingerprint f
+               ON f.view = r.view::pg_catalog.oid AND f.table_oid = r.tbl
+        WHERE f.fingerprint IS DISTINCT FROM n.fingerprint);
+    marked := ARRAY(SELECT mvrefresh.mark_pending(behind, true));
+    WITH now_ AS (
+        SELECT n.table_oid, n.fingerprint
+        FROM ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
+    ), kept AS (
+        -- Read by a view mark_pending() left alone: one with a status row
+        -- that it did not mark.
+        SELECT r.tbl FROM mvrefresh.readers(moved) AS r
+        JOIN mvrefresh.refresh_state s ON s.view = r.view
+        WHERE r.view = ANY (behind) AND r.view <> ALL (marked)
     ), stored AS (
         INSERT INTO mvrefresh.table_state AS t (table_oid, fingerprint)
         SELECT n.table_oid, n.fingerprint FROM now_ n
+        WHERE n.table_oid NOT IN (SELECT k.tbl FROM kept k)
         ON CONFLICT (table_oid) DO UPDATE SET fingerprint = EXCLUDED.fingerprint
         RETURNING 1
     ), forgotten AS (
@@ -2655,16 +2700,8 @@ BEGIN
                          FOR UPDATE SKIP LOCKED)
         RETURNING 1
     )
-    SELECT ARRAY(
-        SELECT DISTINCT r.view
-        FROM mvrefresh.readers(ARRAY(SELECT m.table_oid FROM moved m)) AS r
-        JOIN now_ n ON n.table_oid = r.tbl
-        LEFT JOIN mvrefresh.view_fingerprint f
-               ON f.view = r.view::pg_catalog.oid AND f.table_oid = r.tbl
-        WHERE f.fingerprint IS DISTINCT FROM n.fingerprint)
-    INTO behind;
-    PERFORM mvrefresh.mark_pending(behind);
-    RETURN QUERY SELECT pg_catalog.unnest(behind)::pg_catalog.oid;
+    SELECT pg_catalog.count(*) INTO stored_n FROM stored; -- (forgotten, unread run all the same)
+    RETURN QUERY SELECT pg_catalog.unnest(marked)::pg_catalog.oid;
 END
 $fn$;
 
@@ -3314,7 +3351,7 @@ BEGIN
                 'mvrefresh.rearm_view(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.take_changes()'::pg_catalog.regprocedure,
-                'mvrefresh.mark_pending(regclass[])'::pg_catalog.regprocedure,
+                'mvrefresh.mark_pending(regclass[], boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.heartbeat(text[])'::pg_catalog.regprocedure,
                 'mvrefresh.take_lease(text[], bigint)'::pg_catalog.regprocedure,
                 'mvrefresh.release_lease(text[])'::pg_catalog.regprocedure,

@@ -130,11 +130,9 @@ static void on_loaded(void *owner, struct mvr_view_confs *confs, bool catch_up)
         mvr_view_confs_free(confs);
         return;
     }
-    /* After a gap: new generations for every table, then the markers left meanwhile; what
-     * this load found pending waits for them (caught_up). */
-    if (catch_up)
-        mvr_schedule_hold(&in->schedule, true);
     uncapped = mvr_schedule_apply(&in->schedule, confs, catch_up, mvr_clock_now());
+    /* After a gap: new generations for every table, then the markers left meanwhile; what
+     * this load found pending waits for them (hold). */
     if (catch_up)
         mvr_quiet_catch_up(&in->quiet);
     else if (uncapped)
@@ -199,12 +197,22 @@ static void recheck(void *owner)
         mvr_registry_request(&in->registry, false);
 }
 
-static void caught_up(void *owner)
+static void view_moved(void *owner, uint32_t view)
 {
     struct mvr_instance *in = owner;
 
-    mvr_schedule_hold(&in->schedule, false);
-    if (!in->stopping)
+    if (in->stopping)
+        return;
+    mvr_schedule_moved(&in->schedule, view, mvr_clock_now());
+    settle(in);
+}
+
+static void hold(void *owner, bool held)
+{
+    struct mvr_instance *in = owner;
+
+    mvr_schedule_hold(&in->schedule, held);
+    if (!held && !in->stopping)
         settle(in);
 }
 
@@ -245,9 +253,10 @@ static char *heartbeat(void *owner)
 static const struct mvr_quiet_hooks quiet_hooks = {
     .table_changed = table_changed,
     .view_changed = view_changed,
+    .view_moved = view_moved,
     .lost_changes = lost_changes,
     .recheck = recheck,
-    .caught_up = caught_up,
+    .hold = hold,
     .tables = schedule_tables,
     .heartbeat = heartbeat,
 };

@@ -17,8 +17,10 @@
 #define RING_PART 256
 
 /* A catch-up holds its refreshes until it has taken the markers left during the gap, but no
- * longer than this: arming 10,000 tables takes about a second, and a TAKE that waits for a
- * lock (a reinstall, a generation left open) must not keep pending views stale. */
+ * longer than this from the first catch-up not over yet: arming 10,000 tables and the backstop
+ * round take about 1.5 s, and neither a TAKE that waits for a lock (a reinstall, a generation
+ * left open) nor a connection down nor catch-ups that follow each other (a flapping listener)
+ * may keep pending views stale, or failed ones unretried. */
 #define CATCH_UP_HOLD 10.0
 
 /* ---- array literals for the control jobs ---- */
@@ -185,7 +187,7 @@ static void on_moved(void *owner, uint32_t view)
 
     mvr_debug(q->log, "backstop: a table of view %" PRIu32 " was written since its last refresh",
               view);
-    q->hooks->view_changed(q->owner, view);
+    q->hooks->view_moved(q->owner, view);
 }
 
 static void on_changes_lost(void *owner)
@@ -209,7 +211,7 @@ static enum mvr_catch_up next_phase(const struct mvr_quiet *q, enum mvr_control_
         break;
     case MVR_CATCH_UP_TAKING:
         if (job == MVR_JOB_TAKE)
-            return q->backstop_timer.repeat > 0 ? MVR_CATCH_UP_BACKSTOP : MVR_CATCH_UP_NONE;
+            return q->catch_up_backstop ? MVR_CATCH_UP_BACKSTOP : MVR_CATCH_UP_NONE;
         break;
     case MVR_CATCH_UP_BACKSTOP:
         if (job == MVR_JOB_BACKSTOP)
@@ -221,19 +223,42 @@ static enum mvr_catch_up next_phase(const struct mvr_quiet *q, enum mvr_control_
     return q->catch_up;
 }
 
-/* The one transition of q->catch_up; reaching NONE lets the catch-up's refreshes go. */
+/* The one transition of q->catch_up. Leaving NONE holds the catch-up's refreshes and starts
+ * its time limit; reaching NONE lets them go. A catch-up that begins while one is under way
+ * restarts the phases, not the limit. */
 static void set_phase(struct mvr_quiet *q, enum mvr_catch_up phase)
 {
-    bool over = q->catch_up != MVR_CATCH_UP_NONE && phase == MVR_CATCH_UP_NONE;
+    enum mvr_catch_up was = q->catch_up;
 
     q->catch_up = phase;
-    if (phase == MVR_CATCH_UP_NONE)
+    if (was == MVR_CATCH_UP_NONE && phase != MVR_CATCH_UP_NONE) {
+        ev_timer_set(&q->catch_up_timer, CATCH_UP_HOLD, 0.0); /* a fresh 10 s */
+        ev_timer_start(q->loop, &q->catch_up_timer);
+        q->hooks->hold(q->owner, true);
+    } else if (was != MVR_CATCH_UP_NONE && phase == MVR_CATCH_UP_NONE) {
         ev_timer_stop(q->loop, &q->catch_up_timer);
-    if (over)
-        q->hooks->caught_up(q->owner);
+        q->hooks->hold(q->owner, false);
+    }
 }
 
-/* A part of the catch-up's arming is over: the next, or, after the last, the markers left
+static const char *phase_name(enum mvr_catch_up phase)
+{
+    switch (phase) {
+    case MVR_CATCH_UP_ARMING:
+        return "arming the tables";
+    case MVR_CATCH_UP_TAKING:
+        return "taking the markers";
+    case MVR_CATCH_UP_BACKSTOP:
+        return "in its backstop round";
+    case MVR_CATCH_UP_NONE:
+        break;
+    }
+    return "over";
+}
+
+/* A job is over: the catch-up moves on (next_phase); the first TAKE after a catch-up reads the
+ * pending views again (mvr_quiet_catch_up), so does every backstop round.
+ * A part of the catch-up's arming is over: the next, or, after the last, the markers left
  * meanwhile (take after arm, as at every start; the takes that ran between parts only came
  * sooner). A part that failed (logged) is not sent again: its tables stay as they were,
  * which the protocol allows (docs/quiet-triggers.md, "Start and reconnect"), and a part that
@@ -341,9 +366,9 @@ static void catch_up_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     mvr_warning(q->log,
-                "catch-up: markers not taken after %.0f s; refreshing the pending views "
-                "without waiting for them",
-                CATCH_UP_HOLD);
+                "catch-up: still %s after %.0f s; refreshing the pending views without "
+                "waiting for it",
+                phase_name(q->catch_up), CATCH_UP_HOLD);
     set_phase(q, MVR_CATCH_UP_NONE);
 }
 
@@ -373,7 +398,7 @@ void mvr_quiet_init(struct mvr_quiet *q, struct ev_loop *loop, const struct mvr_
     q->follow_timer.repeat = FOLLOW_INTERVAL;
     ev_init(&q->backstop_timer, backstop_cb);
     ev_init(&q->heartbeat_timer, heartbeat_cb);
-    ev_timer_init(&q->catch_up_timer, catch_up_cb, CATCH_UP_HOLD, 0.0);
+    ev_init(&q->catch_up_timer, catch_up_cb);
 }
 
 /* A repeating timer at `ms` (0: stopped). */
@@ -418,12 +443,12 @@ void mvr_quiet_catch_up(struct mvr_quiet *q)
     q->ring_from = 0; /* a pass under way starts again: every table */
     q->ring_more = false;
     q->recheck = true;
+    /* backstop_interval = 0: off altogether (a reload may change that: asked or not, now) */
+    q->catch_up_backstop = q->backstop_timer.repeat > 0;
     set_phase(q, MVR_CATCH_UP_ARMING);
-    ev_timer_stop(q->loop, &q->catch_up_timer); /* its time limit starts again, too */
-    ev_timer_start(q->loop, &q->catch_up_timer);
     mvr_control_want(&q->control, MVR_JOB_RING);
     mvr_control_want(&q->control, MVR_JOB_TAKE);
-    if (q->backstop_timer.repeat > 0) /* backstop_interval = 0: off altogether */
+    if (q->catch_up_backstop)
         mvr_control_want(&q->control, MVR_JOB_BACKSTOP);
     mvr_control_want(&q->control, MVR_JOB_HEARTBEAT); /* here again, at once */
 }

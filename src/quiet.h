@@ -29,9 +29,11 @@ enum mvr_catch_up {
 struct mvr_quiet_hooks {
     /* A table changed at or before `at`: a marker was taken (`at`: when the daemon asked). */
     void (*table_changed)(void *owner, uint32_t table, double at);
-    /* A writer followed for this view committed, or (backstop) a table it reads was written
-     * since its last refresh. */
+    /* A writer followed for this view committed. */
     void (*view_changed)(void *owner, uint32_t view);
+    /* The backstop found a table this view reads written since its last refresh, and marked
+     * the view pending in the database; never while its status said refreshing. */
+    void (*view_moved)(void *owner, uint32_t view);
     /* Changes may have been taken without our hearing of them: the views pending in the
      * database must be read back (a catch-up). */
     void (*lost_changes)(void *owner);
@@ -39,10 +41,11 @@ struct mvr_quiet_hooks {
      * pending in the database again (no catch-up), for what a TAKE or BACKSTOP of a session
      * gone meanwhile marked (quiet.c). */
     void (*recheck)(void *owner);
-    /* A catch-up has taken the markers left during the gap (after arming every table) and run
-     * its backstop round, or has taken longer than CATCH_UP_HOLD (quiet.c): the views it found
-     * pending may be refreshed now (mvr_schedule_hold). */
-    void (*caught_up)(void *owner);
+    /* A catch-up began (held) or is over (not held): it has armed every table, taken the
+     * markers left during the gap and run its backstop round, or has taken longer than
+     * CATCH_UP_HOLD (quiet.c). Until then the views it found pending wait
+     * (mvr_schedule_hold). */
+    void (*hold)(void *owner, bool held);
     /* Call fn for the watched tables: all of them (each once, by ascending OID), or those
      * read by a debouncing view that more writes could still postpone. */
     void (*tables)(void *owner, bool debouncing_only, void (*fn)(void *arg, uint32_t table),
@@ -65,7 +68,8 @@ struct mvr_quiet {
     uint32_t ring_to;
     bool ring_more;
     bool recheck; /* after a catch-up: read the pending views again once a TAKE succeeds */
-    enum mvr_catch_up catch_up; /* what a catch-up waits for before caught_up */
+    enum mvr_catch_up catch_up; /* what a catch-up waits for before it is over */
+    bool catch_up_backstop;     /* the catch-up asked for a backstop round (it was not off) */
     const struct mvr_quiet_hooks *hooks;
     void *owner;
 };
@@ -78,8 +82,8 @@ void mvr_quiet_open(struct mvr_quiet *q, const char *dsn, const char *app_name);
 /* A NOTIFY came (its payload is not trusted): take the markers soon. */
 void mvr_quiet_doorbell(struct mvr_quiet *q);
 /* After a gap (start, a reconnect): re-arm every table (ringing), take the markers, and run
- * the backstop (its memory is in the database: it finds what happened meanwhile); then
- * caught_up. */
+ * the backstop (its memory is in the database: it finds what happened meanwhile), holding
+ * the catch-up's refreshes until then (hooks: hold). */
 void mvr_quiet_catch_up(struct mvr_quiet *q);
 /* A refresh of view found these writers in flight: follow them. */
 void mvr_quiet_writers(struct mvr_quiet *q, uint32_t view, const uint64_t *xids, size_t n);

@@ -210,6 +210,14 @@ void mvr_schedule_unheard(struct mvr_schedule *s, uint32_t view, double now)
         change_one(s, v, now, MVR_CHANGE_WRITE);
 }
 
+void mvr_schedule_moved(struct mvr_schedule *s, uint32_t view, double now)
+{
+    struct mvr_view *v = mvr_schedule_find(s, view);
+
+    if (v != NULL && v->state != MVR_VIEW_REFRESHING)
+        change_one(s, v, now, MVR_CHANGE_WRITE);
+}
+
 bool mvr_schedule_touch_view(struct mvr_schedule *s, uint32_t view, double now)
 {
     struct mvr_view *v = mvr_schedule_find(s, view);

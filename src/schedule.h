@@ -21,9 +21,10 @@
  *   signals, views newly watched) and retries after a failure, so that a real change is not
  *   queued behind a restart's catch-up; a catch-up view that gets a real change moves up, and
  *   one that has waited longer than its max_wait goes first, so catch-up is never starved;
- * - after a gap in signals, catch-up waits (mvr_schedule_hold) until the daemon has taken the
- *   markers left meanwhile: a view refreshing when they are taken would count them as one more
- *   cycle (its snapshot may predate them), and so refresh twice.
+ * - after a gap in signals, catch-up and retries wait (mvr_schedule_hold) until the daemon has
+ *   taken the markers left meanwhile and run its backstop round (at most 10 s, quiet.c): a
+ *   view refreshing when a marker of its table is taken counts it as one more cycle (its
+ *   snapshot may predate the write), and so would refresh twice.
  */
 #ifndef MVR_SCHEDULE_H
 #define MVR_SCHEDULE_H
@@ -81,6 +82,12 @@ void mvr_schedule_hold(struct mvr_schedule *s, bool held);
  * answer then told, so that the round trip is not added to the debounce); returns how many
  * watched views read it. */
 size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double at, double now);
+/* The backstop found what view reads written since its last refresh, and marked it pending in
+ * the database: a change, unless the view is refreshing. A backstop round marks no view whose
+ * status says refreshing (mvrefresh.mark_pending()), so a mark heard of during a refresh was
+ * made before it began, and its snapshot covers the write; a mark it could not tell apart
+ * (the status row held) its refresh_end() reports (mvr_schedule_unheard). */
+void mvr_schedule_moved(struct mvr_schedule *s, uint32_t view, double now);
 /* The database marked view pending during its refresh, which may not cover that change, and
  * this daemon may not have heard of it: one more cycle if the view is idle (one that heard of
  * a change already debounces). */

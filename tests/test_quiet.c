@@ -448,25 +448,34 @@ PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
 }
 
-/* mv's status says pending, and its table was written while no daemon ran (a marker): the
- * next daemon starts, and its first TAKE waits for holder's lock on the markers. */
-static void start_with_take_held(pgt_ctx *t, PGconn *holder)
+/* A watched view mv over t, refreshed once by a daemon with this configuration, which stops;
+ * then t is written (a marker: the refresh armed it), if `write`, and mv's status says
+ * pending. */
+static void pending_and_written(pgt_ctx *t, const char *cfg, bool write)
 {
     pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
     pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
     pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
-    start_daemon(t);
+    start_daemon_with(t, cfg);
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     pgt_poll_until(t, DEADLINE_MS, "t",
                    "SELECT pending_since IS NULL AND NOT refreshing FROM mvrefresh.refresh_state");
     assert_int_equal(pgt_daemon_stop(t, SIGTERM, DEADLINE_MS), 0);
-    pgt_exec(t, "INSERT INTO t VALUES (1)"); /* armed by the refresh: leaves a marker */
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    if (write) {
+        pgt_exec(t, "INSERT INTO t VALUES (1)");
+        assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    }
     pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = now()");
+}
+
+/* ... and the next daemon starts, its first TAKE waiting for holder's lock on the markers. */
+static void start_with_take_held(pgt_ctx *t, PGconn *holder, const char *cfg, bool write)
+{
+    pending_and_written(t, cfg, write);
     pgt_exec_on(t, holder, "BEGIN");
     pgt_exec_on(t, holder, "LOCK TABLE mvrefresh.change_log IN EXCLUSIVE MODE");
-    start_daemon(t);
+    start_daemon_with(t, cfg);
     pgt_poll_until(t, DEADLINE_MS, "1", control_waits_sql);
 }
 
@@ -490,23 +499,63 @@ PGT_TEST(test_a_start_refreshes_a_view_pending_and_written_meanwhile_once)
 {
     PGconn *holder = pgt_connect(t);
 
-    start_with_take_held(t, holder);
+    start_with_take_held(t, holder, config, true);
     pgt_refreshes_stay(t, "mv", 1, 500);
     pgt_exec_on(t, holder, "COMMIT");
     settled_at(t, 2);
 }
 
+/* The same with the backstop on: the TAKE makes the view due at once, and its refresh runs
+ * while the start's backstop round compares its table with what the last refresh found. That
+ * round must not mark a view that is refreshing (or it refreshes once more). */
+PGT_TEST(test_a_start_with_the_backstop_refreshes_it_once_too)
+{
+    const char *cfg = "[mvrefreshd]\nbackstop_interval = 5min\n";
+
+    pending_and_written(t, cfg, true);
+    /* Counted (the backend reports its statistics when idle), so the round sees the write. */
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT pg_stat_get_tuples_inserted('t'::regclass)");
+    start_daemon_with(t, cfg);
+    settled_at(t, 2);
+}
+
 /* ... but not for longer than 10 s: a TAKE that waits for a lock does not keep the pending
- * views stale. (The marker it then takes is one more cycle.) */
+ * views stale (the marker it then takes is one more cycle). The limit counts from each
+ * catch-up: the next one, after a reconnect, is held as long as it needs again. */
 PGT_TEST(test_a_start_whose_take_waits_still_catches_up)
 {
     PGconn *holder = pgt_connect(t);
+    int loads;
 
-    start_with_take_held(t, holder);
-    pgt_log_wait(t, 15000, 1, "markers not taken after 10 s");
+    start_with_take_held(t, holder, config, true);
+    pgt_log_wait(t, 15000, 1, "catch-up: still taking the markers after 10 s");
     pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
     pgt_exec_on(t, holder, "COMMIT");
     settled_at(t, 3);
+    loads = pgt_log_count(t, "registry loaded");
+    assert_int_equal(pgt_terminate(t, "application_name = 'mvrefreshd listener'"), 1);
+    /* The reconnect's catch-up load, then the one after its first TAKE. */
+    pgt_log_wait(t, DEADLINE_MS, loads + 2, "registry loaded");
+    assert_int_equal(pgt_log_count(t, "catch-up: still"), 1);
+}
+
+/* A catch-up without a backstop round (backstop_interval = 0 when it began) is over with its
+ * TAKE, even if a reload turns the backstop on meanwhile: it does not wait for a round. (No
+ * marker: the view waits in the catch-up queue, not moved up by a change.) */
+PGT_TEST(test_a_catch_up_waits_only_for_what_it_asked)
+{
+    char path[PATH_MAX + 32];
+    PGconn *holder = pgt_connect(t);
+
+    start_with_take_held(t, holder, config, false);
+    pgt_write_file(pgt_path(t, "quiet.ini", path, sizeof path),
+                   "[mvrefreshd]\nbackstop_interval = 1h\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "reloaded configuration");
+    pgt_refreshes_stay(t, "mv", 1, 200); /* held */
+    pgt_exec_on(t, holder, "COMMIT");
+    pgt_wait_refreshes(t, "mv", 2, 5000);
+    assert_int_equal(pgt_log_count(t, "catch-up: still"), 0);
 }
 
 /*
@@ -1072,7 +1121,9 @@ int main(void)
         PGT_UNIT(test_quiet_write_while_nobody_listens_is_caught_up),
         PGT_UNIT(test_a_take_left_running_by_a_stopped_daemon_is_caught_up),
         PGT_UNIT(test_a_start_refreshes_a_view_pending_and_written_meanwhile_once),
+        PGT_UNIT(test_a_start_with_the_backstop_refreshes_it_once_too),
         PGT_UNIT(test_a_start_whose_take_waits_still_catches_up),
+        PGT_UNIT(test_a_catch_up_waits_only_for_what_it_asked),
         PGT_UNIT(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round),
         PGT_UNIT(test_a_mark_made_during_a_refresh_is_one_more_refresh),
         PGT_UNIT(test_a_held_status_row_holds_back_only_its_view),

@@ -364,6 +364,31 @@ static void test_a_mark_made_during_a_refresh_is_one_more_cycle(void **state)
     expect_pops(f, 1);
 }
 
+/* A backstop mark heard of while the view refreshes was made before its refresh began (a round
+ * marks no view whose status says refreshing): covered, no further cycle. One on an idle view is
+ * a change, debounced like a write. */
+static void test_a_backstop_mark_during_a_refresh_is_covered(void **state)
+{
+    struct fx *f = *state;
+
+    for (uint32_t v = 1; v <= 2; v++) {
+        view(f, v, 100, 1000);
+        reads(f, 100 + v, false);
+    }
+    load(f, false);
+    at(f, f->now + 1.0);
+    expect_pops(f, 1, 2);
+    done(f, 2, MVR_OUTCOME_OK);
+    mvr_schedule_moved(&f->s, 1, f->now);
+    mvr_schedule_moved(&f->s, 2, f->now);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_REFRESHING);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_DEBOUNCING);
+    done(f, 1, MVR_OUTCOME_OK);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+    at(f, f->now + 0.1);
+    expect_pops(f, 2);
+}
+
 /* A daemon that starts knows none of the views: only the status says which ones missed
  * something. A restart is no refresh storm. */
 static void test_start_refreshes_only_pending_views(void **state)
@@ -1084,6 +1109,7 @@ int main(void)
         T(test_catch_up_refreshes_exactly_the_pending_views),
         T(test_a_load_read_during_a_refresh_does_not_refresh_it_again),
         T(test_a_mark_made_during_a_refresh_is_one_more_cycle),
+        T(test_a_backstop_mark_during_a_refresh_is_covered),
         T(test_start_refreshes_only_pending_views),
         T(test_a_change_counts_from_when_the_daemon_asked),
         T(test_touch_view),
