@@ -2625,18 +2625,24 @@ $fn$;
 -- transaction, like take_changes()) the views that read a table whose
 -- fingerprint moved, unless their last refresh found it as it is now
 -- (mvrefresh.view_fingerprint; a view no refresh has recorded is marked), or
--- they are refreshing (mark_pending()). Returns the views marked. A table seen
--- for the first time only gets its fingerprint stored; tables no longer passed
--- are forgotten. The partitions and descendants read through the tables
--- passed are looked at with them (with_descendants()), so a partition the
--- caller does not know of yet is not missed for long: its parent's
--- fingerprint moved when it came.
--- A view left alone because it is refreshing keeps its moved tables' stored
--- fingerprints as they were: the next round finds them moved again and holds
--- them against what that refresh found, which a write after its snapshot
--- differs from. (Storing the new one would hide such a write for good.)
+-- they are refreshing (mark_pending()). Returns the views marked. A table
+-- seen for the first time (newly watched, a new partition, resumed) is held
+-- only against the views whose refresh recorded it: a write after that
+-- refresh hides nowhere else. (Nothing recorded it after an upgrade from a
+-- release without these notes: its fingerprint is only stored, no refresh
+-- storm.) Tables no longer passed are forgotten. The partitions and
+-- descendants read through the tables passed are looked at with them
+-- (with_descendants()), so a partition the caller does not know of yet is not
+-- missed for long: its parent's fingerprint moved when it came.
+-- A view left alone because it is refreshing keeps all its tables' stored
+-- fingerprints as they were (or none, for one seen for the first time): the
+-- next round compares them again, with what that refresh recorded, which a
+-- write after its snapshot differs from. (Storing them now would hide such a
+-- write for good.)
 -- Statistics can also move without a committed change (an aborted write, a
--- statistics reset): then a view is refreshed once more than needed.
+-- statistics reset), or reach the round after a refresh that followed the
+-- write (a backend reports them up to 10 s late): then a view is refreshed
+-- once more than needed.
 CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[])
 RETURNS SETOF oid
 LANGUAGE plpgsql
@@ -2646,38 +2652,44 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
 DECLARE
-    tbls   oid[];
-    fps    text[];
-    moved  oid[];
-    behind regclass[];
-    marked regclass[];
+    tbls     oid[];
+    fps      text[];
+    moved    oid[];
+    fresh    oid[];
+    behind   regclass[];
+    marked   regclass[];
     stored_n bigint;
 BEGIN
     SELECT pg_catalog.array_agg(f.table_oid), pg_catalog.array_agg(f.fingerprint)
     INTO tbls, fps
     FROM mvrefresh.table_fingerprints(ARRAY(SELECT mvrefresh.with_descendants(backstop.tables))) AS f;
-    moved := ARRAY(
-        SELECT n.table_oid
-        FROM ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
-        JOIN mvrefresh.table_state t ON t.table_oid = n.table_oid
-        WHERE t.fingerprint <> n.fingerprint);
+    SELECT COALESCE(pg_catalog.array_agg(n.table_oid) FILTER (WHERE t.table_oid IS NOT NULL), '{}'),
+           COALESCE(pg_catalog.array_agg(n.table_oid) FILTER (WHERE t.table_oid IS NULL), '{}')
+    INTO moved, fresh
+    FROM ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
+    LEFT JOIN mvrefresh.table_state t ON t.table_oid = n.table_oid
+    WHERE t.fingerprint <> n.fingerprint
+       OR (t.table_oid IS NULL
+           AND EXISTS (SELECT 1 FROM mvrefresh.view_fingerprint f WHERE f.table_oid = n.table_oid));
     behind := ARRAY(
         SELECT DISTINCT r.view
-        FROM mvrefresh.readers(moved) AS r
-        JOIN ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint) ON n.table_oid = r.tbl
+        FROM mvrefresh.readers(moved OPERATOR(pg_catalog.||) fresh) AS r
+        JOIN ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
+          ON n.table_oid = r.tbl
         LEFT JOIN mvrefresh.view_fingerprint f
                ON f.view = r.view::pg_catalog.oid AND f.table_oid = r.tbl
-        WHERE f.fingerprint IS DISTINCT FROM n.fingerprint);
+        WHERE f.fingerprint IS DISTINCT FROM n.fingerprint
+          AND (f.view IS NOT NULL OR r.tbl <> ALL (fresh)));
     marked := ARRAY(SELECT mvrefresh.mark_pending(behind, true));
     WITH now_ AS (
         SELECT n.table_oid, n.fingerprint
         FROM ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
     ), kept AS (
-        -- Read by a view mark_pending() left alone: one with a status row
-        -- that it did not mark.
-        SELECT r.tbl FROM mvrefresh.readers(moved) AS r
-        JOIN mvrefresh.refresh_state s ON s.view = r.view
-        WHERE r.view = ANY (behind) AND r.view <> ALL (marked)
+        -- Every table of a view mark_pending() left alone (one with a status
+        -- row that it did not mark).
+        SELECT k.tbl
+        FROM mvrefresh.refresh_state s, mvrefresh.view_tables(s.view::pg_catalog.oid) AS k(tbl)
+        WHERE s.view = ANY (behind) AND s.view <> ALL (marked)
     ), stored AS (
         INSERT INTO mvrefresh.table_state AS t (table_oid, fingerprint)
         SELECT n.table_oid, n.fingerprint FROM now_ n

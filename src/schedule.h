@@ -85,8 +85,10 @@ size_t mvr_schedule_changed(struct mvr_schedule *s, uint32_t table, double at, d
 /* The backstop found what view reads written since its last refresh, and marked it pending in
  * the database: a change, unless the view is refreshing. A backstop round marks no view whose
  * status says refreshing (mvrefresh.mark_pending()), so a mark heard of during a refresh was
- * made before it began, and its snapshot covers the write; a mark it could not tell apart
- * (the status row held) its refresh_end() reports (mvr_schedule_unheard). */
+ * made before it began, and its snapshot covers the write, or after its refresh_end()
+ * committed, which the registry read at the end of this round (or, if that read went out
+ * before the end was heard, of the next) finds pending; a mark set aside
+ * on a row its refresh_begin() held refresh_end() reports (mvr_schedule_unheard). */
 void mvr_schedule_moved(struct mvr_schedule *s, uint32_t view, double now);
 /* The database marked view pending during its refresh, which may not cover that change, and
  * this daemon may not have heard of it: one more cycle if the view is idle (one that heard of

@@ -528,13 +528,13 @@ is "...once: its memory is in the database (the partitions passed with the paren
 # A view refreshing during a round is left alone (its refresh notes what it covers), and its
 # moved tables keep their stored fingerprints: the next round finds them moved again and holds
 # them against that note; here none came (as for a write after the refresh's snapshot).
-ins() { db -c "SELECT n_tup_ins FROM pg_stat_all_tables WHERE relid = 'p0'::regclass"; }
-before=$(ins)
+ins() { db -c "SELECT n_tup_ins FROM pg_stat_all_tables WHERE relid = '$1'::regclass"; }
+before=$(ins p0)
 db -c "UPDATE mvrefresh.refresh_state SET refreshing = true, pending_since = NULL
        WHERE view = 'mv_p'::regclass" >/dev/null
 db -c "SET session_replication_role = replica; INSERT INTO p0 VALUES (6, 6)" >/dev/null
 deadline=$((SECONDS + 15))
-while [ "$(ins)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
+while [ "$(ins p0)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
     sleep 0.1 # pacing between polls of a condition with a deadline
 done
 is "a backstop round leaves a refreshing view alone" "0
@@ -546,6 +546,57 @@ is "...and the next one, once it is not, still finds the write" "mv_p
     "UPDATE mvrefresh.refresh_state SET refreshing = false WHERE view = 'mv_p'::regclass;
      SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t;
      SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid])"
+# A partition created before a refresh and written, silently, after its snapshot, while a round
+# runs: the round leaves the refreshing view alone and does not store the new partition either,
+# so the round after the refresh holds it against what the refresh recorded (here: the
+# fingerprints read before the write, written as the refresh's own transaction would once it
+# commits).
+db -c "CREATE TABLE p9 PARTITION OF p FOR VALUES FROM (900) TO (1000);
+       UPDATE mvrefresh.refresh_state SET refreshing = true WHERE view = 'mv_p'::regclass;
+       CREATE TABLE fp_before AS
+           SELECT n.table_oid, n.fingerprint FROM mvrefresh.table_fingerprints(
+               ARRAY(SELECT mvrefresh.view_tables('mv_p'::regclass::oid))) n" >/dev/null
+before=$(ins p9)
+db -c "SET session_replication_role = replica; INSERT INTO p VALUES (9, 950)" >/dev/null
+deadline=$((SECONDS + 15))
+while [ "$(ins p9)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.1 # pacing between polls of a condition with a deadline
+done
+is "a round during a refresh stores no fingerprint of a table the refreshing view reads" "0
+0" \
+    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]);
+     SELECT count(*) FROM mvrefresh.table_state WHERE table_oid = 'p9'::regclass"
+is "...so the round after it finds a write to a partition new since, made after its snapshot" \
+    "mv_p" \
+    "INSERT INTO mvrefresh.view_fingerprint (view, table_oid, fingerprint)
+     SELECT 'mv_p'::regclass::oid, b.table_oid, b.fingerprint FROM fp_before b
+     ON CONFLICT ON CONSTRAINT view_fingerprint_pkey DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
+     UPDATE mvrefresh.refresh_state SET refreshing = false, pending_since = NULL
+     WHERE view = 'mv_p'::regclass;
+     SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t"
+# A table the backstop sees for the first time (newly watched, a partition attached, a view
+# resumed) is held against what its views' last refresh recorded.
+db -c "DROP TABLE p9, fp_before;
+       CREATE TABLE t_new (id int PRIMARY KEY);
+       CREATE MATERIALIZED VIEW mv_new AS SELECT id FROM t_new;
+       CREATE UNIQUE INDEX ON mv_new (id);
+       SELECT mvrefresh.watch('mv_new');
+       SELECT count(*) FROM mvrefresh.refresh('mv_new'::regclass::oid, false);
+       UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_new'::regclass" \
+    >/dev/null
+before=$(ins t_new)
+db -c "SET session_replication_role = replica; INSERT INTO t_new VALUES (1)" >/dev/null
+deadline=$((SECONDS + 15))
+while [ "$(ins t_new)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
+    sleep 0.1 # pacing between polls of a condition with a deadline
+done
+is "a round finds a silent write to a table it sees for the first time, after a refresh of it" \
+    "mv_new" \
+    "SELECT t::regclass FROM mvrefresh.backstop(
+         ARRAY['p'::regclass::oid, 't_a'::regclass::oid, 't_new'::regclass::oid]) t
+     WHERE t = 'mv_new'::regclass::oid"
+db -c "SELECT mvrefresh.unwatch('mv_new'); DROP MATERIALIZED VIEW mv_new; DROP TABLE t_new" \
+    >/dev/null
 is "refresh() arms the view's disarmed tables, refreshes, and names no writer when none is in flight" "t
 0
 t" \
