@@ -229,10 +229,13 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
     last_sqlstate text,
     pending_since timestamptz
 );
--- When take_changes() last marked the view pending: a refresh that began
--- before that must not clear the mark when it ends (the daemon may never
--- have heard of those changes: the result of take_changes() can be lost with
--- its connection after it committed).
+-- When take_changes() (or a backstop round, a watch()) last marked the view
+-- pending since its last refresh began (refresh_begin() clears it): a refresh
+-- that began before the mark must not clear it when it ends (the daemon may
+-- never have heard of those changes: the result of take_changes() can be lost
+-- with its connection after it committed). Cleared rather than compared with
+-- last_start, so that a server clock stepped back does not make an old mark
+-- look newer than the refresh.
 ALTER TABLE mvrefresh.refresh_state ADD COLUMN IF NOT EXISTS marked_at timestamptz;
 
 -- The backstop's memory (docs/quiet-triggers.md): the last fingerprint of
@@ -2965,7 +2968,8 @@ BEGIN
             ON CONFLICT (view) DO UPDATE
                 SET refreshing = true,
                     last_start = EXCLUDED.last_start,
-                    pending_since = EXCLUDED.pending_since
+                    pending_since = EXCLUDED.pending_since,
+                    marked_at = NULL
         ), covered AS (
             -- A take that found the status row held marked it here: the
             -- refresh that follows covers that (the daemon heard of it).
@@ -3040,12 +3044,11 @@ BEGIN
         last_sqlstate = CASE WHEN refresh_end.ok THEN s.last_sqlstate ELSE refresh_end.sqlstate END,
         -- Changes marked in the database since this refresh began are still
         -- pending, whether or not the daemon heard of them.
-        pending_since = COALESCE(pg_catalog.to_timestamp(refresh_end.pending_since),
-                                 CASE WHEN s.marked_at >= s.last_start THEN s.marked_at END)
+        pending_since = COALESCE(pg_catalog.to_timestamp(refresh_end.pending_since), s.marked_at)
     -- One clock reading, so last_duration is exactly last_finish - last_start.
     FROM (SELECT pg_catalog.clock_timestamp() AS t) AS now_
     WHERE s.view = refresh_end.view::pg_catalog.regclass
-    RETURNING s.marked_at >= s.last_start INTO marked;
+    RETURNING s.marked_at IS NOT NULL INTO marked;
     -- The refresh request this refresh was begun for is served; one made since
     -- waits for the next. A failed refresh serves none: the request stays, and
     -- so does a paused view, retried like any failure.

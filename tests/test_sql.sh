@@ -492,8 +492,16 @@ f" \
      SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 3) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
-# Statistics reach other sessions with a delay (up to about a second; before PostgreSQL 15
-# through the statistics collector): poll, with a deadline, rather than assume.
+is "...even after the server's clock stepped back (the old mark reads as later than the begin)" "f
+f" \
+    "UPDATE mvrefresh.refresh_state SET marked_at = clock_timestamp() + interval '1 hour',
+                                        pending_since = clock_timestamp()
+     WHERE view = 'mv_p'::regclass;
+     SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 3) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
+     SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
+# Statistics reach other sessions with a delay (up to 10 s, and before PostgreSQL 15 until the
+# writer's next transaction; through the statistics collector): poll, with a deadline.
 # backstop_poll UNTIL: run a backstop round every 100 ms, collecting the views it reports,
 # until UNTIL is "quiet" (a round reports nothing) or a view name it must report.
 backstop_poll() {
