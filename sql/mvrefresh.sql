@@ -2637,7 +2637,8 @@ $fn$;
 -- descendants read through the tables passed are looked at with them
 -- (with_descendants()), so a partition the caller does not know of yet is not
 -- missed for long: its parent's fingerprint moved when it came.
--- A view left alone because it is refreshing keeps all its tables' stored
+-- A view refreshing during the round (left alone, or not a candidate at all:
+-- its refresh's notes are not committed yet) keeps all its tables' stored
 -- fingerprints as they were (or none, for one seen for the first time): the
 -- next round compares them again, with what that refresh recorded, which a
 -- write after its snapshot differs from. (Storing them now would hide such a
@@ -2689,10 +2690,12 @@ BEGIN
         FROM ROWS FROM (pg_catalog.unnest(tbls), pg_catalog.unnest(fps)) AS n(table_oid, fingerprint)
     ), kept AS (
         -- Every table of a view mark_pending() left alone (one with a status
-        -- row that it did not mark).
+        -- row that it did not mark), or refreshing now: one whose refresh has
+        -- not committed its notes yet, for a table seen for the first time,
+        -- was in no list above.
         SELECT k.tbl
         FROM mvrefresh.refresh_state s, mvrefresh.view_tables(s.view::pg_catalog.oid) AS k(tbl)
-        WHERE s.view = ANY (behind) AND s.view <> ALL (marked)
+        WHERE (s.view = ANY (behind) AND s.view <> ALL (marked)) OR s.refreshing
     ), stored AS (
         INSERT INTO mvrefresh.table_state AS t (table_oid, fingerprint)
         SELECT n.table_oid, n.fingerprint FROM now_ n
