@@ -316,6 +316,15 @@ static void start_daemon(pgt_ctx *t)
     start_daemon_with(t, config);
 }
 
+/* Table t and the view mv over it, watched with these arguments after the view's name. */
+static void watched_mv(pgt_ctx *t, const char *watch_args)
+{
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', %s)", watch_args);
+}
+
 PGT_TEST(test_stress_every_writer_shape)
 {
     int rounds = getenv("PGT_QUIET_ROUNDS") ? atoi(getenv("PGT_QUIET_ROUNDS")) : 10;
@@ -391,10 +400,7 @@ PGT_TEST(test_restart_refreshes_exactly_what_changed)
  */
 PGT_TEST(test_quiet_write_while_nobody_listens_is_caught_up)
 {
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', '1 h', '2 h')"); /* never due on its own */
+    watched_mv(t, "'1 h', '2 h'"); /* never due on its own */
     /* No re-arm while it debounces, which would start a new generation before the kill (the
      * second write would then signal, and test nothing). */
     start_daemon_with(t, "[mvrefreshd]\nbackstop_interval = 0\nrearm_interval = 1h\n");
@@ -425,10 +431,7 @@ PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
     const char *cfg = "[mvrefreshd]\nbackstop_interval = 0\n";
     PGconn *holder = pgt_connect(t);
 
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    watched_mv(t, "'20 ms', '1 s'");
     start_daemon_with(t, cfg);
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     pgt_exec_on(t, holder, "BEGIN");
@@ -453,10 +456,7 @@ PGT_TEST(test_a_take_left_running_by_a_stopped_daemon_is_caught_up)
  * pending. */
 static void pending_and_written(pgt_ctx *t, const char *cfg, bool write)
 {
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    watched_mv(t, "'20 ms', '1 s'");
     start_daemon_with(t, cfg);
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     pgt_poll_until(t, DEADLINE_MS, "t",
@@ -567,10 +567,7 @@ PGT_TEST(test_a_catch_up_waits_only_for_what_it_asked)
  */
 PGT_TEST(test_a_mark_nobody_heard_is_found_by_the_next_backstop_round)
 {
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', '20 ms', '1 s')");
+    watched_mv(t, "'20 ms', '1 s'");
     start_daemon_with(t, "[mvrefreshd]\nbackstop_interval = 300ms\n");
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     /* The catch-up's load and its recheck's (after the first TAKE) are done, ... */
@@ -702,10 +699,7 @@ static const char armed_t[] = "SELECT pg_sequence_last_value("
  * and mv waiting for its cap. */
 static void capped_view(pgt_ctx *t, const char *settings, const char *config_text)
 {
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', %s)", settings);
+    watched_mv(t, settings);
     start_daemon_with(t, config_text);
     pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
     pgt_exec(t, "INSERT INTO t VALUES (1)"); /* armed: rings, and its take disarms t */
@@ -760,10 +754,7 @@ static void backstop_schema(pgt_ctx *t, const char *interval)
 {
     char path[PATH_MAX + 32], conf[128];
 
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    watched_mv(t, "'50 ms', '1 s'");
     snprintf(conf, sizeof conf, "[mvrefreshd]\nbackstop_interval = %s\n", interval);
     pgt_write_file(pgt_path(t, "backstop.ini", path, sizeof path), conf);
     pgt_daemon_start(t, path);
@@ -867,10 +858,7 @@ PGT_TEST(test_forged_signals_refresh_nothing)
 {
     PGconn *r;
 
-    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    watched_mv(t, "'50 ms', '1 s'");
     pgt_exec(t, "CREATE ROLE \"rea der.q\" LOGIN");
     pgt_exec(t, "GRANT SELECT ON t TO \"rea der.q\"");
     start_daemon(t);

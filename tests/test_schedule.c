@@ -336,12 +336,9 @@ static void test_a_load_read_during_a_refresh_does_not_refresh_it_again(void **s
     assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
 }
 
-/* refresh_end() says the database marked the view during its refresh: an idle view (it heard
- * of nothing) gets one more cycle; one that heard of a change keeps its own timing. */
-static void test_a_mark_made_during_a_refresh_is_one_more_cycle(void **state)
+/* v1 and v2 (debounce 100 ms, max_wait 1 s) over tables 101 and 102, both refreshing. */
+static void both_refreshing(struct fx *f)
 {
-    struct fx *f = *state;
-
     for (uint32_t v = 1; v <= 2; v++) {
         view(f, v, 100, 1000);
         reads(f, 100 + v, false);
@@ -349,6 +346,15 @@ static void test_a_mark_made_during_a_refresh_is_one_more_cycle(void **state)
     load(f, false);
     at(f, f->now + 1.0);
     expect_pops(f, 1, 2);
+}
+
+/* refresh_end() says the database marked the view during its refresh: an idle view (it heard
+ * of nothing) gets one more cycle; one that heard of a change keeps its own timing. */
+static void test_a_mark_made_during_a_refresh_is_one_more_cycle(void **state)
+{
+    struct fx *f = *state;
+
+    both_refreshing(f);
     f->now += 0.050;
     change(f, 102); /* heard during v2's refresh */
     f->now += 0.050;
@@ -371,13 +377,7 @@ static void test_a_backstop_mark_during_a_refresh_is_covered(void **state)
 {
     struct fx *f = *state;
 
-    for (uint32_t v = 1; v <= 2; v++) {
-        view(f, v, 100, 1000);
-        reads(f, 100 + v, false);
-    }
-    load(f, false);
-    at(f, f->now + 1.0);
-    expect_pops(f, 1, 2);
+    both_refreshing(f);
     done(f, 2, MVR_OUTCOME_OK);
     mvr_schedule_moved(&f->s, 1, f->now);
     mvr_schedule_moved(&f->s, 2, f->now);

@@ -533,18 +533,23 @@ is "...once: its memory is in the database (the partitions passed with the paren
 3" \
     "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid]);
      SELECT count(*) FROM mvrefresh.table_state"
+ins() { db -c "SELECT n_tup_ins FROM pg_stat_all_tables WHERE relid = '$1'::regclass"; }
+# silent_insert TABLE VALUES: an INSERT no trigger sees (as logical replication applies
+# changes), then wait until the other sessions see it counted (the backstop's evidence).
+silent_insert() {
+    local before deadline=$((SECONDS + 15))
+    before=$(ins "$1")
+    db -c "SET session_replication_role = replica; INSERT INTO $1 VALUES $2" >/dev/null
+    while [ "$(ins "$1")" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
+        sleep 0.1 # pacing between polls of a condition with a deadline
+    done
+}
 # A view refreshing during a round is left alone (its refresh notes what it covers), and its
 # moved tables keep their stored fingerprints: the next round finds them moved again and holds
 # them against that note; here none came (as for a write after the refresh's snapshot).
-ins() { db -c "SELECT n_tup_ins FROM pg_stat_all_tables WHERE relid = '$1'::regclass"; }
-before=$(ins p0)
 db -c "UPDATE mvrefresh.refresh_state SET refreshing = true, pending_since = NULL
        WHERE view = 'mv_p'::regclass" >/dev/null
-db -c "SET session_replication_role = replica; INSERT INTO p0 VALUES (6, 6)" >/dev/null
-deadline=$((SECONDS + 15))
-while [ "$(ins p0)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
-    sleep 0.1 # pacing between polls of a condition with a deadline
-done
+silent_insert p0 "(6, 6)"
 is "a backstop round leaves a refreshing view alone" "0
 t" \
     "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]);
@@ -564,12 +569,7 @@ db -c "CREATE TABLE p9 PARTITION OF p FOR VALUES FROM (900) TO (1000);
        CREATE TABLE fp_before AS
            SELECT n.table_oid, n.fingerprint FROM mvrefresh.table_fingerprints(
                ARRAY(SELECT mvrefresh.view_tables('mv_p'::regclass::oid))) n" >/dev/null
-before=$(ins p9)
-db -c "SET session_replication_role = replica; INSERT INTO p VALUES (9, 950)" >/dev/null
-deadline=$((SECONDS + 15))
-while [ "$(ins p9)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
-    sleep 0.1 # pacing between polls of a condition with a deadline
-done
+silent_insert p9 "(9, 950)"
 is "a round during a refresh stores no fingerprint of a table the refreshing view reads" "0
 0" \
     "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]);
@@ -592,12 +592,7 @@ db -c "DROP TABLE p9, fp_before;
        SELECT count(*) FROM mvrefresh.refresh('mv_new'::regclass::oid, false);
        UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_new'::regclass" \
     >/dev/null
-before=$(ins t_new)
-db -c "SET session_replication_role = replica; INSERT INTO t_new VALUES (1)" >/dev/null
-deadline=$((SECONDS + 15))
-while [ "$(ins t_new)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
-    sleep 0.1 # pacing between polls of a condition with a deadline
-done
+silent_insert t_new "(1)"
 is "a round finds a silent write to a table it sees for the first time, after a refresh of it" \
     "mv_new" \
     "SELECT t::regclass FROM mvrefresh.backstop(
@@ -614,12 +609,7 @@ db -c "CREATE TABLE t_first (id int PRIMARY KEY);
        WHERE view = 'mv_first'::regclass;
        CREATE TABLE fp_first AS SELECT n.table_oid, n.fingerprint
        FROM mvrefresh.table_fingerprints(ARRAY['t_first'::regclass::oid]) n" >/dev/null
-before=$(ins t_first)
-db -c "SET session_replication_role = replica; INSERT INTO t_first VALUES (1)" >/dev/null
-deadline=$((SECONDS + 15))
-while [ "$(ins t_first)" = "$before" ] && [ "$SECONDS" -lt "$deadline" ]; do
-    sleep 0.1 # pacing between polls of a condition with a deadline
-done
+silent_insert t_first "(1)"
 is "a round during a view's first refresh does not store its new table" "0
 0" \
     "SELECT count(*) FROM mvrefresh.backstop($all3 || 't_first'::regclass::oid) t
