@@ -4,6 +4,9 @@
 #include "container.h"
 #include "redact.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -490,10 +493,25 @@ static void keep_result(struct mvr_conn *c, PGresult *r)
     c->held = r;
 }
 
+/* A result of more rows than this is handed back to the system once freed (give_back). */
+#define BIG_RESULT_ROWS 1000
+
+/* A big result (a registry load, a take or backstop round over thousands of tables) lives in
+ * thousands of small blocks on the heap, which glibc keeps once they are freed: at 10,000
+ * views a start's two loads left the daemon at 17.7 MB instead of 14.2 MB, for good. Rare
+ * and cheap (a walk of a heap of a few MB), so done every time. */
+static void give_back(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void finish_query(struct mvr_conn *c)
 {
     mvr_conn_result_fn fn = c->on_result;
     PGresult *res = c->held;
+    bool big = res != NULL && PQntuples(res) > BIG_RESULT_ROWS;
 
     c->held = NULL;
     c->on_result = NULL;
@@ -503,6 +521,8 @@ static void finish_query(struct mvr_conn *c)
     if (fn != NULL)
         fn(c->result_arg, res);
     PQclear(res);
+    if (big)
+        give_back();
 }
 
 /* The last Sync is answered: leave pipeline mode, and hand the results over. */
