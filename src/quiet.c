@@ -256,13 +256,13 @@ static const char *phase_name(enum mvr_catch_up phase)
     return "over";
 }
 
-/* A job is over: the catch-up moves on (next_phase); the first TAKE after a catch-up reads the
- * pending views again (mvr_quiet_catch_up), so does every backstop round.
- * A part of the catch-up's arming is over: the next, or, after the last, the markers left
- * meanwhile (take after arm, as at every start; the takes that ran between parts only came
- * sooner). A part that failed (logged) is not sent again: its tables stay as they were,
- * which the protocol allows (docs/quiet-triggers.md, "Start and reconnect"), and a part that
- * fails for good must not stop the others. */
+/* A job is over. The catch-up moves on (next_phase). The first TAKE after a catch-up, and
+ * every backstop round, reads the pending views again (mvr_quiet_catch_up). After a part of
+ * the catch-up's arming comes the next, or, after the last, the markers left meanwhile (take
+ * after arm, as at every start; the takes that ran between parts only came sooner). A part
+ * that failed (logged) is not sent again: its tables stay as they were, which the protocol
+ * allows (docs/quiet-triggers.md, "Start and reconnect"), and a part that fails for good
+ * must not stop the others. */
 static void on_done(void *owner, enum mvr_control_job job, bool ok)
 {
     struct mvr_quiet *q = owner;
