@@ -213,10 +213,13 @@ struct parse_state {
     size_t nlines, cap;
     bool oom;
     FILE *file;
-    int lineno;    /* lines handed to inih so far: inih's own line number */
-    int msg_line;  /* line of msg */
-    int long_line; /* first line longer than inih's buffer, 0 if none */
-    char msg[512]; /* the first error the handler saw */
+    int lineno;     /* lines handed to inih so far: inih's own line number */
+    int msg_line;   /* line of msg */
+    int long_line;  /* first line longer than inih's buffer, 0 if none */
+    int bad_header; /* line of the first header of a section we do not know, 0 if none */
+    char bad_name[64];
+    int read_errno; /* the read that failed, 0 if none */
+    char msg[512];  /* the first error the handler saw */
 };
 
 /* NAME of a [database.NAME] section, or NULL for any other section. */
@@ -281,8 +284,15 @@ static void note_header(struct parse_state *st, const char *line)
     st->key_seen = false;
     st->section_long = (size_t)(end - start - 1) >= sizeof st->section;
     snprintf(st->section, sizeof st->section, "%.*s", (int)(end - start - 1), start + 1);
-    if (!st->section_long && (name = database_section(st->section)) != NULL)
+    name = database_section(st->section);
+    if (name != NULL && !st->section_long)
         keep_line(st, name, NULL, NULL);
+    /* inih says nothing of a section without keys: a typo in an otherwise empty header
+     * ([databse.sales]) would leave the daemon serving another database. */
+    else if (name == NULL && strcmp(st->section, MVR_CONFIG_SECTION) != 0 && st->bad_header == 0) {
+        st->bad_header = st->lineno;
+        snprintf(st->bad_name, sizeof st->bad_name, "%.60s", st->section);
+    }
 }
 
 /* fgets for inih that counts lines, and flags and skips the rest of a line too long for
@@ -294,8 +304,11 @@ static char *read_line(char *buf, int size, void *user)
     size_t len;
     int c;
 
-    if (line == NULL)
+    if (line == NULL) {
+        if (ferror(st->file))
+            st->read_errno = errno != 0 ? errno : EIO;
         return NULL;
+    }
     st->lineno++;
     note_header(st, line);
     len = strlen(line);
@@ -483,13 +496,19 @@ static int parse_file(struct mvr_config *cfg, const char *path, char *err, size_
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
+    errno = 0;
     line = ini_parse_stream(read_line, &st, on_entry, &st);
     fclose(st.file);
-    if (st.long_line > 0 && (line <= 0 || st.long_line <= line))
+    if (st.read_errno != 0) /* a directory, say: not an empty file of defaults */
+        snprintf(err, errlen, "%s: cannot read: %s", path, strerror(st.read_errno));
+    else if (st.long_line > 0 && (line <= 0 || st.long_line <= line))
         snprintf(err, errlen, "%s:%d: line too long (libinih reads at most %d characters a line)",
                  path, st.long_line, INI_MAX_LINE - 1);
     else if (line == -2 || st.oom)
         snprintf(err, errlen, "%s: out of memory", path);
+    else if (st.bad_header > 0 && (line <= 0 || st.bad_header < line))
+        snprintf(err, errlen, "%s:%d: unknown section [%s] (expected [%s] or [%sNAME])", path,
+                 st.bad_header, st.bad_name, MVR_CONFIG_SECTION, MVR_CONFIG_DATABASE_PREFIX);
     else if (line > 0)
         snprintf(err, errlen, "%s:%d: %s", path, line,
                  st.msg_line == line ? st.msg : "syntax error (expected key = value or [section])");

@@ -8,6 +8,7 @@
 
 #include "budget.h"
 #include "clock.h"
+#include "conninfo.h"
 #include "container.h"
 #include "database.h"
 #include "discovery.h"
@@ -418,7 +419,11 @@ static void reload_config(struct mvr_daemon *d)
         mvr_info(&d->log, "SIGHUP: no configuration file given; reloading the registry only");
     } else if (mvr_config_load(&fresh, d->opts->config_path, err, sizeof err) != 0) {
         mvr_error(&d->log, "%s; keeping the current configuration", err);
-    } else if (mvr_daemon_override(d->opts, &fresh, err, sizeof err) != 0) {
+    } else if (mvr_daemon_override(d->opts, &fresh, err, sizeof err) != 0 ||
+               mvr_conninfo_check(&fresh, d->opts->dsn != NULL, d->opts->config_path, err,
+                                  sizeof err) != MVR_CONNINFO_OK) {
+        /* A dsn that cannot connect is refused here as at start: once in use, libpq's own
+         * message about it would quote it, password and all. */
         mvr_error(&d->log, "%s; keeping the current configuration", err);
         mvr_config_free(&fresh);
     } else {

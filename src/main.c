@@ -7,10 +7,8 @@
 #include <sys/stat.h>
 
 #include "config.h"
+#include "conninfo.h"
 #include "daemon.h"
-#include "dsn.h"
-
-#include <libpq-fe.h>
 
 /* Exit codes from sysexits(3), as PostgreSQL tools' users expect. */
 #define EXIT_USAGE 64
@@ -84,113 +82,17 @@ static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts, bo
     return -1;
 }
 
-/* libpq decides which words are its keywords: one is, if "word=" parses. dsn.c only asks
- * about words of [a-z0-9_], which cannot turn "word=" into anything but one keyword. */
-static bool libpq_knows(const char *word)
-{
-    char conninfo[80];
-    PQconninfoOption *opts;
-    bool known;
-
-    if ((size_t)snprintf(conninfo, sizeof conninfo, "%s=", word) >= sizeof conninfo)
-        return false;
-    opts = PQconninfoParse(conninfo, NULL);
-    known = opts != NULL;
-    PQconninfoFree(opts);
-    return known;
-}
-
-static const char *option_value(const PQconninfoOption *opts, const char *keyword)
-{
-    for (; opts->keyword != NULL; opts++)
-        if (strcmp(opts->keyword, keyword) == 0)
-            return opts->val;
-    return NULL;
-}
-
-/* Say where the dsn came from: --dsn, or the file and the line of its dsn key (cfg is a
- * section's when the dsn is a [database.NAME]'s). */
-static void report_malformed(const struct mvr_daemon_options *opts, const struct mvr_config *cfg,
-                             bool section, const char *msg)
-{
-    if (opts->dsn != NULL && !section)
-        fprintf(stderr, "mvrefreshd: --dsn: malformed dsn: %s\n", msg);
-    else if (cfg->dsn_line > 0)
-        fprintf(stderr, "mvrefreshd: %s:%d: malformed dsn: %s\n", opts->config_path, cfg->dsn_line,
-                msg);
-    else
-        fprintf(stderr, "mvrefreshd: %s: malformed dsn: %s\n", opts->config_path, msg);
-}
-
-/* A dsn that cannot connect is refused once, at start. libpq's parse error is never shown: it
- * quotes the text it choked on, which in a malformed DSN is often part of the password. dsn.c
- * says what and where instead; libpq still decides whether the dsn is valid. */
-static int check_one_dsn(const struct mvr_daemon_options *opts, const struct mvr_config *cfg,
-                         bool section)
-{
-    const char *dsn = cfg->dsn;
-    PQconninfoOption *parsed;
-    char *err = NULL, msg[512];
-
-    if (!mvr_dsn_is_conninfo(dsn))
-        return 0; /* libpq takes it for a database name */
-    parsed = PQconninfoParse(dsn, &err);
-    if (parsed == NULL && err == NULL) {
-        fprintf(stderr, "mvrefreshd: out of memory\n");
-        return -1;
-    }
-    if (parsed == NULL) {
-        PQfreemem(err);
-        mvr_dsn_describe(dsn, libpq_knows, msg, sizeof msg);
-    } else {
-        int rc = mvr_dsn_check(dsn, option_value(parsed, "port"), msg, sizeof msg);
-        PQconninfoFree(parsed);
-        if (rc == 0)
-            return 0;
-    }
-    report_malformed(opts, cfg, section, msg);
-    return -1;
-}
-
-/* [mvrefreshd]'s dsn (or --dsn), then each section's own: 0, or the exit status. */
-static int check_dsn(const struct mvr_daemon_options *opts, const struct mvr_config *cfg)
-{
-    if (check_one_dsn(opts, cfg, false) != 0)
-        return opts->dsn != NULL ? EXIT_USAGE : EXIT_CONFIG;
-    for (size_t i = 0; i < cfg->ndbs; i++)
-        if (cfg->dbs[i].own_dsn && check_one_dsn(opts, &cfg->dbs[i].cfg, true) != 0)
-            return EXIT_CONFIG;
-    return 0;
-}
-
-/* libpq's reading, or dsn.c's lenient one: that also finds a password libpq cannot read. */
-static bool holds_password(const char *dsn)
-{
-    PQconninfoOption *parsed;
-    const char *password;
-    bool found = false;
-
-    if (!mvr_dsn_is_conninfo(dsn))
-        return false;
-    parsed = PQconninfoParse(dsn, NULL);
-    if (parsed != NULL) {
-        password = option_value(parsed, "password");
-        found = password != NULL && password[0] != '\0';
-        PQconninfoFree(parsed);
-    }
-    return found || mvr_dsn_has_password(dsn);
-}
-
 /* As libpq does for ~/.pgpass: a password in a file that others may read is no secret. Only a
  * warning, printed before anything else is checked: the daemon still starts, the file is the
  * operator's to fix. */
 static void warn_if_exposed(const char *path, const struct mvr_config *cfg)
 {
     struct stat st;
-    bool password = holds_password(cfg->dsn);
+    bool password = mvr_conninfo_holds_password(cfg->dsn);
 
     for (size_t i = 0; i < cfg->ndbs; i++)
-        password = password || (cfg->dbs[i].own_dsn && holds_password(cfg->dbs[i].cfg.dsn));
+        password =
+            password || (cfg->dbs[i].own_dsn && mvr_conninfo_holds_password(cfg->dbs[i].cfg.dsn));
     if (path == NULL || !password || stat(path, &st) != 0 || (st.st_mode & 077) == 0)
         return;
     fprintf(stderr,
@@ -220,9 +122,18 @@ int main(int argc, char **argv)
         mvr_config_free(&cfg);
         return EXIT_USAGE;
     }
-    if ((status = check_dsn(&opts, &cfg)) != 0) {
+    /* A dsn that cannot connect is refused at start (and at reload: daemon.c). */
+    switch (mvr_conninfo_check(&cfg, opts.dsn != NULL, opts.config_path, err, sizeof err)) {
+    case MVR_CONNINFO_OK:
+        break;
+    case MVR_CONNINFO_FLAG:
+        fprintf(stderr, "mvrefreshd: %s\n", err);
         mvr_config_free(&cfg);
-        return status;
+        return EXIT_USAGE;
+    case MVR_CONNINFO_FILE:
+        fprintf(stderr, "mvrefreshd: %s\n", err);
+        mvr_config_free(&cfg);
+        return EXIT_CONFIG;
     }
     if (check) {
         mvr_config_print(&cfg, stdout);

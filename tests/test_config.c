@@ -273,8 +273,14 @@ static void test_error_bad_log_level(void **state)
 
 static void test_error_unknown_section(void **state)
 {
-    expect_load_error(*state, "[mvrefreshd]\nmax_concurrent = 3\n[other]\nmax_concurrent = 4\n", 4,
+    /* Reported at its header, with or without keys: a typo in the header of an empty
+     * [database.NAME] section would otherwise serve the [mvrefreshd] dsn's database. */
+    expect_load_error(*state, "[mvrefreshd]\nmax_concurrent = 3\n[other]\nmax_concurrent = 4\n", 3,
                       "other", NULL);
+    expect_load_error(*state, "[mvrefreshd]\ndsn = dbname=x\n[databse.sales]\n", 3,
+                      "[databse.sales]", NULL);
+    expect_load_error(*state, "[databse.sales]\n[database.sales]\nfrobnicate = 1\n", 1, "databse",
+                      NULL);
 }
 
 static void test_error_syntax(void **state)
@@ -393,6 +399,17 @@ static void test_error_missing_file(void **state)
     assert_contains(fx->err, "cannot open");
     assert_null(fx->cfg.dsn);
     assert_null(fx->cfg.application_name);
+}
+
+/* fopen() opens a directory, and reading it fails: not an empty file of defaults (which a
+ * reload would then swap in). */
+static void test_error_directory(void **state)
+{
+    struct fixture *fx = *state;
+
+    assert_int_equal(mvr_config_load(&fx->cfg, "/", fx->err, sizeof fx->err), -1);
+    assert_starts_with(fx->err, "/: cannot read");
+    assert_null(fx->cfg.dsn);
 }
 
 static void test_error_message_truncated_safely(void **state)
@@ -948,6 +965,7 @@ int main(void)
         T(test_long_value_not_truncated),
         T(test_error_max_wait_below_debounce),
         T(test_error_missing_file),
+        T(test_error_directory),
         T(test_error_message_truncated_safely),
         T(test_set_each_key),
         T(test_set_errors),

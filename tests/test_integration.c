@@ -546,6 +546,16 @@ PGT_TEST(test_sighup_with_broken_config)
     pgt_log_wait(t, DEADLINE_MS, 1, "mvrefresh.ini:2");
     assert_true(pgt_daemon_alive(t));
 
+    /* A dsn that cannot connect is refused as at start, at its line, and not one byte of its
+     * password reaches the log (libpq's own message would quote "Tr0ub4dor" as a port). */
+    pgt_write_file(path, "[mvrefreshd]\nmax_concurrent = 3\n[database.other]\n"
+                         "dsn = postgresql://u:Tr0ub4dor/3x@db1.invalid:5432/o\n");
+    pgt_daemon_signal(t, SIGHUP);
+    pgt_log_wait(t, DEADLINE_MS, 1, "mvrefresh.ini:4: malformed dsn");
+    assert_int_equal(pgt_log_count(t, "Tr0ub4dor"), 0);
+    assert_int_equal(pgt_log_count(t, "3x@"), 0);
+    assert_true(pgt_daemon_alive(t));
+
     /* Still working on the previous configuration. */
     pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
     pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
