@@ -151,13 +151,27 @@ static void on_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- the loop ---- */
 
+static unsigned connections(struct mvr_httpd *h)
+{
+    const union MHD_DaemonInfo *info =
+        MHD_get_daemon_info(h->mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+
+    return info != NULL ? info->num_connections : 0;
+}
+
 /* After every run: wake up again no later than libmicrohttpd asks (0 while it has buffered
- * work; its earliest connection timeout otherwise), and never when it has nothing to do. */
+ * work; its earliest connection timeout otherwise), and never when it has nothing to do.
+ * At its connection limit libmicrohttpd takes the listening socket out of its epoll set, and
+ * puts it back only at the start of a run: a run that closed connections there is followed
+ * by another at once, or nothing (its epoll set quiet, no timeout) would ever bring it back. */
 static void run(struct mvr_httpd *h)
 {
     MHD_UNSIGNED_LONG_LONG ms;
+    unsigned before = connections(h);
 
     MHD_run(h->mhd);
+    if (before >= CONNECTION_LIMIT && connections(h) < before)
+        MHD_run(h->mhd);
     ev_timer_stop(h->loop, &h->timer);
     if (MHD_get_timeout(h->mhd, &ms) == MHD_YES) {
         ev_timer_set(&h->timer, (double)ms / 1000.0, 0.0);
