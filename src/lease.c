@@ -69,7 +69,10 @@ static void set_state(struct mvr_lease *l, enum mvr_lease_state s, const char *w
     if (was == MVR_LEASE_ACTIVE && (s == MVR_LEASE_STANDBY || s == MVR_LEASE_WAITING))
         step_down(l, why);
     if (s == MVR_LEASE_STANDBY) {
-        mvr_info(l->conn.log, "lease: standing by, another daemon is active");
+        /* One that stepped down by its own clock may be the only daemon there is. */
+        mvr_info(l->conn.log, was == MVR_LEASE_ACTIVE
+                                  ? "lease: standing by until the lease can be taken again"
+                                  : "lease: standing by, another daemon is active");
         /* Say so at once: the row may still claim this daemon is active. */
         l->heartbeat_wanted = true;
         ev_timer_again(l->conn.loop, &l->heartbeat_timer);
@@ -268,6 +271,10 @@ void mvr_lease_init(struct mvr_lease *l, struct ev_loop *loop, const struct mvr_
     ev_init(&l->try_timer, try_cb);
     ev_init(&l->heartbeat_timer, heartbeat_cb);
     ev_init(&l->expiry_timer, expiry_cb);
+    /* After a stall (SIGSTOP, a frozen VM) every timer is overdue at once, and libev runs them
+     * in the order they fell due: a poll or a refresh deadline would go out before the lease
+     * is found expired, as work of a daemon that is no longer the one. This goes first. */
+    ev_set_priority(&l->expiry_timer, EV_MAXPRI);
     l->interval = 1.0;
     l->hooks = hooks;
     l->owner = owner;

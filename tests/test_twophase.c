@@ -166,6 +166,79 @@ PGT_TEST(test_partition_ddl_prepares)
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mvp");
 }
 
+/* Daemon of slot (0: mvr_a, 1: mvr_b), polling for markers (no doorbell on this server),
+ * with a 1 s lease_interval (a lease of 3 s) and no backstop: a marker nobody takes is lost
+ * for good, as a failure here must show. */
+static void start_polling(pgt_ctx *t, int slot)
+{
+    char path[PATH_MAX + 32], conf[256];
+
+    pgt_daemon_use(t, slot);
+    snprintf(conf, sizeof conf,
+             "[mvrefreshd]\napplication_name = mvr_%c\npoll_interval = 1s\n"
+             "backstop_interval = 0\nlease_interval = 1s\n",
+             'a' + slot);
+    pgt_write_file(pgt_path(t, slot == 0 ? "a.ini" : "b.ini", path, sizeof path), conf);
+    pgt_daemon_start(t, path);
+}
+
+/* Connections of the daemon in use (other than its lease's) in its log from mark on, before
+ * it says it steps down. */
+static int work_before_stepping_down(pgt_ctx *t, long mark)
+{
+    FILE *f = fopen(t->logpath, "r");
+    char line[1024];
+    int n = 0;
+
+    assert_non_null(f);
+    assert_int_equal(fseek(f, mark, SEEK_SET), 0);
+    while (fgets(line, sizeof line, f) != NULL && strstr(line, "stepping down") == NULL)
+        if (strstr(line, "idle -> busy") != NULL && strstr(line, "lease:") == NULL) {
+            fprintf(stderr, "work of a daemon whose lease has expired: %s", line);
+            n++;
+        }
+    fclose(f);
+    return n;
+}
+
+/*
+ * A leader paused past its lease (SIGSTOP here; a VM frozen, a process swapped out) finds
+ * every timer of its own overdue when it runs again. Its lease's expiry must go first, before
+ * it sends anything: A's poll could take the marker of a write made while B held the lease
+ * (and so disarm the table and mark the view pending where B never looks: the view stayed
+ * stale for good), and a refresh due began while B refreshed too.
+ */
+PGT_TEST(test_paused_leader_does_no_work_when_it_wakes)
+{
+    long mark;
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    start_polling(t, 0);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    start_polling(t, 1);
+    mark = pgt_log_mark(t);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: standing by");
+
+    pgt_daemon_use(t, 0);
+    pgt_daemon_signal(t, SIGSTOP);
+    pgt_daemon_use(t, 1);
+    pgt_log_wait_since(t, mark, DEADLINE_MS, "lease: active", NULL);
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT count(*) FROM mvrefresh.status WHERE pending_since IS NOT NULL");
+    /* Armed (B re-armed every table when it took over): a marker, which B polls for. */
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_daemon_use(t, 0);
+    mark = pgt_log_mark(t);
+    pgt_daemon_signal(t, SIGCONT);
+    pgt_log_wait_since(t, mark, DEADLINE_MS, "lease: lost; stepping down", NULL);
+    assert_int_equal(work_before_stepping_down(t, mark), 0);
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -174,6 +247,7 @@ int main(void)
         PGT_UNIT(test_rolled_back_prepare_does_not_silence_the_session),
         PGT_UNIT(test_prepared_marker_survives_the_daemon),
         PGT_UNIT(test_partition_ddl_prepares),
+        PGT_UNIT(test_paused_leader_does_no_work_when_it_wakes),
     };
 
     if (getenv("PGT_FILTER") != NULL)
