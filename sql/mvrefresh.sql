@@ -3262,7 +3262,8 @@ BEGIN
             EXECUTE FUNCTION mvrefresh.on_sql_drop();
         DROP EVENT TRIGGER IF EXISTS mvrefresh_ddl_end;
         CREATE EVENT TRIGGER mvrefresh_ddl_end ON ddl_command_end
-            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE')
+            WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE', 'CREATE FOREIGN TABLE', 'ALTER FOREIGN TABLE',
+                        'CREATE SCHEMA') -- its CREATE TABLE ... PARTITION OF elements
             EXECUTE FUNCTION mvrefresh.on_ddl_end();
     ELSE
         RAISE WARNING 'mvrefresh: not installed by a superuser, so no event trigger: '

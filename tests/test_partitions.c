@@ -174,6 +174,13 @@ PGT_TEST(test_partitions_added_after_watch)
     pgt_poll_until(t, DEADLINE_MS, "6", "SELECT count(*) FROM mv");
     pgt_exec(t, "DELETE FROM p_lo_c WHERE id = 10");
     pgt_poll_until(t, DEADLINE_MS, "5", "SELECT count(*) FROM mv");
+
+    /* Made by CREATE SCHEMA, whose command tag is its own, not CREATE TABLE's. */
+    pgt_exec(t, "CREATE SCHEMA s2 CREATE TABLE s2.p_top PARTITION OF public.p "
+                "FOR VALUES FROM (3000) TO (4000)");
+    assert_int_equal(triggers_on(t, "s2.p_top"), 2);
+    pgt_exec(t, "INSERT INTO s2.p_top VALUES (3001, 1)");
+    pgt_poll_until(t, DEADLINE_MS, "6", "SELECT count(*) FROM mv");
     pgt_wait_converged(t, DEADLINE_MS, "mv", "SELECT id, v FROM p");
 }
 
