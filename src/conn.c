@@ -1,5 +1,6 @@
 #include "conn.h"
 
+#include "cancel.h"
 #include "clock.h"
 #include "container.h"
 #include "redact.h"
@@ -636,12 +637,6 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
 void mvr_conn_cancel(struct mvr_conn *c)
 {
-    char errbuf[256];
-    PGcancel *cancel;
-
-    if (c->state != MVR_CONN_BUSY || (cancel = PQgetCancel(c->pg)) == NULL)
-        return;
-    if (!PQcancel(cancel, errbuf, sizeof errbuf))
-        mvr_warning(c->log, "%s: cancel request failed: %s", c->name, errbuf);
-    PQfreeCancel(cancel);
+    if (c->state == MVR_CONN_BUSY)
+        mvr_cancel_send(c->pg, c->log, c->name);
 }
