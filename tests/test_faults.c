@@ -13,10 +13,18 @@
  */
 #include "pgtest.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 enum {
     DEADLINE_MS = 10000,
@@ -346,6 +354,109 @@ PGT_TEST(test_sigterm_cancels_a_refresh_not_yet_begun)
     assert_true(pgt_now_ms() - started < pgt_scaled(5000));
     assert_int_equal(pgt_refresh_count(t, "p_mv"), before);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM p_mv"), 0);
+}
+
+/* ---- a server that stops answering ------------------------------------------------------ */
+
+/* Copy bytes both ways between a and b until either side closes (a proxy's child). */
+static void pump(int a, int b)
+{
+    struct pollfd p[2] = {{.fd = a, .events = POLLIN}, {.fd = b, .events = POLLIN}};
+    char buf[8192];
+
+    for (;;) {
+        if (poll(p, 2, -1) < 0)
+            _exit(0);
+        for (int i = 0; i < 2; i++) {
+            ssize_t n;
+            if (p[i].revents == 0)
+                continue;
+            n = read(p[i].fd, buf, sizeof buf);
+            if (n <= 0 || write(p[1 - i].fd, buf, (size_t)n) != n)
+                _exit(0);
+        }
+    }
+}
+
+static int unix_socket_to_server(void)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s/.s.PGSQL.%s", getenv("PGHOST"), getenv("PGPORT"));
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        _exit(0);
+    return fd;
+}
+
+/* A TCP proxy on 127.0.0.1 to the test server's Unix socket, in a process group of its own
+ * (one process a connection), so that kill(-pid, SIGSTOP) freezes it all: a server that
+ * accepts connections and never answers, as one behind a proxy whose backend died. */
+static pid_t start_proxy(int *port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    socklen_t len = sizeof sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    pid_t pid;
+
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_true(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, 64) == 0);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+    *port = ntohs(sa.sin_port);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        setpgid(0, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* gone with the test, whatever became of it */
+        signal(SIGCHLD, SIG_IGN);
+        for (;;) {
+            int c = accept(fd, NULL, NULL);
+            if (c >= 0 && fork() == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                pump(c, unix_socket_to_server());
+            }
+            if (c >= 0)
+                close(c);
+        }
+    }
+    setpgid(pid, pid);
+    close(fd);
+    return pid;
+}
+
+/* The daemon reaches the server through a proxy that stops answering while a refresh runs:
+ * the stop cancels that refresh, and libpq's PQcancel waits for an answer that never comes.
+ * Sent on the event loop, it held the whole daemon (and SIGTERM, the watchdog, every other
+ * database) for as long as the server stayed silent; the stop still ends on time. */
+PGT_TEST(test_stop_when_the_server_does_not_answer)
+{
+    char path[PATH_MAX + 32], dsn[256];
+    int port, status;
+    pid_t proxy = start_proxy(&port);
+    int64_t started;
+    int rc;
+
+    pgt_exec(t, "CREATE TABLE z (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW z_mv AS SELECT id, pg_sleep(60) IS NULL AS n FROM z");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON z_mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('z_mv', '10 ms', '1 s')");
+    pgt_write_file(pgt_path(t, "proxy.ini", path, sizeof path),
+                   "[mvrefreshd]\nshutdown_timeout = 1s\n");
+    snprintf(dsn, sizeof dsn, "host=127.0.0.1 port=%d dbname=%s", port, t->dbname);
+    pgt_daemon_start_dsn(t, path, dsn);
+    pgt_wait_refreshes(t, "z_mv", 1, DEADLINE_MS);
+    pgt_exec(t, "INSERT INTO z VALUES (1)");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep')");
+    assert_int_equal(kill(-proxy, SIGSTOP), 0);
+    started = pgt_now_ms();
+    rc = pgt_daemon_stop(t, SIGTERM, pgt_scaled(30000));
+    kill(-proxy, SIGKILL);
+    waitpid(proxy, &status, 0);
+    pgt_exec(t, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep'");
+    assert_int_equal(rc, 0);
+    /* shutdown_timeout, then 5 s for the server's answers, then it stops waiting */
+    assert_true(pgt_now_ms() - started < pgt_scaled(15000));
 }
 
 /* pg_ctl restart -m fast while writers run: the views converge once the server is back. The
@@ -1037,6 +1148,7 @@ int main(void)
         PGT_UNIT(test_worker_terminated_mid_pipeline),
         PGT_UNIT(test_worker_terminated_while_recording),
         PGT_UNIT(test_sigterm_cancels_a_refresh_not_yet_begun),
+        PGT_UNIT(test_stop_when_the_server_does_not_answer),
         PGT_UNIT(test_server_restart_while_writing),
         PGT_UNIT(test_daemon_sigkill_while_writing),
         PGT_UNIT(test_lock_timeout_records_and_retries),
