@@ -1,6 +1,7 @@
 #include "cancel.h"
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,22 +21,33 @@ static void *send_request(void *arg)
 
     if (!PQcancel(r->cancel, errbuf, sizeof errbuf))
         mvr_warning(&r->log, "%s: cancel request failed: %s", r->name, errbuf);
+    else
+        mvr_debug(&r->log, "%s: cancel request sent", r->name);
     PQfreeCancel(r->cancel);
     free(r);
     return NULL;
 }
 
+/* The thread takes no signal: the daemon's are the loop's (ev_signal), and one delivered to a
+ * thread still waiting for a silent server when the loop has stopped watching (at exit) would
+ * take the default action, not the loop's. */
 static int start_thread(struct request *r)
 {
     pthread_attr_t attr;
     pthread_t thread;
+    sigset_t all, old;
     int rc = pthread_attr_init(&attr);
 
     if (rc != 0)
         return rc;
+    sigfillset(&all);
     rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (rc == 0)
+        rc = pthread_sigmask(SIG_SETMASK, &all, &old);
+    if (rc == 0) {
         rc = pthread_create(&thread, &attr, send_request, r);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
     pthread_attr_destroy(&attr);
     return rc;
 }

@@ -611,7 +611,8 @@ static int start(struct mvr_daemon *d)
  * out, with status 143 instead of 0. Stopping a signal watcher restores the default action
  * (libev's ev_signal_stop), so ignoring them before that is undone by it: block them across
  * the stops, ignore them after, then unblock, which discards one that came meanwhile. (The
- * window was wide under ASan, whose leak check runs at exit: 40 % of runs died so.) */
+ * window was wide under ASan, whose leak check runs at exit: 40 % of runs died so.) This is
+ * the one thread that takes signals: cancel.c's threads block them all. */
 static void stop_signal_watchers(struct mvr_daemon *d)
 {
     sigset_t stopping, before;
@@ -619,13 +620,13 @@ static void stop_signal_watchers(struct mvr_daemon *d)
     sigemptyset(&stopping);
     sigaddset(&stopping, SIGTERM);
     sigaddset(&stopping, SIGINT);
-    sigprocmask(SIG_BLOCK, &stopping, &before);
+    pthread_sigmask(SIG_BLOCK, &stopping, &before);
     ev_signal_stop(d->loop, &d->sighup);
     ev_signal_stop(d->loop, &d->sigterm);
     ev_signal_stop(d->loop, &d->sigint);
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
-    sigprocmask(SIG_SETMASK, &before, NULL);
+    pthread_sigmask(SIG_SETMASK, &before, NULL);
 }
 
 static void teardown(struct mvr_daemon *d)

@@ -348,6 +348,8 @@ PGT_TEST(test_sigterm_cancels_a_refresh_not_yet_begun)
     begin_waits_for_lock(t, locker);
     pgt_daemon_signal(t, SIGTERM);
     pgt_log_wait(t, DEADLINE_MS, 1, "cancelling the refresh of public.p_mv before it starts");
+    /* The request goes from a thread of its own: once the server has it, not before. */
+    pgt_log_wait(t, DEADLINE_MS, 1, "cancel request sent");
     pgt_exec_on(t, locker, "COMMIT"); /* refresh_end() may record the cancelled start now */
     started = pgt_now_ms();
     assert_int_equal(pgt_daemon_stop(t, SIGTERM, 20000), 0);
