@@ -88,8 +88,8 @@ static const struct watched ab_views[] = {
 
 /* Random writes to a and b; the ids come from one-time subqueries, so they use the index. */
 static const char *const ab_writes[] = {
-    "INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), (random() * 9)::int, "
-    "(random() * 1000)::int) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+    ("INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), (random() * 9)::int, "
+     "(random() * 1000)::int) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v"),
     "UPDATE a SET v = v + 1 WHERE id = (SELECT 1 + (random() * 999)::int)",
     "DELETE FROM a WHERE id = (SELECT 1 + (random() * 999)::int)",
     "UPDATE b SET v = (random() * 1000)::int WHERE id = (SELECT (random() * 99)::int)",
@@ -122,8 +122,8 @@ static const struct watched slow_view = {
     "slow_mv", "SELECT 1 AS k, count(*) AS n, coalesce(sum(v), 0) AS total FROM s"};
 
 static const char *const as_writes[] = {
-    "INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), (random() * 9)::int, "
-    "(random() * 1000)::int) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
+    ("INSERT INTO a VALUES ((SELECT 1 + (random() * 999)::int), (random() * 9)::int, "
+     "(random() * 1000)::int) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v"),
     "DELETE FROM a WHERE id = (SELECT 1 + (random() * 999)::int)",
     "INSERT INTO s (v) VALUES ((random() * 100)::int)",
     "DELETE FROM s WHERE id = (SELECT max(id) FROM s)",

@@ -229,8 +229,8 @@ PGT_TEST(test_hostile_role_cannot_hold_lease)
     static const char *const writes_refused[] = {
         "SELECT * FROM mvrefresh.take_lease('{evil,1,0}', 3600000)",
         "SELECT mvrefresh.release_lease('{evil,1,0}')",
-        "INSERT INTO mvrefresh.lease VALUES (true, 'evil', 1, now(), 'evil', now(), "
-        "now() + interval '1 day')",
+        ("INSERT INTO mvrefresh.lease VALUES (true, 'evil', 1, now(), 'evil', now(), "
+         "now() + interval '1 day')"),
         "UPDATE mvrefresh.lease SET expires = now() + interval '1 day'",
         "DELETE FROM mvrefresh.lease",
     };
