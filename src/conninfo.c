@@ -74,7 +74,8 @@ enum mvr_conninfo_fault mvr_conninfo_check(const struct mvr_config *cfg, bool fl
             snprintf(err, errlen, "--dsn: malformed dsn: %s", msg);
             return MVR_CONNINFO_FLAG;
         }
-        say_where(path != NULL ? path : "environment", cfg->dsn_line, msg, err, errlen);
+        /* (Without a file, only --dsn can be malformed: the default dsn is empty.) */
+        say_where(path != NULL ? path : "(no file)", cfg->dsn_line, msg, err, errlen);
         return MVR_CONNINFO_FILE;
     }
     for (size_t i = 0; i < cfg->ndbs; i++) {

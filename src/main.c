@@ -107,6 +107,7 @@ int main(int argc, char **argv)
     struct mvr_config cfg;
     char err[1024];
     bool check = false;
+    enum mvr_conninfo_fault fault;
     int status = parse_args(argc, argv, &opts, &check);
 
     if (status >= 0)
@@ -123,17 +124,11 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     /* A dsn that cannot connect is refused at start (and at reload: daemon.c). */
-    switch (mvr_conninfo_check(&cfg, opts.dsn != NULL, opts.config_path, err, sizeof err)) {
-    case MVR_CONNINFO_OK:
-        break;
-    case MVR_CONNINFO_FLAG:
+    fault = mvr_conninfo_check(&cfg, opts.dsn != NULL, opts.config_path, err, sizeof err);
+    if (fault != MVR_CONNINFO_OK) {
         fprintf(stderr, "mvrefreshd: %s\n", err);
         mvr_config_free(&cfg);
-        return EXIT_USAGE;
-    case MVR_CONNINFO_FILE:
-        fprintf(stderr, "mvrefreshd: %s\n", err);
-        mvr_config_free(&cfg);
-        return EXIT_CONFIG;
+        return fault == MVR_CONNINFO_FLAG ? EXIT_USAGE : EXIT_CONFIG;
     }
     if (check) {
         mvr_config_print(&cfg, stdout);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -298,15 +299,44 @@ PGT_TEST(test_hostile_client_stalls_nothing)
     assert_true(pgt_daemon_alive(t));
 }
 
+/* The next connection on port that the server holds, from /proc/net/tcp (f): its client's
+ * port, its state and the bytes the server has not read yet (rx_queue). A connection still
+ * waiting in the listen backlog has inode 0, and so has one the server has closed. */
+static bool next_held(FILE *f, int port, unsigned *client, unsigned *state, unsigned long *unread)
+{
+    unsigned local;
+    unsigned long inode;
+    char line[512];
+
+    while (fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, " %*u: %*x:%x %*x:%x %x %*x:%lx %*x:%*x %*x %*u %*u %lu", &local, client,
+                   state, unread, &inode) == 5 &&
+            local == (unsigned)port && inode != 0 && *state != 0x0A /* LISTEN */)
+            return true;
+    return false;
+}
+
+/* How many connections the server on port holds, a client gone or not. */
+static size_t held(int port)
+{
+    unsigned client, state;
+    unsigned long unread;
+    size_t n = 0;
+    FILE *f = fopen("/proc/net/tcp", "r");
+
+    assert_non_null(f);
+    while (next_held(f, port, &client, &state, &unread))
+        n++;
+    fclose(f);
+    return n;
+}
+
 /* How many of the n clients (their descriptors) the server on port has accepted and read all
- * that they sent, or with fds NULL how many connections it holds at all, a client gone or not:
- * the kernel lists a connection still waiting in the listen backlog with inode 0, one the
- * server has closed with none either, and the bytes it has not read as rx_queue. */
+ * that they sent. */
 static size_t accepted(int port, const int *fds, size_t n)
 {
-    unsigned ours[16], local, remote, state;
-    unsigned long inode, unread;
-    char line[512];
+    unsigned ours[16], client, state;
+    unsigned long unread;
     size_t k = 0;
     FILE *f = fopen("/proc/net/tcp", "r");
 
@@ -317,16 +347,9 @@ static size_t accepted(int port, const int *fds, size_t n)
         assert_int_equal(getsockname(fds[i], (struct sockaddr *)&sa, &len), 0);
         ours[i] = ntohs(sa.sin_port);
     }
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, " %*u: %*x:%x %*x:%x %x %*x:%lx %*x:%*x %*x %*u %*u %lu", &local, &remote,
-                   &state, &unread, &inode) != 5 ||
-            local != (unsigned)port || inode == 0 || state == 0x0A /* LISTEN */ ||
-            (fds != NULL && (state != 0x01 /* ESTABLISHED */ || unread > 0)))
-            continue;
+    while (next_held(f, port, &client, &state, &unread))
         for (size_t i = 0; i < n; i++)
-            k += ours[i] == remote;
-        k += fds == NULL;
-    }
+            k += ours[i] == client && state == 0x01 /* ESTABLISHED */ && unread == 0;
     fclose(f);
     return k;
 }
@@ -384,7 +407,7 @@ PGT_TEST(test_served_again_after_a_full_house)
         int64_t deadline = pgt_now_ms() + pgt_scaled(15000); /* beyond its 10 s timeout */
         int status = -1;
 
-        while (accepted(port, NULL, 0) > 0) { /* the last round's, gone or going */
+        while (held(port) > 0) { /* the last round's, gone or going */
             if (pgt_now_ms() > deadline)
                 fail_msg("the daemon still holds a client after round %d", round);
             pgt_sleep_ms(1); /* pacing, not synchronisation */
