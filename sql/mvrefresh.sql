@@ -2493,7 +2493,11 @@ $fn$;
 -- (rearm_view()), and the next round holds the tables against that, so a mark
 -- now would only cost one more refresh. FOR UPDATE reads the row as it is now,
 -- not as the statement's snapshot saw it: a refresh_begin() committed since is
--- seen. (A row held by one still running is marked aside, as any held row.)
+-- seen. Nor is a held row marked aside then: its holder may be a
+-- refresh_begin() not committed yet, whose refresh would find the mark and
+-- run once more for nothing. The backstop keeps that view's tables unstored
+-- instead, so its next round looks again (a mark only the backstop can make
+-- waits one round longer behind a row held across it).
 -- Returns the views marked, either way.
 DROP FUNCTION IF EXISTS mvrefresh.mark_pending(regclass[]);
 CREATE OR REPLACE FUNCTION mvrefresh.mark_pending(views regclass[], skip_refreshing boolean)
@@ -2519,7 +2523,7 @@ BEGIN
     ), held AS (
         SELECT s.view FROM mvrefresh.refresh_state s
         WHERE s.view = ANY (mark_pending.views)
-          AND NOT (mark_pending.skip_refreshing AND s.refreshing)
+          AND NOT mark_pending.skip_refreshing
           AND s.view NOT IN (SELECT f.view FROM free f)
     ), aside AS (
         INSERT INTO mvrefresh.pending_view AS p (view)
