@@ -1,7 +1,7 @@
 #include "cancel.h"
 
-#include <pthread.h>
-#include <signal.h>
+#include "thread.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -28,30 +28,6 @@ static void *send_request(void *arg)
     return NULL;
 }
 
-/* The thread takes no signal: the daemon's are the loop's (ev_signal), and one delivered to a
- * thread still waiting for a silent server when the loop has stopped watching (at exit) would
- * take the default action, not the loop's. */
-static int start_thread(struct request *r)
-{
-    pthread_attr_t attr;
-    pthread_t thread;
-    sigset_t all, old;
-    int rc = pthread_attr_init(&attr);
-
-    if (rc != 0)
-        return rc;
-    sigfillset(&all);
-    rc = pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (rc == 0)
-        rc = pthread_sigmask(SIG_SETMASK, &all, &old);
-    if (rc == 0) {
-        rc = pthread_create(&thread, &attr, send_request, r);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
-    pthread_attr_destroy(&attr);
-    return rc;
-}
-
 void mvr_cancel_send(PGconn *pg, const struct mvr_log *log, const char *name)
 {
     struct request *r = calloc(1, sizeof *r);
@@ -67,7 +43,7 @@ void mvr_cancel_send(PGconn *pg, const struct mvr_log *log, const char *name)
         r->log.context = r->context;
     }
     snprintf(r->name, sizeof r->name, "%s", name);
-    if (start_thread(r) != 0) {
+    if (mvr_thread_detach(send_request, r) != 0) {
         mvr_warning(log, "%s: cannot send a cancel request: no thread for it", name);
         PQfreeCancel(r->cancel);
         free(r);

@@ -3,6 +3,7 @@
 #include "cancel.h"
 #include "clock.h"
 #include "container.h"
+#include "dial.h"
 #include "redact.h"
 
 #ifdef __GLIBC__
@@ -16,13 +17,12 @@
 
 #define BACKOFF_FIRST 0.1
 #define BACKOFF_CAP 30.0
-/* Per host tried: a blackholed address or a server that accepts and stalls must not hold a
- * connection (the listener, say) in "connecting" for minutes. */
+/* Per host (and address) tried: a blackholed address or a server that accepts and stalls must
+ * not hold a connection (the listener, say) in "connecting" for minutes. */
 #define CONNECT_TIMEOUT 10.0
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
-static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void go_down(struct mvr_conn *c, const char *why);
 static int send_query(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
                       const char *const *params, mvr_conn_result_fn fn, void *arg);
@@ -49,9 +49,6 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
     memset(c, 0, sizeof *c);
     ev_init(&c->io, io_cb);
     ev_init(&c->retry, retry_cb);
-    ev_init(&c->deadline, deadline_cb);
-    c->deadline.repeat = CONNECT_TIMEOUT;
-    c->fd = -1;
     c->loop = loop;
     c->log = log;
     c->hooks = hooks;
@@ -62,21 +59,19 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
         (uint64_t)getpid() * 0x9E3779B97F4A7C15u ^ (uint64_t)(uintptr_t)c ^ (uint64_t)time(NULL);
 }
 
-/* Watch the socket for what libpq is waiting on. The socket can change while connecting
- * (libpq tries each host in a multi-host conninfo), so always re-read it. */
+/* Watch the socket for what libpq is waiting on. */
 static void watch_socket(struct mvr_conn *c, int events)
 {
-    int fd = PQsocket(c->pg);
-
-    if (c->state == MVR_CONN_CONNECTING && fd != c->fd)
-        ev_timer_again(c->loop, &c->deadline); /* a new host: its own timeout */
-    c->fd = fd;
     ev_io_stop(c->loop, &c->io);
-    ev_io_set(&c->io, fd, events);
+    ev_io_set(&c->io, PQsocket(c->pg), events);
     ev_io_start(c->loop, &c->io);
 }
 
-static PGconn *start_connect(const struct mvr_conn *c)
+static void dialled(void *arg, PGconn *pg, const char *error);
+
+/* Connecting runs on a thread of its own (dial.h): a host name's lookup must not stall the
+ * loop. */
+static void connect_now(struct mvr_conn *c)
 {
     /* Earlier keys are defaults that the DSN (expanded from dbname, which comes last)
      * overrides. Keepalives and tcp_user_timeout notice a silently dead TCP peer on an
@@ -85,19 +80,12 @@ static PGconn *start_connect(const struct mvr_conn *c)
         "application_name", "keepalives",       "keepalives_idle", "keepalives_interval",
         "keepalives_count", "tcp_user_timeout", "dbname",          NULL};
     const char *const values[] = {c->app_name, "1", "30", "10", "3", "60000", c->dsn, NULL};
+    char err[256];
 
-    return PQconnectStartParams(keys, values, 1);
-}
-
-static void connect_now(struct mvr_conn *c)
-{
-    c->pg = start_connect(c);
-    if (c->pg == NULL || PQstatus(c->pg) == CONNECTION_BAD) {
-        go_down(c, c->pg ? PQerrorMessage(c->pg) : "out of memory");
-        return;
-    }
     set_state(c, MVR_CONN_CONNECTING);
-    watch_socket(c, EV_WRITE);
+    c->dial = mvr_dial_start(c->loop, keys, values, CONNECT_TIMEOUT, dialled, c, err, sizeof err);
+    if (c->dial == NULL)
+        go_down(c, err);
 }
 
 void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
@@ -140,8 +128,10 @@ static void drop_pg(struct mvr_conn *c)
     int n;
 
     ev_io_stop(c->loop, &c->io);
-    ev_timer_stop(c->loop, &c->deadline);
-    c->fd = -1;
+    if (c->dial != NULL) {
+        mvr_dial_abandon(c->dial);
+        c->dial = NULL;
+    }
     if (c->held != NULL) {
         PQclear(c->held);
         c->held = NULL;
@@ -191,6 +181,9 @@ static void report_down(struct mvr_conn *c, const char *why, bool refused)
     bool news;
 
     mvr_redact(why, msg, sizeof msg);
+    /* libpq ends its messages with a newline; a debug line goes on after it. */
+    for (size_t n = strlen(msg); n > 0 && msg[n - 1] == '\n'; n--)
+        msg[n - 1] = '\0';
     if (c->outage != NULL)
         news = mvr_outage_failed(c->outage, msg, was_up && !refused,
                                  mvr_clock_to_epoch(mvr_clock_now()));
@@ -239,15 +232,6 @@ static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
 static void go_down(struct mvr_conn *c, const char *why)
 {
     go_down_as(c, why, false);
-}
-
-static void deadline_cb(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, deadline);
-
-    (void)loop;
-    (void)revents;
-    go_down(c, "timeout expired while connecting");
 }
 
 void mvr_conn_drop(struct mvr_conn *c, const char *why)
@@ -346,7 +330,6 @@ static void connected(struct mvr_conn *c)
         go_down(c, PQerrorMessage(c->pg));
         return;
     }
-    ev_timer_stop(c->loop, &c->deadline);
     PQsetNoticeProcessor(c->pg, on_notice, c);
     set_state(c, MVR_CONN_SETUP);
     watch_socket(c, EV_READ);
@@ -358,22 +341,17 @@ static void connected(struct mvr_conn *c)
         send_query(c, mvr_session_setup_sql, 0, NULL, NULL, session_done, c);
 }
 
-static void poll_connect(struct mvr_conn *c)
+static void dialled(void *arg, PGconn *pg, const char *error)
 {
-    switch (PQconnectPoll(c->pg)) {
-    case PGRES_POLLING_READING:
-        watch_socket(c, EV_READ);
-        break;
-    case PGRES_POLLING_WRITING:
-        watch_socket(c, EV_WRITE);
-        break;
-    case PGRES_POLLING_OK:
-        connected(c);
-        break;
-    default:
-        go_down(c, PQerrorMessage(c->pg));
-        break;
+    struct mvr_conn *c = arg;
+
+    c->dial = NULL;
+    if (pg == NULL) {
+        go_down(c, error);
+        return;
     }
+    c->pg = pg;
+    connected(c);
 }
 
 /* Server notices (NOTICE, WARNING) belong in our log, not on a bare stderr line. */
@@ -625,10 +603,6 @@ static void io_cb(struct ev_loop *loop, ev_io *w, int revents)
     struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, io);
 
     (void)loop;
-    if (c->state == MVR_CONN_CONNECTING) {
-        poll_connect(c);
-        return;
-    }
     if ((revents & EV_WRITE) && flush_output(c) != 0)
         return;
     if (revents & EV_READ)

@@ -13,13 +13,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dial.h"
 #include "log.h"
 #include "outage.h"
 #include "session.h"
 
 enum mvr_conn_state {
     MVR_CONN_DOWN,       /* no connection; a reconnect may be scheduled */
-    MVR_CONN_CONNECTING, /* PQconnectPoll in progress */
+    MVR_CONN_CONNECTING, /* an attempt in flight, on its own thread (dial.h) */
     MVR_CONN_SETUP,      /* connected; pinning and checking the session (session.h) */
     MVR_CONN_IDLE,       /* connected, no query */
     MVR_CONN_BUSY,       /* a query was sent, results pending */
@@ -66,8 +67,6 @@ typedef void (*mvr_conn_pipeline_fn)(void *arg, PGresult *const *res, int n);
 struct mvr_conn {
     ev_io io; /* every watcher callback recovers the conn with MVR_CONTAINER_OF */
     ev_timer retry;
-    ev_timer deadline; /* connect timeout: libpq ignores connect_timeout with PQconnectPoll */
-    int fd;            /* socket being watched, to notice libpq moving to the next host */
     struct ev_loop *loop;
     const struct mvr_log *log;
     const struct mvr_conn_hooks *hooks;
@@ -76,6 +75,7 @@ struct mvr_conn {
     const char *dsn;
     char app_name[64]; /* "<application_name> <name>": each connection tells what it is */
     PGconn *pg;
+    struct mvr_dial *dial; /* the attempt in flight while connecting (dial.h) */
     enum mvr_conn_state state;
     bool reconnect; /* reconnect automatically after a loss */
     bool plain;     /* no session check: reads only the catalog, where mvrefresh may be absent */

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -972,6 +973,90 @@ PGT_TEST(test_multi_host_dsn)
     assert_true(pgt_daemon_alive(t));
 }
 
+/* ---- name lookups ------------------------------------------------------- */
+
+/* A nameserver that never answers: a UDP socket on port 53 of a loopback address, which
+ * nothing reads. Returns it, or -1 (port 53 needs root). */
+static int silent_nameserver(const char *addr)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(53)};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+    if (fd < 0 || inet_pton(AF_INET, addr, &sa.sin_addr) != 1 ||
+        bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Start the daemon in a mount namespace of its own whose /etc/resolv.conf names only the
+ * silent nameserver (the test's, and the machine's, stay as they are). */
+static void start_with_silent_dns(pgt_ctx *t, const char *config)
+{
+    char conf[PATH_MAX + 32], resolv[PATH_MAX + 32], wrap[PATH_MAX + 32], script[PATH_MAX + 128];
+    char wrapper[2 * PATH_MAX + 256];
+    const char *outer = getenv("MVREFRESHD_WRAPPER");
+    char *saved = outer != NULL ? strdup(outer) : NULL;
+
+    pgt_write_file(pgt_path(t, "resolv.conf", resolv, sizeof resolv),
+                   "nameserver 127.0.0.77\noptions timeout:2 attempts:1\n");
+    snprintf(script, sizeof script,
+             "#!/bin/sh\nmount --bind '%s' /etc/resolv.conf || exit 125\n"
+             "exec \"$@\"\n",
+             resolv);
+    pgt_write_file(pgt_path(t, "silent-dns.sh", wrap, sizeof wrap), script);
+    assert_int_equal(chmod(wrap, 0755), 0);
+    snprintf(wrapper, sizeof wrapper, "unshare --mount %s %s", wrap, saved != NULL ? saved : "");
+    setenv("MVREFRESHD_WRAPPER", wrapper, 1);
+    pgt_write_file(pgt_path(t, "dns.ini", conf, sizeof conf), config);
+    pgt_daemon_start_dsn(t, conf, NULL);
+    if (saved != NULL)
+        setenv("MVREFRESHD_WRAPPER", saved, 1);
+    else
+        unsetenv("MVREFRESHD_WRAPPER");
+    free(saved);
+}
+
+/*
+ * One database's host name cannot be looked up (its nameserver never answers; each lookup
+ * waits out the resolver's timeout, 2 s here, and fails): the daemon's other database is
+ * served as if nothing were wrong, its changes visible within moments throughout. Lookups run
+ * off the event loop (src/dial.h); on it, each would stop the whole daemon for 2 s.
+ */
+PGT_TEST(test_a_name_lookup_that_never_answers_stalls_nothing)
+{
+    char config[512];
+    int ns;
+
+    if (geteuid() != 0 || (ns = silent_nameserver("127.0.0.77")) < 0)
+        pgt_skip(t, "needs root: a mount namespace, and a nameserver on port 53");
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT 1 AS one, count(*) AS n FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (one)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', debounce => '20 ms', max_wait => '1 s')");
+    snprintf(config, sizeof config,
+             "[database.%s]\n[database.unresolved]\ndsn = host=pg.mvrefresh.test dbname=x\n",
+             t->dbname);
+    start_with_silent_dns(t, config);
+    wait_catch_up(t);
+    pgt_log_wait(t, DEADLINE_MS, 1, "could not translate host name");
+    /* Through several lookups (the first retries come within a second or two). */
+    for (int i = 1; i <= 30; i++) {
+        char n[16];
+
+        snprintf(n, sizeof n, "%d", i);
+        pgt_exec(t, "INSERT INTO t VALUES (%d)", i);
+        pgt_poll_until(t, 1000, n, "SELECT n FROM mv");
+        pgt_sleep_ms(200);
+    }
+    /* The writes spanned several lookups (repeats are logged at debug level). */
+    assert_true(pgt_log_count(t, "could not translate host name") >= 3);
+    assert_true(pgt_daemon_alive(t));
+    close(ns);
+}
+
 /* ---- dropped objects ---------------------------------------------------- */
 
 /* Poll until the count of log lines containing needle has not changed for quiet_ms. */
@@ -1159,6 +1244,7 @@ int main(void)
         PGT_UNIT(test_password_never_logged),
         PGT_UNIT(test_hostile_identifiers),
         PGT_UNIT(test_multi_host_dsn),
+        PGT_UNIT(test_a_name_lookup_that_never_answers_stalls_nothing),
         PGT_UNIT(test_dropped_view_is_forgotten),
         PGT_UNIT(test_dropped_base_table_is_forgotten),
         PGT_UNIT(test_registry_load_lost_with_its_connection),
