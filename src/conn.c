@@ -20,9 +20,14 @@
 /* Per host (and address) tried: a blackholed address or a server that accepts and stalls must
  * not hold a connection (the listener, say) in "connecting" for minutes. */
 #define CONNECT_TIMEOUT 10.0
+/* Nothing bounds a host name lookup but the resolver's own settings (glibc: up to timeout x
+ * attempts x nameservers per name, and the search list): an attempt still on its way after
+ * this long is said so, once. */
+#define CONNECT_SLOW 60.0
 
 static void io_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void retry_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void slow_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void go_down(struct mvr_conn *c, const char *why);
 static int send_query(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
                       const char *const *params, mvr_conn_result_fn fn, void *arg);
@@ -49,6 +54,7 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
     memset(c, 0, sizeof *c);
     ev_init(&c->io, io_cb);
     ev_init(&c->retry, retry_cb);
+    ev_timer_init(&c->slow, slow_cb, CONNECT_SLOW, 0.0);
     c->loop = loop;
     c->log = log;
     c->hooks = hooks;
@@ -86,6 +92,20 @@ static void connect_now(struct mvr_conn *c)
     c->dial = mvr_dial_start(c->loop, keys, values, CONNECT_TIMEOUT, dialled, c, err, sizeof err);
     if (c->dial == NULL)
         go_down(c, err);
+    else
+        ev_timer_start(c->loop, &c->slow);
+}
+
+static void slow_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_conn *c = MVR_CONTAINER_OF(w, struct mvr_conn, slow);
+
+    (void)loop;
+    (void)revents;
+    mvr_warning(c->log,
+                "%s: still connecting after %.0f s: the host name lookup or the server "
+                "has not answered yet",
+                c->name, CONNECT_SLOW);
 }
 
 void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name)
@@ -128,6 +148,7 @@ static void drop_pg(struct mvr_conn *c)
     int n;
 
     ev_io_stop(c->loop, &c->io);
+    ev_timer_stop(c->loop, &c->slow);
     if (c->dial != NULL) {
         mvr_dial_abandon(c->dial);
         c->dial = NULL;
@@ -346,6 +367,7 @@ static void dialled(void *arg, PGconn *pg, const char *error)
     struct mvr_conn *c = arg;
 
     c->dial = NULL;
+    ev_timer_stop(c->loop, &c->slow);
     if (pg == NULL) {
         go_down(c, error);
         return;

@@ -67,6 +67,7 @@ typedef void (*mvr_conn_pipeline_fn)(void *arg, PGresult *const *res, int n);
 struct mvr_conn {
     ev_io io; /* every watcher callback recovers the conn with MVR_CONTAINER_OF */
     ev_timer retry;
+    ev_timer slow; /* an attempt that takes long is said so (conn.c) */
     struct ev_loop *loop;
     const struct mvr_log *log;
     const struct mvr_conn_hooks *hooks;

@@ -2,6 +2,7 @@
 
 #include "clock.h"
 #include "container.h"
+#include "redact.h"
 #include "thread.h"
 
 #include <errno.h>
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define MAX_PAIRS 16
@@ -27,10 +29,10 @@ struct mvr_dial {
     int wake[2]; /* the loop writes to wake[1] to end the thread's wait on the network */
     pthread_mutex_t lock;
     /* Under lock: */
-    int refs;       /* the loop's and the thread's */
-    bool abandoned; /* by the loop: nothing to deliver */
-    PGconn *pg;     /* delivered, until the loop takes it */
-    char error[512];
+    int refs;         /* the loop's and the thread's */
+    bool abandoned;   /* by the loop: nothing to deliver */
+    PGconn *pg;       /* delivered, until the loop takes it */
+    char error[1024]; /* redacted: libpq's messages may quote the conninfo */
     /* The thread's own copies of what to connect with. */
     const char *keys[MAX_PAIRS + 1];
     const char *values[MAX_PAIRS + 1];
@@ -77,13 +79,22 @@ static enum wait_outcome wait_socket(const struct mvr_dial *d, int fd, short eve
     }
 }
 
+/* Which socket libpq connects on: moving to the next host or address, it closes one and opens
+ * another, most often under the same descriptor number; the inode tells them apart. */
+static ino_t socket_id(const PGconn *pg)
+{
+    struct stat st;
+
+    return PQsocket(pg) >= 0 && fstat(PQsocket(pg), &st) == 0 ? st.st_ino : 0;
+}
+
 /* Drive the connection as PQconnectPoll() asks until it is made. Returns NULL then, else why
  * not (which may point into pg). */
 static const char *connect_fully(const struct mvr_dial *d, PGconn *pg)
 {
     PostgresPollingStatusType st = PGRES_POLLING_WRITING; /* as libpq says to begin */
     double deadline = 0.0;
-    int fd = -1;
+    ino_t id = 0;
 
     if (pg == NULL)
         return "out of memory";
@@ -92,11 +103,12 @@ static const char *connect_fully(const struct mvr_dial *d, PGconn *pg)
     while (st != PGRES_POLLING_OK) {
         if (st == PGRES_POLLING_FAILED)
             return PQerrorMessage(pg);
-        if (PQsocket(pg) != fd) { /* a new host or address: its own timeout */
-            fd = PQsocket(pg);
+        if (socket_id(pg) != id) { /* a new host or address: its own timeout */
+            id = socket_id(pg);
             deadline = mvr_clock_now() + d->timeout;
         }
-        switch (wait_socket(d, fd, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline)) {
+        switch (wait_socket(d, PQsocket(pg), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                            deadline)) {
         case WAIT_READY:
             st = PQconnectPoll(pg);
             break;
@@ -119,7 +131,7 @@ static void *dial_thread(void *arg)
 
     pthread_mutex_lock(&d->lock);
     if (why != NULL) {
-        snprintf(d->error, sizeof d->error, "%s", why); /* before PQfinish: why may be in pg */
+        mvr_redact(why, d->error, sizeof d->error); /* before PQfinish: why may be in pg */
         PQfinish(pg);
         pg = NULL;
     }
