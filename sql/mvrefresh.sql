@@ -3065,9 +3065,11 @@ BEGIN
       AND pg_catalog.date_part('epoch', r.requested_at) OPERATOR(pg_catalog.=) refresh_end.request;
     -- A successful refresh changed what its readers read: they are pending now,
     -- so that a daemon killed before it refreshes them still does at its next
-    -- start.
+    -- start. Marked, too: a reader's refresh running now may have taken its
+    -- snapshot before this commits, and its refresh_end() must keep it pending.
     UPDATE mvrefresh.refresh_state AS s
-    SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp())
+    SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+        marked_at = pg_catalog.clock_timestamp()
     FROM mvrefresh.dependency d
     WHERE refresh_end.ok
       AND d.base = refresh_end.view::pg_catalog.regclass

@@ -42,8 +42,9 @@ static size_t node_index(const struct nodes *nodes, uint32_t oid)
     return (size_t)(hit - nodes->oid);
 }
 
-/* Kahn's algorithm: done[i] ends true for every node not on or below a cycle. The edges are
- * sorted by upstream node, so a node's out-edges form one run found by mvr_depmap_find. */
+/* Kahn's algorithm: done[i] ends true for every node not on or below a cycle (in m's
+ * direction: on the reversed map, not on or above one). The edges are sorted by their `from`
+ * node, so a node's out-edges form one run found by mvr_depmap_find. */
 static void settle(const struct mvr_depmap *m, const struct nodes *nodes, size_t *indeg,
                    size_t *queue, bool *done)
 {
@@ -67,14 +68,23 @@ static void settle(const struct mvr_depmap *m, const struct nodes *nodes, size_t
     }
 }
 
-/* Keep the edges not between two unsettled nodes; report the others. */
-static void prune(struct mvr_depmap *m, const struct nodes *nodes, const bool *done,
+/* Settled one way or the other: below no cycle, or above none; else on one (or between). */
+static bool off_cycles(const struct nodes *nodes, const bool *down, const bool *up, uint32_t oid)
+{
+    size_t i = node_index(nodes, oid);
+
+    return down[i] || up[i];
+}
+
+/* Keep the edges not between two nodes on cycles; report the others. */
+static void prune(struct mvr_depmap *m, const struct nodes *nodes, const bool *down, const bool *up,
                   void (*dropped)(void *arg, const struct mvr_edge *e), void *arg)
 {
     size_t kept = 0;
 
     for (size_t i = 0; i < m->n; i++) {
-        if (!done[node_index(nodes, m->edges[i].from)] && !done[node_index(nodes, m->edges[i].to)])
+        if (!off_cycles(nodes, down, up, m->edges[i].from) &&
+            !off_cycles(nodes, down, up, m->edges[i].to))
             dropped(arg, &m->edges[i]);
         else
             m->edges[kept++] = m->edges[i];
@@ -82,28 +92,46 @@ static void prune(struct mvr_depmap *m, const struct nodes *nodes, const bool *d
     m->n = kept;
 }
 
+/* Peel the graph from its sources (down) and, reversed, from its sinks (up). */
+static int settle_both_ways(const struct mvr_depmap *m, const struct nodes *nodes, bool *down,
+                            bool *up)
+{
+    size_t *indeg = calloc(nodes->n + 1, sizeof *indeg);
+    size_t *queue = calloc(nodes->n + 1, sizeof *queue);
+    struct mvr_depmap rev;
+    int status = -1;
+
+    if (indeg != NULL && queue != NULL && mvr_graph_reverse(m, &rev) == 0) {
+        settle(m, nodes, indeg, queue, down);
+        for (size_t i = 0; i < nodes->n; i++)
+            indeg[i] = 0;
+        settle(&rev, nodes, indeg, queue, up);
+        mvr_depmap_free(&rev);
+        status = 0;
+    }
+    free(indeg);
+    free(queue);
+    return status;
+}
+
 int mvr_graph_break_cycles(struct mvr_depmap *m,
                            void (*dropped)(void *arg, const struct mvr_edge *e), void *arg)
 {
     struct nodes nodes;
-    size_t *indeg, *queue;
-    bool *done;
+    bool *down, *up;
     int status = -1;
 
     if (nodes_build(&nodes, m) != 0)
         return -1;
-    indeg = calloc(nodes.n + 1, sizeof *indeg);
-    queue = calloc(nodes.n + 1, sizeof *queue);
-    done = calloc(nodes.n + 1, sizeof *done);
-    if (indeg != NULL && queue != NULL && done != NULL) {
-        settle(m, &nodes, indeg, queue, done);
-        prune(m, &nodes, done, dropped, arg);
+    down = calloc(nodes.n + 1, sizeof *down);
+    up = calloc(nodes.n + 1, sizeof *up);
+    if (down != NULL && up != NULL && settle_both_ways(m, &nodes, down, up) == 0) {
+        prune(m, &nodes, down, up, dropped, arg);
         status = 0;
     }
     free(nodes.oid);
-    free(indeg);
-    free(queue);
-    free(done);
+    free(down);
+    free(up);
     return status;
 }
 

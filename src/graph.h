@@ -11,9 +11,11 @@
 
 #include "depmap.h"
 
-/* Remove every edge between views that lie on, or downstream of, a cycle: what is left is
- * acyclic and keeps every edge not involved. Edges are (from = upstream, to = downstream).
- * Calls dropped(arg, edge) for each removed edge. Returns -1 when out of memory (m unchanged). */
+/* Remove every edge between two views on a cycle: what is left is acyclic, and keeps every
+ * edge into or out of the cycles (what feeds them, what they feed). A view upstream of one
+ * cycle and downstream of another counts as on one. Edges are (from = upstream, to =
+ * downstream). Calls dropped(arg, edge) for each removed edge. Returns -1 when out of memory
+ * (m unchanged). */
 int mvr_graph_break_cycles(struct mvr_depmap *m,
                            void (*dropped)(void *arg, const struct mvr_edge *e), void *arg);
 

@@ -274,8 +274,9 @@ static enum mvr_outcome outcome_of(const struct mvr_refresh_outcome *out)
 {
     switch (out->result) {
     case MVR_REFRESH_OK:
-    case MVR_REFRESH_GONE: /* nothing to retry: the reload drops it */
         return MVR_OUTCOME_OK;
+    case MVR_REFRESH_GONE: /* nothing to retry (the reload drops it), nothing to cascade */
+        return MVR_OUTCOME_GONE;
     default:
         return mvr_outcome_of_failure(out->sqlstate);
     }

@@ -43,32 +43,7 @@ struct mvr_view *mvr_schedule_find(const struct mvr_schedule *s, uint32_t oid)
     return hit ? *hit : NULL;
 }
 
-/* ---- who holds whom back -------------------------------------------------- */
-
-static bool walk_up(struct mvr_schedule *s, const struct mvr_view *v)
-{
-    const struct mvr_edge *up;
-    size_t n = mvr_depmap_find(&s->ups, v->conf.oid, &up);
-
-    for (size_t i = 0; i < n; i++) {
-        struct mvr_view *u = mvr_schedule_find(s, up[i].to);
-        if (u == NULL || u->seen_up == s->walk_up)
-            continue;
-        u->seen_up = s->walk_up;
-        if (mvr_view_unsettled(u) || walk_up(s, u))
-            return true;
-    }
-    return false;
-}
-
-/* Does any view v reads, directly or not, hold it back? (The graph is acyclic: graph.h.) */
-static bool blocked(struct mvr_schedule *s, const struct mvr_view *v)
-{
-    s->walk_up++;
-    return walk_up(s, v);
-}
-
-/* ---- one view's place: deadline, queue, or blocked ------------------------- */
+/* ---- settings ---------------------------------------------------------------- */
 
 /* A view's own setting in ms, or (-1) the daemon's default, in seconds. */
 static double setting(int64_t ms, double dflt)
@@ -86,6 +61,52 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
     return setting(v->conf.max_wait_ms, s->max_wait);
 }
 
+/* ---- who holds whom back -------------------------------------------------- */
+
+/* Until when v waits for views it reads that only debounce: its own max_wait after its first
+ * pending change. A view that is queued or refreshing holds its readers back for as long as
+ * that takes (a refresh is on its way); one that debounces only until then: a table written
+ * without pause has its view debouncing again after each refresh, and that view's readers
+ * would otherwise wait for as long as the writes go on. */
+static double patience_of(const struct mvr_schedule *s, const struct mvr_view *v)
+{
+    double since = mvr_view_pending_since(v);
+
+    return isnan(since) ? INFINITY : since + max_wait_of(s, v);
+}
+
+static bool holds_back(const struct mvr_view *u, bool patient)
+{
+    if (u->state == MVR_VIEW_QUEUED || u->state == MVR_VIEW_REFRESHING)
+        return true;
+    return patient && mvr_view_unsettled(u);
+}
+
+static bool walk_up(struct mvr_schedule *s, const struct mvr_view *v, bool patient)
+{
+    const struct mvr_edge *up;
+    size_t n = mvr_depmap_find(&s->ups, v->conf.oid, &up);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *u = mvr_schedule_find(s, up[i].to);
+        if (u == NULL || u->seen_up == s->walk_up)
+            continue;
+        u->seen_up = s->walk_up;
+        if (holds_back(u, patient) || walk_up(s, u, patient))
+            return true;
+    }
+    return false;
+}
+
+/* Does any view v reads, directly or not, hold it back now? (The graph is acyclic: graph.h.) */
+static bool blocked(struct mvr_schedule *s, const struct mvr_view *v, double now)
+{
+    s->walk_up++;
+    return walk_up(s, v, now + MVR_SCHEDULE_DUE_SLACK < patience_of(s, v));
+}
+
+/* ---- one view's place: deadline, queue, or blocked ------------------------- */
+
 static struct mvr_view_queue *queue_of(struct mvr_schedule *s, const struct mvr_view *v)
 {
     return v->background ? &s->background : &s->due;
@@ -102,12 +123,26 @@ static void enqueue(struct mvr_schedule *s, struct mvr_view *v, double now)
     TAILQ_INSERT_TAIL(queue_of(s, v), v, link);
 }
 
+/* Blocked: it waits until what holds it back settles (cascade() looks again), and no longer
+ * than its patience for views that only debounce (a timer, while that is still ahead). */
+static void hold_back(struct mvr_schedule *s, struct mvr_view *v, double now)
+{
+    double until = patience_of(s, v);
+
+    if (v->state != MVR_VIEW_BLOCKED && !mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log))
+        return;
+    /* (Out of room in the heap, it waits for what holds it back to settle, as it can.) */
+    if (!(until - now > MVR_SCHEDULE_DUE_SLACK) ||
+        mvr_timerheap_set(&s->deadlines, &v->timer, until) != 0)
+        mvr_timerheap_remove(&s->deadlines, &v->timer);
+}
+
 /* Its deadline has come: queue it, or hold it back while a view it reads settles. */
 static void make_due(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
     mvr_timerheap_remove(&s->deadlines, &v->timer);
-    if (blocked(s, v))
-        mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log);
+    if (blocked(s, v, now))
+        hold_back(s, v, now);
     else
         enqueue(s, v, now);
 }
@@ -129,8 +164,10 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
             make_due(s, v, now);
         break;
     case MVR_VIEW_BLOCKED:
-        if (!blocked(s, v))
+        if (!blocked(s, v, now))
             enqueue(s, v, now);
+        else
+            hold_back(s, v, now);
         break;
     default:
         mvr_timerheap_remove(&s->deadlines, &v->timer);
@@ -297,8 +334,8 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
     while (!s->stopped && (v = next_due(s, now)) != NULL) {
         TAILQ_REMOVE(queue_of(s, v), v, link);
         /* Something it reads became unsettled while it sat in the queue: wait for that. */
-        if (blocked(s, v)) {
-            mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log);
+        if (blocked(s, v, now)) {
+            hold_back(s, v, now);
             continue;
         }
         mvr_view_begin(v, s->log);
@@ -345,7 +382,10 @@ void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outc
                        double now)
 {
     if (v->state == MVR_VIEW_RETIRED) {
+        /* Paused or unwatched while it refreshed: what its readers read changed all the same
+         * (a paused view keeps its edges; registry() lists it for its readers). */
         TAILQ_REMOVE(&s->retired, v, link);
+        cascade(s, v, outcome == MVR_OUTCOME_OK, now);
         mvr_view_free(v);
         return;
     }

@@ -9,10 +9,13 @@
  * - a view is due at min(last change + debounce, window start + max_wait); forced changes
  *   (catch-up, newly watched, what it reads changed, an upstream view refreshed) at once;
  * - a change during a refresh earns exactly one more cycle; one before it is covered;
- * - a due view waits (BLOCKED) while any view it reads, directly or not, is unsettled
- *   (mvr_view_unsettled); queued views are checked again when a worker takes them;
+ * - a due view waits (BLOCKED) while any view it reads, directly or not, is queued or
+ *   refreshing, or is otherwise unsettled (mvr_view_unsettled: debouncing) and the view's own
+ *   max_wait since its first pending change has not passed; queued views are checked again
+ *   when a worker takes them;
  * - a successful refresh makes its direct readers due at once (the debounce was spent where
- *   the change entered); a failed one does not, but no longer holds them back;
+ *   the change entered), also of a view retired while it ran; a failed one does not, but no
+ *   longer holds them back, nor does one that did not run (MVR_OUTCOME_GONE);
  * - a failure backs off exponentially; a later change brings the retry forward only when the
  *   failure is one a change may fix (mvr_outcome_of_failure);
  * - at most one refresh per view at a time: a view is queued, on a worker, or neither;

@@ -162,7 +162,7 @@ void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, doub
         return;
     }
     v->ended = now;
-    if (outcome != MVR_OUTCOME_OK) {
+    if (outcome == MVR_OUTCOME_FAILED || outcome == MVR_OUTCOME_FAILED_STUCK) {
         fail(v, outcome, now, base, cap, log);
     } else {
         v->failures = 0;

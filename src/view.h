@@ -49,6 +49,7 @@ enum mvr_outcome {
     MVR_OUTCOME_OK,
     MVR_OUTCOME_FAILED,       /* a later change may fix it (bad data, a conflict) */
     MVR_OUTCOME_FAILED_STUCK, /* a change cannot fix it (rights, locks, timeouts, connection) */
+    MVR_OUTCOME_GONE, /* nothing refreshed, nothing to retry: not as loaded (a reload follows) */
 };
 
 /* One registry row: immutable settings of a watched view. */
@@ -144,7 +145,8 @@ bool mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, doubl
 void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
 /* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are
  * pending again, as old as they were, and the retry waits base, doubling per consecutive
- * failure, capped at cap. */
+ * failure, capped at cap. One that did not run (GONE) ends as a successful one: the registry
+ * load that follows says what becomes of the view. */
 void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
                   const struct mvr_log *log);
 /* The oldest change the view does not show yet, counting those a running refresh covers;

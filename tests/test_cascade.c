@@ -193,6 +193,37 @@ PGT_TEST(test_failing_middle_view_does_not_hide_a_change)
     pgt_poll_until(t, DEADLINE_MS, "2", "SELECT count(*) FROM d");
 }
 
+/* t -> a -> b, with t written without pause and a's refresh taking a while (0.3 s): a ends
+ * every refresh with more writes pending, debouncing again. b must not wait for a to settle
+ * (it never does while the writes go on), only for a's running refresh and its own max_wait. */
+PGT_TEST(test_reader_of_a_busy_view_keeps_up)
+{
+    int64_t end;
+    int i = 0;
+
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE FUNCTION slow() RETURNS int VOLATILE LANGUAGE sql "
+                "AS 'SELECT 1 FROM pg_sleep(0.3)'");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW a AS SELECT 1 AS one, count(*) AS n FROM t "
+                "WHERE (SELECT slow()) IS NOT NULL");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW b AS SELECT one, n FROM a");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON a (one)");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON b (one)");
+    pgt_exec(t, "SELECT mvrefresh.watch(v, debounce => '100 ms', max_wait => '1 s') "
+                "FROM unnest(ARRAY['a', 'b']::regclass[]) v");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "b", 1, DEADLINE_MS);
+    /* One row every 50 ms for 5 s (pacing, not waiting for anything). */
+    for (end = pgt_now_ms() + 5000; pgt_now_ms() < end; pgt_sleep_ms(50))
+        pgt_exec(t, "INSERT INTO t VALUES (%d)", ++i);
+    /* Each of a's refreshes takes 0.3 s and comes at most 1 s after the last: b, one after
+     * each of them once its own max_wait has passed, twice at the very least. */
+    if (pgt_refresh_count(t, "b") < 3)
+        fail_msg("b refreshed %lld times while t was written (a: %lld): held back by a",
+                 pgt_refresh_count(t, "b") - 1, pgt_refresh_count(t, "a") - 1);
+    pgt_poll_until(t, DEADLINE_MS, "t", "SELECT (SELECT n FROM b) = (SELECT count(*) FROM t)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +232,7 @@ int main(void)
         PGT_UNIT(test_partitioned_base_table),
         PGT_UNIT(test_plain_view_in_the_middle),
         PGT_UNIT(test_failing_middle_view_does_not_hide_a_change),
+        PGT_UNIT(test_reader_of_a_busy_view_keeps_up),
     };
 
     if (getenv("PGT_FILTER") != NULL)

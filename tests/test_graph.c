@@ -83,9 +83,30 @@ static void test_self_loop_is_broken(void **state)
     (void)state;
     build(&m, edges, 2);
     assert_int_equal(mvr_graph_break_cycles(&m, on_drop, &d), 0);
-    /* 6 hangs below the loop: its edge goes too, as the header says. */
+    /* 6 hangs below the loop: it is on no cycle, and keeps its edge. */
+    assert_int_equal(d.n, 1);
+    assert_int_equal(m.n, 1);
+    assert_true(has_edge(&m, 5, 6));
+    mvr_depmap_free(&m);
+}
+
+/* What hangs below a cycle, and what feeds it, keep their edges: only those between views of
+ * the cycle go (the reviewer's case: 1 <-> 2, then 2 -> 3 -> 4 below it). */
+static void test_views_below_a_cycle_keep_their_edges(void **state)
+{
+    static const uint32_t edges[][2] = {{1, 2}, {2, 1}, {2, 3}, {3, 4}, {10, 1}};
+    struct mvr_depmap m;
+    struct drops d = {0};
+
+    (void)state;
+    build(&m, edges, 5);
+    assert_int_equal(mvr_graph_break_cycles(&m, on_drop, &d), 0);
     assert_int_equal(d.n, 2);
-    assert_int_equal(m.n, 0);
+    assert_false(has_edge(&m, 1, 2));
+    assert_false(has_edge(&m, 2, 1));
+    assert_true(has_edge(&m, 2, 3));
+    assert_true(has_edge(&m, 3, 4));
+    assert_true(has_edge(&m, 10, 1));
     mvr_depmap_free(&m);
 }
 
@@ -126,6 +147,7 @@ int main(void)
         cmocka_unit_test(test_acyclic_diamond_is_kept),
         cmocka_unit_test(test_cycle_is_broken),
         cmocka_unit_test(test_self_loop_is_broken),
+        cmocka_unit_test(test_views_below_a_cycle_keep_their_edges),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_reverse),
     };

@@ -773,6 +773,82 @@ static void test_blocked_reader_goes_when_upstream_fails(void **state)
     expect_pops(f, 2);
 }
 
+/* A view its table keeps busy debounces again after every refresh; a reader held back behind
+ * it waits no longer than its own max_wait, not for as long as the writes go on. */
+static void test_reader_of_a_busy_view_waits_at_most_its_max_wait(void **state)
+{
+    struct fx *f = *state;
+    double since;
+
+    view(f, 1, 200, 5000);
+    reads(f, 100, false);
+    view(f, 2, 200, 1000);
+    reads(f, 1, true);
+    load(f, false);
+    refresh_all(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    at(f, f->now + 0.1);
+    change(f, 100); /* during its refresh: one more cycle */
+    done(f, 1, MVR_OUTCOME_OK);
+    since = f->now;
+    assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    for (int i = 1; i <= 9; i++) { /* writes every 100 ms: v1 never settles */
+        at(f, since + 0.1 * i);
+        change(f, 100);
+        expect_pops(f, 0);
+    }
+    at(f, since + 1.0);
+    expect_pops(f, 2);
+    done(f, 2, MVR_OUTCOME_OK);
+    /* A view that is refreshing holds its readers back all the same, however long. */
+    at(f, since + 5.0);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+}
+
+/* Paused (or unwatched) while it refreshed, and the refresh went through: its readers read
+ * what it wrote, so they are due as after any refresh of it. */
+static void test_refresh_of_a_view_retired_meanwhile_still_cascades(void **state)
+{
+    struct fx *f = *state;
+    struct mvr_view *v;
+
+    chain(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    v = mvr_schedule_pop(&f->s, f->now);
+    assert_non_null(v);
+    view(f, 2, 200, 2000); /* v1 paused: registry() lists it only as what v2 reads */
+    reads(f, 1, true);
+    reads(f, 200, false);
+    view(f, 3, 200, 2000);
+    reads(f, 2, true);
+    load(f, false);
+    assert_int_equal(v->state, MVR_VIEW_RETIRED);
+    mvr_schedule_done(&f->s, v, MVR_OUTCOME_OK, f->now);
+    expect_pops(f, 2);
+}
+
+/* A refresh that did not run (the view was not as loaded: paused, its owner changed) changed
+ * nothing its readers read: they are not made due. */
+static void test_a_refresh_that_did_not_run_does_not_cascade(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_GONE);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
+    at(f, f->now + 10);
+    expect_pops(f, 0);
+}
+
 /* ---- failures ---- */
 
 static void test_failure_backs_off_and_retries(void **state)
@@ -1127,6 +1203,9 @@ int main(void)
         T(test_diamond_refreshes_each_view_once),
         T(test_failing_upstream_holds_nobody_back),
         T(test_blocked_reader_goes_when_upstream_fails),
+        T(test_reader_of_a_busy_view_waits_at_most_its_max_wait),
+        T(test_refresh_of_a_view_retired_meanwhile_still_cascades),
+        T(test_a_refresh_that_did_not_run_does_not_cascade),
         T(test_failure_backs_off_and_retries),
         T(test_change_after_fixable_failure_retries_on_debounce),
         T(test_refresh_request_ignores_the_debounce_once),

@@ -1023,6 +1023,16 @@ c_b|t
 c_c|t" \
     "SELECT r.base::regclass, r.base_is_view FROM mvrefresh.registry(3) r
      WHERE r.view IN ('c_c'::regclass, 'c_d'::regclass) ORDER BY r.view, r.base"
+# An upstream view's refresh ends while its reader's runs (whose snapshot may be older): the
+# reader's own refresh_end() keeps it pending, and says so, whatever the daemon passes.
+is "refresh_end() of an upstream view during its reader's refresh keeps the reader pending" \
+    "t
+t" \
+    "SELECT count(*) FROM mvrefresh.refresh_begin('c_l2'::regclass, NULL, 3) \\g /dev/null
+     SELECT count(*) FROM mvrefresh.refresh_begin('c_l1'::regclass, NULL, 3) \\g /dev/null
+     SELECT mvrefresh.refresh_end('c_l1'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
+     SELECT mvrefresh.refresh_end('c_l2'::regclass, true, 'plain', NULL, NULL, NULL);
+     SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'c_l2'::regclass"
 is "registry(): a disabled upstream view is left out but stays base_is_view for its readers" \
     "0|t" \
     "BEGIN;
