@@ -280,6 +280,7 @@ static bool begin_answer(struct mvr_worker *w, const PGresult *res)
         return false;
     }
     w->concurrent = PQgetvalue(res, 0, 2)[0] == 't';
+    w->view->last_plain = !w->concurrent;
     if (!w->concurrent)
         explain_plain(w, PQgetisnull(res, 0, 3) ? NULL : PQgetvalue(res, 0, 3));
     return true;

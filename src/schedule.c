@@ -63,46 +63,69 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
 
 /* ---- who holds whom back -------------------------------------------------- */
 
-/* Until when v waits for views it reads that only debounce: its own max_wait after its first
- * pending change. A view that is queued or refreshing holds its readers back for as long as
- * that takes (a refresh is on its way); one that debounces only until then: a table written
- * without pause has its view debouncing again after each refresh, and that view's readers
- * would otherwise wait for as long as the writes go on. */
-static double patience_of(const struct mvr_schedule *s, const struct mvr_view *v)
+/* A view waits for every view it reads, directly or not, that is queued or refreshing (a
+ * refresh is on its way, and it would only have to be refreshed again), and for one that is
+ * still debouncing until its own deadline: max_wait after its first pending change. A table
+ * written without pause has its view debouncing again after each refresh, and that view's
+ * readers would otherwise wait for as long as the writes go on. At the deadline, a debouncing
+ * view that holds changes older than it is made due at once and the reader follows it (never
+ * both at once); one whose changes are all newer lets the reader go. */
+static double deadline_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
     double since = mvr_view_pending_since(v);
 
     return isnan(since) ? INFINITY : since + max_wait_of(s, v);
 }
 
-static bool holds_back(const struct mvr_view *u, bool patient)
+static struct mvr_view *find_retired(const struct mvr_schedule *s, uint32_t oid)
 {
-    if (u->state == MVR_VIEW_QUEUED || u->state == MVR_VIEW_REFRESHING)
-        return true;
-    return patient && mvr_view_unsettled(u);
+    struct mvr_view *v;
+
+    TAILQ_FOREACH(v, &s->retired, link)
+    {
+        if (v->conf.oid == oid)
+            return v;
+    }
+    return NULL;
 }
 
-static bool walk_up(struct mvr_schedule *s, const struct mvr_view *v, bool patient)
+static bool holds_back(const struct mvr_view *u, double deadline, double now)
+{
+    if (u->state == MVR_VIEW_QUEUED || u->state == MVR_VIEW_REFRESHING ||
+        u->state == MVR_VIEW_RETIRED)
+        return true;
+    if (!mvr_view_unsettled(u))
+        return false;
+    return now + MVR_SCHEDULE_DUE_SLACK < deadline || mvr_view_pending_since(u) < deadline;
+}
+
+/* The first view v reads, directly or not, that holds it back, or NULL. */
+static struct mvr_view *walk_up(struct mvr_schedule *s, const struct mvr_view *v, double deadline,
+                                double now)
 {
     const struct mvr_edge *up;
     size_t n = mvr_depmap_find(&s->ups, v->conf.oid, &up);
 
     for (size_t i = 0; i < n; i++) {
-        struct mvr_view *u = mvr_schedule_find(s, up[i].to);
+        struct mvr_view *u = mvr_schedule_find(s, up[i].to), *held;
+        if (u == NULL) /* paused or unwatched while it refreshes */
+            u = find_retired(s, up[i].to);
         if (u == NULL || u->seen_up == s->walk_up)
             continue;
         u->seen_up = s->walk_up;
-        if (holds_back(u, patient) || walk_up(s, u, patient))
-            return true;
+        if (holds_back(u, deadline, now))
+            return u;
+        if ((held = walk_up(s, u, deadline, now)) != NULL)
+            return held;
     }
-    return false;
+    return NULL;
 }
 
-/* Does any view v reads, directly or not, hold it back now? (The graph is acyclic: graph.h.) */
-static bool blocked(struct mvr_schedule *s, const struct mvr_view *v, double now)
+/* What holds v back now, or NULL. (The graph is acyclic: graph.h.) */
+static struct mvr_view *holder_of(struct mvr_schedule *s, const struct mvr_view *v, double now)
 {
     s->walk_up++;
-    return walk_up(s, v, now + MVR_SCHEDULE_DUE_SLACK < patience_of(s, v));
+    return walk_up(s, v, deadline_of(s, v), now);
 }
 
 /* ---- one view's place: deadline, queue, or blocked ------------------------- */
@@ -123,26 +146,38 @@ static void enqueue(struct mvr_schedule *s, struct mvr_view *v, double now)
     TAILQ_INSERT_TAIL(queue_of(s, v), v, link);
 }
 
-/* Blocked: it waits until what holds it back settles (cascade() looks again), and no longer
- * than its patience for views that only debounce (a timer, while that is still ahead). */
-static void hold_back(struct mvr_schedule *s, struct mvr_view *v, double now)
+static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now);
+
+/* Blocked behind holder: it waits until what holds it back settles (cascade() looks again),
+ * with a timer for its deadline while that is ahead (out of room in the heap, it waits for
+ * the settling alone). Once the deadline has passed, a debouncing holder goes at once. */
+static void hold_back(struct mvr_schedule *s, struct mvr_view *v, struct mvr_view *holder,
+                      double now)
 {
-    double until = patience_of(s, v);
+    double until = deadline_of(s, v);
 
     if (v->state != MVR_VIEW_BLOCKED && !mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log))
         return;
-    /* (Out of room in the heap, it waits for what holds it back to settle, as it can.) */
-    if (!(until - now > MVR_SCHEDULE_DUE_SLACK) ||
-        mvr_timerheap_set(&s->deadlines, &v->timer, until) != 0)
-        mvr_timerheap_remove(&s->deadlines, &v->timer);
+    if (until - now > MVR_SCHEDULE_DUE_SLACK) {
+        if (mvr_timerheap_set(&s->deadlines, &v->timer, until) != 0)
+            mvr_timerheap_remove(&s->deadlines, &v->timer);
+        return;
+    }
+    mvr_timerheap_remove(&s->deadlines, &v->timer);
+    if (holder->state == MVR_VIEW_DEBOUNCING) {
+        mvr_view_hurry(holder, now);
+        evaluate(s, holder, now);
+    }
 }
 
 /* Its deadline has come: queue it, or hold it back while a view it reads settles. */
 static void make_due(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
+    struct mvr_view *holder;
+
     mvr_timerheap_remove(&s->deadlines, &v->timer);
-    if (blocked(s, v, now))
-        hold_back(s, v, now);
+    if ((holder = holder_of(s, v, now)) != NULL)
+        hold_back(s, v, holder, now);
     else
         enqueue(s, v, now);
 }
@@ -150,6 +185,7 @@ static void make_due(struct mvr_schedule *s, struct mvr_view *v, double now)
 /* Put v where it belongs now: its deadline in the heap, or due. */
 static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
+    struct mvr_view *holder;
     double due;
 
     if (s->stopped)
@@ -164,10 +200,10 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
             make_due(s, v, now);
         break;
     case MVR_VIEW_BLOCKED:
-        if (!blocked(s, v, now))
+        if ((holder = holder_of(s, v, now)) == NULL)
             enqueue(s, v, now);
         else
-            hold_back(s, v, now);
+            hold_back(s, v, holder, now);
         break;
     default:
         mvr_timerheap_remove(&s->deadlines, &v->timer);
@@ -315,12 +351,47 @@ void mvr_schedule_hold(struct mvr_schedule *s, bool held)
     s->held = held;
 }
 
+/* A view refreshed plain takes an ACCESS EXCLUSIVE lock on itself, which waits for every
+ * refresh reading it, and meanwhile queues every query of it behind: it waits in the queue
+ * instead while a view that reads it refreshes (which then runs again after it). A view
+ * refreshed CONCURRENTLY does not wait: its lock lets the reader read. */
+static bool waits_for_reader(const struct mvr_schedule *s, const struct mvr_view *v)
+{
+    const struct mvr_edge *down;
+    size_t n;
+
+    if (v->conf.concurrently && !v->last_plain)
+        return false;
+    n = mvr_depmap_find(&s->downs, v->conf.oid, &down);
+    for (size_t i = 0; i < n; i++) {
+        const struct mvr_view *d = mvr_schedule_find(s, down[i].to);
+        if (d == NULL)
+            d = find_retired(s, down[i].to);
+        if (d != NULL && (d->state == MVR_VIEW_REFRESHING || d->state == MVR_VIEW_RETIRED))
+            return true;
+    }
+    return false;
+}
+
+/* The oldest view of q that need not wait for a reader, or NULL. */
+static struct mvr_view *first_ready(const struct mvr_schedule *s, const struct mvr_view_queue *q)
+{
+    struct mvr_view *v;
+
+    TAILQ_FOREACH(v, q, link)
+    {
+        if (!waits_for_reader(s, v))
+            return v;
+    }
+    return NULL;
+}
+
 /* Changed now first; catch-up and retries once nothing changed now waits, or once the oldest
  * of them has waited longer than its max_wait; none while held. */
 static struct mvr_view *next_due(struct mvr_schedule *s, double now)
 {
-    struct mvr_view *fresh = TAILQ_FIRST(&s->due);
-    struct mvr_view *back = s->held ? NULL : TAILQ_FIRST(&s->background);
+    struct mvr_view *fresh = first_ready(s, &s->due);
+    struct mvr_view *back = s->held ? NULL : first_ready(s, &s->background);
 
     if (back != NULL && (fresh == NULL || now - back->queued_at >= max_wait_of(s, back)))
         return back;
@@ -333,9 +404,11 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
 
     while (!s->stopped && (v = next_due(s, now)) != NULL) {
         TAILQ_REMOVE(queue_of(s, v), v, link);
+        struct mvr_view *holder = holder_of(s, v, now);
+
         /* Something it reads became unsettled while it sat in the queue: wait for that. */
-        if (blocked(s, v, now)) {
-            hold_back(s, v, now);
+        if (holder != NULL) {
+            hold_back(s, v, holder, now);
             continue;
         }
         mvr_view_begin(v, s->log);

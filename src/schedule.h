@@ -11,8 +11,11 @@
  * - a change during a refresh earns exactly one more cycle; one before it is covered;
  * - a due view waits (BLOCKED) while any view it reads, directly or not, is queued or
  *   refreshing, or is otherwise unsettled (mvr_view_unsettled: debouncing) and the view's own
- *   max_wait since its first pending change has not passed; queued views are checked again
- *   when a worker takes them;
+ *   max_wait since its first pending change has not passed; once it has, a debouncing view it
+ *   reads with changes older than that is made due at once, and it follows; queued views are
+ *   checked again when a worker takes them;
+ * - a view refreshed plain waits in the queue while a view that reads it refreshes (its
+ *   ACCESS EXCLUSIVE lock would wait for that refresh, holding every query of it back);
  * - a successful refresh makes its direct readers due at once (the debounce was spent where
  *   the change entered), also of a view retired while it ran; a failed one does not, but no
  *   longer holds them back, nor does one that did not run (MVR_OUTCOME_GONE);

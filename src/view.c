@@ -105,6 +105,13 @@ void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
         mvr_view_set_state(v, MVR_VIEW_DEBOUNCING, log);
 }
 
+void mvr_view_hurry(struct mvr_view *v, double now)
+{
+    if (v->state == MVR_VIEW_DEBOUNCING && mvr_pending_any(&v->pending) &&
+        !(v->pending.forced <= now))
+        v->pending.forced = now;
+}
+
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log)
 {
     mvr_pending_force(&v->pending, now);
@@ -162,8 +169,12 @@ void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, doub
         return;
     }
     v->ended = now;
-    if (outcome == MVR_OUTCOME_FAILED || outcome == MVR_OUTCOME_FAILED_STUCK) {
-        fail(v, outcome, now, base, cap, log);
+    if (outcome != MVR_OUTCOME_OK) {
+        /* One that did not run (GONE) covered nothing either: its changes (a request among
+         * them) wait for the registry load that follows, behind a backoff, so that the view
+         * is not begun again and again until that load lands. */
+        fail(v, outcome == MVR_OUTCOME_GONE ? MVR_OUTCOME_FAILED_STUCK : outcome, now, base, cap,
+             log);
     } else {
         v->failures = 0;
         v->retry_at = NAN;

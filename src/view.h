@@ -49,7 +49,7 @@ enum mvr_outcome {
     MVR_OUTCOME_OK,
     MVR_OUTCOME_FAILED,       /* a later change may fix it (bad data, a conflict) */
     MVR_OUTCOME_FAILED_STUCK, /* a change cannot fix it (rights, locks, timeouts, connection) */
-    MVR_OUTCOME_GONE, /* nothing refreshed, nothing to retry: not as loaded (a reload follows) */
+    MVR_OUTCOME_GONE,         /* nothing ran: the view is not as loaded (a reload follows) */
 };
 
 /* One registry row: immutable settings of a watched view. */
@@ -91,7 +91,8 @@ struct mvr_view {
     bool background;             /* QUEUED: in the catch-up queue (schedule.h) */
     double queued_at;            /* QUEUED: since when */
     /* For the refresh itself, not for scheduling: */
-    bool fallback_logged;         /* "plain refresh" is explained once per view */
+    bool fallback_logged; /* "plain refresh" is explained once per view */
+    bool last_plain;      /* its last refresh began plain (schedule.c: it locks readers out) */
     struct mvr_ratelimit notices; /* server messages its refreshes may log */
     /* For metrics (metrics.h): since this daemon began watching it. The struct outlives
      * registry reloads, so the counters do too; an unwatched view takes them with it. */
@@ -119,6 +120,9 @@ enum mvr_change_kind { MVR_CHANGE_WRITE, MVR_CHANGE_UPSTREAM, MVR_CHANGE_CATCH_U
  * a request moves it (the database keeps its changes pending). */
 void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
                      const struct mvr_log *log);
+/* A view that reads it can wait no longer (its own max_wait has passed): if it debounces, it is
+ * due now, with the changes it has. */
+void mvr_view_hurry(struct mvr_view *v, double now);
 /* Its owner asked for a refresh now (mvrefresh.refresh()): due at once whatever the debounce,
  * and out of a backoff whatever the failure. Noted as pending while queued or refreshing. */
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log);
@@ -145,8 +149,8 @@ bool mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, doubl
 void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
 /* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are
  * pending again, as old as they were, and the retry waits base, doubling per consecutive
- * failure, capped at cap. One that did not run (GONE) ends as a successful one: the registry
- * load that follows says what becomes of the view. */
+ * failure, capped at cap. One that did not run (GONE) is treated as such a failure: the
+ * registry load that follows says what becomes of the view, meanwhile nothing is lost. */
 void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
                   const struct mvr_log *log);
 /* The oldest change the view does not show yet, counting those a running refresh covers;

@@ -800,14 +800,20 @@ static void test_reader_of_a_busy_view_waits_at_most_its_max_wait(void **state)
         change(f, 100);
         expect_pops(f, 0);
     }
+    /* v2's deadline: v1, whose changes are older than it, goes now, and v2 right after it
+     * (never both at once). */
     at(f, since + 1.0);
+    expect_pops(f, 1);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    at(f, since + 1.2);
+    change(f, 100); /* the writes go on */
+    at(f, since + 1.3);
+    done(f, 1, MVR_OUTCOME_OK);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_DEBOUNCING);
+    /* v1's changes now are all newer than v2's deadline: v2 does not wait for them. */
     expect_pops(f, 2);
     done(f, 2, MVR_OUTCOME_OK);
-    /* A view that is refreshing holds its readers back all the same, however long. */
-    at(f, since + 5.0);
-    expect_pops(f, 1);
-    done(f, 1, MVR_OUTCOME_OK);
-    expect_pops(f, 2);
+    expect_pops(f, 0);
 }
 
 /* Paused (or unwatched) while it refreshed, and the refresh went through: its readers read
@@ -844,9 +850,77 @@ static void test_a_refresh_that_did_not_run_does_not_cascade(void **state)
     at(f, f->now + 0.2);
     expect_pops(f, 1);
     done(f, 1, MVR_OUTCOME_GONE);
-    assert_int_equal(state_of(f, 1), MVR_VIEW_IDLE);
-    at(f, f->now + 10);
+    at(f, f->now + 0.5);
     expect_pops(f, 0);
+    /* What it was to show is still pending (the registry load that follows may retire it). */
+    assert_int_equal(state_of(f, 1), MVR_VIEW_BACKOFF);
+    at(f, f->now + 0.5);
+    expect_pops(f, 1);
+}
+
+/* A view paused while it refreshes still holds back what reads it, until that refresh ends. */
+static void test_a_view_retired_while_refreshing_holds_its_readers_back(void **state)
+{
+    struct fx *f = *state;
+    struct mvr_view *v;
+
+    chain(f);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    v = mvr_schedule_pop(&f->s, f->now);
+    assert_non_null(v);
+    view(f, 2, 200, 2000); /* v1 paused: registry() lists it only as what v2 reads */
+    reads(f, 1, true);
+    reads(f, 200, false);
+    view(f, 3, 200, 2000);
+    reads(f, 2, true);
+    load(f, false);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 0);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    mvr_schedule_done(&f->s, v, MVR_OUTCOME_OK, f->now);
+    expect_pops(f, 2);
+}
+
+/* v1 (plain or not) is due while v2, which reads it, refreshes. */
+static void upstream_due_while_reader_refreshes(struct fx *f, bool plain)
+{
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    f->confs.items[0].concurrently = !plain;
+    view(f, 2, 200, 2000);
+    reads(f, 1, true);
+    reads(f, 200, false);
+    load(f, false);
+    refresh_all(f);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 2);
+    change(f, 100);
+    at(f, f->now + 0.2);
+    assert_int_equal(state_of(f, 1), MVR_VIEW_QUEUED);
+}
+
+/* A view refreshed plain locks out what reads it: it waits in the queue while a reader
+ * refreshes. */
+static void test_a_plain_refresh_waits_for_its_readers(void **state)
+{
+    struct fx *f = *state;
+
+    upstream_due_while_reader_refreshes(f, true);
+    expect_pops(f, 0);
+    done(f, 2, MVR_OUTCOME_OK);
+    expect_pops(f, 1);
+}
+
+/* One refreshed CONCURRENTLY lets its readers read: it goes at once. */
+static void test_a_concurrent_refresh_does_not_wait_for_its_readers(void **state)
+{
+    struct fx *f = *state;
+
+    upstream_due_while_reader_refreshes(f, false);
+    expect_pops(f, 1);
 }
 
 /* ---- failures ---- */
@@ -1206,6 +1280,9 @@ int main(void)
         T(test_reader_of_a_busy_view_waits_at_most_its_max_wait),
         T(test_refresh_of_a_view_retired_meanwhile_still_cascades),
         T(test_a_refresh_that_did_not_run_does_not_cascade),
+        T(test_a_view_retired_while_refreshing_holds_its_readers_back),
+        T(test_a_plain_refresh_waits_for_its_readers),
+        T(test_a_concurrent_refresh_does_not_wait_for_its_readers),
         T(test_failure_backs_off_and_retries),
         T(test_change_after_fixable_failure_retries_on_debounce),
         T(test_refresh_request_ignores_the_debounce_once),
