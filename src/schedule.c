@@ -63,13 +63,15 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
 
 /* ---- who holds whom back -------------------------------------------------- */
 
-/* A view waits for every view it reads, directly or not, that is queued or refreshing (a
- * refresh is on its way, and it would only have to be refreshed again), and for one that is
+/* A view waits for every view it reads, directly or not, that is refreshing (it would read
+ * what is being replaced, and only have to be refreshed again), and for one that is queued or
  * still debouncing until its own deadline: max_wait after its first pending change. A table
- * written without pause has its view debouncing again after each refresh, and that view's
- * readers would otherwise wait for as long as the writes go on. At the deadline, a debouncing
- * view that holds changes older than it is made due at once and the reader follows it (never
- * both at once); one whose changes are all newer lets the reader go. */
+ * written without pause has its view debouncing again after each refresh (or due again at
+ * once, when a refresh takes as long as its max_wait), and that view's readers would
+ * otherwise wait for as long as the writes go on. After the deadline, a view it reads still
+ * holds it back only with changes from before the deadline and no refresh begun since: it is
+ * made due at once if it debounces, and the reader follows its refresh. So a reader waits at
+ * most its max_wait, the rest of a refresh running upstream, and one more. */
 static double deadline_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
     double since = mvr_view_pending_since(v);
@@ -91,12 +93,12 @@ static struct mvr_view *find_retired(const struct mvr_schedule *s, uint32_t oid)
 
 static bool holds_back(const struct mvr_view *u, double deadline, double now)
 {
-    if (u->state == MVR_VIEW_QUEUED || u->state == MVR_VIEW_REFRESHING ||
-        u->state == MVR_VIEW_RETIRED)
+    if (u->state == MVR_VIEW_REFRESHING || u->state == MVR_VIEW_RETIRED)
         return true;
     if (!mvr_view_unsettled(u))
         return false;
-    return now + MVR_SCHEDULE_DUE_SLACK < deadline || mvr_view_pending_since(u) < deadline;
+    return now + MVR_SCHEDULE_DUE_SLACK < deadline ||
+           (u->began < deadline && mvr_view_pending_since(u) < deadline);
 }
 
 /* The first view v reads, directly or not, that holds it back, or NULL. */
@@ -411,7 +413,7 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
             hold_back(s, v, holder, now);
             continue;
         }
-        mvr_view_begin(v, s->log);
+        mvr_view_begin(v, now, s->log);
         return v;
     }
     return NULL;
@@ -463,8 +465,9 @@ void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outc
         return;
     }
     mvr_view_end(v, outcome, now, s->backoff_base, s->backoff_max, s->log);
-    evaluate(s, v, now);
+    /* Its readers first: due now, they queue ahead of it when it is due again at once. */
     cascade(s, v, outcome == MVR_OUTCOME_OK, now);
+    evaluate(s, v, now);
 }
 
 bool mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_wait,

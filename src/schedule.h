@@ -9,11 +9,11 @@
  * - a view is due at min(last change + debounce, window start + max_wait); forced changes
  *   (catch-up, newly watched, what it reads changed, an upstream view refreshed) at once;
  * - a change during a refresh earns exactly one more cycle; one before it is covered;
- * - a due view waits (BLOCKED) while any view it reads, directly or not, is queued or
- *   refreshing, or is otherwise unsettled (mvr_view_unsettled: debouncing) and the view's own
- *   max_wait since its first pending change has not passed; once it has, a debouncing view it
- *   reads with changes older than that is made due at once, and it follows; queued views are
- *   checked again when a worker takes them;
+ * - a due view waits (BLOCKED) while any view it reads, directly or not, is refreshing, or is
+ *   otherwise unsettled (mvr_view_unsettled: queued, debouncing) and the view's own max_wait
+ *   since its first pending change has not passed; after that, only while one it reads holds
+ *   changes from before then and has begun no refresh since (a debouncing one is made due at
+ *   once, and the reader follows); queued views are checked again when a worker takes them;
  * - a view refreshed plain waits in the queue while a view that reads it refreshes (its
  *   ACCESS EXCLUSIVE lock would wait for that refresh, holding every query of it back);
  * - a successful refresh makes its direct readers due at once (the debounce was spent where

@@ -78,7 +78,8 @@ struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf)
     mvr_pending_clear(&v->pending);
     mvr_pending_clear(&v->covered);
     v->retry_at = NAN;
-    v->ended = -INFINITY;
+    v->began = v->ended = -INFINITY;
+    v->last_plain = true; /* until a refresh says otherwise: the cautious guess (schedule.c) */
     mvr_ratelimit_init(&v->notices);
     return v;
 }
@@ -133,17 +134,19 @@ double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait)
     }
 }
 
-void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log)
+void mvr_view_begin(struct mvr_view *v, double now, const struct mvr_log *log)
 {
     if (!mvr_view_set_state(v, MVR_VIEW_REFRESHING, log))
         return;
+    v->began = now;
     v->covered = v->pending;
     mvr_pending_clear(&v->pending);
 }
 
-/* The changes a failed refresh was meant to show are pending again, as old as they were; the
- * max_wait window starts again at the failure, so that a change that comes after it waits at
- * most one window before the next try, however long the view has been failing. */
+/* The changes a refresh that failed (or did not run) was meant to show are pending again, as
+ * old as they were; the max_wait window starts again now, so that a change that comes after
+ * it waits at most one window before the next try, however long the view has been failing.
+ * A GONE one waits one step and is no failure. */
 static void fail(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
                  const struct mvr_log *log)
 {
@@ -154,8 +157,9 @@ static void fail(struct mvr_view *v, enum mvr_outcome outcome, double now, doubl
     v->pending.fresh = fresh;
     v->pending.window = v->pending.last = now;
     v->pending.forced = NAN;
-    v->failures++;
-    v->retry_at = now + mvr_backoff_delay(v->failures, base, cap);
+    if (outcome != MVR_OUTCOME_GONE)
+        v->failures++;
+    v->retry_at = now + mvr_backoff_delay(v->failures > 0 ? v->failures : 1, base, cap);
     v->retry_on_change = outcome == MVR_OUTCOME_FAILED;
     mvr_view_set_state(v, MVR_VIEW_BACKOFF, log);
 }
@@ -173,8 +177,7 @@ void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, doub
         /* One that did not run (GONE) covered nothing either: its changes (a request among
          * them) wait for the registry load that follows, behind a backoff, so that the view
          * is not begun again and again until that load lands. */
-        fail(v, outcome == MVR_OUTCOME_GONE ? MVR_OUTCOME_FAILED_STUCK : outcome, now, base, cap,
-             log);
+        fail(v, outcome, now, base, cap, log);
     } else {
         v->failures = 0;
         v->retry_at = NAN;
@@ -232,6 +235,7 @@ bool mvr_view_unsettled(const struct mvr_view *v)
         return true;
     case MVR_VIEW_DEBOUNCING:
     case MVR_VIEW_BLOCKED:
+    case MVR_VIEW_BACKOFF: /* without a failure: after a refresh that did not run (GONE) */
         /* After a failure it is on its way to another try that may fail as well. */
         return v->failures == 0;
     default:

@@ -83,7 +83,7 @@ struct mvr_view {
     struct mvr_pending pending;  /* changes no started refresh covers */
     struct mvr_pending covered;  /* REFRESHING: the changes this refresh covers */
     double retry_at;             /* BACKOFF: earliest retry */
-    double ended;                /* when its last refresh ended (-INFINITY: none yet) */
+    double began, ended;         /* when its last refresh began, ended (-INFINITY: none yet) */
     unsigned failures;           /* consecutive failed refreshes */
     bool retry_on_change;        /* BACKOFF: the failure is one a change may fix */
     unsigned seen_up, seen_down; /* the schedule's graph walks: the last ones that visited it */
@@ -145,12 +145,13 @@ bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait)
  * again for the writes that go on to be heard. */
 bool mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
                      double now);
-/* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */
-void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
+/* QUEUED -> REFRESHING at now: every change seen so far is covered by this refresh. */
+void mvr_view_begin(struct mvr_view *v, double now, const struct mvr_log *log);
 /* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are
  * pending again, as old as they were, and the retry waits base, doubling per consecutive
- * failure, capped at cap. One that did not run (GONE) is treated as such a failure: the
- * registry load that follows says what becomes of the view, meanwhile nothing is lost. */
+ * failure, capped at cap. One that did not run (GONE) keeps its changes too, and waits one
+ * backoff step without counting as a failure, holding back the views that read it: the
+ * registry load that follows says what becomes of it. */
 void mvr_view_end(struct mvr_view *v, enum mvr_outcome outcome, double now, double base, double cap,
                   const struct mvr_log *log);
 /* The oldest change the view does not show yet, counting those a running refresh covers;
@@ -159,8 +160,9 @@ double mvr_view_pending_since(const struct mvr_view *v);
 /* What pending_since will be once the running refresh ends with outcome ok (or not). */
 double mvr_view_pending_after(const struct mvr_view *v, bool ok);
 /* Does this view hold back the views that read it? While it waits, is queued or refreshes:
- * refreshing a reader first would only mean refreshing it again. Not while it backs off
- * after failures (that may last hours), nor while it is idle. */
+ * refreshing a reader first would only mean refreshing it again; and while it waits for the
+ * registry load after a refresh that did not run. Not while it backs off after failures (that
+ * may last hours), nor while it is idle. */
 bool mvr_view_unsettled(const struct mvr_view *v);
 
 /* A failed refresh's SQLSTATE: can a later change to the data fix it? */

@@ -816,6 +816,84 @@ static void test_reader_of_a_busy_view_waits_at_most_its_max_wait(void **state)
     expect_pops(f, 0);
 }
 
+/* v1 -> v2, v1's table written every 100 ms for `seconds`, each refresh of v1 taking
+ * `v1_takes` s and of v2 0.1 s. Returns how many times v2 refreshed; fails if v2 ever begins
+ * while v1 refreshes. */
+static int busy_upstream(struct fx *f, double v1_takes, double seconds)
+{
+    double t0 = f->now, began[3] = {0};
+    int v2_refreshes = 0;
+
+    view(f, 1, 200, 1000);
+    reads(f, 100, false);
+    view(f, 2, 200, 1000);
+    reads(f, 1, true);
+    load(f, false);
+    refresh_all(f);
+    for (int step = 1; step <= (int)(seconds * 10); step++) {
+        uint32_t oid;
+        at(f, t0 + 0.1 * step);
+        change(f, 100);
+        if (state_of(f, 1) == MVR_VIEW_REFRESHING && f->now - began[1] >= v1_takes - 1e-9)
+            done(f, 1, MVR_OUTCOME_OK);
+        if (state_of(f, 2) == MVR_VIEW_REFRESHING && f->now - began[2] >= 0.1 - 1e-9) {
+            done(f, 2, MVR_OUTCOME_OK);
+            v2_refreshes++;
+        }
+        while ((oid = pop(f)) != 0) {
+            if (oid == 2 && state_of(f, 1) == MVR_VIEW_REFRESHING)
+                fail_msg("v2 began while v1 refreshed, at +%.1f s", f->now - t0);
+            began[oid] = f->now;
+        }
+    }
+    return v2_refreshes;
+}
+
+/* Each of v1's refreshes takes as long as its max_wait and more: it is due again the moment
+ * it ends. v2 still refreshes: after its deadline, v1 holds it back for the rest of the
+ * refresh running, and one more, not for ever. */
+static void test_reader_of_a_view_due_again_at_once_still_refreshes(void **state)
+{
+    struct fx *f = *state;
+    int n = busy_upstream(f, 2.0, 30.0);
+
+    print_message("v2 refreshed %d times in 30 s\n", n);
+    /* v2 pending when one of v1's refreshes ends waits its max_wait (1 s) into the next one,
+     * then one more (2 s), then v1 waits for v2: a round of about 6 s. */
+    assert_true(n >= 4);
+}
+
+/* The same with quick refreshes upstream. */
+static void test_reader_of_a_quick_busy_view_refreshes(void **state)
+{
+    struct fx *f = *state;
+    int n = busy_upstream(f, 0.3, 30.0);
+
+    print_message("v2 refreshed %d times in 30 s\n", n);
+    assert_true(n >= 10);
+}
+
+/* A refresh that did not run (the view paused, or its owner changed, since the load) holds
+ * its readers back until the view is refreshed after all (or retired by the next load). */
+static void test_a_refresh_that_did_not_run_holds_its_readers(void **state)
+{
+    struct fx *f = *state;
+
+    chain(f);
+    change(f, 100);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 1);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    done(f, 1, MVR_OUTCOME_GONE);
+    expect_pops(f, 0);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    at(f, f->now + 1.0);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+}
+
 /* Paused (or unwatched) while it refreshed, and the refresh went through: its readers read
  * what it wrote, so they are due as after any refresh of it. */
 static void test_refresh_of_a_view_retired_meanwhile_still_cascades(void **state)
@@ -894,6 +972,7 @@ static void upstream_due_while_reader_refreshes(struct fx *f, bool plain)
     reads(f, 200, false);
     load(f, false);
     refresh_all(f);
+    mvr_schedule_find(&f->s, 1)->last_plain = plain; /* as its refresh found (refresh.c) */
     change(f, 200);
     at(f, f->now + 0.2);
     expect_pops(f, 2);
@@ -1283,6 +1362,9 @@ int main(void)
         T(test_a_view_retired_while_refreshing_holds_its_readers_back),
         T(test_a_plain_refresh_waits_for_its_readers),
         T(test_a_concurrent_refresh_does_not_wait_for_its_readers),
+        T(test_reader_of_a_view_due_again_at_once_still_refreshes),
+        T(test_reader_of_a_quick_busy_view_refreshes),
+        T(test_a_refresh_that_did_not_run_holds_its_readers),
         T(test_failure_backs_off_and_retries),
         T(test_change_after_fixable_failure_retries_on_debounce),
         T(test_refresh_request_ignores_the_debounce_once),
