@@ -63,20 +63,25 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
 
 /* ---- who holds whom back -------------------------------------------------- */
 
-/* A view waits for every view it reads, directly or not, that is refreshing (it would read
- * what is being replaced, and only have to be refreshed again), and for one that is queued or
- * still debouncing until its own deadline: max_wait after its first pending change. A table
- * written without pause has its view debouncing again after each refresh (or due again at
- * once, when a refresh takes as long as its max_wait), and that view's readers would
- * otherwise wait for as long as the writes go on. After the deadline, a view it reads still
- * holds it back only with changes from before the deadline and no refresh begun since: it is
- * made due at once if it debounces, and the reader follows its refresh. So a reader waits at
- * most its max_wait, the rest of a refresh running upstream, and one more. */
+/* Until its deadline (max_wait after its first pending change) a view waits for every view it
+ * reads, directly or not, that is unsettled: debouncing, queued or refreshing. Refreshed
+ * before them, it would only have to be refreshed again. After the deadline it waits only for
+ * a view it reads directly that is refreshing (it would read what is being replaced, and a
+ * plain refresh's lock would make it wait anyway), and its direct neighbours wait for it in
+ * the queue (waits_in_queue()): a table written without pause keeps its views debouncing or
+ * due again after every refresh, and several of them could take turns refreshing for ever.
+ * Views past their deadlines go in the order of those deadlines, so the first of them waits
+ * for nothing but refreshes running: no cycle of waits, and each goes in its turn. */
 static double deadline_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
     double since = mvr_view_pending_since(v);
 
     return isnan(since) ? INFINITY : since + max_wait_of(s, v);
+}
+
+static bool past_deadline(const struct mvr_schedule *s, const struct mvr_view *v, double now)
+{
+    return now + MVR_SCHEDULE_DUE_SLACK >= deadline_of(s, v);
 }
 
 static struct mvr_view *find_retired(const struct mvr_schedule *s, uint32_t oid)
@@ -91,34 +96,48 @@ static struct mvr_view *find_retired(const struct mvr_schedule *s, uint32_t oid)
     return NULL;
 }
 
-static bool holds_back(const struct mvr_view *u, double deadline, double now)
+/* A watched view by OID, or one retired (paused, unwatched) while its refresh runs. */
+static struct mvr_view *find_any(const struct mvr_schedule *s, uint32_t oid)
 {
-    if (u->state == MVR_VIEW_REFRESHING || u->state == MVR_VIEW_RETIRED)
-        return true;
-    if (!mvr_view_unsettled(u))
-        return false;
-    return now + MVR_SCHEDULE_DUE_SLACK < deadline ||
-           (u->began < deadline && mvr_view_pending_since(u) < deadline);
+    struct mvr_view *v = mvr_schedule_find(s, oid);
+
+    return v != NULL ? v : find_retired(s, oid);
 }
 
-/* The first view v reads, directly or not, that holds it back, or NULL. */
-static struct mvr_view *walk_up(struct mvr_schedule *s, const struct mvr_view *v, double deadline,
-                                double now)
+static bool refreshing(const struct mvr_view *v)
+{
+    return v->state == MVR_VIEW_REFRESHING || v->state == MVR_VIEW_RETIRED;
+}
+
+/* Before the deadline: the first unsettled view v reads, directly or not. */
+static struct mvr_view *walk_up(struct mvr_schedule *s, const struct mvr_view *v)
 {
     const struct mvr_edge *up;
     size_t n = mvr_depmap_find(&s->ups, v->conf.oid, &up);
 
     for (size_t i = 0; i < n; i++) {
-        struct mvr_view *u = mvr_schedule_find(s, up[i].to), *held;
-        if (u == NULL) /* paused or unwatched while it refreshes */
-            u = find_retired(s, up[i].to);
+        struct mvr_view *u = find_any(s, up[i].to), *held;
         if (u == NULL || u->seen_up == s->walk_up)
             continue;
         u->seen_up = s->walk_up;
-        if (holds_back(u, deadline, now))
+        if (refreshing(u) || mvr_view_unsettled(u))
             return u;
-        if ((held = walk_up(s, u, deadline, now)) != NULL)
+        if ((held = walk_up(s, u)) != NULL)
             return held;
+    }
+    return NULL;
+}
+
+/* After it: a view v reads directly that is refreshing. */
+static struct mvr_view *refreshing_upstream(const struct mvr_schedule *s, const struct mvr_view *v)
+{
+    const struct mvr_edge *up;
+    size_t n = mvr_depmap_find(&s->ups, v->conf.oid, &up);
+
+    for (size_t i = 0; i < n; i++) {
+        struct mvr_view *u = find_any(s, up[i].to);
+        if (u != NULL && refreshing(u))
+            return u;
     }
     return NULL;
 }
@@ -126,8 +145,10 @@ static struct mvr_view *walk_up(struct mvr_schedule *s, const struct mvr_view *v
 /* What holds v back now, or NULL. (The graph is acyclic: graph.h.) */
 static struct mvr_view *holder_of(struct mvr_schedule *s, const struct mvr_view *v, double now)
 {
+    if (past_deadline(s, v, now))
+        return refreshing_upstream(s, v);
     s->walk_up++;
-    return walk_up(s, v, deadline_of(s, v), now);
+    return walk_up(s, v);
 }
 
 /* ---- one view's place: deadline, queue, or blocked ------------------------- */
@@ -148,38 +169,26 @@ static void enqueue(struct mvr_schedule *s, struct mvr_view *v, double now)
     TAILQ_INSERT_TAIL(queue_of(s, v), v, link);
 }
 
-static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now);
-
-/* Blocked behind holder: it waits until what holds it back settles (cascade() looks again),
- * with a timer for its deadline while that is ahead (out of room in the heap, it waits for
- * the settling alone). Once the deadline has passed, a debouncing holder goes at once. */
-static void hold_back(struct mvr_schedule *s, struct mvr_view *v, struct mvr_view *holder,
-                      double now)
+/* Blocked: it waits until what holds it back settles (cascade() looks again), with a timer
+ * for its deadline while that is ahead (out of room in the heap, it waits for the settling
+ * alone). */
+static void hold_back(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
     double until = deadline_of(s, v);
 
     if (v->state != MVR_VIEW_BLOCKED && !mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log))
         return;
-    if (until - now > MVR_SCHEDULE_DUE_SLACK) {
-        if (mvr_timerheap_set(&s->deadlines, &v->timer, until) != 0)
-            mvr_timerheap_remove(&s->deadlines, &v->timer);
-        return;
-    }
-    mvr_timerheap_remove(&s->deadlines, &v->timer);
-    if (holder->state == MVR_VIEW_DEBOUNCING) {
-        mvr_view_hurry(holder, now);
-        evaluate(s, holder, now);
-    }
+    if (!(until - now > MVR_SCHEDULE_DUE_SLACK) ||
+        mvr_timerheap_set(&s->deadlines, &v->timer, until) != 0)
+        mvr_timerheap_remove(&s->deadlines, &v->timer);
 }
 
 /* Its deadline has come: queue it, or hold it back while a view it reads settles. */
 static void make_due(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
-    struct mvr_view *holder;
-
     mvr_timerheap_remove(&s->deadlines, &v->timer);
-    if ((holder = holder_of(s, v, now)) != NULL)
-        hold_back(s, v, holder, now);
+    if (holder_of(s, v, now) != NULL)
+        hold_back(s, v, now);
     else
         enqueue(s, v, now);
 }
@@ -187,7 +196,6 @@ static void make_due(struct mvr_schedule *s, struct mvr_view *v, double now)
 /* Put v where it belongs now: its deadline in the heap, or due. */
 static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
-    struct mvr_view *holder;
     double due;
 
     if (s->stopped)
@@ -202,10 +210,10 @@ static void evaluate(struct mvr_schedule *s, struct mvr_view *v, double now)
             make_due(s, v, now);
         break;
     case MVR_VIEW_BLOCKED:
-        if ((holder = holder_of(s, v, now)) == NULL)
+        if (holder_of(s, v, now) == NULL)
             enqueue(s, v, now);
         else
-            hold_back(s, v, holder, now);
+            hold_back(s, v, now);
         break;
     default:
         mvr_timerheap_remove(&s->deadlines, &v->timer);
@@ -353,36 +361,58 @@ void mvr_schedule_hold(struct mvr_schedule *s, bool held)
     s->held = held;
 }
 
-/* A view refreshed plain takes an ACCESS EXCLUSIVE lock on itself, which waits for every
- * refresh reading it, and meanwhile queues every query of it behind: it waits in the queue
- * instead while a view that reads it refreshes (which then runs again after it). A view
- * refreshed CONCURRENTLY does not wait: its lock lets the reader read. */
-static bool waits_for_reader(const struct mvr_schedule *s, const struct mvr_view *v)
+/* Views past their deadline go in the order of their deadlines (then of their OIDs). */
+static bool goes_before(const struct mvr_schedule *s, const struct mvr_view *a,
+                        const struct mvr_view *b)
 {
-    const struct mvr_edge *down;
-    size_t n;
+    double da = deadline_of(s, a), db = deadline_of(s, b);
 
-    if (v->conf.concurrently && !v->last_plain)
-        return false;
-    n = mvr_depmap_find(&s->downs, v->conf.oid, &down);
+    return da < db || (da == db && a->conf.oid < b->conf.oid);
+}
+
+/* Whether v waits for one of its direct neighbours in map (its readers, or the views it
+ * reads): one past its deadline that goes before it, still waiting; and, when v is refreshed
+ * plain, a reader refreshing (v's ACCESS EXCLUSIVE lock would wait for that refresh, and
+ * meanwhile hold every query of v back; CONCURRENTLY lets the reader read). */
+static bool waits_for_neighbour(const struct mvr_schedule *s, const struct mvr_view *v,
+                                const struct mvr_depmap *map, bool readers, double now)
+{
+    bool plain = readers && (!v->conf.concurrently || v->last_plain);
+    const struct mvr_edge *e;
+    size_t n = mvr_depmap_find(map, v->conf.oid, &e);
+
     for (size_t i = 0; i < n; i++) {
-        const struct mvr_view *d = mvr_schedule_find(s, down[i].to);
-        if (d == NULL)
-            d = find_retired(s, down[i].to);
-        if (d != NULL && (d->state == MVR_VIEW_REFRESHING || d->state == MVR_VIEW_RETIRED))
+        const struct mvr_view *w = find_any(s, e[i].to);
+        if (w == NULL)
+            continue;
+        if (plain && refreshing(w))
+            return true;
+        if ((w->state == MVR_VIEW_BLOCKED || w->state == MVR_VIEW_QUEUED) &&
+            past_deadline(s, w, now) && goes_before(s, w, v))
             return true;
     }
     return false;
 }
 
-/* The oldest view of q that need not wait for a reader, or NULL. */
-static struct mvr_view *first_ready(const struct mvr_schedule *s, const struct mvr_view_queue *q)
+/* Whether v, due, waits in the queue (it stays there, and is looked at again at the next
+ * pop): see deadline_of() and waits_for_neighbour(). Only a refresh running, or a view past
+ * its deadline that goes first, makes it wait: the view that goes first of all waits for
+ * nothing but refreshes running. */
+static bool waits_in_queue(const struct mvr_schedule *s, const struct mvr_view *v, double now)
+{
+    return waits_for_neighbour(s, v, &s->downs, true, now) ||
+           waits_for_neighbour(s, v, &s->ups, false, now);
+}
+
+/* The oldest view of q that need not wait, or NULL. */
+static struct mvr_view *first_ready(const struct mvr_schedule *s, const struct mvr_view_queue *q,
+                                    double now)
 {
     struct mvr_view *v;
 
     TAILQ_FOREACH(v, q, link)
     {
-        if (!waits_for_reader(s, v))
+        if (!waits_in_queue(s, v, now))
             return v;
     }
     return NULL;
@@ -392,8 +422,8 @@ static struct mvr_view *first_ready(const struct mvr_schedule *s, const struct m
  * of them has waited longer than its max_wait; none while held. */
 static struct mvr_view *next_due(struct mvr_schedule *s, double now)
 {
-    struct mvr_view *fresh = first_ready(s, &s->due);
-    struct mvr_view *back = s->held ? NULL : first_ready(s, &s->background);
+    struct mvr_view *fresh = first_ready(s, &s->due, now);
+    struct mvr_view *back = s->held ? NULL : first_ready(s, &s->background, now);
 
     if (back != NULL && (fresh == NULL || now - back->queued_at >= max_wait_of(s, back)))
         return back;
@@ -406,11 +436,9 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
 
     while (!s->stopped && (v = next_due(s, now)) != NULL) {
         TAILQ_REMOVE(queue_of(s, v), v, link);
-        struct mvr_view *holder = holder_of(s, v, now);
-
         /* Something it reads became unsettled while it sat in the queue: wait for that. */
-        if (holder != NULL) {
-            hold_back(s, v, holder, now);
+        if (holder_of(s, v, now) != NULL) {
+            hold_back(s, v, now);
             continue;
         }
         mvr_view_begin(v, now, s->log);

@@ -9,16 +9,17 @@
  * - a view is due at min(last change + debounce, window start + max_wait); forced changes
  *   (catch-up, newly watched, what it reads changed, an upstream view refreshed) at once;
  * - a change during a refresh earns exactly one more cycle; one before it is covered;
- * - a due view waits (BLOCKED) while any view it reads, directly or not, is refreshing, or is
- *   otherwise unsettled (mvr_view_unsettled: queued, debouncing) and the view's own max_wait
- *   since its first pending change has not passed; after that, only while one it reads holds
- *   changes from before then and has begun no refresh since (a debouncing one is made due at
- *   once, and the reader follows); queued views are checked again when a worker takes them;
- * - a view refreshed plain waits in the queue while a view that reads it refreshes (its
- *   ACCESS EXCLUSIVE lock would wait for that refresh, holding every query of it back);
+ * - a due view waits (BLOCKED) while any view it reads, directly or not, is unsettled
+ *   (mvr_view_unsettled: debouncing, queued, refreshing), until its deadline (its max_wait
+ *   since its first pending change); after that only while a view it reads directly refreshes;
+ *   queued views are checked again when a worker takes them;
+ * - a queued view waits in the queue for a direct neighbour (a view it reads, or one that
+ *   reads it) past its deadline that goes before it (deadlines in order), and, refreshed
+ *   plain, while a view that reads it refreshes (its ACCESS EXCLUSIVE lock would wait);
  * - a successful refresh makes its direct readers due at once (the debounce was spent where
  *   the change entered), also of a view retired while it ran; a failed one does not, but no
- *   longer holds them back, nor does one that did not run (MVR_OUTCOME_GONE);
+ *   longer holds them back; one that did not run (MVR_OUTCOME_GONE) does not either, and holds
+ *   them back until the registry load that follows;
  * - a failure backs off exponentially; a later change brings the retry forward only when the
  *   failure is one a change may fix (mvr_outcome_of_failure);
  * - at most one refresh per view at a time: a view is queued, on a worker, or neither;

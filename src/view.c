@@ -106,13 +106,6 @@ void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
         mvr_view_set_state(v, MVR_VIEW_DEBOUNCING, log);
 }
 
-void mvr_view_hurry(struct mvr_view *v, double now)
-{
-    if (v->state == MVR_VIEW_DEBOUNCING && mvr_pending_any(&v->pending) &&
-        !(v->pending.forced <= now))
-        v->pending.forced = now;
-}
-
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log)
 {
     mvr_pending_force(&v->pending, now);

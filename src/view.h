@@ -120,9 +120,6 @@ enum mvr_change_kind { MVR_CHANGE_WRITE, MVR_CHANGE_UPSTREAM, MVR_CHANGE_CATCH_U
  * a request moves it (the database keeps its changes pending). */
 void mvr_view_change(struct mvr_view *v, double now, enum mvr_change_kind kind,
                      const struct mvr_log *log);
-/* A view that reads it can wait no longer (its own max_wait has passed): if it debounces, it is
- * due now, with the changes it has. */
-void mvr_view_hurry(struct mvr_view *v, double now);
 /* Its owner asked for a refresh now (mvrefresh.refresh()): due at once whatever the debounce,
  * and out of a backoff whatever the failure. Noted as pending while queued or refreshing. */
 void mvr_view_request(struct mvr_view *v, double now, const struct mvr_log *log);
