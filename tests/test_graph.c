@@ -91,7 +91,7 @@ static void test_self_loop_is_broken(void **state)
 }
 
 /* What hangs below a cycle, and what feeds it, keep their edges: only those between views of
- * the cycle go (the reviewer's case: 1 <-> 2, then 2 -> 3 -> 4 below it). */
+ * the cycle go (1 <-> 2, then 2 -> 3 -> 4 below it). */
 static void test_views_below_a_cycle_keep_their_edges(void **state)
 {
     static const uint32_t edges[][2] = {{1, 2}, {2, 1}, {2, 3}, {3, 4}, {10, 1}};
