@@ -74,9 +74,11 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
  * for nothing but refreshes running: no cycle of waits, and each goes in its turn. */
 static double deadline_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
-    double since = mvr_view_pending_since(v);
+    /* The start of its max_wait window: its first pending change, or its last failure (a
+     * retry starts a window of its own, as mvr_pending_due() counts it). */
+    double window = v->pending.window;
 
-    return isnan(since) ? INFINITY : since + max_wait_of(s, v);
+    return isnan(window) ? INFINITY : window + max_wait_of(s, v);
 }
 
 static bool past_deadline(const struct mvr_schedule *s, const struct mvr_view *v, double now)
@@ -383,7 +385,8 @@ static bool waits_for_neighbour(const struct mvr_schedule *s, const struct mvr_v
 
     for (size_t i = 0; i < n; i++) {
         const struct mvr_view *w = find_any(s, e[i].to);
-        if (w == NULL)
+        /* (A catch-up held back goes nowhere yet: nobody waits for it.) */
+        if (w == NULL || (w->state == MVR_VIEW_QUEUED && w->background && s->held))
             continue;
         if (plain && refreshing(w))
             return true;

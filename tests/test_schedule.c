@@ -1237,6 +1237,53 @@ static void test_held_catch_up_waits_for_its_markers(void **state)
     expect_pops(f, 1);
 }
 
+/* A catch-up held back (mvr_schedule_hold) holds back no reader with a change signalled now
+ * beyond the reader's own deadline: the held view goes nowhere yet. */
+static void test_a_held_catch_up_holds_no_reader_past_its_deadline(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, 200, 2000);
+    reads(f, 100, false);
+    view(f, 2, 200, 2000);
+    reads(f, 1, true);
+    reads(f, 200, false);
+    f->confs.items[1].pending = false;
+    mvr_schedule_hold(&f->s, true);
+    load(f, true); /* v1 pending: a catch-up, held */
+    assert_int_equal(state_of(f, 1), MVR_VIEW_QUEUED);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 0); /* before its deadline v2 waits for v1 */
+    at(f, f->now + 2.0);
+    expect_pops(f, 2);
+}
+
+/* A retry after a failure has a deadline of its own, counted from the failure: it waits for
+ * what it reads to settle as a first try would. */
+static void test_a_retry_waits_for_what_it_reads_again(void **state)
+{
+    struct fx *f = *state;
+    double failed;
+
+    chain(f);
+    change(f, 200);
+    at(f, f->now + 0.2);
+    expect_pops(f, 2);
+    at(f, f->now + 3.0); /* a long refresh: past the first change's max_wait */
+    done(f, 2, MVR_OUTCOME_FAILED_STUCK);
+    failed = f->now;
+    at(f, failed + 0.9);
+    change(f, 100);
+    at(f, failed + 1.0); /* the retry is due, and v1 debounces */
+    expect_pops(f, 0);
+    assert_int_equal(state_of(f, 2), MVR_VIEW_BLOCKED);
+    at(f, failed + 1.1);
+    expect_pops(f, 1);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* ---- queue order: changes signalled now before catch-up and retries ---- */
@@ -1399,7 +1446,7 @@ static void model_step(struct fx *f, struct model *m, int *running)
         }
     while (*running < m->workers && (v = pop(f)) != 0) {
         const struct mvr_view *view = mvr_schedule_find(&f->s, v);
-        double deadline = mvr_view_pending_since(view) + (double)view->conf.max_wait_ms / 1000;
+        double deadline = view->covered.window + (double)view->conf.max_wait_ms / 1000;
         /* Before its deadline it waits for any view above it; after, for those it reads. */
         for (uint32_t u = 1; u < v; u++)
             if (m->reads_view[u][v] && state_of(f, u) == MVR_VIEW_REFRESHING)
@@ -1529,6 +1576,8 @@ int main(void)
         T(test_reader_of_a_quick_busy_view_refreshes),
         T(test_a_refresh_that_did_not_run_holds_its_readers),
         T(test_random_graphs_keep_the_cascade_rules),
+        T(test_a_held_catch_up_holds_no_reader_past_its_deadline),
+        T(test_a_retry_waits_for_what_it_reads_again),
         T(test_failure_backs_off_and_retries),
         T(test_change_after_fixable_failure_retries_on_debounce),
         T(test_refresh_request_ignores_the_debounce_once),
