@@ -63,15 +63,16 @@ static double max_wait_of(const struct mvr_schedule *s, const struct mvr_view *v
 
 /* ---- who holds whom back -------------------------------------------------- */
 
-/* Until its deadline (max_wait after its first pending change) a view waits for every view it
- * reads, directly or not, that is unsettled: debouncing, queued or refreshing. Refreshed
- * before them, it would only have to be refreshed again. After the deadline it waits only for
- * a view it reads directly that is refreshing (it would read what is being replaced, and a
- * plain refresh's lock would make it wait anyway), and its direct neighbours wait for it in
- * the queue (waits_in_queue()): a table written without pause keeps its views debouncing or
- * due again after every refresh, and several of them could take turns refreshing for ever.
- * Views past their deadlines go in the order of those deadlines, so the first of them waits
- * for nothing but refreshes running: no cycle of waits, and each goes in its turn. */
+/* Until its deadline (max_wait after its first pending change, or its last failure) a view
+ * waits for every view it reads, directly or not, that is unsettled: debouncing, queued or
+ * refreshing. Refreshed before them, it would only have to be refreshed again. After the
+ * deadline it waits only for a view it reads directly that is refreshing (it would read what
+ * is being replaced, and a plain refresh's lock would make it wait anyway), and its direct
+ * neighbours wait for it in the queue (waits_in_queue()): a table written without pause keeps
+ * its views debouncing or due again after every refresh, and several of them could take turns
+ * refreshing for ever. Views past their deadlines go in the order of those deadlines, so the
+ * first of them waits for nothing but refreshes running: no cycle of waits, and each goes in
+ * its turn. */
 static double deadline_of(const struct mvr_schedule *s, const struct mvr_view *v)
 {
     /* The start of its max_wait window: its first pending change, or its last failure (a

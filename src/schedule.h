@@ -11,7 +11,8 @@
  * - a change during a refresh earns exactly one more cycle; one before it is covered;
  * - a due view waits (BLOCKED) while any view it reads, directly or not, is unsettled
  *   (mvr_view_unsettled: debouncing, queued, refreshing), until its deadline (its max_wait
- *   since its first pending change); after that only while a view it reads directly refreshes;
+ *   since its first pending change, or its last failure); after that only while a view it
+ *   reads directly refreshes;
  *   queued views are checked again when a worker takes them;
  * - a queued view waits in the queue for a direct neighbour (a view it reads, or one that
  *   reads it) past its deadline that goes before it (deadlines in order), and, refreshed
