@@ -164,6 +164,7 @@ static struct mvr_view_queue *queue_of(struct mvr_schedule *s, const struct mvr_
 /* Into the queue its changes say (schedule.h). */
 static void enqueue(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
+    s->changes++;
     mvr_timerheap_remove(&s->deadlines, &v->timer);
     if (!mvr_view_set_state(v, MVR_VIEW_QUEUED, s->log))
         return;
@@ -177,6 +178,7 @@ static void enqueue(struct mvr_schedule *s, struct mvr_view *v, double now)
  * alone). */
 static void hold_back(struct mvr_schedule *s, struct mvr_view *v, double now)
 {
+    s->changes++;
     double until = deadline_of(s, v);
 
     if (v->state != MVR_VIEW_BLOCKED && !mvr_view_set_state(v, MVR_VIEW_BLOCKED, s->log))
@@ -361,6 +363,7 @@ bool mvr_schedule_has_due(const struct mvr_schedule *s)
 
 void mvr_schedule_hold(struct mvr_schedule *s, bool held)
 {
+    s->changes++;
     s->held = held;
 }
 
@@ -438,6 +441,8 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
 {
     struct mvr_view *v;
 
+    if (s->idle && s->idle_at == s->changes)
+        return NULL;
     while (!s->stopped && (v = next_due(s, now)) != NULL) {
         TAILQ_REMOVE(queue_of(s, v), v, link);
         /* Something it reads became unsettled while it sat in the queue: wait for that. */
@@ -446,8 +451,11 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
             continue;
         }
         mvr_view_begin(v, now, s->log);
+        s->changes++;
         return v;
     }
+    s->idle = true;
+    s->idle_at = s->changes;
     return NULL;
 }
 
@@ -488,6 +496,7 @@ static void cascade(struct mvr_schedule *s, struct mvr_view *v, bool ok, double 
 void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outcome outcome,
                        double now)
 {
+    s->changes++;
     if (v->state == MVR_VIEW_RETIRED) {
         /* Paused or unwatched while it refreshed: what its readers read changed all the same
          * (a paused view keeps its edges; registry() lists it for its readers). */
@@ -508,6 +517,7 @@ bool mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_
     double old_debounce = s->debounce, old_max_wait = s->max_wait;
     bool uncapped = false;
 
+    s->changes++; /* deadlines move */
     s->debounce = debounce;
     s->max_wait = max_wait;
     s->backoff_max = backoff_max;
@@ -683,6 +693,7 @@ static void replace_items(struct mvr_schedule *s, struct mvr_view **items, size_
 {
     struct mvr_schedule next = *s;
 
+    s->changes++; /* views come and go, settings move */
     next.items = items;
     next.n = n;
     for (size_t i = 0; i < s->n; i++)

@@ -66,9 +66,15 @@ struct mvr_schedule {
     double debounce, max_wait; /* defaults for views without their own, seconds */
     double backoff_base, backoff_max;
     unsigned walk_up, walk_down; /* generations of the current graph walks */
-    bool stopped;                /* shutting down: nothing becomes due any more */
-    bool loaded;                 /* a registry was applied: later views are news */
-    bool held;                   /* the background queue waits (mvr_schedule_hold) */
+    /* Changes that can let a queued view go (a view queued, blocked, begun or ended, a load,
+     * new settings, the hold), and their count when a pop last found every queued view
+     * waiting: until the next such change, the next pop finds the same (time passing only
+     * adds waits), and need not look through the queue again. */
+    unsigned changes, idle_at;
+    bool idle;
+    bool stopped; /* shutting down: nothing becomes due any more */
+    bool loaded;  /* a registry was applied: later views are news */
+    bool held;    /* the background queue waits (mvr_schedule_hold) */
 };
 
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log);
