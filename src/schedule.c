@@ -235,7 +235,9 @@ static void change_at(struct mvr_schedule *s, struct mvr_view *v, double at, dou
 
     mvr_view_change(v, at, kind, s->log);
     if (v->state == MVR_VIEW_QUEUED && v->background && mvr_pending_fresh(&v->pending)) {
-        /* Catching up, and now changed for real: among the views changed now. */
+        /* Catching up, and now changed for real: among the views changed now (and out of
+         * the hold). */
+        s->changes++;
         TAILQ_REMOVE(&s->background, v, link);
         v->background = false;
         TAILQ_INSERT_TAIL(&s->due, v, link);
