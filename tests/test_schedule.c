@@ -1284,6 +1284,21 @@ static void test_a_retry_waits_for_what_it_reads_again(void **state)
     expect_pops(f, 2);
 }
 
+/* A pop that found nothing it could take is not repeated until something changes; a held
+ * catch-up moved up by a real change is such a change. */
+static void test_a_held_catch_up_moved_up_is_taken_at_the_next_pop(void **state)
+{
+    struct fx *f = *state;
+
+    view(f, 1, 1, 60000);
+    reads(f, 101, false);
+    mvr_schedule_hold(&f->s, true);
+    load(f, true);
+    expect_pops(f, 0);
+    assert_int_equal(change(f, 101), 1);
+    expect_pops(f, 1);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 /* ---- queue order: changes signalled now before catch-up and retries ---- */
@@ -1578,6 +1593,7 @@ int main(void)
         T(test_random_graphs_keep_the_cascade_rules),
         T(test_a_held_catch_up_holds_no_reader_past_its_deadline),
         T(test_a_retry_waits_for_what_it_reads_again),
+        T(test_a_held_catch_up_moved_up_is_taken_at_the_next_pop),
         T(test_failure_backs_off_and_retries),
         T(test_change_after_fixable_failure_retries_on_debounce),
         T(test_refresh_request_ignores_the_debounce_once),
