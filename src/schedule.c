@@ -452,7 +452,7 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
             hold_back(s, v, now);
             continue;
         }
-        mvr_view_begin(v, now, s->log);
+        mvr_view_begin(v, s->log);
         s->changes++;
         return v;
     }

@@ -78,7 +78,7 @@ struct mvr_view *mvr_view_new(const struct mvr_view_conf *conf)
     mvr_pending_clear(&v->pending);
     mvr_pending_clear(&v->covered);
     v->retry_at = NAN;
-    v->began = v->ended = -INFINITY;
+    v->ended = -INFINITY;
     v->last_plain = true; /* until a refresh says otherwise: the cautious guess (schedule.c) */
     mvr_ratelimit_init(&v->notices);
     return v;
@@ -127,11 +127,10 @@ double mvr_view_due(const struct mvr_view *v, double debounce, double max_wait)
     }
 }
 
-void mvr_view_begin(struct mvr_view *v, double now, const struct mvr_log *log)
+void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log)
 {
     if (!mvr_view_set_state(v, MVR_VIEW_REFRESHING, log))
         return;
-    v->began = now;
     v->covered = v->pending;
     mvr_pending_clear(&v->pending);
 }

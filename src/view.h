@@ -83,7 +83,7 @@ struct mvr_view {
     struct mvr_pending pending;  /* changes no started refresh covers */
     struct mvr_pending covered;  /* REFRESHING: the changes this refresh covers */
     double retry_at;             /* BACKOFF: earliest retry */
-    double began, ended;         /* when its last refresh began, ended (-INFINITY: none yet) */
+    double ended;                /* when its last refresh ended (-INFINITY: none yet) */
     unsigned failures;           /* consecutive failed refreshes */
     bool retry_on_change;        /* BACKOFF: the failure is one a change may fix */
     unsigned seen_up, seen_down; /* the schedule's graph walks: the last ones that visited it */
@@ -142,8 +142,8 @@ bool mvr_view_capped(const struct mvr_view *v, double debounce, double max_wait)
  * again for the writes that go on to be heard. */
 bool mvr_view_retune(struct mvr_view *v, bool was_capped, double debounce, double max_wait,
                      double now);
-/* QUEUED -> REFRESHING at now: every change seen so far is covered by this refresh. */
-void mvr_view_begin(struct mvr_view *v, double now, const struct mvr_log *log);
+/* QUEUED -> REFRESHING: every change seen so far is covered by this refresh. */
+void mvr_view_begin(struct mvr_view *v, const struct mvr_log *log);
 /* REFRESHING -> IDLE, DEBOUNCING or BACKOFF. A failed refresh covered nothing: its changes are
  * pending again, as old as they were, and the retry waits base, doubling per consecutive
  * failure, capped at cap. One that did not run (GONE) keeps its changes too, and waits one

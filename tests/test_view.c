@@ -87,7 +87,7 @@ static void force(struct mvr_view *v, double now)
 static void begin(struct mvr_view *v)
 {
     assert_true(mvr_view_set_state(v, MVR_VIEW_QUEUED, &quiet));
-    mvr_view_begin(v, 0.0, &quiet);
+    mvr_view_begin(v, &quiet);
     assert_state(v, MVR_VIEW_REFRESHING);
 }
 
@@ -401,7 +401,7 @@ static void test_change_after_a_failure_never_delays_the_retry(void **state)
     check_due(v, 3600.0, 7200.0, 12.0, __LINE__);
     /* Success forgets the failure and its retry time. */
     assert_true(mvr_view_set_state(v, MVR_VIEW_QUEUED, &quiet));
-    mvr_view_begin(v, 0.0, &quiet);
+    mvr_view_begin(v, &quiet);
     end(v, 13.0, true);
     assert_int_equal(v->failures, 0);
     touch(v, 14.0);
