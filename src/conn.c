@@ -171,6 +171,7 @@ void mvr_conn_close(struct mvr_conn *c)
     ev_timer_stop(c->loop, &c->retry);
     drop_pg(c); /* a pipeline's results too, without its callback */
     c->on_result = NULL;
+    c->on_row = NULL;
     set_state(c, MVR_CONN_DOWN);
 }
 
@@ -232,6 +233,7 @@ static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
     mvr_conn_pipeline_fn pipe_fn = take_pipeline(c, res, &n);
 
     c->on_result = NULL;
+    c->on_row = NULL;
     /* why may point into the PGconn: report before dropping it. */
     report_down(c, why, refused);
     c->loss_reported = true;
@@ -427,6 +429,26 @@ int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *t
     return send_query(c, sql, nparams, types, params, fn, arg);
 }
 
+int mvr_conn_send_rows(struct mvr_conn *c, const char *sql, mvr_conn_row_fn row,
+                       mvr_conn_result_fn fn, void *arg)
+{
+    if (c->state != MVR_CONN_IDLE)
+        return -1;
+    if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)) {
+        go_down(c, PQerrorMessage(c->pg));
+        return -1;
+    }
+    /* (Cannot fail right after a send; should it, the rows come whole, in fn's result.) */
+    PQsetSingleRowMode(c->pg);
+    c->on_result = fn;
+    c->on_row = row;
+    c->rows_seen = 0;
+    c->result_arg = arg;
+    set_state(c, MVR_CONN_BUSY);
+    flush_output(c);
+    return 0;
+}
+
 static int send_stmt(struct mvr_conn *c, const struct mvr_stmt *s)
 {
     if (!PQsendQueryParams(c->pg, s->sql, s->nparams, s->types, s->params, NULL, NULL, 0))
@@ -512,10 +534,12 @@ static void finish_query(struct mvr_conn *c)
 {
     mvr_conn_result_fn fn = c->on_result;
     PGresult *res = c->held;
-    bool big = res != NULL && PQntuples(res) > BIG_RESULT_ROWS;
+    bool big = c->rows_seen > BIG_RESULT_ROWS || (res != NULL && PQntuples(res) > BIG_RESULT_ROWS);
 
     c->held = NULL;
     c->on_result = NULL;
+    c->on_row = NULL;
+    c->rows_seen = 0;
     /* A session being set up becomes idle only once its check passed (session_done). */
     if (c->state == MVR_CONN_BUSY)
         set_state(c, MVR_CONN_IDLE);
@@ -600,10 +624,15 @@ static void collect_results(struct mvr_conn *c)
     }
     while (awaiting_result(c) && !PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
-        if (r == NULL)
+        if (r == NULL) {
             finish_query(c);
-        else
+        } else if (PQresultStatus(r) == PGRES_SINGLE_TUPLE && c->on_row != NULL) {
+            c->rows_seen++;
+            c->on_row(c->result_arg, r);
+            PQclear(r);
+        } else {
             keep_result(c, r);
+        }
     }
 }
 

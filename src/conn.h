@@ -1,6 +1,7 @@
 /*
  * One asynchronous libpq connection driven by libev: connect, check the session (session.h),
- * send one query at a time (or one pipeline of statements, a round trip for them all),
+ * send one query at a time (its rows whole, or one by one as they come; or one pipeline of
+ * statements, a round trip for them all),
  * collect its results, surface notifications, and reconnect with jittered exponential
  * backoff when the connection breaks. Listener, registry loader and refresh workers are
  * all built on it; none of them ever blocks the loop.
@@ -44,6 +45,9 @@ struct mvr_conn_hooks {
  * the connection broke. The connection is idle again (or down) when this runs; res is freed
  * after the callback returns. */
 typedef void (*mvr_conn_result_fn)(void *arg, const PGresult *res);
+/* One row of a query sent with mvr_conn_send_rows(), as it arrives: a result of one row
+ * (PGRES_SINGLE_TUPLE), freed after the callback returns. */
+typedef void (*mvr_conn_row_fn)(void *arg, const PGresult *row);
 
 /* A pipeline's statements, in order (mvr_conn_send_pipeline). */
 #define MVR_PIPELINE_MAX 24
@@ -86,6 +90,8 @@ struct mvr_conn {
     double backoff;
     uint64_t jitter_seed;
     mvr_conn_result_fn on_result;
+    mvr_conn_row_fn on_row; /* mvr_conn_send_rows(): each row as it comes */
+    size_t rows_seen;       /* rows handed to on_row by the query in flight */
     void *result_arg;
     PGresult *held; /* result kept for the callback */
     /* A pipeline in flight: its callback, results so far, and where they are. */
@@ -118,6 +124,13 @@ void mvr_conn_close(struct mvr_conn *c);
  * down. */
 int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
                   const char *const *params, mvr_conn_result_fn fn, void *arg);
+/* Send one statement and take its rows one at a time, as they arrive (libpq's single-row
+ * mode), so that a big result never lies in memory whole: row runs once per row, then fn
+ * once, as for mvr_conn_send(), with the statement's last result (an empty PGRES_TUPLES_OK
+ * when every row came) or its error (which may follow rows: they are then not the whole
+ * answer), or NULL when the connection broke. */
+int mvr_conn_send_rows(struct mvr_conn *c, const char *sql, mvr_conn_row_fn row,
+                       mvr_conn_result_fn fn, void *arg);
 /* Send statements in pipeline mode, one round trip for all: each Sync (stmt.commit; the last
  * statement must have one) ends a transaction, and a failure skips the rest of its
  * transaction only. Returns 0 when sent: fn then runs exactly once, possibly before this

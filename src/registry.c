@@ -19,10 +19,11 @@
 #define REGISTRY_SQL "SELECT * FROM mvrefresh.registry(" MVR_STR(MVR_SQL_PROTOCOL) ")"
 static const char registry_sql[] = REGISTRY_SQL;
 /* The first load of an instance's life (at start, and each time the daemon becomes the active
- * one) also closes status rows that a killed predecessor left "refreshing", unless their
+ * one) first closes status rows that a killed predecessor left "refreshing", unless their
  * refresh still runs in another session (mark_interrupted() looks in pg_stat_activity and
- * pg_locks); they stay pending, so the load says to catch up on them. */
-static const char first_sql[] = "SELECT mvrefresh.mark_interrupted(); " REGISTRY_SQL;
+ * pg_locks); they stay pending, so the load says to catch up on them. (A statement of its
+ * own: the load's rows are read one at a time, which takes one statement.) */
+static const char closing_sql[] = "SELECT mvrefresh.mark_interrupted()";
 
 /* The columns of mvrefresh.registry(), found by name in each result. */
 enum {
@@ -45,6 +46,7 @@ static const char *const column_names[NCOLS] = {
 };
 
 static void start_load(struct mvr_registry *r);
+static void load_free(struct mvr_registry_load *l);
 
 /* Once per daemon run: who we are, and what lets us refresh other roles' views. A
  * superuser daemon runs every view owner's code one statement away from full control. */
@@ -113,6 +115,7 @@ void mvr_registry_init(struct mvr_registry *r, struct ev_loop *loop, const struc
     r->role_reported = false;
     r->last_start = -MIN_INTERVAL;
     r->views = r->tables = 0;
+    r->load = NULL;
     mvr_ratelimit_init(&r->notices);
     r->hooks = hooks;
     r->owner = owner;
@@ -126,7 +129,9 @@ void mvr_registry_open(struct mvr_registry *r, const char *dsn, const char *app_
 void mvr_registry_close(struct mvr_registry *r)
 {
     ev_timer_stop(r->conn.loop, &r->retry);
-    mvr_conn_close(&r->conn);
+    mvr_conn_close(&r->conn); /* (no callback: the load in flight is freed here) */
+    load_free(r->load);
+    r->load = NULL;
 }
 
 void mvr_registry_request(struct mvr_registry *r, bool catch_up)
@@ -149,7 +154,7 @@ static int parse_oid(const char *text, uint32_t *oid)
     return 0;
 }
 
-/* A result of mvrefresh.registry() and where its columns are. */
+/* A row of mvrefresh.registry() and where its columns are. */
 struct rows {
     const PGresult *res;
     int col[NCOLS];
@@ -158,7 +163,6 @@ struct rows {
 /* Columns are found by name, so the SQL may add columns or reorder them. */
 static int find_columns(struct rows *r, const PGresult *res, const char **missing)
 {
-    r->res = res;
     for (int i = 0; i < NCOLS; i++) {
         r->col[i] = PQfnumber(res, column_names[i]);
         if (r->col[i] < 0) {
@@ -169,38 +173,43 @@ static int find_columns(struct rows *r, const PGresult *res, const char **missin
     return 0;
 }
 
-static const char *value(const struct rows *r, int row, int col)
+static const char *value(const struct rows *r, int col)
 {
-    return PQgetvalue(r->res, row, r->col[col]);
+    return PQgetvalue(r->res, 0, r->col[col]);
 }
 
-static int64_t parse_ms(const struct rows *r, int row, int col)
+static bool is_null(const struct rows *r, int col)
 {
-    return PQgetisnull(r->res, row, r->col[col]) ? -1 : strtoll(value(r, row, col), NULL, 10);
+    return PQgetisnull(r->res, 0, r->col[col]);
 }
 
-/* Add row's view to confs unless it is the same view as the previous row. */
-static int add_view(struct mvr_view_confs *confs, const struct rows *r, int row, uint32_t view)
+static int64_t parse_ms(const struct rows *r, int col)
+{
+    return is_null(r, col) ? -1 : strtoll(value(r, col), NULL, 10);
+}
+
+/* Add the row's view to confs (which has room for it) unless it is the same view as the
+ * previous row's. */
+static int add_view(struct mvr_view_confs *confs, const struct rows *r, uint32_t view)
 {
     struct mvr_view_conf *conf;
 
     if (confs->n > 0 && confs->items[confs->n - 1].oid == view)
         return 0;
     conf = &confs->items[confs->n];
+    memset(conf, 0, sizeof *conf);
     conf->oid = view;
-    if (parse_oid(value(r, row, COL_OWNER), &conf->owner) != 0)
+    if (parse_oid(value(r, COL_OWNER), &conf->owner) != 0)
         return -1;
-    conf->name = strdup(value(r, row, COL_NAME));
+    conf->name = strdup(value(r, COL_NAME));
     if (conf->name == NULL)
         return -1;
-    conf->debounce_ms = parse_ms(r, row, COL_DEBOUNCE);
-    conf->max_wait_ms = parse_ms(r, row, COL_MAX_WAIT);
-    conf->concurrently = value(r, row, COL_CONCURRENTLY)[0] == 't';
-    conf->pending = value(r, row, COL_PENDING)[0] == 't';
-    conf->paused = value(r, row, COL_PAUSED)[0] == 't';
-    conf->requested = PQgetisnull(r->res, row, r->col[COL_REQUESTED])
-                          ? 0.0
-                          : strtod(value(r, row, COL_REQUESTED), NULL);
+    conf->debounce_ms = parse_ms(r, COL_DEBOUNCE);
+    conf->max_wait_ms = parse_ms(r, COL_MAX_WAIT);
+    conf->concurrently = value(r, COL_CONCURRENTLY)[0] == 't';
+    conf->pending = value(r, COL_PENDING)[0] == 't';
+    conf->paused = value(r, COL_PAUSED)[0] == 't';
+    conf->requested = is_null(r, COL_REQUESTED) ? 0.0 : strtod(value(r, COL_REQUESTED), NULL);
     conf->deps_hash = 0;
     confs->n++;
     return 0;
@@ -216,42 +225,86 @@ static uint64_t mix(uint32_t base, bool is_view)
     return x ^ (x >> 31);
 }
 
-static int parse_row(struct mvr_view_confs *confs, const struct rows *r, int row)
+static int parse_row(struct mvr_view_confs *confs, const struct rows *r)
 {
     uint32_t view, base;
     bool is_view;
 
-    if (parse_oid(value(r, row, COL_VIEW), &view) != 0 || add_view(confs, r, row, view) != 0)
+    if (parse_oid(value(r, COL_VIEW), &view) != 0 || add_view(confs, r, view) != 0)
         return -1;
-    if (PQgetisnull(r->res, row, r->col[COL_BASE]))
+    if (is_null(r, COL_BASE))
         return 0;
-    if (parse_oid(value(r, row, COL_BASE), &base) != 0)
+    if (parse_oid(value(r, COL_BASE), &base) != 0)
         return -1;
-    is_view = value(r, row, COL_BASE_IS_VIEW)[0] == 't';
+    is_view = value(r, COL_BASE_IS_VIEW)[0] == 't';
     confs->items[confs->n - 1].deps_hash += mix(base, is_view);
     /* Edges point the way a change flows: table -> view, upstream view -> downstream view. */
     return mvr_depmap_add(is_view ? &confs->views : &confs->tables, base, view);
 }
 
-static int parse_result(const struct rows *r, struct mvr_view_confs *confs)
-{
-    int nrows = PQntuples(r->res);
+/* A load being read, a row at a time (mvr_conn_send_rows): at 10,000 views the whole result
+ * would take 2.4 MB beside what is built from it, at the start's peak. */
+struct mvr_registry_load {
+    struct mvr_view_confs confs;
+    size_t room;         /* items allocated */
+    struct rows rows;    /* the columns, found in the first row */
+    bool found;          /* rows.col is set */
+    const char *missing; /* a column the rows lack */
+    bool bad;            /* a row could not be used: the load is given up when it ends */
+};
 
-    memset(confs, 0, sizeof *confs);
-    mvr_depmap_init(&confs->tables);
-    mvr_depmap_init(&confs->views);
-    confs->items = calloc(nrows > 0 ? (size_t)nrows : 1, sizeof *confs->items);
-    if (confs->items == NULL)
+/* Room for one more view. */
+static int make_room(struct mvr_registry_load *l)
+{
+    size_t room = l->room > 0 ? l->room * 2 : 64;
+    struct mvr_view_conf *items;
+
+    if (l->confs.n < l->room)
+        return 0;
+    if ((items = realloc(l->confs.items, room * sizeof *items)) == NULL)
         return -1;
-    for (int row = 0; row < nrows; row++) {
-        if (parse_row(confs, r, row) != 0) {
-            mvr_view_confs_free(confs);
-            return -1;
-        }
-    }
-    mvr_depmap_finish(&confs->tables);
-    mvr_depmap_finish(&confs->views);
+    l->confs.items = items;
+    l->room = room;
     return 0;
+}
+
+static void load_free(struct mvr_registry_load *l)
+{
+    if (l != NULL) {
+        mvr_view_confs_free(&l->confs);
+        free(l);
+    }
+}
+
+/* (Items allocated from the start: a load of no views has them too, never NULL.) */
+static struct mvr_registry_load *load_new(void)
+{
+    struct mvr_registry_load *l = calloc(1, sizeof *l);
+
+    if (l == NULL)
+        return NULL;
+    mvr_depmap_init(&l->confs.tables);
+    mvr_depmap_init(&l->confs.views);
+    if (make_room(l) != 0) {
+        load_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+static void on_row(void *arg, const PGresult *row)
+{
+    struct mvr_registry_load *l = ((struct mvr_registry *)arg)->load;
+
+    if (l->bad)
+        return;
+    if (!l->found && find_columns(&l->rows, row, &l->missing) != 0) {
+        l->bad = true;
+        return;
+    }
+    l->found = true;
+    l->rows.res = row;
+    l->bad = make_room(l) != 0 || parse_row(&l->confs, &l->rows) != 0;
 }
 
 static void retry_later(struct mvr_registry *r, double seconds)
@@ -276,50 +329,86 @@ static void report_load(struct mvr_registry *r, const struct mvr_view_confs *con
     r->tables = tables;
 }
 
-/* Turn a successful result into a load; -1 (logged) when it cannot be used. */
-static int read_load(struct mvr_registry *r, const PGresult *res, struct mvr_view_confs *confs)
+/* The rows read make a load; -1 (logged) when they cannot be used. */
+static int finish_load(struct mvr_registry *r, struct mvr_registry_load *l)
 {
-    struct rows rows;
-    const char *missing;
+    struct mvr_view_conf *fit;
 
-    if (find_columns(&rows, res, &missing) != 0) {
+    if (l->missing != NULL) {
         mvr_error(r->conn.log,
-                  "cannot load the registry: mvrefresh.registry() has no column \"%s\"", missing);
+                  "cannot load the registry: mvrefresh.registry() has no column \"%s\"",
+                  l->missing);
         return -1;
     }
-    if (parse_result(&rows, confs) != 0) {
+    if (l->bad) {
         mvr_error(r->conn.log, "cannot load the registry: unexpected value or out of memory");
         return -1;
     }
-    confs->read_at = r->last_start;
+    /* (The room left over goes back; none is a valid load of no views.) */
+    if (l->confs.n > 0 && (fit = realloc(l->confs.items, l->confs.n * sizeof *fit)) != NULL)
+        l->confs.items = fit;
+    mvr_depmap_finish(&l->confs.tables);
+    mvr_depmap_finish(&l->confs.views);
+    l->confs.read_at = r->last_start;
     return 0;
 }
 
 static void on_result(void *arg, const PGresult *res)
 {
     struct mvr_registry *r = arg;
-    struct mvr_view_confs confs;
+    struct mvr_registry_load *l = r->load;
     bool catch_up = r->catch_up;
 
+    r->load = NULL;
     if (res == NULL) {
         r->wanted = true; /* lost with the connection: conn_up loads again */
-        return;
-    }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        /* (Rows that came before the error are not the whole registry: all go.) */
         mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
                   r->conn.session.database, PQresultErrorMessage(res));
         retry_later(r, RETRY_SECONDS);
-        return;
+    } else if (finish_load(r, l) != 0) {
+        retry_later(r, RETRY_SECONDS);
+    } else {
+        r->catch_up = false;
+        report_load(r, &l->confs);
+        r->loaded_once = true;
+        r->hooks->loaded(r->owner, &l->confs, catch_up);
+        memset(&l->confs, 0, sizeof l->confs); /* the hook took it */
+        start_load(r);
     }
-    if (read_load(r, res, &confs) != 0) {
+    load_free(l);
+}
+
+static void send_load(struct mvr_registry *r)
+{
+    if ((r->load = load_new()) == NULL) {
+        mvr_error(r->conn.log, "cannot load the registry: out of memory");
         retry_later(r, RETRY_SECONDS);
         return;
     }
-    r->catch_up = false;
-    report_load(r, &confs);
-    r->loaded_once = true;
-    r->hooks->loaded(r->owner, &confs, catch_up);
-    start_load(r);
+    /* On failure the conn went down without calling on_result: ask again when it is back. */
+    if (mvr_conn_send_rows(&r->conn, registry_sql, on_row, on_result, r) != 0) {
+        load_free(r->load);
+        r->load = NULL;
+        r->wanted = true;
+    }
+}
+
+/* The first load's statement before it (see closing_sql). */
+static void on_closed(void *arg, const PGresult *res)
+{
+    struct mvr_registry *r = arg;
+
+    if (res == NULL) {
+        r->wanted = true;
+    } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
+                  r->conn.session.database, PQresultErrorMessage(res));
+        retry_later(r, RETRY_SECONDS);
+    } else {
+        send_load(r);
+    }
 }
 
 static void start_load(struct mvr_registry *r)
@@ -334,8 +423,8 @@ static void start_load(struct mvr_registry *r)
     }
     r->wanted = false;
     r->last_start = mvr_clock_now();
-    /* On failure the conn went down without calling on_result: ask again when it is back. */
-    if (mvr_conn_send(&r->conn, r->loaded_once ? registry_sql : first_sql, 0, NULL, NULL, on_result,
-                      r) != 0)
+    if (r->loaded_once)
+        send_load(r);
+    else if (mvr_conn_send(&r->conn, closing_sql, 0, NULL, NULL, on_closed, r) != 0)
         r->wanted = true;
 }

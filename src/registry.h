@@ -18,6 +18,8 @@ struct mvr_registry_hooks {
     void (*loaded)(void *owner, struct mvr_view_confs *confs, bool catch_up);
 };
 
+struct mvr_registry_load;
+
 struct mvr_registry {
     struct mvr_conn conn;
     ev_timer retry;       /* after a failed load */
@@ -27,6 +29,8 @@ struct mvr_registry {
     bool role_reported;   /* the role and its rights were logged */
     double last_start;    /* monotonic time the last load was sent */
     size_t views, tables; /* shape of the last load, to log only changes */
+    /* The rows read so far of the load in flight, or NULL. */
+    struct mvr_registry_load *load;
     /* Server messages of loads: registry() warns on every load while a table lacks its
      * triggers, and anyone can make the daemon load (NOTIFY mvrefresh_control). */
     struct mvr_ratelimit notices;

@@ -33,8 +33,10 @@ struct run {
     ev_timer deadline;
     bool up, called, timed_out;
     int n;
-    int status[MAX_RES];     /* PGRES_... or -1 for NULL */
-    char text[MAX_RES][128]; /* the first value, or the primary error message */
+    int rows, row_status, row_ntuples; /* mvr_conn_send_rows(): rows seen, the last one's */
+    long row_sum;                      /* the rows' first values, added up */
+    int status[MAX_RES];               /* PGRES_... or -1 for NULL */
+    char text[MAX_RES][128];           /* the first value, or the primary error message */
 };
 
 static void on_up(void *owner)
@@ -195,6 +197,80 @@ static void test_loss_mid_pipeline_takes_the_unfinished_transaction(void **state
     assert_int_equal(r->conn.state, MVR_CONN_DOWN);
 }
 
+static void on_row(void *arg, const PGresult *row)
+{
+    struct run *r = arg;
+
+    r->rows++;
+    r->row_status = (int)PQresultStatus(row);
+    r->row_ntuples = PQntuples(row);
+    r->row_sum += strtol(PQgetvalue(row, 0, 0), NULL, 10);
+}
+
+static void on_rows_done(void *arg, const PGresult *res)
+{
+    PGresult *const one[1] = {(PGresult *)res};
+
+    on_pipeline(arg, one, 1);
+}
+
+/* Send sql row by row, run the loop until the final callback ran. */
+static void rows(struct run *r, const char *sql)
+{
+    r->called = r->timed_out = false;
+    r->rows = 0;
+    r->row_sum = 0;
+    assert_int_equal(mvr_conn_send_rows(&r->conn, sql, on_row, on_rows_done, r), 0);
+    ev_timer_again(r->loop, &r->deadline);
+    while (!r->called && !r->timed_out && ev_run(r->loop, EVRUN_ONCE))
+        ;
+    assert_true(r->called);
+}
+
+/* Every row comes alone (a result of one row), in order, then the statement's end: an empty
+ * result, the connection idle again. */
+static void test_rows_come_one_at_a_time(void **state)
+{
+    struct run *r = *state;
+
+    rows(r, "SELECT g FROM pg_catalog.generate_series(1, 3000) AS g");
+    assert_int_equal(r->rows, 3000);
+    assert_int_equal(r->row_sum, 3000L * 3001 / 2);
+    assert_int_equal(r->row_status, PGRES_SINGLE_TUPLE);
+    assert_int_equal(r->row_ntuples, 1);
+    assert_int_equal(r->status[0], PGRES_TUPLES_OK);
+    assert_int_equal(r->conn.state, MVR_CONN_IDLE);
+    rows(r, "SELECT 7");
+    assert_int_equal(r->rows, 1);
+    assert_int_equal(r->row_sum, 7);
+}
+
+/* An error after some rows is the statement's result: the rows were not the whole answer. */
+static void test_an_error_after_rows_is_the_result(void **state)
+{
+    struct run *r = *state;
+
+    rows(r, "SELECT 6 / (3 - g) FROM pg_catalog.generate_series(1, 5) AS g");
+    assert_int_equal(r->rows, 2);
+    assert_int_equal(r->row_sum, 3 + 6);
+    assert_int_equal(r->status[0], PGRES_FATAL_ERROR);
+    assert_string_equal(r->text[0], "division by zero");
+    assert_int_equal(r->conn.state, MVR_CONN_IDLE);
+}
+
+/* The connection lost among the rows: the end is NULL, whatever rows came. */
+static void test_loss_among_rows_ends_with_null(void **state)
+{
+    struct run *r = *state;
+
+    rows(r,
+         "SELECT CASE WHEN g = 3 THEN pg_catalog.pg_terminate_backend(pg_catalog.pg_backend_pid())"
+         " END::int, pg_catalog.pg_sleep(0.01) FROM pg_catalog.generate_series(1, 300) AS g");
+    assert_true(r->rows < 300);
+    assert_int_equal(r->status[0], -1);
+    assert_int_equal(r->conn.state, MVR_CONN_DOWN);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +280,9 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_loss_mid_pipeline_takes_the_unfinished_transaction,
                                         setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rows_come_one_at_a_time, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_an_error_after_rows_is_the_result, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_loss_among_rows_ends_with_null, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
