@@ -172,6 +172,7 @@ void mvr_conn_close(struct mvr_conn *c)
     drop_pg(c); /* a pipeline's results too, without its callback */
     c->on_result = NULL;
     c->on_row = NULL;
+    c->rows_seen = 0;
     set_state(c, MVR_CONN_DOWN);
 }
 
@@ -234,6 +235,7 @@ static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
 
     c->on_result = NULL;
     c->on_row = NULL;
+    c->rows_seen = 0;
     /* why may point into the PGconn: report before dropping it. */
     report_down(c, why, refused);
     c->loss_reported = true;
@@ -432,14 +434,18 @@ int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *t
 int mvr_conn_send_rows(struct mvr_conn *c, const char *sql, mvr_conn_row_fn row,
                        mvr_conn_result_fn fn, void *arg)
 {
-    if (c->state != MVR_CONN_IDLE)
+    if (c->state != MVR_CONN_IDLE || row == NULL)
         return -1;
     if (!PQsendQueryParams(c->pg, sql, 0, NULL, NULL, NULL, NULL, 0)) {
         go_down(c, PQerrorMessage(c->pg));
         return -1;
     }
-    /* (Cannot fail right after a send; should it, the rows come whole, in fn's result.) */
-    PQsetSingleRowMode(c->pg);
+    /* (Cannot fail right after a send. Should it, the rows would come whole, in a result the
+     * caller does not read them from: a registry of no views, say. Give the session up.) */
+    if (!PQsetSingleRowMode(c->pg)) {
+        go_down(c, "could not read a result a row at a time (PQsetSingleRowMode)");
+        return -1;
+    }
     c->on_result = fn;
     c->on_row = row;
     c->rows_seen = 0;

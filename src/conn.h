@@ -128,7 +128,9 @@ int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *t
  * mode), so that a big result never lies in memory whole: row runs once per row, then fn
  * once, as for mvr_conn_send(), with the statement's last result (an empty PGRES_TUPLES_OK
  * when every row came) or its error (which may follow rows: they are then not the whole
- * answer), or NULL when the connection broke. */
+ * answer), or NULL when the connection broke. Returns 0 when sent, as mvr_conn_send(); -1
+ * (no callback runs) if not idle, without row, or if libpq refused it (then the connection
+ * goes down). */
 int mvr_conn_send_rows(struct mvr_conn *c, const char *sql, mvr_conn_row_fn row,
                        mvr_conn_result_fn fn, void *arg);
 /* Send statements in pipeline mode, one round trip for all: each Sync (stmt.commit; the last

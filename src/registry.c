@@ -329,11 +329,15 @@ static void report_load(struct mvr_registry *r, const struct mvr_view_confs *con
     r->tables = tables;
 }
 
-/* The rows read make a load; -1 (logged) when they cannot be used. */
-static int finish_load(struct mvr_registry *r, struct mvr_registry_load *l)
+/* The rows read make a load; -1 (logged) when they cannot be used. end: the statement's last
+ * result, which has no rows but says which columns they had (checked there when no row came:
+ * a registry() without a column the daemon needs is refused, even empty). */
+static int finish_load(struct mvr_registry *r, struct mvr_registry_load *l, const PGresult *end)
 {
     struct mvr_view_conf *fit;
 
+    if (!l->found && find_columns(&l->rows, end, &l->missing) != 0)
+        l->bad = true;
     if (l->missing != NULL) {
         mvr_error(r->conn.log,
                   "cannot load the registry: mvrefresh.registry() has no column \"%s\"",
@@ -367,7 +371,7 @@ static void on_result(void *arg, const PGresult *res)
         mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
                   r->conn.session.database, PQresultErrorMessage(res));
         retry_later(r, RETRY_SECONDS);
-    } else if (finish_load(r, l) != 0) {
+    } else if (finish_load(r, l, res) != 0) {
         retry_later(r, RETRY_SECONDS);
     } else {
         r->catch_up = false;

@@ -269,6 +269,21 @@ static void test_loss_among_rows_ends_with_null(void **state)
     assert_true(r->rows < 300);
     assert_int_equal(r->status[0], -1);
     assert_int_equal(r->conn.state, MVR_CONN_DOWN);
+    /* Nothing of it is left for the next query to meet (its count would make that "big"). */
+    assert_null(r->conn.on_row);
+    assert_int_equal(r->conn.rows_seen, 0);
+}
+
+/* Rows need somewhere to go: without a row callback nothing is sent (they would end as the
+ * statement's answer, taken for an error). */
+static void test_rows_need_a_row_callback(void **state)
+{
+    struct run *r = *state;
+
+    assert_int_equal(mvr_conn_send_rows(&r->conn, "SELECT 1", NULL, on_rows_done, r), -1);
+    assert_int_equal(r->conn.state, MVR_CONN_IDLE);
+    rows(r, "SELECT 5");
+    assert_int_equal(r->row_sum, 5);
 }
 
 int main(void)
@@ -283,6 +298,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rows_come_one_at_a_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_an_error_after_rows_is_the_result, setup, teardown),
         cmocka_unit_test_setup_teardown(test_loss_among_rows_ends_with_null, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rows_need_a_row_callback, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

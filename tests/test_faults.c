@@ -1190,6 +1190,20 @@ PGT_TEST(test_registry_load_lost_with_its_connection)
     pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
 }
 
+/* A registry() without a column the daemon needs is refused whether or not it has rows: the
+ * load is read a row at a time, and with no row the columns are checked on the statement's
+ * end, not taken for a registry of no views. */
+PGT_TEST(test_a_registry_without_a_needed_column_is_refused_even_empty)
+{
+    pgt_exec(t, "DROP FUNCTION mvrefresh.registry(integer)");
+    pgt_exec(t, "CREATE FUNCTION mvrefresh.registry(protocol integer)"
+                " RETURNS TABLE (view oid, name text) LANGUAGE sql"
+                " AS 'SELECT NULL::oid, NULL::text WHERE false'");
+    pgt_daemon_start(t, NULL);
+    pgt_log_wait(t, DEADLINE_MS, 1, "has no column \"debounce_ms\"");
+    assert_int_equal(pgt_log_count(t, "registry loaded"), 0);
+}
+
 /* Disabled and enabled again while its refresh runs: the view must never be refreshed twice
  * at once (the running refresh keeps its state; the new registration reuses it). */
 PGT_TEST(test_rewatch_during_refresh_never_doubles)
@@ -1248,6 +1262,7 @@ int main(void)
         PGT_UNIT(test_dropped_view_is_forgotten),
         PGT_UNIT(test_dropped_base_table_is_forgotten),
         PGT_UNIT(test_registry_load_lost_with_its_connection),
+        PGT_UNIT(test_a_registry_without_a_needed_column_is_refused_even_empty),
         PGT_UNIT(test_rewatch_during_refresh_never_doubles),
     };
 
