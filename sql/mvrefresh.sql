@@ -237,11 +237,6 @@ CREATE TABLE IF NOT EXISTS mvrefresh.refresh_state (
 -- last_start, so that a server clock stepped back does not make an old mark
 -- look newer than the refresh.
 ALTER TABLE mvrefresh.refresh_state ADD COLUMN IF NOT EXISTS marked_at timestamptz;
--- The backend whose refresh_begin() set refreshing (NULL once it ended, and for
--- a refresh begun under an older version of this file): a row a daemon left
--- "refreshing" when it was cut off mid-refresh is trusted only while that
--- session lives (refresh_runs()).
-ALTER TABLE mvrefresh.refresh_state ADD COLUMN IF NOT EXISTS refresh_pid integer;
 
 -- The backstop's memory (docs/quiet-triggers.md): the last fingerprint of
 -- each watched table's write statistics and storage. In the database, so that
@@ -2486,30 +2481,6 @@ BEGIN
 END
 $fn$;
 
--- Whether a status row's refresh still runs: it says refreshing, and the
--- session that began it (refresh_pid, since last_start) is still there. A
--- daemon cut off mid-refresh (killed, its host lost) leaves the row saying
--- refreshing until the next daemon's start-up closes it (mark_interrupted());
--- meanwhile the backstop, which leaves refreshing views alone, would leave that
--- view alone too. A row with no pid (begun by an older version of this file) is
--- trusted as before. Only the pid is needed: every role sees it; backend_start
--- (seen by the installer's role where it may read other roles' statistics)
--- tells a pid reused since apart.
-CREATE OR REPLACE FUNCTION mvrefresh.refresh_runs(refreshing boolean, pid integer,
-                                                  since timestamptz)
-RETURNS boolean
-LANGUAGE sql
-STABLE
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-    SELECT refresh_runs.refreshing
-       AND (refresh_runs.pid IS NULL
-            OR EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a
-                       WHERE a.pid = refresh_runs.pid
-                         AND (a.backend_start IS NULL OR refresh_runs.since IS NULL
-                              OR a.backend_start <= refresh_runs.since)));
-$fn$;
-
 -- Mark views pending, in the caller's transaction, for changes the daemon is
 -- told of (take_changes(), backstop()). A status row that another transaction
 -- holds (a watch() or a partition DDL still open, an administrator's session)
@@ -2539,12 +2510,7 @@ AS $fn$
 BEGIN
     RETURN QUERY
     WITH free AS (
-        SELECT s.view,
-               -- (Only the backstop asks, and only of rows that say so.)
-               CASE WHEN mark_pending.skip_refreshing AND s.refreshing
-                    THEN mvrefresh.refresh_runs(s.refreshing, s.refresh_pid, s.last_start)
-                    ELSE false END AS refreshing
-        FROM mvrefresh.refresh_state s
+        SELECT s.view, s.refreshing FROM mvrefresh.refresh_state s
         WHERE s.view = ANY (mark_pending.views)
         ORDER BY s.view FOR UPDATE OF s SKIP LOCKED
     ), done AS (
@@ -2733,10 +2699,7 @@ BEGIN
         -- was in no list above.
         SELECT k.tbl
         FROM mvrefresh.refresh_state s, mvrefresh.view_tables(s.view::pg_catalog.oid) AS k(tbl)
-        WHERE (s.view = ANY (behind) AND s.view <> ALL (marked))
-           OR CASE WHEN s.refreshing
-                   THEN mvrefresh.refresh_runs(s.refreshing, s.refresh_pid, s.last_start)
-                   ELSE false END
+        WHERE (s.view = ANY (behind) AND s.view <> ALL (marked)) OR s.refreshing
     ), stored AS (
         INSERT INTO mvrefresh.table_state AS t (table_oid, fingerprint)
         SELECT n.table_oid, n.fingerprint FROM now_ n
@@ -3005,14 +2968,12 @@ BEGIN
               AND (refresh_begin.owner IS NULL OR c.relowner = refresh_begin.owner)
         ), mark AS (
             -- Upsert: a registration made by a plain INSERT has no state row yet.
-            INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, refresh_pid, last_start,
-                                                      pending_since)
-            SELECT t.view, true, pg_catalog.pg_backend_pid(), pg_catalog.clock_timestamp(),
+            INSERT INTO mvrefresh.refresh_state AS s (view, refreshing, last_start, pending_since)
+            SELECT t.view, true, pg_catalog.clock_timestamp(),
                    pg_catalog.to_timestamp(refresh_begin.pending_since)
             FROM target t
             ON CONFLICT (view) DO UPDATE
                 SET refreshing = true,
-                    refresh_pid = EXCLUDED.refresh_pid,
                     last_start = EXCLUDED.last_start,
                     pending_since = EXCLUDED.pending_since,
                     marked_at = NULL
@@ -3081,7 +3042,6 @@ DECLARE
 BEGIN
     UPDATE mvrefresh.refresh_state AS s
     SET refreshing    = false,
-        refresh_pid   = NULL,
         last_finish   = now_.t,
         last_duration = now_.t - s.last_start,
         last_mode     = refresh_end.mode,
@@ -3142,7 +3102,6 @@ AS $fn$
     WITH closed AS (
         UPDATE mvrefresh.refresh_state AS s
         SET refreshing    = false,
-            refresh_pid   = NULL,
             last_finish   = pg_catalog.clock_timestamp(),
             failure_count = s.failure_count + 1,
             last_error    = 'interrupted: the daemon stopped during this refresh',

@@ -559,28 +559,6 @@ is "...and the next one, once it is not, still finds the write" "mv_p
     "UPDATE mvrefresh.refresh_state SET refreshing = false WHERE view = 'mv_p'::regclass;
      SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t;
      SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid])"
-# A row that says refreshing is trusted only while the session that began the refresh lives:
-# one a daemon left when it was cut off mid-refresh (its session gone) would otherwise keep the
-# backstop off that view until the next daemon's start-up.
-gone_pid=$(db -c "SELECT pg_catalog.pg_backend_pid()") # (that session ends with the command)
-db -c "UPDATE mvrefresh.refresh_state SET refreshing = true, pending_since = NULL,
-           refresh_pid = pg_catalog.pg_backend_pid(), last_start = pg_catalog.clock_timestamp()
-       WHERE view = 'mv_p'::regclass" >/dev/null
-silent_insert p0 "(7, 7)"
-is "a backstop round leaves alone a refreshing view whose refresh's session lives" "0" \
-    "UPDATE mvrefresh.refresh_state SET refresh_pid = pg_catalog.pg_backend_pid(),
-         last_start = pg_catalog.clock_timestamp() WHERE view = 'mv_p'::regclass;
-     SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid])"
-is "...but not one whose refresh's session is gone: it marks the view, and stores its tables" \
-    "mv_p
-t
-0" \
-    "UPDATE mvrefresh.refresh_state SET refresh_pid = $gone_pid WHERE view = 'mv_p'::regclass;
-     SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t;
-     SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass;
-     SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid])"
-db -c "UPDATE mvrefresh.refresh_state SET refreshing = false, refresh_pid = NULL, pending_since = NULL
-       WHERE view = 'mv_p'::regclass" >/dev/null
 # A partition created before a refresh and written, silently, after its snapshot, while a round
 # runs: the round leaves the refreshing view alone and does not store the new partition either,
 # so the round after the refresh holds it against what the refresh recorded (here: the
@@ -895,17 +873,11 @@ is "refresh_begin() marks the view refreshing with start time and pending_since"
     "SET TimeZone = 'UTC';
      SELECT refreshing, last_start IS NOT NULL, pending_since
      FROM mvrefresh.status WHERE view = 'mv_a'::regclass"
-is "...and names the session that began it (gone now: psql's, so the refresh counts as not running)" \
-    "t|f" \
-    "SELECT s.refresh_pid IS NOT NULL,
-            mvrefresh.refresh_runs(s.refreshing, s.refresh_pid, s.last_start)
-     FROM mvrefresh.refresh_state s WHERE s.view = 'mv_a'::regclass"
 is "refresh_end(ok) counts a refresh and records mode and duration" \
-    "f|1|0|concurrently|t|t|t" \
+    "f|1|0|concurrently|t|t" \
     "SELECT mvrefresh.refresh_end('mv_a'::regclass, true, 'concurrently', NULL, NULL, NULL) \\g /dev/null
      SELECT refreshing, refresh_count, failure_count, last_mode,
-            last_duration = last_finish - last_start, pending_since IS NULL,
-            (SELECT refresh_pid IS NULL FROM mvrefresh.refresh_state WHERE view = 'mv_a'::regclass)
+            last_duration = last_finish - last_start, pending_since IS NULL
      FROM mvrefresh.status WHERE view = 'mv_a'::regclass"
 is "refresh_end(failure) counts a failure with error text and SQLSTATE" \
     "1|1|plain|57014|canceling statement due to statement timeout|t" \
