@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <stdio.h>
@@ -579,8 +580,10 @@ static void format_value(const struct key *k, const struct mvr_config *cfg, char
         else
             snprintf(buf, size, "%s", *(char *const *)(const void *)p);
         break;
-    case KEY_LOG_LEVEL:
+    case KEY_LOG_LEVEL: /* as the file spells it (the log's own name is upper case) */
         snprintf(buf, size, "%s", mvr_log_level_name(*(const enum mvr_log_level *)(const void *)p));
+        for (char *c = buf; *c != '\0'; c++)
+            *c = (char)tolower((unsigned char)*c);
         break;
     case KEY_DATABASES:
         snprintf(buf, size, "%s", *(const bool *)(const void *)p ? "auto" : "");

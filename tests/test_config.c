@@ -661,6 +661,24 @@ static void test_log_no_changes_writes_nothing(void **state)
     mvr_config_free(new_cfg);
 }
 
+/* --check prints each setting as the file would spell it: log_level in lower case, as it is
+ * documented and read (the log's own level names are upper case). */
+static void test_print_spells_log_level_as_the_file_does(void **state)
+{
+    struct fixture *fx = *state;
+    FILE *out = fx->out = tmpfile();
+    char text[4096], line[512];
+
+    assert_non_null(out);
+    write_file(fx, "[mvrefreshd]\nlog_level = WARNING\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    mvr_config_print(&fx->cfg, out);
+    slurp(out, text, sizeof text);
+    find_line(text, "log_level", line, sizeof line);
+    assert_contains(line, "log_level = warning");
+    mvr_config_free(&fx->cfg);
+}
+
 /* ---- metrics_listen ---- */
 
 /* A value that is no address is reported at its line, naming the key and the value. */
@@ -949,6 +967,7 @@ int main(void)
         T(test_empty_file_gives_defaults),
         T(test_full_file),
         T(test_partial_file_keeps_other_defaults),
+        T(test_print_spells_log_level_as_the_file_does),
         T(test_later_value_wins),
         T(test_bounds_accepted),
         T(test_error_unknown_key),
