@@ -1357,9 +1357,18 @@ $fn$;
 -- (bases), the tables among them (tables), which get triggers, and those it
 -- reads FROM ONLY (shallow). Refuses, with SQLSTATE and hint, what cannot be
 -- watched.
--- (It grew shallow, which changes its result type.)
-DROP FUNCTION IF EXISTS mvrefresh.admissible_sources(regclass, oid);
-CREATE FUNCTION mvrefresh.admissible_sources(view regclass, owner oid,
+-- It grew shallow, which changes its result type: the old form goes (only that
+-- one, so that re-running this file keeps the function, its owner and grants).
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.admissible_sources(regclass, oid)')
+                 AND 'shallow' <> ALL (p.proargnames)) THEN
+        DROP FUNCTION mvrefresh.admissible_sources(regclass, oid);
+    END IF;
+END
+$do$;
+CREATE OR REPLACE FUNCTION mvrefresh.admissible_sources(view regclass, owner oid,
                                             OUT bases regclass[], OUT tables regclass[],
                                             OUT shallow regclass[])
 LANGUAGE plpgsql
@@ -3379,6 +3388,7 @@ BEGIN
                 -- that run as the installer: a view's code calling one during a
                 -- REFRESH would share (and could reshape) the plan they cache.
                 'mvrefresh.view_tables(oid)'::pg_catalog.regprocedure,
+                'mvrefresh.admissible_sources(regclass, oid)'::pg_catalog.regprocedure,
                 'mvrefresh.with_descendants(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.readers(oid[])'::pg_catalog.regprocedure,
                 'mvrefresh.table_fingerprints(oid[])'::pg_catalog.regprocedure,
