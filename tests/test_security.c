@@ -722,6 +722,7 @@ PGT_TEST(test_public_calls_no_other_installer_function)
      * a view's code calling one would share the plan they cache in the daemon's session. */
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM unnest(ARRAY["
                                      "'mvrefresh.view_tables(oid)', "
+                                     "'mvrefresh.admissible_sources(regclass, oid)', "
                                      "'mvrefresh.with_descendants(oid[])', "
                                      "'mvrefresh.readers(oid[])', "
                                      "'mvrefresh.table_fingerprints(oid[])']::regprocedure[]) f "
