@@ -391,6 +391,10 @@ static void send_load(struct mvr_registry *r)
         retry_later(r, RETRY_SECONDS);
         return;
     }
+    /* The load's own time, after the first load's closing statement: what "registry loaded
+     * in" reports, and read_at, which must not come after the rows' snapshot (it does not:
+     * that is taken once the statement arrives). */
+    r->last_start = mvr_clock_now();
     /* On failure the conn went down without calling on_result: ask again when it is back. */
     if (mvr_conn_send_rows(&r->conn, registry_sql, on_row, on_result, r) != 0) {
         load_free(r->load);
