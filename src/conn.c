@@ -165,14 +165,20 @@ static void drop_pg(struct mvr_conn *c)
     }
 }
 
+/* No query in flight any more: its callbacks go (the caller has taken what it calls). */
+static void forget_query(struct mvr_conn *c)
+{
+    c->on_result = NULL;
+    c->on_row = NULL;
+    c->rows_seen = 0;
+}
+
 void mvr_conn_close(struct mvr_conn *c)
 {
     c->reconnect = false;
     ev_timer_stop(c->loop, &c->retry);
     drop_pg(c); /* a pipeline's results too, without its callback */
-    c->on_result = NULL;
-    c->on_row = NULL;
-    c->rows_seen = 0;
+    forget_query(c);
     set_state(c, MVR_CONN_DOWN);
 }
 
@@ -233,9 +239,7 @@ static void go_down_as(struct mvr_conn *c, const char *why, bool refused)
     int n;
     mvr_conn_pipeline_fn pipe_fn = take_pipeline(c, res, &n);
 
-    c->on_result = NULL;
-    c->on_row = NULL;
-    c->rows_seen = 0;
+    forget_query(c);
     /* why may point into the PGconn: report before dropping it. */
     report_down(c, why, refused);
     c->loss_reported = true;
@@ -404,6 +408,20 @@ static int flush_output(struct mvr_conn *c)
     return 0;
 }
 
+/* A query is sent: from here on fn runs exactly once, even if flushing fails (with NULL
+ * then); row, if any, for each row before it. */
+static int await_query(struct mvr_conn *c, mvr_conn_row_fn row, mvr_conn_result_fn fn, void *arg)
+{
+    c->on_result = fn;
+    c->on_row = row;
+    c->rows_seen = 0;
+    c->result_arg = arg;
+    if (c->state == MVR_CONN_IDLE)
+        set_state(c, MVR_CONN_BUSY);
+    flush_output(c);
+    return 0;
+}
+
 static int send_query(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
                       const char *const *params, mvr_conn_result_fn fn, void *arg)
 {
@@ -414,13 +432,7 @@ static int send_query(struct mvr_conn *c, const char *sql, int nparams, const Oi
         go_down(c, PQerrorMessage(c->pg));
         return -1;
     }
-    c->on_result = fn;
-    c->result_arg = arg;
-    if (c->state == MVR_CONN_IDLE)
-        set_state(c, MVR_CONN_BUSY);
-    /* Sent: from here on fn runs exactly once, even if flushing fails (with NULL then). */
-    flush_output(c);
-    return 0;
+    return await_query(c, NULL, fn, arg);
 }
 
 int mvr_conn_send(struct mvr_conn *c, const char *sql, int nparams, const Oid *types,
@@ -446,13 +458,7 @@ int mvr_conn_send_rows(struct mvr_conn *c, const char *sql, mvr_conn_row_fn row,
         go_down(c, "could not read a result a row at a time (PQsetSingleRowMode)");
         return -1;
     }
-    c->on_result = fn;
-    c->on_row = row;
-    c->rows_seen = 0;
-    c->result_arg = arg;
-    set_state(c, MVR_CONN_BUSY);
-    flush_output(c);
-    return 0;
+    return await_query(c, row, fn, arg);
 }
 
 static int send_stmt(struct mvr_conn *c, const struct mvr_stmt *s)
@@ -543,9 +549,7 @@ static void finish_query(struct mvr_conn *c)
     bool big = c->rows_seen > BIG_RESULT_ROWS || (res != NULL && PQntuples(res) > BIG_RESULT_ROWS);
 
     c->held = NULL;
-    c->on_result = NULL;
-    c->on_row = NULL;
-    c->rows_seen = 0;
+    forget_query(c);
     /* A session being set up becomes idle only once its check passed (session_done). */
     if (c->state == MVR_CONN_BUSY)
         set_state(c, MVR_CONN_IDLE);

@@ -357,6 +357,14 @@ static int finish_load(struct mvr_registry *r, struct mvr_registry_load *l, cons
     return 0;
 }
 
+/* A statement of the load failed: say why, and try again later. */
+static void load_failed(struct mvr_registry *r, const PGresult *res)
+{
+    mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
+              r->conn.session.database, PQresultErrorMessage(res));
+    retry_later(r, RETRY_SECONDS);
+}
+
 static void on_result(void *arg, const PGresult *res)
 {
     struct mvr_registry *r = arg;
@@ -367,10 +375,7 @@ static void on_result(void *arg, const PGresult *res)
     if (res == NULL) {
         r->wanted = true; /* lost with the connection: conn_up loads again */
     } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        /* (Rows that came before the error are not the whole registry: all go.) */
-        mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
-                  r->conn.session.database, PQresultErrorMessage(res));
-        retry_later(r, RETRY_SECONDS);
+        load_failed(r, res); /* (rows that came before the error are not the whole registry) */
     } else if (finish_load(r, l, res) != 0) {
         retry_later(r, RETRY_SECONDS);
     } else {
@@ -411,9 +416,7 @@ static void on_closed(void *arg, const PGresult *res)
     if (res == NULL) {
         r->wanted = true;
     } else if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        mvr_error(r->conn.log, "cannot load the registry from database \"%s\": %s",
-                  r->conn.session.database, PQresultErrorMessage(res));
-        retry_later(r, RETRY_SECONDS);
+        load_failed(r, res);
     } else {
         send_load(r);
     }
