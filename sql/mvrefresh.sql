@@ -572,7 +572,9 @@ AS $fn$ SELECT 'mvrefresh_control'::pg_catalog.text $fn$;
 -- The protocol number changes whenever that changes incompatibly, and a daemon
 -- refuses, naming both versions, an installed SQL whose protocol is not its own.
 -- Protocol 1 was every release before version() existed; 2 brought quiet
--- triggers; 3 the pipelined refresh (refresh(view, NULL) after refresh_begin()).
+-- triggers; 3 the pipelined refresh (refresh(view, NULL) after refresh_begin());
+-- 4 the lease fence (take_changes(), backstop() and refresh_begin() name the
+-- daemon that calls them: check_holder()).
 CREATE OR REPLACE FUNCTION mvrefresh.version()
 RETURNS TABLE (version text, protocol integer, change_channel text, control_channel text)
 LANGUAGE sql
@@ -580,7 +582,7 @@ STABLE
 ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT '0.2.0'::pg_catalog.text, 3, mvrefresh.change_channel(), mvrefresh.control_channel();
+    SELECT '0.2.0'::pg_catalog.text, 4, mvrefresh.change_channel(), mvrefresh.control_channel();
 $fn$;
 
 COMMENT ON FUNCTION mvrefresh.version() IS
@@ -2137,6 +2139,66 @@ AS $fn$
     SELECT EXISTS (SELECT 1 FROM released);
 $fn$;
 
+-- The fence: the calls of a daemon that change what another daemon relies on
+-- (take_changes() takes markers and disarms tables, backstop() stores
+-- fingerprints, refresh_begin() starts a refresh) name their caller, as
+-- take_lease() does, and go ahead only while it holds the lease. A daemon
+-- stops working when its own clock says its lease may have run out, but a
+-- call it sent before can still reach the server after another daemon has
+-- taken over: sent by a daemon frozen between its last look at the clock and
+-- the send, or held up in the network until a partition heals. Such a call
+-- fails here (SQLSTATE 55MVL), and its sender steps down. Without the fence, a
+-- late take_changes() would mark views pending and disarm their tables where
+-- the new leader does not look until its next registry load.
+-- With hold, the lease row stays locked (FOR SHARE) until the caller's
+-- transaction ends: a takeover, which updates the row, waits for it, so the
+-- new leader's first registry load sees what that transaction marked. Without
+-- hold it is a read: for refresh_begin(), where a takeover must only keep
+-- late refreshes from starting (a refresh that began before it is one more
+-- refresh; PostgreSQL serialises two of one view), and several workers
+-- locking the row at once would make a MultiXact each time.
+-- Expiry is not checked: a lease that ran out but was not taken still names
+-- the one daemon that may work, and what it marks, the next holder's start
+-- finds. holder NULL: a call made by hand (an administrator's, a test's), not
+-- fenced; only mvrefresh_daemon may make these calls at all.
+CREATE OR REPLACE FUNCTION mvrefresh.check_holder(holder text[], hold boolean)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    h_host    text;
+    h_pid     integer;
+    h_started timestamptz;
+BEGIN
+    IF check_holder.holder IS NULL THEN
+        RETURN;
+    END IF;
+    h_host := check_holder.holder[1];
+    h_pid := check_holder.holder[2]::pg_catalog.int4;
+    h_started := pg_catalog.to_timestamp(check_holder.holder[3]::pg_catalog.float8);
+    IF check_holder.hold THEN
+        PERFORM FROM mvrefresh.lease l
+        WHERE (l.host, l.pid, l.started) = (h_host, h_pid, h_started) FOR SHARE;
+    ELSE
+        PERFORM FROM mvrefresh.lease l
+        WHERE (l.host, l.pid, l.started) = (h_host, h_pid, h_started);
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = '55MVL',
+            MESSAGE = pg_catalog.format('mvrefreshd on %s, pid %s, does not hold the lease',
+                                        h_host, h_pid),
+            DETAIL = COALESCE((SELECT pg_catalog.format('The lease is held by mvrefreshd on %s, '
+                                                        'pid %s, until %s.',
+                                                        l.host, l.pid, l.expires)
+                               FROM mvrefresh.lease l), 'Nobody holds the lease.'),
+            HINT = 'A daemon works only while it holds the lease (mvrefresh.lease); this one '
+                   'stands by.';
+    END IF;
+END
+$fn$;
+
 -- alive: the last heartbeat is less than three intervals old (a busy server
 -- or a reconnect may delay one or two), and the daemon did not say it stopped
 -- (release_lease()). The last connection error can name
@@ -2574,7 +2636,9 @@ $fn$;
 -- held row holds back no other table's markers. (Every marker is deleted first: a take still running
 -- for a daemon that has gone holds the rows it deleted, and the next take
 -- must wait for it; docs/quiet-triggers.md, "Start and reconnect".)
-CREATE OR REPLACE FUNCTION mvrefresh.take_changes()
+-- holder: the calling daemon (check_holder(), protocol 4).
+DROP FUNCTION IF EXISTS mvrefresh.take_changes();
+CREATE OR REPLACE FUNCTION mvrefresh.take_changes(holder text[] DEFAULT NULL)
 RETURNS SETOF oid
 LANGUAGE plpgsql
 VOLATILE
@@ -2584,6 +2648,7 @@ AS $fn$
 DECLARE
     tables oid[];
 BEGIN
+    PERFORM mvrefresh.check_holder(take_changes.holder, true);
     WITH gone AS (
         DELETE FROM mvrefresh.change_log RETURNING table_oid
     )
@@ -2673,7 +2738,9 @@ $fn$;
 -- statistics reset), or reach the round after a refresh that followed the
 -- write (a backend reports them up to 10 s late): then a view is refreshed
 -- once more than needed.
-CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[])
+-- holder: the calling daemon (check_holder(), protocol 4).
+DROP FUNCTION IF EXISTS mvrefresh.backstop(oid[]);
+CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[], holder text[] DEFAULT NULL)
 RETURNS SETOF oid
 LANGUAGE plpgsql
 VOLATILE
@@ -2690,6 +2757,7 @@ DECLARE
     marked   regclass[];
     stored_n bigint;
 BEGIN
+    PERFORM mvrefresh.check_holder(backstop.holder, true);
     SELECT pg_catalog.array_agg(f.table_oid), pg_catalog.array_agg(f.fingerprint)
     INTO tbls, fps
     FROM mvrefresh.table_fingerprints(ARRAY(SELECT mvrefresh.with_descendants(backstop.tables))) AS f;
@@ -2875,6 +2943,8 @@ DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision);
 -- It grew request and owner (see there): the three-argument one goes, or a
 -- call with three would be ambiguous.
 DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision, integer);
+-- And holder, the calling daemon (check_holder(), protocol 4).
+DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid);
 
 -- Why role `who` may not REFRESH materialized view `view`, with the fix; NULL
 -- when it may. Ownership (as a member of the owning role) always works; from
@@ -2936,7 +3006,8 @@ $fn$;
 CREATE OR REPLACE FUNCTION mvrefresh.refresh_begin(view oid, pending_since double precision,
                                                    protocol integer,
                                                    request double precision DEFAULT NULL,
-                                                   owner oid DEFAULT NULL)
+                                                   owner oid DEFAULT NULL,
+                                                   holder text[] DEFAULT NULL)
 RETURNS TABLE (nspname name, relname name, concurrent_ok boolean, reason text, denied text)
 LANGUAGE plpgsql
 VOLATILE
@@ -2946,6 +3017,7 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 #variable_conflict use_column
 BEGIN
+    PERFORM mvrefresh.check_holder(refresh_begin.holder, false);
     RETURN QUERY
         WITH target AS (
             SELECT v.view, n.nspname, c.relname,
@@ -3366,7 +3438,7 @@ BEGIN
             COALESCE(p.proacl, pg_catalog.acldefault('f', p.proowner))) AS a
         WHERE p.oid IN (
                 'mvrefresh.registry(integer)'::pg_catalog.regprocedure,
-                'mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid, text[])'::pg_catalog.regprocedure,
                 'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision)'::pg_catalog.regprocedure,
                 'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
                 'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
@@ -3398,12 +3470,13 @@ BEGIN
                 'mvrefresh.rearm(oid[], boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.rearm_view(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh(oid, boolean)'::pg_catalog.regprocedure,
-                'mvrefresh.take_changes()'::pg_catalog.regprocedure,
+                'mvrefresh.take_changes(text[])'::pg_catalog.regprocedure,
+                'mvrefresh.check_holder(text[], boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.mark_pending(regclass[], boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.heartbeat(text[])'::pg_catalog.regprocedure,
                 'mvrefresh.take_lease(text[], bigint)'::pg_catalog.regprocedure,
                 'mvrefresh.release_lease(text[])'::pg_catalog.regprocedure,
-                'mvrefresh.backstop(oid[])'::pg_catalog.regprocedure)
+                'mvrefresh.backstop(oid[], text[])'::pg_catalog.regprocedure)
           AND a.grantee <> p.proowner
     LOOP
         EXECUTE pg_catalog.format('REVOKE ALL ON FUNCTION %s FROM %s', f.fn,
@@ -3413,18 +3486,18 @@ BEGIN
     IF daemon THEN
         GRANT EXECUTE ON FUNCTION
             mvrefresh.registry(integer),
-            mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid),
+            mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid, text[]),
             mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision),
             mvrefresh.mark_interrupted(),
             mvrefresh.lock_sources(oid),
             mvrefresh.rearm(oid[], boolean),
             mvrefresh.rearm_view(oid),
             mvrefresh.refresh(oid, boolean),
-            mvrefresh.take_changes(),
+            mvrefresh.take_changes(text[]),
             mvrefresh.heartbeat(text[]),
             mvrefresh.take_lease(text[], bigint),
             mvrefresh.release_lease(text[]),
-            mvrefresh.backstop(oid[])
+            mvrefresh.backstop(oid[], text[])
         TO mvrefresh_daemon;
     END IF;
 END

@@ -16,6 +16,7 @@
 
 #include "dial.h"
 #include "log.h"
+#include "fence.h"
 #include "outage.h"
 #include "session.h"
 
@@ -87,6 +88,7 @@ struct mvr_conn {
     bool loss_reported;        /* log a run of failed attempts once, not per retry */
     bool refusal_reported;     /* likewise for a session refused (session.h) */
     struct mvr_outage *outage; /* shared with the daemon's other connections, or NULL */
+    struct mvr_fence *fence;   /* the lease fence of its database, or NULL */
     double backoff;
     uint64_t jitter_seed;
     mvr_conn_result_fn on_result;
@@ -112,6 +114,8 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
 /* Report failures through o (shared by several connections, outliving them): the same
  * failure is logged once for all of them, not once per connection. */
 void mvr_conn_share_outage(struct mvr_conn *c, struct mvr_outage *o);
+/* Report the server's refusals of a call only the lease holder may make to f (fence.h). */
+void mvr_conn_share_fence(struct mvr_conn *c, struct mvr_fence *f);
 /* Start connecting; dsn must outlive the conn. The session's application_name is app_name
  * followed by the conn's name (unless the dsn sets one). */
 void mvr_conn_open(struct mvr_conn *c, const char *dsn, const char *app_name);

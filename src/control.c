@@ -16,6 +16,7 @@ struct job {
     const char *sql;
     Oid type; /* of $1; 0: no parameter */
     void (*row)(struct mvr_control *c, const PGresult *res, int row);
+    bool fenced; /* the lease holder's alone: the holder goes as the last parameter (fence.h) */
 };
 
 static void take_row(struct mvr_control *c, const PGresult *res, int row);
@@ -25,11 +26,12 @@ static void moved_row(struct mvr_control *c, const PGresult *res, int row);
 static const struct job jobs[MVR_JOB_COUNT] = {
     [MVR_JOB_RING] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
     [MVR_JOB_REARM] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
-    [MVR_JOB_TAKE] = {"SELECT t FROM mvrefresh.take_changes() AS t", 0, take_row},
+    [MVR_JOB_TAKE] = {"SELECT t FROM mvrefresh.take_changes($1) AS t", 0, take_row, true},
     [MVR_JOB_FOLLOW] = {"SELECT x, pg_catalog.pg_xact_status(x) FROM pg_catalog.unnest($1) AS x "
                         "WHERE pg_catalog.pg_xact_status(x) IS DISTINCT FROM 'in progress'",
                         TYPE_XID8_ARRAY, follow_row},
-    [MVR_JOB_BACKSTOP] = {"SELECT t FROM mvrefresh.backstop($1) AS t", TYPE_OID_ARRAY, moved_row},
+    [MVR_JOB_BACKSTOP] = {"SELECT t FROM mvrefresh.backstop($1, $2) AS t", TYPE_OID_ARRAY,
+                          moved_row, true},
     [MVR_JOB_HEARTBEAT] = {"SELECT mvrefresh.heartbeat($1)", TYPE_TEXT_ARRAY, NULL},
 };
 
@@ -130,13 +132,37 @@ static enum mvr_control_job nth(const struct mvr_control *c, int i)
     return priority[i];
 }
 
+/* Send a job with its parameter (if it takes one) and, for a fenced one, the lease holder
+ * (NULL, not fenced, on a connection that has no fence). */
+static void send_job(struct mvr_control *c, enum mvr_control_job job, const char *param)
+{
+    const char *params[2];
+    Oid types[2];
+    int n = 0;
+
+    if (jobs[job].type != 0) {
+        types[n] = jobs[job].type;
+        params[n++] = param;
+    }
+    if (jobs[job].fenced) {
+        types[n] = TYPE_TEXT_ARRAY;
+        params[n++] = c->conn.fence != NULL ? c->conn.fence->holder : NULL;
+    }
+    c->running = (int)job;
+    c->last = (int)job;
+    c->sent_at = mvr_clock_now();
+    if (mvr_conn_send(&c->conn, jobs[job].sql, n, types, params, job_done, c) != 0) {
+        c->running = -1;
+        c->wanted[job] = true;
+    }
+}
+
 /* Send the most urgent wanted job, if the connection is free. */
 static void run_next(struct mvr_control *c)
 {
     for (int i = 0; i < MVR_JOB_COUNT; i++) {
         enum mvr_control_job job = nth(c, i);
         char *param = NULL;
-        const char *params[1];
 
         if (!c->wanted[job] || c->conn.state != MVR_CONN_IDLE || c->running >= 0)
             continue;
@@ -146,15 +172,7 @@ static void run_next(struct mvr_control *c)
                 c->hooks->done(c->owner, job, true);
             continue;
         }
-        params[0] = param;
-        c->running = (int)job;
-        c->last = (int)job;
-        c->sent_at = mvr_clock_now();
-        if (mvr_conn_send(&c->conn, jobs[job].sql, jobs[job].type ? 1 : 0, &jobs[job].type, params,
-                          job_done, c) != 0) {
-            c->running = -1;
-            c->wanted[job] = true;
-        }
+        send_job(c, job, param);
         free(param);
         return;
     }

@@ -319,6 +319,13 @@ static const struct mvr_pool_hooks pool_hooks = {.next = next_view, .finished = 
 
 /* ---- lifecycle ---- */
 
+void mvr_instance_share_fence(struct mvr_instance *in, struct mvr_fence *f)
+{
+    mvr_conn_share_fence(&in->quiet.control.conn, f);
+    for (size_t i = 0; i < MVR_CONFIG_MAX_CONCURRENT; i++)
+        mvr_conn_share_fence(&in->pool.workers[i].conn, f);
+}
+
 void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const struct mvr_log *log,
                        const struct mvr_instance_hooks *hooks, void *owner)
 {

@@ -60,6 +60,8 @@ struct mvr_instance {
 
 void mvr_instance_init(struct mvr_instance *in, struct ev_loop *loop, const struct mvr_log *log,
                        const struct mvr_instance_hooks *hooks, void *owner);
+/* The lease fence (fence.h), for the calls of the control connection and the workers. */
+void mvr_instance_share_fence(struct mvr_instance *in, struct mvr_fence *f);
 /* Apply a (re)loaded configuration: defaults, timeouts, max_concurrent. */
 void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cfg);
 /* Connect; dsn and app_name must outlive the instance. */

@@ -44,6 +44,7 @@ static void step_down(struct mvr_lease *l, const char *why)
 {
     mvr_info(l->conn.log, "lease: lost; stepping down: %s", why != NULL ? why : "(no reason)");
     ev_timer_stop(l->conn.loop, &l->expiry_timer);
+    ev_timer_stop(l->conn.loop, &l->refused_timer);
     l->downs++;
     l->try_wanted = false;
     l->yield = true;
@@ -83,6 +84,7 @@ static void set_state(struct mvr_lease *l, enum mvr_lease_state s, const char *w
     } else if (s == MVR_LEASE_OFF || s == MVR_LEASE_RELEASING) {
         ev_timer_stop(l->conn.loop, &l->try_timer);
         ev_timer_stop(l->conn.loop, &l->expiry_timer);
+        ev_timer_stop(l->conn.loop, &l->refused_timer);
     }
 }
 
@@ -236,6 +238,18 @@ static void expiry_cb(struct ev_loop *loop, ev_timer *w, int revents)
         set_state(l, MVR_LEASE_STANDBY, "no renewal confirmed in time");
 }
 
+/* A fenced call was refused (mvr_lease_refused): the server says another daemon holds the
+ * lease, whatever this daemon's clock says. */
+static void refused_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct mvr_lease *l = MVR_CONTAINER_OF(w, struct mvr_lease, refused_timer);
+
+    (void)loop;
+    (void)revents;
+    if (l->state == MVR_LEASE_ACTIVE)
+        set_state(l, MVR_LEASE_STANDBY, l->refused_why);
+}
+
 /* Connected: try at once, unless this daemon lost the lease, in which case it waits for its
  * old lease to expire and a standby to take it. */
 static void conn_up(void *owner)
@@ -271,10 +285,12 @@ void mvr_lease_init(struct mvr_lease *l, struct ev_loop *loop, const struct mvr_
     ev_init(&l->try_timer, try_cb);
     ev_init(&l->heartbeat_timer, heartbeat_cb);
     ev_init(&l->expiry_timer, expiry_cb);
+    ev_timer_init(&l->refused_timer, refused_cb, 0.0, 0.0);
     /* After a stall (SIGSTOP, a frozen VM) every timer is overdue at once, and libev runs them
      * in the order they fell due: a poll or a refresh deadline would go out before the lease
      * is found expired, as work of a daemon that is no longer the one. This goes first. */
     ev_set_priority(&l->expiry_timer, EV_MAXPRI);
+    ev_set_priority(&l->refused_timer, EV_MAXPRI);
     l->interval = 1.0;
     l->hooks = hooks;
     l->owner = owner;
@@ -316,6 +332,16 @@ bool mvr_lease_release(struct mvr_lease *l)
     l->release_wanted = true;
     run_next(l); /* or after the renewal in flight */
     return true;
+}
+
+void mvr_lease_refused(struct mvr_lease *l, const char *why)
+{
+    if (l->state != MVR_LEASE_ACTIVE || ev_is_active(&l->refused_timer))
+        return;
+    snprintf(l->refused_why, sizeof l->refused_why, "the server refused a call: %s",
+             why != NULL ? why : "this daemon does not hold the lease");
+    ev_timer_set(&l->refused_timer, 0.0, 0.0);
+    ev_timer_start(l->conn.loop, &l->refused_timer);
 }
 
 void mvr_lease_close(struct mvr_lease *l)

@@ -15,7 +15,8 @@
  *
  *   OFF ──open──▶ WAITING ──take: held──▶ ACTIVE ──renewal: held──▶ ACTIVE
  *                  ▲   │                   │ │ └──release──▶ RELEASING ──done──▶ OFF
- *                  │   └──take: not held──▶ STANDBY ◀──not held, or not renewed in time
+ *                  │   └──take: not held──▶ STANDBY ◀──not held, not renewed in time, or
+ *                  │                                    a fenced call refused (fence.h)
  *                  └──── connection lost (from STANDBY or ACTIVE)
  *
  * After stepping down a daemon tries again only after TTL + one interval: its own old lease
@@ -61,6 +62,8 @@ struct mvr_lease {
     ev_timer try_timer;       /* every lease_interval: take (standby) or renew (leader) */
     ev_timer heartbeat_timer; /* every heartbeat_interval while standing by */
     ev_timer expiry_timer;    /* leader: when its lease is no longer sure to be its own */
+    ev_timer refused_timer;   /* leader: the server refused a call of its own (fence.h) */
+    char refused_why[256];
     enum mvr_lease_state state;
     bool try_wanted, heartbeat_wanted, release_wanted; /* to send once the connection is free */
     bool yield;          /* stepped down: try again only after the old lease expired */
@@ -86,6 +89,10 @@ bool mvr_lease_active(const struct mvr_lease *l);
 /* A clean stop of the leader: give the lease up; the released hook runs when that is over.
  * Returns false (no hook will run) when this daemon does not hold the lease. */
 bool mvr_lease_release(struct mvr_lease *l);
+/* The server refused a call of this daemon's as not the lease holder's (fence.h): another
+ * daemon has taken the lease. The leader steps down, from the loop, not from the caller's
+ * stack (a connection's result callback, which stepping down would close). */
+void mvr_lease_refused(struct mvr_lease *l, const char *why);
 /* Close the connection; no hook runs. The lease, if held, expires with its TTL. */
 void mvr_lease_close(struct mvr_lease *l);
 const char *mvr_lease_state_name(enum mvr_lease_state s);

@@ -14,14 +14,15 @@
 #define TYPE_TEXT 25
 #define TYPE_OID 26
 #define TYPE_FLOAT8 701
+#define TYPE_TEXT_ARRAY 1009
 
 /* The protocol goes along here too: a daemon of another one must not refresh at all. So do
  * the request this refresh serves (a paused view is refreshed for nothing else) and the owner
  * the session was chosen for (refresh.h): the registry this daemon loaded may be behind. */
 static const char begin_sql[] =
     "SELECT nspname, relname, concurrent_ok, reason, denied"
-    " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ", $3, $4)";
-static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8, TYPE_FLOAT8, TYPE_OID};
+    " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ", $3, $4, $5)";
+static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8, TYPE_FLOAT8, TYPE_OID, TYPE_TEXT_ARRAY};
 static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6, $7)";
 static const Oid end_types[] = {TYPE_OID,  TYPE_BOOL,   TYPE_TEXT,  TYPE_TEXT,
                                 TYPE_TEXT, TYPE_FLOAT8, TYPE_FLOAT8};
@@ -314,6 +315,24 @@ static void view_gone(struct mvr_worker *w)
     finish_as(w, MVR_REFRESH_GONE);
 }
 
+static bool fenced(const PGresult *res)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    return state != NULL && strcmp(state, MVR_FENCE_SQLSTATE) == 0;
+}
+
+/* BEGIN refused: another daemon holds the lease, and this one steps down (fence.h). The
+ * status row is that daemon's now: nothing is recorded, and nothing counts as failed. */
+static void lease_gone(struct mvr_worker *w, const PGresult *reset)
+{
+    mvr_info(w->conn.log, "%s: refresh of %s not started: this daemon no longer holds the lease",
+             w->conn.name, w->view->conf.name);
+    if (reset != NULL && !xact_ok(reset))
+        mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
+    finish_as(w, MVR_REFRESH_GONE);
+}
+
 /* The statements of one refresh, sent as one pipeline: BEGIN, the REFRESH transaction, the
  * reset. Indexes into it: */
 enum {
@@ -339,6 +358,10 @@ static void refresh_done(void *arg, PGresult *const *res, int n)
         if (reset != NULL && !xact_ok(reset))
             mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
         view_gone(w);
+        return;
+    }
+    if (fenced(begin)) {
+        lease_gone(w, reset);
         return;
     }
     if (begin_answer(w, begin) && begin != NULL)
@@ -385,7 +408,7 @@ static void build_pipeline(struct mvr_worker *w, struct mvr_stmt *s, const char 
              "SELECT w FROM mvrefresh.refresh('%" PRIu32 "'::pg_catalog.oid, NULL) AS w",
              w->view->conf.oid);
     memset(s, 0, NSTMTS * sizeof *s);
-    s[STMT_BEGIN] = (struct mvr_stmt){begin_sql, 4, begin_types, params, true};
+    s[STMT_BEGIN] = (struct mvr_stmt){begin_sql, 5, begin_types, params, true};
     s[STMT_TIMEOUTS] = (struct mvr_stmt){timeouts_sql, 2, timeouts_types, txt->timeouts, false};
     s[STMT_REFRESH] = (struct mvr_stmt){txt->call, 0, NULL, NULL, true};
     for (size_t i = 0; i < NRESET; i++)
@@ -396,7 +419,7 @@ static void build_pipeline(struct mvr_worker *w, struct mvr_stmt *s, const char 
 void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
 {
     char oid[16], pending[64], request[64], owner[16];
-    const char *params[4];
+    const char *params[5];
     struct mvr_stmt stmts[NSTMTS];
     struct refresh_text txt;
 
@@ -418,6 +441,7 @@ void mvr_refresh_start(struct mvr_worker *w, struct mvr_view *v)
     params[1] = epoch_text(mvr_view_pending_since(v), pending, sizeof pending);
     params[2] = w->request > 0 ? request : NULL;
     params[3] = owner;
+    params[4] = w->conn.fence != NULL ? w->conn.fence->holder : NULL; /* fence.h */
     build_pipeline(w, stmts, params, &txt);
     set_step(w, MVR_STEP_REFRESH);
     if (mvr_conn_send_pipeline(&w->conn, stmts, NSTMTS, refresh_done, w) != 0)

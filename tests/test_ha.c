@@ -344,6 +344,135 @@ PGT_TEST(test_unrenewed_leader_steps_down_first)
     converge(t);
 }
 
+/* ---- the lease fence (fence.h, mvrefresh.check_holder()) --------------------------------- */
+
+#define HOLDER_A "'{\"host-a\",\"101\",\"1700000000.25\"}'"
+#define HOLDER_B "'{\"host-b\",\"202\",\"1700000000.5\"}'"
+#define PROTOCOL "(SELECT protocol FROM mvrefresh.version())"
+
+/* (f1) In SQL: the calls only the lease holder may make are refused (55MVL) to a daemon that
+ * does not hold it, and change nothing; a take in progress holds off a takeover, even of an
+ * expired lease, until it commits, so that the new leader's first load sees what it marked;
+ * after the takeover the old holder's next take is refused. */
+PGT_TEST(test_fence_refuses_a_daemon_without_the_lease)
+{
+    PGconn *a = pgt_connect(t), *b = pgt_connect(t);
+    char state[6];
+
+    create_views(t);
+    pgt_exec(t, "DELETE FROM mvrefresh.change_log");
+    pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = NULL");
+    pgt_exec(t, "SELECT held FROM mvrefresh.take_lease(" HOLDER_A ", 60000)");
+    pgt_exec(t, "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t'::regclass)");
+    pgt_exec_fails(t, state, "SELECT * FROM mvrefresh.take_changes(" HOLDER_B ")");
+    assert_string_equal(state, "55MVL");
+    pgt_exec_fails(t, state,
+                   "SELECT * FROM mvrefresh.backstop(ARRAY['t'::regclass::oid], " HOLDER_B ")");
+    assert_string_equal(state, "55MVL");
+    pgt_exec_fails(t, state,
+                   "SELECT * FROM mvrefresh.refresh_begin('mv'::regclass, NULL, " PROTOCOL
+                   ", NULL, NULL, " HOLDER_B ")");
+    assert_string_equal(state, "55MVL");
+    /* Nothing taken, marked or begun. */
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_state "
+                                     "WHERE pending_since IS NOT NULL OR refreshing"),
+                     0);
+
+    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
+    pgt_exec_on(t, a, "BEGIN");
+    pgt_exec_on(t, a, "SELECT count(*) FROM mvrefresh.take_changes(" HOLDER_A ")");
+    /* take_lease() waits a third of the TTL for the row: 100 ms, then gives up. */
+    pgt_exec_fails_on(t, b, state, "SELECT held FROM mvrefresh.take_lease(" HOLDER_B ", 300)");
+    assert_string_equal(state, "55P03");
+    pgt_exec_on(t, a, "COMMIT");
+    pgt_exec_on(t, b, "SELECT held FROM mvrefresh.take_lease(" HOLDER_B ", 60000)");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.lease WHERE host = 'host-b'"),
+                     1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_state "
+                                     "WHERE pending_since IS NOT NULL"),
+                     (long long)NVIEWS);
+    pgt_exec_fails_on(t, a, state, "SELECT * FROM mvrefresh.take_changes(" HOLDER_A ")");
+    assert_string_equal(state, "55MVL");
+    pgt_disconnect(t, a);
+    pgt_disconnect(t, b);
+}
+
+/* Start A alone (lease_interval 2 s), let it settle, then, right after one of its renewals (the
+ * next is 2 s away), name another holder in the lease row in the transaction of `stmt`: what
+ * A sends because of `stmt` reaches the server as if A had been frozen after its last look
+ * at the clock, or held in the network until a partition healed. Returns a log mark. */
+static long depose_after_renewal(pgt_ctx *t, const char *stmt)
+{
+    char *expires;
+    long mark;
+
+    create_views(t);
+    start_daemon(t, 0, 2000);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
+    expires = pgt_query_text(t, "SELECT expires FROM mvrefresh.lease");
+    pgt_poll_until(t, DEADLINE_MS, "t", "SELECT expires <> '%s' FROM mvrefresh.lease", expires);
+    free(expires);
+    mark = pgt_log_mark(t);
+    pgt_exec(t,
+             "BEGIN; UPDATE mvrefresh.lease SET host = 'elsewhere', pid = 1, "
+             "expires = clock_timestamp() + interval '1 hour'; %s; COMMIT",
+             stmt);
+    return mark;
+}
+
+/* The forged lease runs out; A, which stepped down, tries again after TTL + one interval
+ * (8 s) and takes it. */
+static void reinstate(pgt_ctx *t, long mark)
+{
+    pgt_poll_until(t, DEADLINE_MS, "0", WORK_SESSIONS_SQL("mvr_a"));
+    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
+    pgt_log_wait_since(t, mark, 3 * DEADLINE_MS, "lease: active", NULL);
+}
+
+/* (f2) The doorbell's take is refused: the marker stays for whoever holds the lease next, and
+ * A steps down; with the lease again, A refreshes the view. Without the fence the take would
+ * mark the views pending and disarm the table where no leader looks. */
+PGT_TEST(test_late_take_of_a_deposed_leader_is_refused)
+{
+    long mark = depose_after_renewal(t, "INSERT INTO t (k, v) VALUES (1, 1)");
+
+    pgt_log_wait_since(t, mark, DEADLINE_MS, "lease: lost; stepping down: the server refused",
+                       NULL);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log "
+                                     "WHERE table_oid = 't'::regclass"),
+                     1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_state "
+                                     "WHERE pending_since IS NOT NULL"),
+                     0);
+    reinstate(t, mark);
+    converge(t);
+}
+
+/* (f3) The refresh a request starts is refused at its refresh_begin(): the REFRESH behind it
+ * does not run, nothing is recorded in the view's status (it is the next leader's), and A
+ * steps down (whether the pipeline's last answer or the step-down comes first); with the
+ * lease again, A serves the request. */
+PGT_TEST(test_late_refresh_of_a_deposed_leader_is_refused)
+{
+    long long before;
+    long mark;
+
+    mark = depose_after_renewal(t, "SELECT mvrefresh.refresh('mv')");
+    before = pgt_refresh_count(t, "mv");
+    pgt_log_wait_since(t, mark, DEADLINE_MS, "lease: lost; stepping down: the server refused",
+                       NULL);
+    assert_int_equal(pgt_refresh_count(t, "mv"), before);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.status "
+                                     "WHERE view = 'mv'::regclass "
+                                     "AND (refreshing OR last_error IS NOT NULL)"),
+                     0);
+    reinstate(t, mark);
+    pgt_wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
+}
+
 /* mark_interrupted() closes a "refreshing" row only when no other session is seen refreshing
  * the view: here a session whose plain REFRESH of it has not committed yet. */
 PGT_TEST(test_mark_interrupted_leaves_running_refresh)
@@ -375,6 +504,9 @@ int main(void)
         PGT_UNIT(test_lease_lost_takeover_after_expiry),
         PGT_UNIT(test_unrenewed_leader_steps_down_first),
         PGT_UNIT(test_mark_interrupted_leaves_running_refresh),
+        PGT_UNIT(test_fence_refuses_a_daemon_without_the_lease),
+        PGT_UNIT(test_late_take_of_a_deposed_leader_is_refused),
+        PGT_UNIT(test_late_refresh_of_a_deposed_leader_is_refused),
     };
 
     if (getenv("PGT_FILTER") != NULL)

@@ -312,9 +312,9 @@ PGT_TEST(test_non_owner_is_refused)
     expect_denied(t, i,
                   "SELECT mvrefresh.refresh_end('" OWN_VIEW "'::regclass, true, 'plain', "
                   "NULL, NULL, NULL)");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 3)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 4)");
     expect_denied(t, i, "SELECT mvrefresh.mark_interrupted()");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(3)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(4)");
     expect_denied(t, i, "SELECT * FROM mvrefresh.take_changes()");
     expect_denied(t, i, "SELECT mvrefresh.rearm('{1}', true)");
     expect_denied(t, i, "SELECT * FROM mvrefresh.backstop('{1}')");
@@ -676,7 +676,7 @@ PGT_TEST(test_registration_edges_are_closed)
     pgt_exec_on(t, o,
                 "UPDATE mvrefresh.view SET debounce = '178000000 years', "
                 "max_wait = '178000000 years'");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(3)"), 1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(4)"), 1);
     pgt_exec_on(t, o, "UPDATE mvrefresh.view SET debounce = '50 ms', max_wait = '1 s'");
 
     /* The owner keeps its own row locked: the daemon's refresh of that view gives up after a
@@ -720,13 +720,15 @@ PGT_TEST(test_public_calls_no_other_installer_function)
     free(callable);
     /* Nor the functions that read the registry under row security for the installer's code:
      * a view's code calling one would share the plan they cache in the daemon's session. */
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM unnest(ARRAY["
-                                     "'mvrefresh.view_tables(oid)', "
-                                     "'mvrefresh.admissible_sources(regclass, oid)', "
-                                     "'mvrefresh.with_descendants(oid[])', "
-                                     "'mvrefresh.readers(oid[])', "
-                                     "'mvrefresh.table_fingerprints(oid[])']::regprocedure[]) f "
-                                     "WHERE has_function_privilege('pub lic.6', f, 'EXECUTE')"),
+    assert_int_equal(pgt_query_ll(t,
+                                  "SELECT count(*) FROM unnest(ARRAY["
+                                  "'mvrefresh.view_tables(oid)', "
+                                  "'mvrefresh.admissible_sources(regclass, oid)', "
+                                  "'mvrefresh.with_descendants(oid[])', "
+                                  "'mvrefresh.readers(oid[])', "
+                                  "'mvrefresh.table_fingerprints(oid[])', "
+                                  "'mvrefresh.check_holder(text[], boolean)']::regprocedure[]) f "
+                                  "WHERE has_function_privilege('pub lic.6', f, 'EXECUTE')"),
                      0);
 
     /* The attack that the rule above closes, in a temporary schema that needs no grant. */
