@@ -574,7 +574,8 @@ AS $fn$ SELECT 'mvrefresh_control'::pg_catalog.text $fn$;
 -- Protocol 1 was every release before version() existed; 2 brought quiet
 -- triggers; 3 the pipelined refresh (refresh(view, NULL) after refresh_begin());
 -- 4 the lease fence (take_changes(), backstop() and refresh_begin() name the
--- daemon that calls them: check_holder()).
+-- daemon that calls them and its term, which take_lease() returns:
+-- check_holder()).
 CREATE OR REPLACE FUNCTION mvrefresh.version()
 RETURNS TABLE (version text, protocol integer, change_channel text, control_channel text)
 LANGUAGE sql
@@ -2039,10 +2040,21 @@ CREATE TABLE IF NOT EXISTS mvrefresh.lease (
     acquired timestamptz NOT NULL, -- when this holder took it
     expires  timestamptz NOT NULL
 );
+-- The term: a new one each time the lease is taken, by another daemon or by
+-- its holder once it had expired, never by a renewal (check_holder()). From a
+-- sequence, so that no term comes twice, whatever happens to the row.
+CREATE SEQUENCE IF NOT EXISTS mvrefresh.lease_term CACHE 1;
+ALTER TABLE mvrefresh.lease ADD COLUMN IF NOT EXISTS term bigint;
+-- A unique key over the holder and its term makes them the row's key columns:
+-- the row lock the fenced calls take (FOR KEY SHARE) conflicts with an update
+-- that changes them (a new term), not with a renewal, which changes only
+-- expires.
+CREATE UNIQUE INDEX IF NOT EXISTS lease_holder_term ON mvrefresh.lease (host, pid, started, term);
 -- Readable by all (who leads, until when); written by the functions below only.
 DO $do$
 BEGIN
     PERFORM mvrefresh.reset_grants('mvrefresh.lease'::pg_catalog.regclass);
+    PERFORM mvrefresh.reset_grants('mvrefresh.lease_term'::pg_catalog.regclass);
 END
 $do$;
 GRANT SELECT ON mvrefresh.lease TO PUBLIC;
@@ -2051,12 +2063,26 @@ GRANT SELECT ON mvrefresh.lease TO PUBLIC;
 -- seconds). It is taken when nobody holds it, when it expired, or when the
 -- caller holds it already (a renewal). Two first callers race on the primary
 -- key: ON CONFLICT makes the second one's attempt an update, judged on the
--- row the first committed. Returns whether the caller holds it, and until
--- when. A session that keeps the row locked can delay this call, not win the
--- lease: lock_timeout bounds the wait to a third of the TTL (one renewal
--- interval of the daemon), so that the caller learns of it in time.
+-- row the first committed. Returns whether the caller holds it, until when,
+-- and in which term (a new one unless this was a renewal of a lease that had
+-- not expired). Taking it anew waits for the fenced calls in progress of the
+-- term before (check_holder()). A session that keeps the row locked can delay
+-- this call, not win the lease: lock_timeout bounds the wait to a third of the
+-- TTL (one renewal interval of the daemon), so that the caller learns of it in
+-- time.
+-- (Its result gained term in protocol 4: the old form goes, as CREATE OR
+-- REPLACE cannot change a result.)
+DO $do$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.take_lease(text[], bigint)')
+                 AND NOT ('term' = ANY (p.proargnames))) THEN
+        DROP FUNCTION mvrefresh.take_lease(text[], bigint);
+    END IF;
+END
+$do$;
 CREATE OR REPLACE FUNCTION mvrefresh.take_lease(holder text[], ttl_ms bigint)
-RETURNS TABLE (held boolean, expires timestamptz)
+RETURNS TABLE (held boolean, expires timestamptz, term bigint)
 LANGUAGE plpgsql
 VOLATILE
 ROWS 1
@@ -2079,7 +2105,7 @@ BEGIN
     -- transaction id and a commit flush every interval per standby, with the
     -- leader's renewal queued behind them).
     RETURN QUERY
-    SELECT false, l.expires FROM mvrefresh.lease l
+    SELECT false, l.expires, l.term FROM mvrefresh.lease l
     WHERE (l.host, l.pid, l.started) IS DISTINCT FROM (h_host, h_pid, h_started)
       AND l.expires >= pg_catalog.clock_timestamp();
     IF FOUND THEN
@@ -2090,21 +2116,34 @@ BEGIN
     -- A renewal is worth nothing if it arrives late: it need not wait for a
     -- synchronous standby (the lease dies with this server anyway).
     PERFORM pg_catalog.set_config('synchronous_commit', 'local', true);
+    -- A renewal: of a lease that has not expired, by its holder. It updates
+    -- expires alone, no column of the row's key, so it does not wait for the
+    -- fenced calls of its own term in progress (check_holder()); an upsert that
+    -- names the key columns in its SET would, even to set them as they are.
     RETURN QUERY
-    INSERT INTO mvrefresh.lease AS l (host, pid, started, role, acquired, expires)
+    UPDATE mvrefresh.lease AS l
+    SET expires = pg_catalog.clock_timestamp() + take_lease.ttl_ms * '1 ms'::pg_catalog.interval
+    WHERE (l.host, l.pid, l.started) = (h_host, h_pid, h_started)
+      AND l.expires >= pg_catalog.clock_timestamp() AND l.term IS NOT NULL
+    RETURNING true, l.expires, l.term;
+    IF FOUND THEN
+        RETURN;
+    END IF;
+    -- Otherwise a taking, in a new term: by an insert, or by an update of a
+    -- lease that expired (another daemon's, or the caller's own).
+    RETURN QUERY
+    INSERT INTO mvrefresh.lease AS l (host, pid, started, role, acquired, expires, term)
     VALUES (h_host, h_pid, h_started, session_user, pg_catalog.clock_timestamp(),
-            pg_catalog.clock_timestamp() + take_lease.ttl_ms * '1 ms'::pg_catalog.interval)
+            pg_catalog.clock_timestamp() + take_lease.ttl_ms * '1 ms'::pg_catalog.interval,
+            pg_catalog.nextval('mvrefresh.lease_term'::pg_catalog.regclass))
     ON CONFLICT (id) DO UPDATE
         SET host = EXCLUDED.host, pid = EXCLUDED.pid, started = EXCLUDED.started,
-            role = EXCLUDED.role,
-            acquired = CASE WHEN (l.host, l.pid, l.started) = (EXCLUDED.host, EXCLUDED.pid, EXCLUDED.started)
-                            THEN l.acquired ELSE EXCLUDED.acquired END,
-            expires = EXCLUDED.expires
-        WHERE (l.host, l.pid, l.started) = (EXCLUDED.host, EXCLUDED.pid, EXCLUDED.started)
-           OR l.expires < pg_catalog.clock_timestamp()
-    RETURNING true, l.expires;
+            role = EXCLUDED.role, acquired = EXCLUDED.acquired, expires = EXCLUDED.expires,
+            term = EXCLUDED.term
+        WHERE l.expires < pg_catalog.clock_timestamp() OR l.term IS NULL
+    RETURNING true, l.expires, l.term;
     IF NOT FOUND THEN
-        RETURN QUERY SELECT false, l.expires FROM mvrefresh.lease l;
+        RETURN QUERY SELECT false, l.expires, l.term FROM mvrefresh.lease l;
     END IF;
 END
 $fn$;
@@ -2141,24 +2180,25 @@ $fn$;
 
 -- The fence: the calls of a daemon that change what another daemon relies on
 -- (take_changes() takes markers and disarms tables, backstop() stores
--- fingerprints, refresh_begin() starts a refresh) name their caller, as
--- take_lease() does, and go ahead only while it holds the lease. A daemon
--- stops working when its own clock says its lease may have run out, but a
--- call it sent before can still reach the server after another daemon has
--- taken over: sent by a daemon frozen between its last look at the clock and
--- the send, or held up in the network until a partition heals. Such a call
--- fails here (SQLSTATE 55MVL), and its sender steps down. Without the fence, a
--- late take_changes() would mark views pending and disarm their tables where
--- the new leader does not look until its next registry load.
--- With hold, the lease row stays locked (FOR SHARE) until the caller's
--- transaction ends: a takeover, which updates the row, waits for it, so the
--- new leader's first registry load sees what that transaction marked. Without
--- hold it is a read: for refresh_begin(), where a takeover must only keep
--- late refreshes from starting (a refresh that began before it is one more
--- refresh; PostgreSQL serialises two of one view), and several workers
--- locking the row at once would make a MultiXact each time.
--- Expiry is not checked: a lease that ran out but was not taken still names
--- the one daemon that may work, and what it marks, the next holder's start
+-- fingerprints, refresh_begin() starts a refresh) name their caller and the
+-- term of the lease it holds, as take_lease() returned it, and go ahead only
+-- while that term lasts. A daemon stops working when its own clock says its
+-- lease may have run out, but a call it sent before can still reach the server
+-- after another daemon, or itself in a later term, has taken the lease: sent
+-- by a daemon frozen between its last look at the clock and the send, or held
+-- up in the network until a partition heals. Such a call fails here (SQLSTATE
+-- 55MVL), and its sender steps down. Without the fence, a late take_changes()
+-- would mark views pending and disarm their tables where the leader of the
+-- new term does not look until its next registry load.
+-- With hold, the lease row stays locked (FOR KEY SHARE) until the caller's
+-- transaction ends. A new term changes the row's key (lease_holder_term), so
+-- it waits for that lock, and the new term's first registry load sees what
+-- the caller marked; a renewal changes no key column and does not wait.
+-- Without hold it is a read: for refresh_begin(), where a new term must only
+-- keep late refreshes from starting (a refresh that began before it is one
+-- more refresh; PostgreSQL serialises two of one view).
+-- Expiry is not checked: a lease that ran out but was not taken again still
+-- names the one daemon that may work, and what it marks, the next term's start
 -- finds. holder NULL: a call made by hand (an administrator's, a test's), not
 -- fenced; only mvrefresh_daemon may make these calls at all.
 CREATE OR REPLACE FUNCTION mvrefresh.check_holder(holder text[], hold boolean)
@@ -2171,6 +2211,7 @@ DECLARE
     h_host    text;
     h_pid     integer;
     h_started timestamptz;
+    h_term    bigint;
 BEGIN
     IF check_holder.holder IS NULL THEN
         RETURN;
@@ -2178,20 +2219,22 @@ BEGIN
     h_host := check_holder.holder[1];
     h_pid := check_holder.holder[2]::pg_catalog.int4;
     h_started := pg_catalog.to_timestamp(check_holder.holder[3]::pg_catalog.float8);
+    h_term := check_holder.holder[4]::pg_catalog.int8;
     IF check_holder.hold THEN
         PERFORM FROM mvrefresh.lease l
-        WHERE (l.host, l.pid, l.started) = (h_host, h_pid, h_started) FOR SHARE;
+        WHERE (l.host, l.pid, l.started, l.term) = (h_host, h_pid, h_started, h_term)
+        FOR KEY SHARE;
     ELSE
         PERFORM FROM mvrefresh.lease l
-        WHERE (l.host, l.pid, l.started) = (h_host, h_pid, h_started);
+        WHERE (l.host, l.pid, l.started, l.term) = (h_host, h_pid, h_started, h_term);
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '55MVL',
-            MESSAGE = pg_catalog.format('mvrefreshd on %s, pid %s, does not hold the lease',
-                                        h_host, h_pid),
+            MESSAGE = pg_catalog.format('mvrefreshd on %s, pid %s, does not hold the lease '
+                                        '(term %s)', h_host, h_pid, h_term),
             DETAIL = COALESCE((SELECT pg_catalog.format('The lease is held by mvrefreshd on %s, '
-                                                        'pid %s, until %s.',
-                                                        l.host, l.pid, l.expires)
+                                                        'pid %s, in term %s, until %s.',
+                                                        l.host, l.pid, l.term, l.expires)
                                FROM mvrefresh.lease l), 'Nobody holds the lease.'),
             HINT = 'A daemon works only while it holds the lease (mvrefresh.lease); this one '
                    'stands by.';
@@ -2636,9 +2679,35 @@ $fn$;
 -- held row holds back no other table's markers. (Every marker is deleted first: a take still running
 -- for a daemon that has gone holds the rows it deleted, and the next take
 -- must wait for it; docs/quiet-triggers.md, "Start and reconnect".)
--- holder: the calling daemon (check_holder(), protocol 4).
+-- holder: the calling daemon and its term (check_holder(), protocol 4): no
+-- default, so that a daemon of an older protocol finds no take_changes() it
+-- can call. It is checked last, when there was something to take: a take
+-- that finds nothing costs no transaction id (takes go every poll_interval),
+-- and a take that waits (for a marker row, a status row, a generation) holds
+-- no lock on the lease meanwhile, so no new term waits for it; only the
+-- commit of one that got past its check is waited for. A refusal undoes the
+-- DELETE and the marks, but not the disarming (setval() is not
+-- transactional). That is safe: every table it disarmed has a marker back,
+-- which the leader's next take (at the latest its next poll) finds, and the
+-- refresh that follows arms the table again before its snapshot and follows
+-- the writers in flight, as for any take (docs/quiet-triggers.md).
 DROP FUNCTION IF EXISTS mvrefresh.take_changes();
-CREATE OR REPLACE FUNCTION mvrefresh.take_changes(holder text[] DEFAULT NULL)
+DO $do$
+BEGIN
+    -- (The form of a development build, whose holder had a default.)
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.take_changes(text[])')
+                 AND p.pronargdefaults > 0) THEN
+        DROP FUNCTION mvrefresh.take_changes(text[]);
+    END IF;
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_proc p
+               WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.backstop(oid[], text[])')
+                 AND p.pronargdefaults > 0) THEN
+        DROP FUNCTION mvrefresh.backstop(oid[], text[]);
+    END IF;
+END
+$do$;
+CREATE OR REPLACE FUNCTION mvrefresh.take_changes(holder text[])
 RETURNS SETOF oid
 LANGUAGE plpgsql
 VOLATILE
@@ -2648,7 +2717,6 @@ AS $fn$
 DECLARE
     tables oid[];
 BEGIN
-    PERFORM mvrefresh.check_holder(take_changes.holder, true);
     WITH gone AS (
         DELETE FROM mvrefresh.change_log RETURNING table_oid
     )
@@ -2660,6 +2728,7 @@ BEGIN
                                    false);
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
+    PERFORM mvrefresh.check_holder(take_changes.holder, true);
     RETURN QUERY SELECT pg_catalog.unnest(tables);
 END
 $fn$;
@@ -2738,9 +2807,10 @@ $fn$;
 -- statistics reset), or reach the round after a refresh that followed the
 -- write (a backend reports them up to 10 s late): then a view is refreshed
 -- once more than needed.
--- holder: the calling daemon (check_holder(), protocol 4).
+-- holder: the calling daemon and its term (check_holder(), protocol 4; no
+-- default, and checked last, as in take_changes()).
 DROP FUNCTION IF EXISTS mvrefresh.backstop(oid[]);
-CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[], holder text[] DEFAULT NULL)
+CREATE OR REPLACE FUNCTION mvrefresh.backstop(tables oid[], holder text[])
 RETURNS SETOF oid
 LANGUAGE plpgsql
 VOLATILE
@@ -2757,7 +2827,6 @@ DECLARE
     marked   regclass[];
     stored_n bigint;
 BEGIN
-    PERFORM mvrefresh.check_holder(backstop.holder, true);
     SELECT pg_catalog.array_agg(f.table_oid), pg_catalog.array_agg(f.fingerprint)
     INTO tbls, fps
     FROM mvrefresh.table_fingerprints(ARRAY(SELECT mvrefresh.with_descendants(backstop.tables))) AS f;
@@ -2813,6 +2882,7 @@ BEGIN
         RETURNING 1
     )
     SELECT pg_catalog.count(*) INTO stored_n FROM stored; -- (forgotten, unread run all the same)
+    PERFORM mvrefresh.check_holder(backstop.holder, true);
     RETURN QUERY SELECT pg_catalog.unnest(marked)::pg_catalog.oid;
 END
 $fn$;
@@ -2943,7 +3013,8 @@ DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision);
 -- It grew request and owner (see there): the three-argument one goes, or a
 -- call with three would be ambiguous.
 DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision, integer);
--- And holder, the calling daemon (check_holder(), protocol 4).
+-- And holder, the calling daemon and its term (check_holder(), protocol 4;
+-- the protocol argument already refuses older daemons).
 DROP FUNCTION IF EXISTS mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid);
 
 -- Why role `who` may not REFRESH materialized view `view`, with the fix; NULL

@@ -522,19 +522,6 @@ static bool is_error(const PGresult *r)
     return s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_EMPTY_QUERY;
 }
 
-/* Whichever connection hears that this daemon no longer holds the lease says so, once per
- * result: the fence's owner stops the work (fence.h). */
-static void check_fence(const struct mvr_conn *c, const PGresult *r)
-{
-    const char *state;
-
-    if (c->fence == NULL || PQresultStatus(r) != PGRES_FATAL_ERROR)
-        return;
-    state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-    if (state != NULL && strcmp(state, MVR_FENCE_SQLSTATE) == 0)
-        c->fence->refused(c->fence->owner, PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY));
-}
-
 /* Keep the first error, else the last result: a multi-statement query fails as a whole. */
 static void keep_result(struct mvr_conn *c, PGresult *r)
 {
@@ -624,7 +611,6 @@ static void collect_pipeline(struct mvr_conn *c)
             if (--c->pipe_syncs == 0)
                 finish_pipeline(c);
         } else if (r != NULL) {
-            check_fence(c, r);
             keep_pipe_result(c, c->pipe_at, r);
         } else if (!c->pipe_in_commit) {
             if (c->pipe_at < c->pipe_n && c->pipe_commit[c->pipe_at])
@@ -660,7 +646,6 @@ static void collect_results(struct mvr_conn *c)
             c->on_row(c->result_arg, r);
             PQclear(r);
         } else {
-            check_fence(c, r);
             keep_result(c, r);
         }
     }

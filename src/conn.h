@@ -114,7 +114,7 @@ void mvr_conn_init(struct mvr_conn *c, struct ev_loop *loop, const struct mvr_lo
 /* Report failures through o (shared by several connections, outliving them): the same
  * failure is logged once for all of them, not once per connection. */
 void mvr_conn_share_outage(struct mvr_conn *c, struct mvr_outage *o);
-/* Report the server's refusals of a call only the lease holder may make to f (fence.h). */
+/* The lease fence of its database (fence.h): its holder, for the calls that carry it. */
 void mvr_conn_share_fence(struct mvr_conn *c, struct mvr_fence *f);
 /* Start connecting; dsn must outlive the conn. The session's application_name is app_name
  * followed by the conn's name (unless the dsn sets one). */

@@ -17,6 +17,7 @@ struct job {
     Oid type; /* of $1; 0: no parameter */
     void (*row)(struct mvr_control *c, const PGresult *res, int row);
     bool fenced; /* the lease holder's alone: the holder goes as the last parameter (fence.h) */
+    const char *call; /* a fenced job's function, for the log */
 };
 
 static void take_row(struct mvr_control *c, const PGresult *res, int row);
@@ -26,12 +27,13 @@ static void moved_row(struct mvr_control *c, const PGresult *res, int row);
 static const struct job jobs[MVR_JOB_COUNT] = {
     [MVR_JOB_RING] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
     [MVR_JOB_REARM] = {"SELECT mvrefresh.rearm($1, true)", TYPE_OID_ARRAY, NULL},
-    [MVR_JOB_TAKE] = {"SELECT t FROM mvrefresh.take_changes($1) AS t", 0, take_row, true},
+    [MVR_JOB_TAKE] = {"SELECT t FROM mvrefresh.take_changes($1) AS t", 0, take_row, true,
+                      "take_changes()"},
     [MVR_JOB_FOLLOW] = {"SELECT x, pg_catalog.pg_xact_status(x) FROM pg_catalog.unnest($1) AS x "
                         "WHERE pg_catalog.pg_xact_status(x) IS DISTINCT FROM 'in progress'",
                         TYPE_XID8_ARRAY, follow_row},
     [MVR_JOB_BACKSTOP] = {"SELECT t FROM mvrefresh.backstop($1, $2) AS t", TYPE_OID_ARRAY,
-                          moved_row, true},
+                          moved_row, true, "backstop()"},
     [MVR_JOB_HEARTBEAT] = {"SELECT mvrefresh.heartbeat($1)", TYPE_TEXT_ARRAY, NULL},
 };
 
@@ -109,7 +111,10 @@ static void job_done(void *arg, const PGresult *res)
     }
     bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
 
-    if (!ok) {
+    if (!ok && jobs[job].fenced && mvr_fence_check(c->conn.fence, res, jobs[job].call)) {
+        mvr_info(c->conn.log, "control: %s refused: this daemon no longer holds the lease",
+                 job_names[job]);
+    } else if (!ok) {
         mvr_warning(c->conn.log, "control: %s failed: %s", job_names[job],
                     PQresultErrorMessage(res));
     } else {

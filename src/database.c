@@ -116,7 +116,7 @@ static void fresh_instance(struct mvr_database *db)
         db->instance.database_fixed = true;
     }
     mvr_lease_share_outage(&db->lease, &db->instance.outage);
-    mvr_instance_share_fence(&db->instance, &db->fence);
+    mvr_instance_share_fence(&db->instance, &db->lease.fence);
     if (db->budget != NULL && mvr_pool_share_budget(&db->instance.pool, db->budget) != 0)
         mvr_error(&db->log, "out of memory: refreshes of this database are not capped by "
                             "the daemon-wide max_concurrent");
@@ -231,14 +231,6 @@ static char *standby_heartbeat(void *owner)
     return mvr_heartbeat_literal(&hb);
 }
 
-/* The server refused a call of this daemon's as not the lease holder's (fence.h). */
-static void fence_refused(void *owner, const char *why)
-{
-    struct mvr_database *db = owner;
-
-    mvr_lease_refused(&db->lease, why);
-}
-
 static const struct mvr_lease_hooks lease_hooks = {.standby = lease_standby,
                                                    .acquired = lease_acquired,
                                                    .lost = lease_lost,
@@ -264,7 +256,6 @@ int mvr_database_init(struct mvr_database *db, struct ev_loop *loop, const struc
         return -1;
     }
     db->log.context = db->name;
-    db->fence = (struct mvr_fence){.refused = fence_refused, .owner = db};
     mvr_lease_init(&db->lease, loop, &db->log, &lease_hooks, db);
     fresh_instance(db);
     return 0;
@@ -280,7 +271,6 @@ int mvr_database_open(struct mvr_database *db, const char *app_name, double star
     db->holder = mvr_heartbeat_holder(host, (long)getpid(), started);
     if (db->holder == NULL)
         return -1;
-    db->fence.holder = db->holder;
     db->app_name = app_name;
     db->started = started;
     db->budget = b;
@@ -351,5 +341,4 @@ void mvr_database_close(struct mvr_database *db)
     free(db->dsn);
     free(db->holder);
     db->name = db->dsn = db->holder = NULL;
-    db->fence.holder = NULL;
 }

@@ -38,7 +38,6 @@ struct mvr_database {
      * holders, and only one of them is active. */
     double started;
     char *holder;
-    struct mvr_fence fence;       /* holder, and a refusal's way to the lease */
     const struct mvr_config *cfg; /* the daemon's, or the section's, as now in effect */
     struct mvr_budget *budget;    /* the daemon-wide max_concurrent */
     struct mvr_instance instance;

@@ -11,9 +11,13 @@
 #define TYPE_INT8 20
 #define TYPE_TEXT_ARRAY 1009
 
-static const char take_sql[] = "SELECT held, expires FROM mvrefresh.take_lease($1, $2)";
+static const char take_sql[] = "SELECT held, expires, term FROM mvrefresh.take_lease($1, $2)";
 static const char release_sql[] = "SELECT mvrefresh.release_lease($1)";
 static const char heartbeat_sql[] = "SELECT mvrefresh.heartbeat($1)";
+
+/* The fenced calls' holder while no lease is held: names nobody, so the server refuses them
+ * (a NULL holder would be a call made by hand, not fenced). */
+static const char no_lease[] = "{}";
 
 static const char *const state_names[] = {"off", "waiting", "standby", "active", "releasing"};
 
@@ -42,6 +46,7 @@ static void schedule_tries(struct mvr_lease *l, double first)
  * standby gets it first. */
 static void step_down(struct mvr_lease *l, const char *why)
 {
+    l->fence.holder = no_lease;
     mvr_info(l->conn.log, "lease: lost; stepping down: %s", why != NULL ? why : "(no reason)");
     ev_timer_stop(l->conn.loop, &l->expiry_timer);
     ev_timer_stop(l->conn.loop, &l->refused_timer);
@@ -82,19 +87,42 @@ static void set_state(struct mvr_lease *l, enum mvr_lease_state s, const char *w
         mvr_info(l->conn.log, "lease: active");
         l->hooks->acquired(l->owner);
     } else if (s == MVR_LEASE_OFF || s == MVR_LEASE_RELEASING) {
+        l->fence.holder = no_lease;
         ev_timer_stop(l->conn.loop, &l->try_timer);
         ev_timer_stop(l->conn.loop, &l->expiry_timer);
         ev_timer_stop(l->conn.loop, &l->refused_timer);
     }
 }
 
+/* The fenced calls' holder for a term: the holder with the term after it. */
+static int set_term(struct mvr_lease *l, long long term)
+{
+    size_t len = strlen(l->holder);
+    char *text = malloc(len + 32);
+
+    if (text == NULL || len < 2 || l->holder[len - 1] != '}') {
+        free(text);
+        return -1;
+    }
+    snprintf(text, len + 32, "%.*s,\"%lld\"}", (int)(len - 1), l->holder, term);
+    free(l->fenced);
+    l->fenced = text;
+    l->term = term;
+    return 0;
+}
+
 /* A take answered: held, and in time to count, makes (or keeps) this daemon the leader until
- * its sure_until; anything else means another daemon may hold the lease now. */
-static void take_answered(struct mvr_lease *l, bool held, const char *expires)
+ * its sure_until; anything else means another daemon may hold the lease now. A renewal in
+ * another term than the one this daemon works in is not one: the lease lapsed in between. */
+static void take_answered(struct mvr_lease *l, bool held, const char *expires, long long term)
 {
     double now = mvr_clock_now();
 
-    if (held && l->sent_downs != l->downs) {
+    if (held && l->state == MVR_LEASE_ACTIVE && term != l->term) {
+        set_state(l, MVR_LEASE_STANDBY, "the lease lapsed and was taken anew (a new term)");
+    } else if (held && l->state != MVR_LEASE_ACTIVE && set_term(l, term) != 0) {
+        mvr_error(l->conn.log, "lease: out of memory: not taking the lease");
+    } else if (held && l->sent_downs != l->downs) {
         /* Sent before this daemon stepped down: its work is stopped already. Let the lease
          * run out, so that a standby gets it first. */
         mvr_debug(l->conn.log, "lease: a take sent before stepping down came back held: ignored");
@@ -106,6 +134,7 @@ static void take_answered(struct mvr_lease *l, bool held, const char *expires)
         /* Renew within one interval of becoming active, whatever the try timer was set to. */
         if (l->state != MVR_LEASE_ACTIVE)
             schedule_tries(l, l->interval);
+        l->fence.holder = l->fenced;
         set_state(l, MVR_LEASE_ACTIVE, NULL);
     } else {
         set_state(l, MVR_LEASE_STANDBY,
@@ -124,11 +153,12 @@ static void take_done(void *arg, const PGresult *res)
         return;
     }
     /* A failed renewal changes nothing yet: the expiry timer decides when it is too late. */
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 3)
         mvr_warning(l->conn.log, "lease: cannot take or renew the lease: %s",
                     PQresultErrorMessage(res));
     else
-        take_answered(l, strcmp(PQgetvalue(res, 0, 0), "t") == 0, PQgetvalue(res, 0, 1));
+        take_answered(l, strcmp(PQgetvalue(res, 0, 0), "t") == 0, PQgetvalue(res, 0, 1),
+                      PQgetisnull(res, 0, 2) ? -1 : strtoll(PQgetvalue(res, 0, 2), NULL, 10));
     run_next(l);
 }
 
@@ -277,6 +307,11 @@ static void conn_down(void *owner)
 
 static const struct mvr_conn_hooks lease_conn_hooks = {.up = conn_up, .down = conn_down};
 
+static void on_refused(void *owner, const char *why)
+{
+    mvr_lease_refused(owner, why);
+}
+
 void mvr_lease_init(struct mvr_lease *l, struct ev_loop *loop, const struct mvr_log *log,
                     const struct mvr_lease_hooks *hooks, void *owner)
 {
@@ -292,6 +327,7 @@ void mvr_lease_init(struct mvr_lease *l, struct ev_loop *loop, const struct mvr_
     ev_set_priority(&l->expiry_timer, EV_MAXPRI);
     ev_set_priority(&l->refused_timer, EV_MAXPRI);
     l->interval = 1.0;
+    l->fence = (struct mvr_fence){.holder = no_lease, .refused = on_refused, .owner = l};
     l->hooks = hooks;
     l->owner = owner;
 }
@@ -339,7 +375,7 @@ void mvr_lease_refused(struct mvr_lease *l, const char *why)
     if (l->state != MVR_LEASE_ACTIVE || ev_is_active(&l->refused_timer))
         return;
     snprintf(l->refused_why, sizeof l->refused_why, "the server refused a call: %s",
-             why != NULL ? why : "this daemon does not hold the lease");
+             why != NULL ? why : "this daemon's term of the lease is over");
     ev_timer_set(&l->refused_timer, 0.0, 0.0);
     ev_timer_start(l->conn.loop, &l->refused_timer);
 }
@@ -348,4 +384,6 @@ void mvr_lease_close(struct mvr_lease *l)
 {
     mvr_conn_close(&l->conn);
     set_state(l, MVR_LEASE_OFF, NULL);
+    free(l->fenced);
+    l->fenced = NULL;
 }

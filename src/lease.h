@@ -21,6 +21,12 @@
  *
  * After stepping down a daemon tries again only after TTL + one interval: its own old lease
  * has expired by then, and a standby trying every interval gets the lease first.
+ *
+ * Each taking of the lease, by another daemon or by this one once its lease had expired, is a
+ * new term (take_lease() returns it). The calls only the holder may make carry holder and term
+ * (the fence, fence.h), and the server refuses those of a term that is over: a refusal makes
+ * the leader step down too. A renewal that comes back with a term other than the one this
+ * daemon works in means the lease lapsed in between: it steps down as well.
  */
 #ifndef MVR_LEASE_H
 #define MVR_LEASE_H
@@ -30,6 +36,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "fence.h"
 #include "outage.h"
 
 /* The lease is taken for this many lease_intervals; the leader counts on it for one fewer. */
@@ -72,6 +79,9 @@ struct mvr_lease {
     double interval;     /* lease_interval, seconds */
     double sure_until;   /* monotonic: how long the take in flight would make the lease sure */
     const char *holder;  /* '{"host","pid","started"}' */
+    long long term;      /* of the lease held, as take_lease() said (a new one per taking) */
+    struct mvr_fence fence; /* holder and term for the fenced calls, while ACTIVE (fence.h) */
+    char *fenced;           /* fence.holder's text, malloc'd */
     const struct mvr_lease_hooks *hooks;
     void *owner;
 };

@@ -315,15 +315,8 @@ static void view_gone(struct mvr_worker *w)
     finish_as(w, MVR_REFRESH_GONE);
 }
 
-static bool fenced(const PGresult *res)
-{
-    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-
-    return state != NULL && strcmp(state, MVR_FENCE_SQLSTATE) == 0;
-}
-
-/* BEGIN refused: another daemon holds the lease, and this one steps down (fence.h). The
- * status row is that daemon's now: nothing is recorded, and nothing counts as failed. */
+/* BEGIN refused: this daemon's term of the lease is over, and it steps down (fence.h). The
+ * status row is the next leader's: nothing is recorded, and nothing counts as failed. */
 static void lease_gone(struct mvr_worker *w, const PGresult *reset)
 {
     mvr_info(w->conn.log, "%s: refresh of %s not started: this daemon no longer holds the lease",
@@ -360,7 +353,7 @@ static void refresh_done(void *arg, PGresult *const *res, int n)
         view_gone(w);
         return;
     }
-    if (fenced(begin)) {
+    if (mvr_fence_check(w->conn.fence, begin, "refresh_begin()")) {
         lease_gone(w, reset);
         return;
     }

@@ -180,7 +180,7 @@ mvrefresh_notify:1,mvrefresh_notify_truncate:1
     "SELECT mvrefresh.watch('mv'), mvrefresh.watch('mv_n', NULL, '1 min', false);
      $triggers;
      INSERT INTO t VALUES (1, 1);
-     SELECT count(*) FROM mvrefresh.take_changes() c WHERE c = 't'::regclass"
+     SELECT count(*) FROM mvrefresh.take_changes(NULL) c WHERE c = 't'::regclass"
 is "...and what watch() makes at run time (the table's generation) is not an extension member" \
     "0|1" "$d" "SELECT ($(members 'gen\_%')), ($(members 'generation'))"
 
@@ -248,7 +248,7 @@ mv_n||00:01:00|f|{mv}" "$r" \
         "SELECT mvrefresh.watch(view, debounce, max_wait, \"concurrently\") FROM mvrefresh.view \\g /dev/null
          SELECT count(*) FROM mvrefresh.registry(4);
          INSERT INTO t VALUES (2, 2);
-         SELECT count(*) FROM mvrefresh.take_changes() c WHERE c = 't'::regclass;
+         SELECT count(*) FROM mvrefresh.take_changes(NULL) c WHERE c = 't'::regclass;
          SELECT count(*) FROM pg_class WHERE relnamespace = 'mvrefresh'::regnamespace
             AND relname LIKE 'gen\_%' AND relname <> 'gen_' || 't'::regclass::oid"
 else

@@ -346,75 +346,125 @@ PGT_TEST(test_unrenewed_leader_steps_down_first)
 
 /* ---- the lease fence (fence.h, mvrefresh.check_holder()) --------------------------------- */
 
-#define HOLDER_A "'{\"host-a\",\"101\",\"1700000000.25\"}'"
-#define HOLDER_B "'{\"host-b\",\"202\",\"1700000000.5\"}'"
+#define HOLDER_A "'{host-a,101,1700000000.25}'"
+#define HOLDER_B "'{host-b,202,1700000000.5}'"
 #define PROTOCOL "(SELECT protocol FROM mvrefresh.version())"
 
+/* Take the lease for 60 s as `holder` ("{host,pid,started}", on conn, NULL: the test's own);
+ * fenced gets what the fenced calls pass, quoted: the holder and the term it was taken in. */
+static void take_as(pgt_ctx *t, PGconn *conn, const char *holder, char *fenced, size_t size)
+{
+    char *term;
+
+    if (conn == NULL)
+        pgt_exec(t, "SELECT held FROM mvrefresh.take_lease('%s', 60000)", holder);
+    else
+        pgt_exec_on(t, conn, "SELECT held FROM mvrefresh.take_lease('%s', 60000)", holder);
+    term = pgt_query_text(t, "SELECT term FROM mvrefresh.lease");
+    snprintf(fenced, size, "'%.*s,%s}'", (int)strlen(holder) - 1, holder, term);
+    free(term);
+}
+
+static void expect_refused(pgt_ctx *t, PGconn *conn, const char *sql, const char *fenced)
+{
+    char state[6];
+
+    if (conn == NULL)
+        pgt_exec_fails(t, state, sql, fenced);
+    else
+        pgt_exec_fails_on(t, conn, state, sql, fenced);
+    assert_string_equal(state, "55MVL");
+}
+
+#define TAKE_SQL "SELECT count(*) FROM mvrefresh.take_changes(%s)"
+#define MARKER_SQL "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t'::regclass)"
+
 /* (f1) In SQL: the calls only the lease holder may make are refused (55MVL) to a daemon that
- * does not hold it, and change nothing; a take in progress holds off a takeover, even of an
- * expired lease, until it commits, so that the new leader's first load sees what it marked;
- * after the takeover the old holder's next take is refused. */
+ * does not hold it, or holds it in another term, and change nothing. A take in progress holds
+ * off a new term (a takeover, even of an expired lease, or the holder's own taking after its
+ * lease expired) until it commits, so that the new term's first load sees what it marked; it
+ * does not hold off its holder's renewals. After a new term, a take of the old one is refused. */
 PGT_TEST(test_fence_refuses_a_daemon_without_the_lease)
 {
     PGconn *a = pgt_connect(t), *b = pgt_connect(t);
-    char state[6];
+    char fa[160], fb[160], stale[160], state[6];
+    char *term;
 
     create_views(t);
     pgt_exec(t, "DELETE FROM mvrefresh.change_log");
     pgt_exec(t, "UPDATE mvrefresh.refresh_state SET pending_since = NULL");
-    pgt_exec(t, "SELECT held FROM mvrefresh.take_lease(" HOLDER_A ", 60000)");
-    pgt_exec(t, "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t'::regclass)");
-    pgt_exec_fails(t, state, "SELECT * FROM mvrefresh.take_changes(" HOLDER_B ")");
-    assert_string_equal(state, "55MVL");
-    pgt_exec_fails(t, state,
-                   "SELECT * FROM mvrefresh.backstop(ARRAY['t'::regclass::oid], " HOLDER_B ")");
-    assert_string_equal(state, "55MVL");
-    pgt_exec_fails(t, state,
+    take_as(t, NULL, "{host-a,101,1700000000.25}", fa, sizeof fa);
+    snprintf(fb, sizeof fb, "'{host-b,202,1700000000.5,1}'");
+    snprintf(stale, sizeof stale, "'{host-a,101,1700000000.25,0}'");
+    pgt_exec(t, MARKER_SQL);
+    expect_refused(t, NULL, TAKE_SQL, fb);
+    expect_refused(t, NULL, TAKE_SQL, stale);
+    expect_refused(t, NULL, "SELECT * FROM mvrefresh.take_changes('{}')%s", "");
+    expect_refused(t, NULL, "SELECT * FROM mvrefresh.backstop(ARRAY['t'::regclass::oid], %s)", fb);
+    expect_refused(t, NULL,
                    "SELECT * FROM mvrefresh.refresh_begin('mv'::regclass, NULL, " PROTOCOL
-                   ", NULL, NULL, " HOLDER_B ")");
-    assert_string_equal(state, "55MVL");
+                   ", NULL, NULL, %s)",
+                   fb);
     /* Nothing taken, marked or begun. */
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_state "
                                      "WHERE pending_since IS NOT NULL OR refreshing"),
                      0);
 
-    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
+    /* A take in progress (it found a marker, so it holds the row): the holder renews at once,
+     * in the same term; another daemon cannot take over, even once the lease has expired. */
+    term = pgt_query_text(t, "SELECT term FROM mvrefresh.lease");
     pgt_exec_on(t, a, "BEGIN");
-    pgt_exec_on(t, a, "SELECT count(*) FROM mvrefresh.take_changes(" HOLDER_A ")");
+    pgt_exec_on(t, a, TAKE_SQL, fa);
+    pgt_exec_on(t, b, "SELECT held FROM mvrefresh.take_lease(" HOLDER_A ", 300)");
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.lease WHERE term = %s", term),
+                     1);
+    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
     /* take_lease() waits a third of the TTL for the row: 100 ms, then gives up. */
     pgt_exec_fails_on(t, b, state, "SELECT held FROM mvrefresh.take_lease(" HOLDER_B ", 300)");
     assert_string_equal(state, "55P03");
     pgt_exec_on(t, a, "COMMIT");
-    pgt_exec_on(t, b, "SELECT held FROM mvrefresh.take_lease(" HOLDER_B ", 60000)");
+    take_as(t, b, "{host-b,202,1700000000.5}", fb, sizeof fb);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.lease WHERE host = 'host-b'"),
                      1);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.refresh_state "
                                      "WHERE pending_since IS NOT NULL"),
                      (long long)NVIEWS);
-    pgt_exec_fails_on(t, a, state, "SELECT * FROM mvrefresh.take_changes(" HOLDER_A ")");
-    assert_string_equal(state, "55MVL");
+    pgt_exec(t, MARKER_SQL);
+    expect_refused(t, a, TAKE_SQL, fa);
+
+    /* A daemon that takes the lease again once it had expired does so in a new term: a take of
+     * its old term is refused. */
+    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
+    take_as(t, b, "{host-b,202,1700000000.5}", stale, sizeof stale);
+    assert_string_not_equal(stale, fb);
+    expect_refused(t, a, TAKE_SQL, fb);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.take_changes(%s)", stale), 1);
+    free(term);
     pgt_disconnect(t, a);
     pgt_disconnect(t, b);
 }
 
-/* Start A alone (lease_interval 2 s), let it settle, then, right after one of its renewals (the
- * next is 2 s away), name another holder in the lease row in the transaction of `stmt`: what
+/* Start A alone (lease_interval 3 s), let it settle, then, right after one of its renewals (the
+ * next is 3 s away), name another holder in the lease row in the transaction of `stmt`: what
  * A sends because of `stmt` reaches the server as if A had been frozen after its last look
- * at the clock, or held in the network until a partition healed. Returns a log mark. */
-static long depose_after_renewal(pgt_ctx *t, const char *stmt)
+ * at the clock, or held in the network until a partition healed. Returns a log mark; the refreshes
+ * of mv so far go to mv_refreshes, unless NULL. */
+static long depose_after_renewal(pgt_ctx *t, const char *stmt, long long *mv_refreshes)
 {
     char *expires;
     long mark;
 
     create_views(t);
-    start_daemon(t, 0, 2000);
+    start_daemon(t, 0, 3000);
     pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
     pgt_poll_until(t, DEADLINE_MS, "0",
                    "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
     expires = pgt_query_text(t, "SELECT expires FROM mvrefresh.lease");
     pgt_poll_until(t, DEADLINE_MS, "t", "SELECT expires <> '%s' FROM mvrefresh.lease", expires);
     free(expires);
+    if (mv_refreshes != NULL)
+        *mv_refreshes = pgt_refresh_count(t, "mv");
     mark = pgt_log_mark(t);
     pgt_exec(t,
              "BEGIN; UPDATE mvrefresh.lease SET host = 'elsewhere', pid = 1, "
@@ -424,12 +474,13 @@ static long depose_after_renewal(pgt_ctx *t, const char *stmt)
 }
 
 /* The forged lease runs out; A, which stepped down, tries again after TTL + one interval
- * (8 s) and takes it. */
+ * (12 s) and takes it, in a new term. */
 static void reinstate(pgt_ctx *t, long mark)
 {
     pgt_poll_until(t, DEADLINE_MS, "0", WORK_SESSIONS_SQL("mvr_a"));
     pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
-    pgt_log_wait_since(t, mark, 3 * DEADLINE_MS, "lease: active", NULL);
+    /* (Not "lease: active -> standby", the debug line of stepping down.) */
+    pgt_log_wait_since(t, mark, 4 * DEADLINE_MS, "INFO lease: active", NULL);
 }
 
 /* (f2) The doorbell's take is refused: the marker stays for whoever holds the lease next, and
@@ -437,9 +488,10 @@ static void reinstate(pgt_ctx *t, long mark)
  * mark the views pending and disarm the table where no leader looks. */
 PGT_TEST(test_late_take_of_a_deposed_leader_is_refused)
 {
-    long mark = depose_after_renewal(t, "INSERT INTO t (k, v) VALUES (1, 1)");
+    long mark = depose_after_renewal(t, "INSERT INTO t (k, v) VALUES (1, 1)", NULL);
 
-    pgt_log_wait_since(t, mark, DEADLINE_MS, "lease: lost; stepping down: the server refused",
+    pgt_log_wait_since(t, mark, DEADLINE_MS,
+                       "lease: lost; stepping down: the server refused a call: take_changes()",
                        NULL);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log "
                                      "WHERE table_oid = 't'::regclass"),
@@ -453,16 +505,16 @@ PGT_TEST(test_late_take_of_a_deposed_leader_is_refused)
 
 /* (f3) The refresh a request starts is refused at its refresh_begin(): the REFRESH behind it
  * does not run, nothing is recorded in the view's status (it is the next leader's), and A
- * steps down (whether the pipeline's last answer or the step-down comes first); with the
- * lease again, A serves the request. */
+ * steps down; with the lease again, A serves the request. */
 PGT_TEST(test_late_refresh_of_a_deposed_leader_is_refused)
 {
-    long long before;
+    long long before = -1;
     long mark;
 
-    mark = depose_after_renewal(t, "SELECT mvrefresh.refresh('mv')");
-    before = pgt_refresh_count(t, "mv");
-    pgt_log_wait_since(t, mark, DEADLINE_MS, "lease: lost; stepping down: the server refused",
+    mark = depose_after_renewal(t, "SELECT mvrefresh.refresh('mv')", &before);
+    pgt_log_wait_since(t, mark, DEADLINE_MS, "refresh of public.mv not started", NULL);
+    pgt_log_wait_since(t, mark, DEADLINE_MS,
+                       "lease: lost; stepping down: the server refused a call: refresh_begin()",
                        NULL);
     assert_int_equal(pgt_refresh_count(t, "mv"), before);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.status "
@@ -471,6 +523,28 @@ PGT_TEST(test_late_refresh_of_a_deposed_leader_is_refused)
                      0);
     reinstate(t, mark);
     pgt_wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
+}
+
+/* (f4) Only a fenced call's refusal counts: a view whose own code raises the fence's SQLSTATE
+ * fails its refresh like any error (recorded, retried), and the leader keeps its lease and
+ * refreshes the other views. */
+PGT_TEST(test_fence_sqlstate_from_a_view_is_only_an_error)
+{
+    create_views(t);
+    pgt_exec(t, "CREATE FUNCTION boom() RETURNS int LANGUAGE plpgsql AS "
+                "$$BEGIN RAISE EXCEPTION 'not the fence' USING ERRCODE = '55MVL'; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW bad_mv AS SELECT k FROM t WHERE boom() = 1 GROUP BY k "
+                "WITH NO DATA");
+    pgt_exec(t, "SELECT mvrefresh.watch('bad_mv', debounce => '50 ms')");
+    start_daemon(t, 0, 200);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
+    pgt_poll_until(t, DEADLINE_MS, "t",
+                   "SELECT failure_count >= 2 AND last_sqlstate = '55MVL' FROM mvrefresh.status "
+                   "WHERE view = 'bad_mv'::regclass");
+    pgt_exec(t, "INSERT INTO t (k, v) VALUES (1, 1)");
+    converge(t);
+    assert_int_equal(pgt_log_count(t, "stepping down"), 0);
+    pgt_poll_until(t, DEADLINE_MS, "1/0", DAEMONS_SQL);
 }
 
 /* mark_interrupted() closes a "refreshing" row only when no other session is seen refreshing
@@ -507,6 +581,7 @@ int main(void)
         PGT_UNIT(test_fence_refuses_a_daemon_without_the_lease),
         PGT_UNIT(test_late_take_of_a_deposed_leader_is_refused),
         PGT_UNIT(test_late_refresh_of_a_deposed_leader_is_refused),
+        PGT_UNIT(test_fence_sqlstate_from_a_view_is_only_an_error),
     };
 
     if (getenv("PGT_FILTER") != NULL)

@@ -970,7 +970,7 @@ PGT_TEST(test_one_doorbell_for_many_sessions)
     pgt_exec_on(t, listener, "LISTEN mvrefresh");
     for (int round = 0; round < 2; round++) {
         /* What the daemon does: take the markers, then arm the table with a doorbell. */
-        pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
+        pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes(NULL)");
         pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
         assert_int_equal(heard(t, listener), 0);
         for (int i = 0; i < NSESSIONS; i++) {
@@ -994,7 +994,7 @@ static void watched_and_armed(pgt_ctx *t, PGconn *listener)
     pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
     pgt_exec(t, "SELECT mvrefresh.watch('mv')");
     pgt_exec_on(t, listener, "LISTEN mvrefresh");
-    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()");
+    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes(NULL)");
     pgt_exec(t, "SELECT mvrefresh.rearm(ARRAY['t'::regclass::oid], true)");
 }
 
@@ -1012,7 +1012,7 @@ PGT_TEST(test_a_marker_left_behind_does_not_silence_the_next_generation)
     pgt_exec_on(t, w, "INSERT INTO t VALUES (1)");
     assert_int_equal(heard(t, listener), 1);
     pgt_exec_on(t, late, "BEGIN; INSERT INTO t VALUES (2); SET CONSTRAINTS ALL IMMEDIATE");
-    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes()"); /* the daemon answers */
+    pgt_exec(t, "SELECT count(*) FROM mvrefresh.take_changes(NULL)"); /* the daemon answers */
     pgt_exec_on(t, late, "COMMIT");
     assert_int_equal(heard(t, listener), 0);
     assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.change_log"), 1);

@@ -315,9 +315,9 @@ PGT_TEST(test_non_owner_is_refused)
     expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 4)");
     expect_denied(t, i, "SELECT mvrefresh.mark_interrupted()");
     expect_denied(t, i, "SELECT * FROM mvrefresh.registry(4)");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.take_changes()");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.take_changes(NULL)");
     expect_denied(t, i, "SELECT mvrefresh.rearm('{1}', true)");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.backstop('{1}')");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.backstop('{1}', NULL)");
     expect_denied(t, i, "SELECT * FROM mvrefresh.table_fingerprints('{1}')");
     expect_denied(t, i, "UPDATE mvrefresh.table_state SET fingerprint = ''");
     expect_denied(t, i, "SELECT mvrefresh.refresh('" OWN_VIEW "'::regclass, true)");

@@ -466,7 +466,7 @@ is "take_changes() takes committed markers once and marks the views reading them
 t" \
     "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t_a'::regclass);
      UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_a'::regclass;
-     SELECT t::regclass FROM mvrefresh.take_changes() t;
+     SELECT t::regclass FROM mvrefresh.take_changes(NULL) t;
      SELECT count(*) FROM mvrefresh.change_log;
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_a'::regclass"
 is "...and disarms those tables: the next writes are quiet, with neither marker nor doorbell" "t|0" \
@@ -482,13 +482,13 @@ is "a refresh that ends keeps a pending mark taken while it ran (the daemon may 
 t" \
     "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 4) \\g /dev/null
      INSERT INTO mvrefresh.change_log (table_oid) VALUES ('p'::regclass);
-     SELECT count(*) FROM mvrefresh.take_changes() \\g /dev/null
+     SELECT count(*) FROM mvrefresh.take_changes(NULL) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 is "...but clears one taken before it began" "f
 f" \
     "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('p'::regclass);
-     SELECT count(*) FROM mvrefresh.take_changes() \\g /dev/null
+     SELECT count(*) FROM mvrefresh.take_changes(NULL) \\g /dev/null
      SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 4) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
@@ -508,7 +508,7 @@ backstop_poll() {
     local until=$1 round seen="" deadline=$((SECONDS + 15))
     while [ "$SECONDS" -lt "$deadline" ]; do
         round=$(db -c "SELECT string_agg(t::regclass::text, ',' ORDER BY t::regclass::text)
-                       FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t")
+                       FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid], NULL) t")
         [ -n "$round" ] && seen="$seen${seen:+,}$round"
         if { [ "$until" = quiet ] && [ -z "$round" ]; } || [[ ",$seen," == *",$until,"* ]]; then
             echo "$seen"
@@ -531,7 +531,7 @@ t" \
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 is "...once: its memory is in the database (the partitions passed with the parent), and a table no longer passed is forgotten" "0
 3" \
-    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid]);
+    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid], NULL);
      SELECT count(*) FROM mvrefresh.table_state"
 ins() { db -c "SELECT n_tup_ins FROM pg_stat_all_tables WHERE relid = '$1'::regclass"; }
 # silent_insert TABLE VALUES: an INSERT no trigger sees (as logical replication applies
@@ -552,13 +552,13 @@ db -c "UPDATE mvrefresh.refresh_state SET refreshing = true, pending_since = NUL
 silent_insert p0 "(6, 6)"
 is "a backstop round leaves a refreshing view alone" "0
 t" \
-    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]);
+    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid], NULL);
      SELECT pending_since IS NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 is "...and the next one, once it is not, still finds the write" "mv_p
 0" \
     "UPDATE mvrefresh.refresh_state SET refreshing = false WHERE view = 'mv_p'::regclass;
-     SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t;
-     SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid])"
+     SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid], NULL) t;
+     SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid], NULL)"
 # A partition created before a refresh and written, silently, after its snapshot, while a round
 # runs: the round leaves the refreshing view alone and does not store the new partition either,
 # so the round after the refresh holds it against what the refresh recorded (here: the
@@ -572,7 +572,7 @@ db -c "CREATE TABLE p9 PARTITION OF p FOR VALUES FROM (900) TO (1000);
 silent_insert p9 "(9, 950)"
 is "a round during a refresh stores no fingerprint of a table the refreshing view reads" "0
 0" \
-    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]);
+    "SELECT count(*) FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid], NULL);
      SELECT count(*) FROM mvrefresh.table_state WHERE table_oid = 'p9'::regclass"
 is "...so the round after it finds a write to a partition new since, made after its snapshot" \
     "mv_p" \
@@ -581,7 +581,7 @@ is "...so the round after it finds a write to a partition new since, made after 
      ON CONFLICT ON CONSTRAINT view_fingerprint_pkey DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
      UPDATE mvrefresh.refresh_state SET refreshing = false, pending_since = NULL
      WHERE view = 'mv_p'::regclass;
-     SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid]) t"
+     SELECT t::regclass FROM mvrefresh.backstop(ARRAY['p'::regclass::oid, 't_a'::regclass::oid], NULL) t"
 # A table the backstop sees for the first time (newly watched, a partition attached, a view
 # resumed) is held against what its views' last refresh recorded.
 db -c "DROP TABLE p9, fp_before;
@@ -596,7 +596,7 @@ silent_insert t_new "(1)"
 is "a round finds a silent write to a table it sees for the first time, after a refresh of it" \
     "mv_new" \
     "SELECT t::regclass FROM mvrefresh.backstop(
-         ARRAY['p'::regclass::oid, 't_a'::regclass::oid, 't_new'::regclass::oid]) t
+         ARRAY['p'::regclass::oid, 't_a'::regclass::oid, 't_new'::regclass::oid], NULL) t
      WHERE t = 'mv_new'::regclass::oid"
 # ... and during a view's first refresh, whose notes of it are not committed yet, it is not
 # stored: the round after that refresh finds a write made after its snapshot.
@@ -612,14 +612,14 @@ db -c "CREATE TABLE t_first (id int PRIMARY KEY);
 silent_insert t_first "(1)"
 is "a round during a view's first refresh does not store its new table" "0
 0" \
-    "SELECT count(*) FROM mvrefresh.backstop($all3 || 't_first'::regclass::oid) t
+    "SELECT count(*) FROM mvrefresh.backstop($all3 || 't_first'::regclass::oid, NULL) t
      WHERE t = 'mv_first'::regclass::oid;
      SELECT count(*) FROM mvrefresh.table_state WHERE table_oid = 't_first'::regclass"
 is "...so the round after that refresh finds a write made after its snapshot" "mv_first" \
     "INSERT INTO mvrefresh.view_fingerprint (view, table_oid, fingerprint)
      SELECT 'mv_first'::regclass::oid, b.table_oid, b.fingerprint FROM fp_first b;
      UPDATE mvrefresh.refresh_state SET refreshing = false WHERE view = 'mv_first'::regclass;
-     SELECT t::regclass FROM mvrefresh.backstop($all3 || 't_first'::regclass::oid) t
+     SELECT t::regclass FROM mvrefresh.backstop($all3 || 't_first'::regclass::oid, NULL) t
      WHERE t = 'mv_first'::regclass::oid"
 db -c "SELECT mvrefresh.unwatch('mv_new'); DROP MATERIALIZED VIEW mv_new; DROP TABLE t_new;
        SELECT mvrefresh.unwatch('mv_first'); DROP MATERIALIZED VIEW mv_first;
@@ -683,10 +683,13 @@ fails_with "registry(3), of a daemon from before the lease fence, is refused" 0A
     "SELECT * FROM mvrefresh.registry(3)"
 db -c "DELETE FROM mvrefresh.lease"
 error_is "take_changes() of a daemon that does not hold the lease: 55MVL, saying who does" \
-    "ERROR:  mvrefreshd on host-b, pid 202, does not hold the lease
+    "ERROR:  mvrefreshd on host-b, pid 202, does not hold the lease (term 7)
 DETAIL:  Nobody holds the lease.
 HINT:  A daemon works only while it holds the lease (mvrefresh.lease); this one stands by." \
-    "SELECT * FROM mvrefresh.take_changes('{host-b,202,1700000000.5}')"
+    "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t_a'::regclass);
+     SELECT * FROM mvrefresh.take_changes('{host-b,202,1700000000.5,7}')"
+fails_with "take_changes() without a holder is no call a daemon makes (42883)" 42883 \
+    "SELECT * FROM mvrefresh.take_changes()"
 is "registry() is ordered by view, base and its view column is the view's OID" "t" \
     "SELECT array_agg(r ORDER BY r.view, r.base) = array_agg(r)
             AND bool_and(r.view = r.name::regclass::oid)
@@ -1297,7 +1300,7 @@ else
     dump=$(mktemp)
     # Dumped disarmed, the worst case: the restored triggers stay quiet until a reinstall.
     db -c "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t_a'::regclass)" \
-       -c "SELECT count(*) FROM mvrefresh.take_changes()" >/dev/null
+       -c "SELECT count(*) FROM mvrefresh.take_changes(NULL)" >/dev/null
     "$pgbin/pg_dump" -Fc -d "$DB" -f "$dump"
     psql -X -v ON_ERROR_STOP=1 -qAt -d "$ADMIN_DB" -c "CREATE DATABASE \"$RESTORE_DB\"" >/dev/null
     out=$("$pgbin/pg_restore" -d "$RESTORE_DB" "$dump" 2>&1) || true
