@@ -2042,7 +2042,9 @@ CREATE TABLE IF NOT EXISTS mvrefresh.lease (
 );
 -- The term: a new one each time the lease is taken, by another daemon or by
 -- its holder once it had expired, never by a renewal (check_holder()). From a
--- sequence, so that no term comes twice, whatever happens to the row.
+-- sequence, so that no term comes twice, whatever happens to the row (while
+-- the install lasts: the fenced calls also name the daemon's host, pid and
+-- start).
 CREATE SEQUENCE IF NOT EXISTS mvrefresh.lease_term CACHE 1;
 ALTER TABLE mvrefresh.lease ADD COLUMN IF NOT EXISTS term bigint;
 -- A unique key over the holder and its term makes them the row's key columns:
@@ -2729,6 +2731,10 @@ BEGIN
     PERFORM pg_catalog.setval(g.seq, pg_catalog.pg_sequence_last_value(g.seq), false)
     FROM mvrefresh.generations(tables) AS g;
     PERFORM mvrefresh.check_holder(take_changes.holder, true);
+    -- From here to its commit it holds off a new term: that commit need not
+    -- wait for a synchronous standby, which may never come (a failover loses
+    -- at most this take, whose markers are then taken again).
+    PERFORM pg_catalog.set_config('synchronous_commit', 'local', true);
     RETURN QUERY SELECT pg_catalog.unnest(tables);
 END
 $fn$;
@@ -2883,6 +2889,8 @@ BEGIN
     )
     SELECT pg_catalog.count(*) INTO stored_n FROM stored; -- (forgotten, unread run all the same)
     PERFORM mvrefresh.check_holder(backstop.holder, true);
+    -- (As take_changes(): its commit holds off a new term.)
+    PERFORM pg_catalog.set_config('synchronous_commit', 'local', true);
     RETURN QUERY SELECT pg_catalog.unnest(marked)::pg_catalog.oid;
 END
 $fn$;

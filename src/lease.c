@@ -119,7 +119,11 @@ static void take_answered(struct mvr_lease *l, bool held, const char *expires, l
     double now = mvr_clock_now();
 
     if (held && l->state == MVR_LEASE_ACTIVE && term != l->term) {
+        /* Its work stops and starts afresh, as at a start. The new term's lease is its own,
+         * which no standby can take before it expires: it takes it up after one interval. */
         set_state(l, MVR_LEASE_STANDBY, "the lease lapsed and was taken anew (a new term)");
+        schedule_tries(l, l->interval);
+        l->yield = false;
     } else if (held && l->state != MVR_LEASE_ACTIVE && set_term(l, term) != 0) {
         mvr_error(l->conn.log, "lease: out of memory: not taking the lease");
     } else if (held && l->sent_downs != l->downs) {

@@ -414,10 +414,15 @@ PGT_TEST(test_fence_refuses_a_daemon_without_the_lease)
     /* A take in progress (it found a marker, so it holds the row): the holder renews at once,
      * in the same term; another daemon cannot take over, even once the lease has expired. */
     term = pgt_query_text(t, "SELECT term FROM mvrefresh.lease");
+    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() + interval '1 s'");
     pgt_exec_on(t, a, "BEGIN");
     pgt_exec_on(t, a, TAKE_SQL, fa);
-    pgt_exec_on(t, b, "SELECT held FROM mvrefresh.take_lease(" HOLDER_A ", 300)");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.lease WHERE term = %s", term),
+    /* (A renewal that waited would fail after a third of the TTL: 10 s.) */
+    pgt_exec_on(t, b, "SELECT held FROM mvrefresh.take_lease(" HOLDER_A ", 30000)");
+    assert_int_equal(pgt_query_ll(t,
+                                  "SELECT count(*) FROM mvrefresh.lease WHERE term = %s "
+                                  "AND expires > clock_timestamp() + interval '20 s'",
+                                  term),
                      1);
     pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
     /* take_lease() waits a third of the TTL for the row: 100 ms, then gives up. */
@@ -543,8 +548,34 @@ PGT_TEST(test_fence_sqlstate_from_a_view_is_only_an_error)
                    "WHERE view = 'bad_mv'::regclass");
     pgt_exec(t, "INSERT INTO t (k, v) VALUES (1, 1)");
     converge(t);
-    assert_int_equal(pgt_log_count(t, "stepping down"), 0);
+    assert_int_equal(pgt_log_count(t, "refused a call"), 0);
     pgt_poll_until(t, DEADLINE_MS, "1/0", DAEMONS_SQL);
+}
+
+/* (f5) The server's clock jumps past the leader's lease (made here by setting it expired): the
+ * next renewal takes it in a new term, and the leader, whose calls of the old term would be
+ * refused, starts its work afresh one interval later, not after the TTL, and goes on
+ * refreshing. */
+PGT_TEST(test_renewal_in_a_new_term_restarts_the_work)
+{
+    long long term;
+    long mark;
+
+    create_views(t);
+    start_daemon(t, 0, 2000);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
+    term = pgt_query_ll(t, "SELECT term FROM mvrefresh.lease");
+    mark = pgt_log_mark(t);
+    pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
+    pgt_log_wait_since(t, mark, DEADLINE_MS, "stepping down: the lease lapsed and was taken anew",
+                       NULL);
+    /* One interval (2 s), where the TTL and one interval would be 8 s. */
+    pgt_log_wait_since(t, mark, 6000, "INFO lease: active", NULL);
+    assert_true(pgt_query_ll(t, "SELECT term FROM mvrefresh.lease") > term);
+    pgt_exec(t, "INSERT INTO t (k, v) VALUES (1, 1)");
+    converge(t);
 }
 
 /* mark_interrupted() closes a "refreshing" row only when no other session is seen refreshing
@@ -582,6 +613,7 @@ int main(void)
         PGT_UNIT(test_late_take_of_a_deposed_leader_is_refused),
         PGT_UNIT(test_late_refresh_of_a_deposed_leader_is_refused),
         PGT_UNIT(test_fence_sqlstate_from_a_view_is_only_an_error),
+        PGT_UNIT(test_renewal_in_a_new_term_restarts_the_work),
     };
 
     if (getenv("PGT_FILTER") != NULL)
