@@ -450,6 +450,16 @@ PGT_TEST(test_fence_refuses_a_daemon_without_the_lease)
     pgt_disconnect(t, b);
 }
 
+/* The views, and A alone with the given lease_interval, active and with every view refreshed. */
+static void start_alone(pgt_ctx *t, int lease_ms)
+{
+    create_views(t);
+    start_daemon(t, 0, lease_ms);
+    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
+    pgt_poll_until(t, DEADLINE_MS, "0",
+                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
+}
+
 /* Start A alone (lease_interval 3 s), let it settle, then, right after one of its renewals (the
  * next is 3 s away), name another holder in the lease row in the transaction of `stmt`: what
  * A sends because of `stmt` reaches the server as if A had been frozen after its last look
@@ -460,11 +470,7 @@ static long depose_after_renewal(pgt_ctx *t, const char *stmt, long long *mv_ref
     char *expires;
     long mark;
 
-    create_views(t);
-    start_daemon(t, 0, 3000);
-    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
-    pgt_poll_until(t, DEADLINE_MS, "0",
-                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
+    start_alone(t, 3000);
     expires = pgt_query_text(t, "SELECT expires FROM mvrefresh.lease");
     pgt_poll_until(t, DEADLINE_MS, "t", "SELECT expires <> '%s' FROM mvrefresh.lease", expires);
     free(expires);
@@ -561,11 +567,7 @@ PGT_TEST(test_renewal_in_a_new_term_restarts_the_work)
     long long term;
     long mark;
 
-    create_views(t);
-    start_daemon(t, 0, 2000);
-    pgt_log_wait(t, DEADLINE_MS, 1, "lease: active");
-    pgt_poll_until(t, DEADLINE_MS, "0",
-                   "SELECT count(*) FROM mvrefresh.status WHERE refresh_count < 1");
+    start_alone(t, 2000);
     term = pgt_query_ll(t, "SELECT term FROM mvrefresh.lease");
     mark = pgt_log_mark(t);
     pgt_exec(t, "UPDATE mvrefresh.lease SET expires = clock_timestamp() - interval '1 s'");
