@@ -2232,8 +2232,11 @@ BEGIN
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '55MVL',
-            MESSAGE = pg_catalog.format('mvrefreshd on %s, pid %s, does not hold the lease '
-                                        '(term %s)', h_host, h_pid, h_term),
+            MESSAGE = CASE WHEN h_host IS NULL OR h_term IS NULL
+                           THEN 'this mvrefreshd holds no lease'
+                           ELSE pg_catalog.format('mvrefreshd on %s, pid %s, does not hold the '
+                                                  'lease (term %s)', h_host, h_pid, h_term)
+                      END,
             DETAIL = COALESCE((SELECT pg_catalog.format('The lease is held by mvrefreshd on %s, '
                                                         'pid %s, in term %s, until %s.',
                                                         l.host, l.pid, l.term, l.expires)

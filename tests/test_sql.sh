@@ -688,6 +688,12 @@ DETAIL:  Nobody holds the lease.
 HINT:  A daemon works only while it holds the lease (mvrefresh.lease); this one stands by." \
     "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t_a'::regclass);
      SELECT * FROM mvrefresh.take_changes('{host-b,202,1700000000.5,7}')"
+error_is "...or holds none: 55MVL, saying so" \
+    "ERROR:  this mvrefreshd holds no lease
+DETAIL:  Nobody holds the lease.
+HINT:  A daemon works only while it holds the lease (mvrefresh.lease); this one stands by." \
+    "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('t_a'::regclass);
+     SELECT * FROM mvrefresh.take_changes('{}')"
 fails_with "take_changes() without a holder is no call a daemon makes (42883)" 42883 \
     "SELECT * FROM mvrefresh.take_changes()"
 is "registry() is ordered by view, base and its view column is the view's OID" "t" \
