@@ -70,7 +70,7 @@ struct mvr_lease {
     ev_timer heartbeat_timer; /* every heartbeat_interval while standing by */
     ev_timer expiry_timer;    /* leader: when its lease is no longer sure to be its own */
     ev_timer refused_timer;   /* leader: the server refused a call of its own (fence.h) */
-    char refused_why[256];
+    char refused_why[256];    /* which call, and the server's message, for the log */
     enum mvr_lease_state state;
     bool try_wanted, heartbeat_wanted, release_wanted; /* to send once the connection is free */
     bool yield;          /* stepped down: try again only after the old lease expired */
@@ -99,8 +99,8 @@ bool mvr_lease_active(const struct mvr_lease *l);
 /* A clean stop of the leader: give the lease up; the released hook runs when that is over.
  * Returns false (no hook will run) when this daemon does not hold the lease. */
 bool mvr_lease_release(struct mvr_lease *l);
-/* The server refused a call of this daemon's as not the lease holder's (fence.h): another
- * daemon has taken the lease. The leader steps down, from the loop, not from the caller's
+/* The server refused a call of this daemon's as not of the lease's current term (fence.h):
+ * the lease was taken again since. The leader steps down, from the loop, not from the caller's
  * stack (a connection's result callback, which stepping down would close). */
 void mvr_lease_refused(struct mvr_lease *l, const char *why);
 /* Close the connection; no hook runs. The lease, if held, expires with its TTL. */

@@ -306,24 +306,31 @@ static void refresh_answer(struct mvr_worker *w, const PGresult *res)
     }
 }
 
-static void view_gone(struct mvr_worker *w)
+/* BEGIN said no, or was refused: nothing ran (the REFRESH refused to), nothing is recorded,
+ * nothing counts as failed; but an unclean session is still not reused. */
+static void not_run(struct mvr_worker *w, const PGresult *reset)
+{
+    if (reset != NULL && !xact_ok(reset))
+        mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
+    finish_as(w, MVR_REFRESH_GONE);
+}
+
+static void view_gone(struct mvr_worker *w, const PGresult *reset)
 {
     mvr_info(w->conn.log,
              "%s is not to be refreshed as loaded (paused, unwatched, dropped, or its owner "
              "changed); reloading the registry",
              w->view->conf.name);
-    finish_as(w, MVR_REFRESH_GONE);
+    not_run(w, reset);
 }
 
 /* BEGIN refused: this daemon's term of the lease is over, and it steps down (fence.h). The
- * status row is the next leader's: nothing is recorded, and nothing counts as failed. */
+ * status row is the next leader's. */
 static void lease_gone(struct mvr_worker *w, const PGresult *reset)
 {
     mvr_info(w->conn.log, "%s: refresh of %s not started: this daemon no longer holds the lease",
              w->conn.name, w->view->conf.name);
-    if (reset != NULL && !xact_ok(reset))
-        mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
-    finish_as(w, MVR_REFRESH_GONE);
+    not_run(w, reset);
 }
 
 /* The statements of one refresh, sent as one pipeline: BEGIN, the REFRESH transaction, the
@@ -347,10 +354,7 @@ static void refresh_done(void *arg, PGresult *const *res, int n)
     const PGresult *reset = xact_result(res, STMT_RESET_FIRST, n);
 
     if (xact_ok(begin) && PQntuples(begin) != 1) {
-        /* Nothing ran (the REFRESH refused), but an unclean session is still not reused. */
-        if (reset != NULL && !xact_ok(reset))
-            mvr_conn_drop(&w->conn, PQresultErrorMessage(reset));
-        view_gone(w);
+        view_gone(w, reset);
         return;
     }
     if (mvr_fence_check(w->conn.fence, begin, "refresh_begin()")) {
