@@ -7,6 +7,7 @@
 
 #include "clock.h"
 #include "container.h"
+#include "session.h"
 
 /* Followed writers are asked about this often: pg_xact_status() is cheap. */
 #define FOLLOW_INTERVAL 0.2
@@ -20,8 +21,14 @@
  * longer than this from the first catch-up not over yet: arming 10,000 tables and the backstop
  * round take about 1.5 s, and neither a TAKE that waits for a lock (a reinstall, a generation
  * left open) nor a connection down nor catch-ups that follow each other (a flapping listener)
- * may keep pending views stale, or failed ones unretried. */
-#define CATCH_UP_HOLD 10.0
+ * may keep pending views stale, or failed ones unretried. Seconds shorter than the session's
+ * lock_timeout: the catch-up's own TAKE, sent after the hold began, still waits when the hold
+ * ends. (Of equal length, the two clocks raced: a TAKE that timed out first ended the
+ * catch-up as well, but the log said only "lock timeout".) */
+#define CATCH_UP_HOLD_S 8
+#define CATCH_UP_HOLD ((double)CATCH_UP_HOLD_S)
+_Static_assert(CATCH_UP_HOLD_S + 2 <= MVR_SESSION_LOCK_TIMEOUT_S,
+               "a catch-up's hold ends well before its TAKE's lock_timeout");
 
 /* ---- array literals for the control jobs ---- */
 
@@ -232,7 +239,7 @@ static void set_phase(struct mvr_quiet *q, enum mvr_catch_up phase)
 
     q->catch_up = phase;
     if (was == MVR_CATCH_UP_NONE && phase != MVR_CATCH_UP_NONE) {
-        ev_timer_set(&q->catch_up_timer, CATCH_UP_HOLD, 0.0); /* a fresh 10 s */
+        ev_timer_set(&q->catch_up_timer, CATCH_UP_HOLD, 0.0); /* a fresh hold */
         ev_timer_start(q->loop, &q->catch_up_timer);
         q->hooks->hold(q->owner, true);
     } else if (was != MVR_CATCH_UP_NONE && phase == MVR_CATCH_UP_NONE) {

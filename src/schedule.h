@@ -30,7 +30,7 @@
  *   queued behind a restart's catch-up; a catch-up view that gets a real change moves up, and
  *   one that has waited longer than its max_wait goes first, so catch-up is never starved;
  * - after a gap in signals, catch-up and retries wait (mvr_schedule_hold) until the daemon has
- *   taken the markers left meanwhile and run its backstop round (at most 10 s, quiet.c): a
+ *   taken the markers left meanwhile and run its backstop round (at most 8 s, quiet.c): a
  *   view refreshing when a marker of its table is taken counts it as one more cycle (its
  *   snapshot may predate the write), and so would refresh twice.
  */

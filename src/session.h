@@ -46,7 +46,8 @@ struct mvr_session {
  * role's or the database's default: a refresh's snapshot must be taken after its lock waits
  * (mvrefresh.refresh()), which under REPEATABLE READ it would not be. Set once a session
  * starts, and again after every reset of a worker's session. */
-#define MVR_SESSION_LOCK_TIMEOUT "10s"
+#define MVR_SESSION_LOCK_TIMEOUT_S 10
+#define MVR_SESSION_LOCK_TIMEOUT MVR_STR(MVR_SESSION_LOCK_TIMEOUT_S) "s"
 #define MVR_SESSION_STATEMENT_TIMEOUT "1min"
 #define MVR_SESSION_ISOLATION "SET default_transaction_isolation = 'read committed'"
 #define MVR_SESSION_SETTINGS                                                                       \
