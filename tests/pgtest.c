@@ -755,29 +755,52 @@ void pgt_log_wait_since(pgt_ctx *t, long mark, long timeout_ms, const char *a, c
     }
 }
 
+/* A leader renews its lease every second, three DEBUG lines each time: in a dump of the last
+ * lines they would hide what a failure needs. */
+static bool routine_line(const char *line)
+{
+    static const char *const routine[] = {"DEBUG lease: idle -> busy", "DEBUG lease: busy -> idle",
+                                          "DEBUG lease: held until "};
+
+    for (size_t i = 0; i < sizeof routine / sizeof routine[0]; i++) {
+        if (strstr(line, routine[i]) != NULL)
+            return true;
+    }
+    return false;
+}
+
 void pgt_log_dump(const pgt_ctx *t, int lines)
 {
     char *log = read_file(t->logpath);
-    const char *start;
-    size_t len;
-    int seen = 0;
+    const char **keep;
+    int kept = 0, skipped = 0;
 
-    if (log == NULL) {
+    if (lines <= 0)
+        lines = 1;
+    if (log == NULL || (keep = calloc((size_t)lines, sizeof *keep)) == NULL) {
         fprintf(stderr, "---- %s: no daemon log (%s) ----\n", t->name, t->logpath);
+        free(log);
         return;
     }
-    len = strlen(log);
-    start = log + len;
-    /* Walk back over `lines` newlines, ignoring a trailing one. */
-    if (start > log && start[-1] == '\n')
-        start--;
-    while (start > log && seen < lines) {
-        start--;
-        if (*start == '\n' && ++seen == lines)
-            start++;
+    /* The last `lines` lines that are not routine, in a ring. */
+    for (char *line = log; *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - line) : strlen(line);
+
+        if (nl != NULL)
+            *nl = '\0';
+        if (routine_line(line))
+            skipped++;
+        else
+            keep[kept++ % lines] = line;
+        line += len + (nl != NULL);
     }
-    fprintf(stderr, "---- %s: last %d lines of %s ----\n%s%s---- end of daemon log ----\n", t->name,
-            lines, t->logpath, start, len > 0 && log[len - 1] != '\n' ? "\n" : "");
+    fprintf(stderr, "---- %s: last %d lines of %s (%d lease renewal lines left out) ----\n",
+            t->name, kept < lines ? kept : lines, t->logpath, skipped);
+    for (int i = kept < lines ? 0 : kept - lines; i < kept; i++)
+        fprintf(stderr, "%s\n", keep[i % lines]);
+    fprintf(stderr, "---- end of daemon log ----\n");
+    free(keep);
     free(log);
 }
 
