@@ -33,6 +33,15 @@ static double ttl(const struct mvr_lease *l)
     return MVR_LEASE_TTL_INTERVALS * l->interval;
 }
 
+/* How long a daemon that lost its lease waits before it tries again. Its old lease has expired
+ * by TTL after that lease's last renewal, and a standby, trying every interval, takes it within
+ * one interval more; this is half an interval later still, so that the standby's timer may be
+ * late (a loaded host) and still come first. */
+static double yield_time(const struct mvr_lease *l)
+{
+    return ttl(l) + 1.5 * l->interval;
+}
+
 /* Tries from now on every interval, the first after `first` seconds. */
 static void schedule_tries(struct mvr_lease *l, double first)
 {
@@ -54,7 +63,7 @@ static void step_down(struct mvr_lease *l, const char *why)
     l->try_wanted = false;
     l->yield = true;
     if (l->conn.state == MVR_CONN_IDLE || l->conn.state == MVR_CONN_BUSY) {
-        schedule_tries(l, ttl(l) + l->interval);
+        schedule_tries(l, yield_time(l));
         l->yield = false;
     }
     l->hooks->lost(l->owner);
@@ -290,7 +299,7 @@ static void conn_up(void *owner)
 {
     struct mvr_lease *l = owner;
 
-    schedule_tries(l, l->yield ? ttl(l) + l->interval : 0.0);
+    schedule_tries(l, l->yield ? yield_time(l) : 0.0);
     l->yield = false;
 }
 

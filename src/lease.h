@@ -19,8 +19,9 @@
  *                  │                                    a fenced call refused (fence.h)
  *                  └──── connection lost (from STANDBY or ACTIVE)
  *
- * After stepping down a daemon tries again only after TTL + one interval: its own old lease
- * has expired by then, and a standby trying every interval gets the lease first.
+ * After stepping down a daemon tries again only after TTL + 1.5 intervals: its own old lease
+ * has expired by then, and a standby trying every interval gets the lease first, with half an
+ * interval to spare.
  *
  * Each taking of the lease, by another daemon or by this one once its lease had expired, is a
  * new term (take_lease() returns it). The calls only the holder may make carry holder and term

@@ -149,7 +149,7 @@ static void writers_and_sampler(pgt_ctx *t)
 PGT_TEST(test_two_daemons_one_active)
 {
     create_views(t);
-    start_pair(t);
+    start_pair_every(t, 1000); /* no takeover wanted: no 200 ms margin to lose to a stall */
     pgt_poll_until(t, DEADLINE_MS, "1/1", DAEMONS_SQL);
     pgt_poll_until(t, DEADLINE_MS, "0", WORK_SESSIONS_SQL("mvr_b"));
     for (int burst = 0; burst < 3; burst++) {
@@ -244,7 +244,7 @@ PGT_TEST(test_hostile_role_cannot_hold_lease)
         assert_string_equal(sqlstate, "42501");
     }
     pgt_exec_on(t, h, "SELECT pg_advisory_lock(7887617605568036864)");
-    start_daemon(t, 0, 200);
+    start_daemon(t, 0, 1000);
     pgt_log_wait(t, TAKEOVER_MS, 1, "lease: active");
     pgt_poll_until(t, DEADLINE_MS, "1/0", DAEMONS_SQL);
     pgt_poll_until(t, DEADLINE_MS, "0",
@@ -484,8 +484,8 @@ static long depose_after_renewal(pgt_ctx *t, const char *stmt, long long *mv_ref
     return mark;
 }
 
-/* The forged lease runs out; A, which stepped down, tries again after TTL + one interval
- * (12 s) and takes it, in a new term. */
+/* The forged lease runs out; A, which stepped down, tries again after TTL + 1.5 intervals
+ * (13.5 s) and takes it, in a new term. */
 static void reinstate(pgt_ctx *t, long mark)
 {
     pgt_poll_until(t, DEADLINE_MS, "0", WORK_SESSIONS_SQL("mvr_a"));
