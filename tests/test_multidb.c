@@ -173,7 +173,7 @@ static void start_sections(pgt_ctx *t, const struct other *b, const char *extra,
     char conf[1024];
 
     snprintf(conf, sizeof conf,
-             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n%s"
+             "[mvrefreshd]\nheartbeat_interval = 300ms\n%s"
              "[database.%s]\n%s[database.%s]\ndebounce = 50ms\n%s",
              extra, t->dbname, each, b->name, each);
     start_with(t, conf, NULL);
@@ -320,10 +320,10 @@ PGT_TEST(test_two_daemons_two_databases)
 
     make_view_on(t, t->conn);
     make_other(t, &b, "b", true);
-    start_sections(t, &b, "", "");
+    start_sections(t, &b, "lease_interval = 200ms\n", ""); /* a quick takeover */
     pgt_log_wait(t, DEADLINE_MS, 2, "lease: active");
     pgt_daemon_use(t, 1);
-    start_sections(t, &b, "", "");
+    start_sections(t, &b, "lease_interval = 200ms\n", "");
     pgt_log_wait(t, DEADLINE_MS, 2, "lease: standing by, another daemon is active");
     pgt_poll_until(t, DEADLINE_MS, "1/2", "%s", active_sql);
     poll_on(t, b.conn, DEADLINE_MS, "1/2", active_sql);
@@ -347,7 +347,7 @@ PGT_TEST(test_two_sections_one_database)
 
     make_view_on(t, t->conn);
     snprintf(conf, sizeof conf,
-             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n"
+             "[mvrefreshd]\nheartbeat_interval = 300ms\n"
              "[database.%s]\n[database.alias]\ndsn = dbname=%s\n",
              t->dbname, t->dbname);
     start_with(t, conf, NULL);

@@ -680,7 +680,7 @@ PGT_TEST(test_a_held_status_row_holds_back_only_its_view)
 PGT_TEST(test_writes_that_go_on_keep_postponing_the_refresh)
 {
     const long period_ms = 100, window_ms = 3000;
-    int64_t start, next;
+    int64_t start, next, last, longest = 0;
     long long before;
 
     pgt_exec(t, "CREATE TABLE t (id serial PRIMARY KEY, v int NOT NULL)");
@@ -692,17 +692,21 @@ PGT_TEST(test_writes_that_go_on_keep_postponing_the_refresh)
     before = pgt_refresh_count(t, "mv");
 
     /* One session, one insert every 100 ms on a fixed schedule (pacing, not synchronisation). */
-    start = next = pgt_now_ms();
+    start = next = last = pgt_now_ms();
     while (pgt_now_ms() - start < window_ms) {
         int64_t now;
         pgt_exec(t, "INSERT INTO t (v) VALUES (1)");
-        next += period_ms;
         now = pgt_now_ms();
+        longest = now - last > longest ? now - last : longest;
+        last = now;
+        next += period_ms;
         if (next > now)
             pgt_sleep_ms((long)(next - now));
     }
-    if (pgt_now_ms() - start > window_ms + 500)
-        pgt_skip(t, "the writes fell more than 500 ms behind their schedule: too slow a machine");
+    /* A gap of 500 ms between two writes, plus a re-arm interval (250 ms) before the daemon
+     * hears the next, comes near the 1 s debounce: the view may then be due by right. */
+    if (longest > 500)
+        pgt_skip(t, "%lld ms between two writes: too slow a machine", (long long)longest);
     assert_int_equal(pgt_refresh_count(t, "mv"), before);
     pgt_wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
     pgt_refreshes_stay(t, "mv", before + 1, 1500);
