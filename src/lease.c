@@ -136,9 +136,11 @@ static void take_answered(struct mvr_lease *l, bool held, const char *expires, l
     } else if (held && l->state != MVR_LEASE_ACTIVE && set_term(l, term) != 0) {
         mvr_error(l->conn.log, "lease: out of memory: not taking the lease");
     } else if (held && l->sent_downs != l->downs) {
-        /* Sent before this daemon stepped down: its work is stopped already. Let the lease
-         * run out, so that a standby gets it first. */
+        /* Sent before this daemon stepped down (a renewal that waited for the row's lock, say):
+         * its work is stopped already. The lease it renewed runs a whole TTL from now: the
+         * yield counts from here, so that a standby still gets it first. */
         mvr_debug(l->conn.log, "lease: a take sent before stepping down came back held: ignored");
+        schedule_tries(l, yield_time(l));
     } else if (held && now < l->sure_until) {
         mvr_debug(l->conn.log, "lease: held until %s (server clock)", expires);
         ev_timer_stop(l->conn.loop, &l->expiry_timer);
