@@ -755,13 +755,16 @@ void pgt_log_wait_since(pgt_ctx *t, long mark, long timeout_ms, const char *a, c
     }
 }
 
-/* A leader renews its lease every second, three DEBUG lines each time: in a dump of the last
- * lines they would hide what a failure needs. */
+/* A leader renews its lease every second, three DEBUG lines each time (after "[database] "
+ * where the daemon serves several): in a dump of the last lines they would hide what a failure
+ * needs. */
 static bool routine_line(const char *line)
 {
-    static const char *const routine[] = {"DEBUG lease: idle -> busy", "DEBUG lease: busy -> idle",
-                                          "DEBUG lease: held until "};
+    static const char *const routine[] = {"lease: idle -> busy", "lease: busy -> idle",
+                                          "lease: held until "};
 
+    if (strstr(line, " DEBUG ") == NULL)
+        return false;
     for (size_t i = 0; i < sizeof routine / sizeof routine[0]; i++) {
         if (strstr(line, routine[i]) != NULL)
             return true;

@@ -62,8 +62,8 @@ PGT_TEST(test_chain_of_three)
     assert_before(t, "b", "c");
     pgt_refreshes_stay(t, "a", 1, 300);
 
-    /* One burst: 50 statements sent at once, not paced by this process (whose stall could
-     * span the 200 ms debounce). */
+    /* One burst of 50 transactions, in one statement: not paced by this process, whose stall
+     * could span the 200 ms debounce. */
     pgt_exec(t, "DO $$BEGIN FOR i IN 11..60 LOOP INSERT INTO t VALUES (i, i); COMMIT; END LOOP; "
                 "END$$");
     pgt_wait_refreshes(t, "c", 2, DEADLINE_MS);

@@ -424,7 +424,7 @@ PGT_TEST(test_section_removed_and_restored)
             "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE state = 'active' "
             "AND query LIKE '%mvrefresh.refresh(%' AND pid <> pg_backend_pid())");
     snprintf(conf, sizeof conf,
-             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n"
+             "[mvrefreshd]\nheartbeat_interval = 300ms\n"
              "[database.%s]\n",
              t->dbname);
     pgt_write_file(pgt_path(t, "multi.ini", path, sizeof path), conf);
@@ -432,7 +432,7 @@ PGT_TEST(test_section_removed_and_restored)
     snprintf(line, sizeof line, "no longer serving database \"%s\"", b.name);
     pgt_log_wait(t, DEADLINE_MS, 1, line);
     snprintf(conf, sizeof conf,
-             "[mvrefreshd]\nheartbeat_interval = 300ms\nlease_interval = 200ms\n"
+             "[mvrefreshd]\nheartbeat_interval = 300ms\n"
              "[database.%s]\n[database.%s]\n",
              t->dbname, b.name);
     pgt_write_file(path, conf);
