@@ -26,7 +26,6 @@
  * ends. (Of equal length, the two clocks raced: a TAKE that timed out first ended the
  * catch-up as well, but the log said only "lock timeout".) */
 #define CATCH_UP_HOLD_S 8
-#define CATCH_UP_HOLD ((double)CATCH_UP_HOLD_S)
 _Static_assert(CATCH_UP_HOLD_S + 2 <= MVR_SESSION_LOCK_TIMEOUT_S,
                "a catch-up's hold ends well before its TAKE's lock_timeout");
 
@@ -239,7 +238,7 @@ static void set_phase(struct mvr_quiet *q, enum mvr_catch_up phase)
 
     q->catch_up = phase;
     if (was == MVR_CATCH_UP_NONE && phase != MVR_CATCH_UP_NONE) {
-        ev_timer_set(&q->catch_up_timer, CATCH_UP_HOLD, 0.0); /* a fresh hold */
+        ev_timer_set(&q->catch_up_timer, CATCH_UP_HOLD_S, 0.0); /* a fresh hold */
         ev_timer_start(q->loop, &q->catch_up_timer);
         q->hooks->hold(q->owner, true);
     } else if (was != MVR_CATCH_UP_NONE && phase == MVR_CATCH_UP_NONE) {
@@ -373,9 +372,9 @@ static void catch_up_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     mvr_warning(q->log,
-                "catch-up: still %s after %.0f s; refreshing the pending views without "
+                "catch-up: still %s after %d s; refreshing the pending views without "
                 "waiting for it",
-                phase_name(q->catch_up), CATCH_UP_HOLD);
+                phase_name(q->catch_up), CATCH_UP_HOLD_S);
     set_phase(q, MVR_CATCH_UP_NONE);
 }
 
