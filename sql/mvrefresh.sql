@@ -2061,6 +2061,27 @@ END
 $do$;
 GRANT SELECT ON mvrefresh.lease TO PUBLIC;
 
+-- Whether host, pid and started name the daemon in holder, the array the
+-- daemon passes to every call below: host, pid, start (epoch seconds) and,
+-- for the fenced calls, the term of its lease. The one place that matches a
+-- row to the array, the lease's and the daemon's alike (take_lease() and
+-- heartbeat() read it to write the row; the fence compares the term). A
+-- single expression in
+-- SQL, without SET or SECURITY DEFINER, so that the planner inlines it into
+-- its callers (refresh_begin() runs it on every refresh); hence every name in
+-- it qualified, whatever search_path it is inlined under.
+CREATE OR REPLACE FUNCTION mvrefresh.names_holder(host text, pid integer, started timestamptz,
+                                                  holder text[])
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+AS $fn$
+    SELECT names_holder.host OPERATOR(pg_catalog.=) names_holder.holder[1]
+       AND names_holder.pid OPERATOR(pg_catalog.=) names_holder.holder[2]::pg_catalog.int4
+       AND names_holder.started OPERATOR(pg_catalog.=)
+           pg_catalog.to_timestamp(names_holder.holder[3]::pg_catalog.float8)
+$fn$;
+
 -- Take or renew the lease for ttl_ms: holder is host, pid, started (epoch
 -- seconds). It is taken when nobody holds it, when it expired, or when the
 -- caller holds it already (a renewal). Two first callers race on the primary
@@ -2108,7 +2129,7 @@ BEGIN
     -- leader's renewal queued behind them).
     RETURN QUERY
     SELECT false, l.expires, l.term FROM mvrefresh.lease l
-    WHERE (l.host, l.pid, l.started) IS DISTINCT FROM (h_host, h_pid, h_started)
+    WHERE NOT mvrefresh.names_holder(l.host, l.pid, l.started, take_lease.holder)
       AND l.expires >= pg_catalog.clock_timestamp();
     IF FOUND THEN
         RETURN;
@@ -2125,7 +2146,7 @@ BEGIN
     RETURN QUERY
     UPDATE mvrefresh.lease AS l
     SET expires = pg_catalog.clock_timestamp() + take_lease.ttl_ms * '1 ms'::pg_catalog.interval
-    WHERE (l.host, l.pid, l.started) = (h_host, h_pid, h_started)
+    WHERE mvrefresh.names_holder(l.host, l.pid, l.started, take_lease.holder)
       AND l.expires >= pg_catalog.clock_timestamp() AND l.term IS NOT NULL
     RETURNING true, l.expires, l.term;
     IF FOUND THEN
@@ -2163,18 +2184,14 @@ SET lock_timeout = '1s'
 AS $fn$
     WITH released AS (
         UPDATE mvrefresh.lease l SET expires = pg_catalog.clock_timestamp()
-        WHERE l.host = release_lease.holder[1]
-          AND l.pid = release_lease.holder[2]::pg_catalog.int4
-          AND l.started = pg_catalog.to_timestamp(release_lease.holder[3]::pg_catalog.float8)
+        WHERE mvrefresh.names_holder(l.host, l.pid, l.started, release_lease.holder)
           AND l.expires > pg_catalog.clock_timestamp()
         RETURNING 1
     ), stopped AS (
         -- The daemon leaves: not alive from now on (mvrefresh.daemons), rather
         -- than for three more heartbeat intervals.
         UPDATE mvrefresh.daemon d SET status = 'stopped', active = false
-        WHERE d.host = release_lease.holder[1]
-          AND d.pid = release_lease.holder[2]::pg_catalog.int4
-          AND d.started = pg_catalog.to_timestamp(release_lease.holder[3]::pg_catalog.float8)
+        WHERE mvrefresh.names_holder(d.host, d.pid, d.started, release_lease.holder)
         RETURNING 1
     )
     SELECT EXISTS (SELECT 1 FROM released);
@@ -2210,32 +2227,28 @@ VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    h_host    text;
-    h_pid     integer;
-    h_started timestamptz;
-    h_term    bigint;
+    h_term bigint := check_holder.holder[4]::pg_catalog.int8;
 BEGIN
     IF check_holder.holder IS NULL THEN
         RETURN;
     END IF;
-    h_host := check_holder.holder[1];
-    h_pid := check_holder.holder[2]::pg_catalog.int4;
-    h_started := pg_catalog.to_timestamp(check_holder.holder[3]::pg_catalog.float8);
-    h_term := check_holder.holder[4]::pg_catalog.int8;
     IF check_holder.hold THEN
         PERFORM FROM mvrefresh.lease l
-        WHERE (l.host, l.pid, l.started, l.term) = (h_host, h_pid, h_started, h_term)
+        WHERE mvrefresh.names_holder(l.host, l.pid, l.started, check_holder.holder)
+          AND l.term = h_term
         FOR KEY SHARE;
     ELSE
         PERFORM FROM mvrefresh.lease l
-        WHERE (l.host, l.pid, l.started, l.term) = (h_host, h_pid, h_started, h_term);
+        WHERE mvrefresh.names_holder(l.host, l.pid, l.started, check_holder.holder)
+          AND l.term = h_term;
     END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = '55MVL',
-            MESSAGE = CASE WHEN h_host IS NULL OR h_term IS NULL
+            MESSAGE = CASE WHEN check_holder.holder[1] IS NULL OR h_term IS NULL
                            THEN 'this mvrefreshd holds no lease'
                            ELSE pg_catalog.format('mvrefreshd on %s, pid %s, does not hold the '
-                                                  'lease (term %s)', h_host, h_pid, h_term)
+                                                  'lease (term %s)', check_holder.holder[1],
+                                                  check_holder.holder[2], h_term)
                       END,
             DETAIL = COALESCE((SELECT pg_catalog.format('The lease is held by mvrefreshd on %s, '
                                                         'pid %s, in term %s, until %s.',
@@ -3089,10 +3102,8 @@ BEGIN
     -- check_holder() is called only to refuse.
     IF refresh_begin.holder IS NOT NULL AND NOT EXISTS (
            SELECT 1 FROM mvrefresh.lease l
-           WHERE (l.host, l.pid, l.started, l.term)
-                 = (refresh_begin.holder[1], refresh_begin.holder[2]::pg_catalog.int4,
-                    pg_catalog.to_timestamp(refresh_begin.holder[3]::pg_catalog.float8),
-                    refresh_begin.holder[4]::pg_catalog.int8)) THEN
+           WHERE mvrefresh.names_holder(l.host, l.pid, l.started, refresh_begin.holder)
+             AND l.term = refresh_begin.holder[4]::pg_catalog.int8) THEN
         PERFORM mvrefresh.check_holder(refresh_begin.holder, false);
     END IF;
     RETURN QUERY
@@ -3496,8 +3507,8 @@ GRANT SELECT ON mvrefresh.status TO PUBLIC;
 -- resets them, like the tables above. Functions not named here keep PUBLIC's
 -- default EXECUTE: watch(), unwatch(), pause(), resume() (they run as their
 -- caller), record_change() (writers' triggers call it; it checks their locks),
--- sources(), and the helpers row security and triggers call in the caller's
--- name. Every trigger function that runs as the installer is here: EXECUTE is
+-- sources(), names_holder() (a comparison), and the helpers row security and
+-- triggers call in the caller's name. Every trigger function that runs as the installer is here: EXECUTE is
 -- what CREATE TRIGGER checks, and one attached to a table of the caller's own
 -- would evaluate the caller's columns (their casts, their operators) as the
 -- installer. test_security checks that record_change() is the only SECURITY

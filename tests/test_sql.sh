@@ -696,6 +696,26 @@ HINT:  A daemon works only while it holds the lease (mvrefresh.lease); this one 
      SELECT * FROM mvrefresh.take_changes('{}')"
 fails_with "take_changes() without a holder is no call a daemon makes (42883)" 42883 \
     "SELECT * FROM mvrefresh.take_changes()"
+is "the fence passes its holder and term, and release_lease() knows the holder" "t
+t
+t
+f" \
+    "SELECT held FROM mvrefresh.take_lease('{host-c,303,1700000000.25}', 60000);
+     SELECT count(*) >= 0 FROM mvrefresh.take_changes(
+         ARRAY['host-c', '303', '1700000000.25', (SELECT term::text FROM mvrefresh.lease)]);
+     SELECT mvrefresh.release_lease('{host-c,303,1700000000.25}');
+     SELECT mvrefresh.release_lease('{host-c,303,1700000000.25}')"
+# refresh_begin() runs the fence on every refresh: names_holder() must be
+# inlined (no call left in the plan), under any search_path.
+plan=$(db -c "SET search_path = public" -c "EXPLAIN (COSTS OFF, VERBOSE)
+              SELECT 1 FROM mvrefresh.lease l
+              WHERE mvrefresh.names_holder(l.host, l.pid, l.started, '{h,1,2}')
+                AND l.term = 3" 2>&1) || true
+case $plan in
+*names_holder* | *ERROR*) report 0 "names_holder() is inlined, whatever the search_path" "$plan" ;;
+*"pid = 1"*) report 1 "names_holder() is inlined, whatever the search_path" ;;
+*) report 0 "names_holder() is inlined, whatever the search_path" "$plan" ;;
+esac
 is "registry() is ordered by view, base and its view column is the view's OID" "t" \
     "SELECT array_agg(r ORDER BY r.view, r.base) = array_agg(r)
             AND bool_and(r.view = r.name::regclass::oid)
