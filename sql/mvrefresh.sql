@@ -798,13 +798,21 @@ END
 $fn$;
 
 -- Has this backend written tbl (or a partition or inheritance child of it)
--- in this transaction, or does it hold it in ACCESS EXCLUSIVE mode (TRUNCATE
--- leaves no row counts)? The row counts are the backend's own statistics not
--- yet reported, which may include a transaction that committed in the last
--- second or so: either way a session that could write tbl did. Holding a
--- lower lock proves nothing: PREPARE of an INSERT takes ROW EXCLUSIVE without
--- any privilege check. With track_counts off there are no counts, and the
--- write-mode lock is the best evidence left.
+-- in this transaction, or truncated it (TRUNCATE leaves no row counts)? The
+-- row counts are the backend's own statistics not yet reported, which may
+-- include a transaction that committed in the last second or so: either way
+-- a session that could write tbl did. A lock alone proves nothing: PREPARE
+-- of an INSERT takes ROW EXCLUSIVE without any privilege check, and dropping
+-- a foreign key that references tbl takes ACCESS EXCLUSIVE with nothing but
+-- REFERENCES. So a TRUNCATE is recognised by what it does besides its lock:
+-- it gives tbl (or, for a partitioned tbl, each partition) a new relfilenode,
+-- which writes its pg_class row in this transaction. A row version that this
+-- transaction sees and whose writer is still in progress is its own (or one
+-- of its subtransactions'): another's would not be visible. (Our xids, the
+-- subtransactions' included, come at or after the top-level one; xmin is
+-- 32 bits, so it is widened against that one before pg_xact_status().) With
+-- track_counts off there are no counts, and the write-mode lock is the best
+-- evidence left.
 CREATE OR REPLACE FUNCTION mvrefresh.wrote(tbl oid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -812,29 +820,43 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    modes text[] := ARRAY['AccessExclusiveLock'];
+    top  pg_catalog.int8 := pg_catalog.pg_current_xact_id_if_assigned()::pg_catalog.text::pg_catalog.int8;
+    tree oid[];
 BEGIN
-    IF EXISTS (
-        WITH RECURSIVE tree(rel) AS (
-            SELECT wrote.tbl
-          UNION
-            SELECT i.inhrelid FROM tree JOIN pg_catalog.pg_inherits i ON i.inhparent = tree.rel
-        )
-        SELECT 1 FROM tree
-        WHERE pg_catalog.pg_stat_get_xact_tuples_inserted(tree.rel)
-            + pg_catalog.pg_stat_get_xact_tuples_updated(tree.rel)
-            + pg_catalog.pg_stat_get_xact_tuples_deleted(tree.rel) > 0) THEN
+    IF top IS NULL THEN
+        RETURN false; -- no transaction id: this transaction has written nothing
+    END IF;
+    tree := ARRAY(WITH RECURSIVE down(rel) AS (
+                      SELECT wrote.tbl
+                    UNION
+                      SELECT i.inhrelid FROM down JOIN pg_catalog.pg_inherits i
+                      ON i.inhparent = down.rel
+                  )
+                  SELECT down.rel FROM down);
+    IF EXISTS (SELECT 1 FROM pg_catalog.unnest(tree) AS r
+               WHERE pg_catalog.pg_stat_get_xact_tuples_inserted(r)
+                   + pg_catalog.pg_stat_get_xact_tuples_updated(r)
+                   + pg_catalog.pg_stat_get_xact_tuples_deleted(r) > 0) THEN
         RETURN true;
     END IF;
     IF NOT pg_catalog.current_setting('track_counts')::boolean THEN
-        modes := modes || ARRAY['RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock'];
+        RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                       WHERE l.locktype = 'relation' AND l.relation = wrote.tbl
+                         AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+                         AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock',
+                                        'ExclusiveLock', 'AccessExclusiveLock'));
     END IF;
     RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                   WHERE l.locktype = 'relation'
-                     AND l.relation = wrote.tbl
-                     AND l.pid = pg_catalog.pg_backend_pid()
-                     AND l.granted
-                     AND l.mode = ANY (modes));
+                   WHERE l.locktype = 'relation' AND l.relation = wrote.tbl
+                     AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+                     AND l.mode = 'AccessExclusiveLock')
+       AND EXISTS (SELECT 1
+                   FROM pg_catalog.pg_class c,
+                        LATERAL (SELECT ((c.xmin::pg_catalog.text::pg_catalog.int8 - top)
+                                         % 4294967296 + 4294967296) % 4294967296 AS d) AS x
+                   WHERE c.oid = ANY (tree) AND x.d < 2147483648
+                     AND pg_catalog.pg_xact_status((top + x.d)::pg_catalog.text::pg_catalog.xid8)
+                         = 'in progress');
 END
 $fn$;
 

@@ -439,6 +439,30 @@ is "...nor for a table nobody watches, even one it wrote" "f
 is "...but for a TRUNCATE, which leaves no row counts, it does" "t" \
     "DELETE FROM mvrefresh.change_log;
      BEGIN; TRUNCATE t_b; SELECT count(*) = 1 FROM mvrefresh.change_log; ROLLBACK"
+is "...a TRUNCATE in a subtransaction too" "t" \
+    "DELETE FROM mvrefresh.change_log;
+     BEGIN; SAVEPOINT s; TRUNCATE t_b; SELECT count(*) = 1 FROM mvrefresh.change_log; ROLLBACK"
+# Dropping a foreign key that references a table takes ACCESS EXCLUSIVE on it,
+# for a role with nothing but REFERENCES: the lock a TRUNCATE takes, without the
+# new relfilenode. (A role that may read t_b and reference it, nothing more.)
+is "...but not for an ACCESS EXCLUSIVE lock alone, which REFERENCES can take" "t
+f
+0" \
+    "DELETE FROM mvrefresh.change_log;
+     CREATE ROLE mvr_refs;
+     CREATE SCHEMA refs AUTHORIZATION mvr_refs;
+     GRANT SELECT, REFERENCES ON t_b TO mvr_refs;
+     SET ROLE mvr_refs;
+     BEGIN;
+     CREATE TABLE refs.fk (id int REFERENCES public.t_b);
+     DROP TABLE refs.fk;
+     SELECT EXISTS (SELECT 1 FROM pg_locks l WHERE l.relation = 't_b'::regclass
+                    AND l.pid = pg_backend_pid() AND l.mode = 'AccessExclusiveLock');
+     SELECT mvrefresh.record_change('t_b'::regclass) IS TRUE;
+     COMMIT;
+     RESET ROLE;
+     SELECT count(*) FROM mvrefresh.change_log;
+     DROP SCHEMA refs CASCADE; REVOKE ALL ON t_b FROM mvr_refs; DROP ROLE mvr_refs"
 is "the armed path resolves no operator through the writer's search_path" "0" \
     "CREATE SCHEMA evil;
      CREATE FUNCTION evil.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
