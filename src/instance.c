@@ -14,6 +14,9 @@
 /* Invalid payloads are summarised at most this often, so a flood cannot flood the log. */
 #define INVALID_LOG_INTERVAL 10.0
 
+_Static_assert(MVR_CONFIG_MAX_CONCURRENT <= MVR_SCHEDULE_MAX_RUNNING,
+               "the schedule counts the refreshes of every worker a pool can have");
+
 /* The timer follows the schedule's next deadline. */
 static void rearm(struct mvr_instance *in)
 {
@@ -360,6 +363,7 @@ void mvr_instance_configure(struct mvr_instance *in, const struct mvr_config *cf
         &in->schedule, (double)cfg->debounce_ms / 1000.0, (double)cfg->max_wait_ms / 1000.0,
         (double)cfg->retry_backoff_max_ms / 1000.0, mvr_clock_now());
 
+    mvr_schedule_set_workers(&in->schedule, (size_t)cfg->max_concurrent);
     mvr_pool_configure(&in->pool, cfg);
     in->heartbeat_ms = cfg->heartbeat_interval_ms;
     if (!in->stopping) {

@@ -363,6 +363,12 @@ bool mvr_schedule_has_due(const struct mvr_schedule *s)
     return !TAILQ_EMPTY(&s->due) || (!s->held && !TAILQ_EMPTY(&s->background));
 }
 
+void mvr_schedule_set_workers(struct mvr_schedule *s, size_t workers)
+{
+    s->changes++;
+    s->workers = workers;
+}
+
 void mvr_schedule_hold(struct mvr_schedule *s, bool held)
 {
     s->changes++;
@@ -376,6 +382,20 @@ static bool goes_before(const struct mvr_schedule *s, const struct mvr_view *a,
     double da = deadline_of(s, a), db = deadline_of(s, b);
 
     return da < db || (da == db && a->conf.oid < b->conf.oid);
+}
+
+/* Whether v's owner may take one more worker (schedule.h): not the last one while another
+ * owner's views are loaded. (A view whose refresh never ends must not hold up every other
+ * owner's; its owner's other views wait for it, or for the one worker it leaves them.) */
+static bool owner_may_start(const struct mvr_schedule *s, const struct mvr_view *v)
+{
+    size_t held = 0;
+
+    if (s->workers < 2 || !s->several_owners)
+        return true;
+    for (size_t i = 0; i < s->nrunning; i++)
+        held += s->running[i].owner == v->conf.owner;
+    return held + 1 < s->workers;
 }
 
 /* Whether v waits for one of its direct neighbours in map (its readers, or the views it
@@ -396,8 +416,9 @@ static bool waits_for_neighbour(const struct mvr_schedule *s, const struct mvr_v
             continue;
         if (plain && refreshing(w))
             return true;
+        /* (Nor one whose owner has its workers: it may wait for ever, owner_may_start().) */
         if ((w->state == MVR_VIEW_BLOCKED || w->state == MVR_VIEW_QUEUED) &&
-            past_deadline(s, w, now) && goes_before(s, w, v))
+            past_deadline(s, w, now) && goes_before(s, w, v) && owner_may_start(s, w))
             return true;
     }
     return false;
@@ -421,10 +442,28 @@ static struct mvr_view *first_ready(const struct mvr_schedule *s, const struct m
 
     TAILQ_FOREACH(v, q, link)
     {
-        if (!waits_in_queue(s, v, now))
+        if (owner_may_start(s, v) && !waits_in_queue(s, v, now))
             return v;
     }
     return NULL;
+}
+
+/* Which refreshes run, for owner_may_start(): v's began. Beyond the array (more refreshes
+ * than a pool has workers) it goes uncounted, which only lets its owner start more. */
+static void running_add(struct mvr_schedule *s, const struct mvr_view *v)
+{
+    if (s->nrunning < MVR_SCHEDULE_MAX_RUNNING)
+        s->running[s->nrunning++] = (struct mvr_running){v, v->conf.owner};
+}
+
+static void running_remove(struct mvr_schedule *s, const struct mvr_view *v)
+{
+    for (size_t i = 0; i < s->nrunning; i++) {
+        if (s->running[i].view == v) {
+            s->running[i] = s->running[--s->nrunning];
+            return;
+        }
+    }
 }
 
 /* Changed now first; catch-up and retries once nothing changed now waits, or once the oldest
@@ -453,6 +492,7 @@ struct mvr_view *mvr_schedule_pop(struct mvr_schedule *s, double now)
             continue;
         }
         mvr_view_begin(v, s->log);
+        running_add(s, v);
         s->changes++;
         return v;
     }
@@ -499,6 +539,7 @@ void mvr_schedule_done(struct mvr_schedule *s, struct mvr_view *v, enum mvr_outc
                        double now)
 {
     s->changes++;
+    running_remove(s, v);
     if (v->state == MVR_VIEW_RETIRED) {
         /* Paused or unwatched while it refreshed: what its readers read changed all the same
          * (a paused view keeps its edges; registry() lists it for its readers). */
@@ -704,6 +745,9 @@ static void replace_items(struct mvr_schedule *s, struct mvr_view **items, size_
     free(s->items);
     s->items = items;
     s->n = n;
+    s->several_owners = false;
+    for (size_t i = 1; i < n && !s->several_owners; i++)
+        s->several_owners = items[i]->conf.owner != items[0]->conf.owner;
 }
 
 bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,

@@ -32,7 +32,12 @@
  * - after a gap in signals, catch-up and retries wait (mvr_schedule_hold) until the daemon has
  *   taken the markers left meanwhile and run its backstop round (at most 8 s, quiet.c): a
  *   view refreshing when a marker of its table is taken counts it as one more cycle (its
- *   snapshot may predate the write), and so would refresh twice.
+ *   snapshot may predate the write), and so would refresh twice;
+ * - no role's views take every worker while the registry holds another role's views: with
+ *   two workers or more, a view waits in the queue while its owner has all but one of them
+ *   (mvr_schedule_set_workers). A worker is not taken back, so a view whose refresh never
+ *   ends would otherwise keep every other owner's views waiting for it (README, Trust model);
+ *   for the same reason no view waits in the queue for a neighbour kept back so.
  */
 #ifndef MVR_SCHEDULE_H
 #define MVR_SCHEDULE_H
@@ -50,6 +55,15 @@
 /* Closer than this to its deadline a view is due: a timer for a few microseconds would only
  * spin the loop, and one set for the deadline itself wakes late (see instance.c). */
 #define MVR_SCHEDULE_DUE_SLACK 0.001
+/* Refreshes running at once that the schedule tells apart by owner: the most workers a pool
+ * can have (config.h's MVR_CONFIG_MAX_CONCURRENT, checked where the two meet). */
+#define MVR_SCHEDULE_MAX_RUNNING 64
+
+/* A refresh running: its view, and the owner it began for (a reload may change the view's). */
+struct mvr_running {
+    const struct mvr_view *view;
+    uint32_t owner;
+};
 
 struct mvr_schedule {
     const struct mvr_log *log;
@@ -75,6 +89,10 @@ struct mvr_schedule {
     bool stopped; /* shutting down: nothing becomes due any more */
     bool loaded;  /* a registry was applied: later views are news */
     bool held;    /* the background queue waits (mvr_schedule_hold) */
+    struct mvr_running running[MVR_SCHEDULE_MAX_RUNNING];
+    size_t nrunning;
+    size_t workers;      /* the pool's size (mvr_schedule_set_workers); 0 until set */
+    bool several_owners; /* the views loaded belong to two roles or more */
 };
 
 void mvr_schedule_init(struct mvr_schedule *s, const struct mvr_log *log);
@@ -89,6 +107,9 @@ bool mvr_schedule_configure(struct mvr_schedule *s, double debounce, double max_
  * (RETIRED while they refresh). Returns what mvr_schedule_configure returns. */
 bool mvr_schedule_apply(struct mvr_schedule *s, struct mvr_view_confs *confs, bool catch_up,
                         double now);
+/* How many workers take the views: with two or more, and views of two owners or more, a
+ * view waits in the queue while its owner has workers - 1 refreshes running. */
+void mvr_schedule_set_workers(struct mvr_schedule *s, size_t workers);
 /* Hold the background queue (catch-up and retries), or let it go again: views with a change
  * signalled now are not held. */
 void mvr_schedule_hold(struct mvr_schedule *s, bool held);

@@ -438,6 +438,108 @@ static void add_table(void *arg, uint32_t table)
     *(*p)++ = table;
 }
 
+/* ---- owners and workers ---- */
+
+/* The last view added belongs to role owner. */
+static void owned_by(struct fx *f, uint32_t owner)
+{
+    f->confs.items[f->confs.n - 1].owner = owner;
+}
+
+/* v1 and v2 of role 10, v3 of role 20, reading tables 101-103; two workers. */
+static void two_owners(struct fx *f)
+{
+    mvr_schedule_set_workers(&f->s, 2);
+    for (uint32_t oid = 1; oid <= 3; oid++) {
+        view(f, oid, 200, 2000);
+        reads(f, 100 + oid, false);
+        owned_by(f, oid <= 2 ? 10 : 20);
+    }
+    load(f, false);
+}
+
+/* A worker is not taken back: a refresh that never ends holds its worker. So one role's views
+ * never hold every worker while another role's are loaded; that role waits for its own. */
+static void test_no_owner_takes_every_worker(void **state)
+{
+    struct fx *f = *state;
+
+    two_owners(f);
+    expect_pops(f, 1, 3); /* v2 waits: its owner has all but one worker */
+    done(f, 3, MVR_OUTCOME_OK);
+    expect_pops(f, 0); /* still: the last worker stays for the other role */
+    change(f, 103);    /* v1 never ends; role 20's changes still refresh */
+    at(f, f->now + 0.3);
+    expect_pops(f, 3);
+    done(f, 3, MVR_OUTCOME_OK);
+    done(f, 1, MVR_OUTCOME_OK);
+    expect_pops(f, 2);
+}
+
+/* A view of role 20 reading a view of role 10 that waits for one of its owner's workers does
+ * not wait for it in turn once past its own deadline: that wait could last for ever. */
+static void test_no_wait_behind_a_view_kept_back(void **state)
+{
+    struct fx *f = *state;
+
+    mvr_schedule_set_workers(&f->s, 2);
+    view(f, 1, 200, 2000);
+    reads(f, 101, false);
+    owned_by(f, 10);
+    view(f, 2, 200, 2000);
+    reads(f, 102, false);
+    owned_by(f, 10);
+    view(f, 3, 200, 2000);
+    reads(f, 103, false);
+    reads(f, 2, true);
+    owned_by(f, 20);
+    load(f, false);
+    refresh_all(f);
+    change(f, 101);
+    change(f, 102);
+    change(f, 103);
+    at(f, f->now + 0.3);
+    expect_pops(f, 1); /* v1 never ends; v2 waits for a worker; v3 for v2 */
+    at(f, f->now + 2.0);
+    expect_pops(f, 3); /* past its max_wait, v3 goes without v2 */
+}
+
+/* With one role only, or one worker, nothing is kept back. */
+static void test_one_owner_or_one_worker_takes_all(void **state)
+{
+    struct fx *f = *state;
+
+    mvr_schedule_set_workers(&f->s, 2);
+    for (uint32_t oid = 1; oid <= 2; oid++) {
+        view(f, oid, 200, 2000);
+        reads(f, 100 + oid, false);
+        owned_by(f, 10);
+    }
+    load(f, false);
+    expect_pops(f, 1, 2);
+    done(f, 1, MVR_OUTCOME_OK);
+    done(f, 2, MVR_OUTCOME_OK);
+    /* A reload that adds another role's view keeps the last worker from role 10 from then on. */
+    view(f, 1, 200, 2000);
+    reads(f, 101, false);
+    owned_by(f, 10);
+    view(f, 2, 200, 2000);
+    reads(f, 102, false);
+    owned_by(f, 10);
+    view(f, 3, 200, 2000);
+    reads(f, 103, false);
+    owned_by(f, 20);
+    load(f, false);
+    done(f, pop(f), MVR_OUTCOME_OK); /* v3, new */
+    change(f, 101);
+    change(f, 102);
+    at(f, f->now + 0.3);
+    expect_pops(f, 1);
+    /* One worker: nothing to keep back (the pool asks only when it is free). */
+    mvr_schedule_set_workers(&f->s, 1);
+    expect_pops(f, 2);
+}
+
 /* The tables to re-arm: all (each once), or those of views that debounce. */
 static void test_tables_for_rearming(void **state)
 {
@@ -1568,6 +1670,9 @@ int main(void)
         T(test_a_change_counts_from_when_the_daemon_asked),
         T(test_touch_view),
         T(test_tables_for_rearming),
+        T(test_no_owner_takes_every_worker),
+        T(test_no_wait_behind_a_view_kept_back),
+        T(test_one_owner_or_one_worker_takes_all),
         T(test_rearming_while_a_change_waits_for_a_refresh),
         T(test_no_rearming_once_max_wait_is_the_deadline),
         T(test_retuned_out_of_the_cap_waits_a_quiet_period),

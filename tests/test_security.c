@@ -907,6 +907,59 @@ PGT_TEST(test_default_lock_timeout_bounds_a_held_refresh)
     pgt_wait_refreshes(t, "mv", 2, 30000);
 }
 
+/* Backends of this database asleep in a view's pg_sleep(). */
+#define SLEEPERS_SQL                                                                               \
+    "SELECT count(*) FROM pg_stat_activity "                                                       \
+    "WHERE datname = current_database() AND wait_event = 'PgSleep'"
+
+/* A role whose views' refreshes never end (their query sleeps) cannot keep every worker: with
+ * the default two, it gets one, and another role's view refreshes on the other. */
+PGT_TEST(test_a_role_whose_refreshes_never_end_keeps_one_worker)
+{
+    char hog[128];
+    PGconn *h;
+
+    make_role(t, "hog", hog, sizeof hog);
+    pgt_exec(t, "CREATE SCHEMA hog AUTHORIZATION %s", hog);
+    h = pgt_connect_as(t, "hog");
+    pgt_exec_on(t, h, "CREATE TABLE hog.s (id int PRIMARY KEY)");
+    pgt_exec_on(t, h, "CREATE TABLE hog.flag (asleep boolean)");
+    pgt_exec_on(t, h, "INSERT INTO hog.flag VALUES (true)");
+    pgt_exec_on(t, h,
+                "CREATE FUNCTION hog.slow() RETURNS int LANGUAGE sql AS "
+                "$$ SELECT 1 FROM pg_catalog.pg_sleep(CASE WHEN (SELECT asleep FROM hog.flag) "
+                "THEN 300 ELSE 0 END) $$");
+    for (int i = 1; i <= 2; i++) {
+        pgt_exec_on(t, h, "CREATE MATERIALIZED VIEW hog.h%d AS SELECT id, hog.slow() FROM hog.s",
+                    i);
+        pgt_exec_on(t, h, "CREATE UNIQUE INDEX ON hog.h%d (id)", i);
+        pgt_exec_on(t, h, "SELECT mvrefresh.watch('hog.h%d', '10 ms', '10 ms')", i);
+    }
+    pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
+    pgt_exec(t, "CREATE UNIQUE INDEX ON mv (id)");
+    pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
+    pgt_daemon_start(t, NULL);
+    pgt_wait_refreshes(t, "mv", 1, DEADLINE_MS);
+    pgt_wait_refreshes(t, "hog.h1", 1, DEADLINE_MS);
+    pgt_wait_refreshes(t, "hog.h2", 1, DEADLINE_MS);
+
+    pgt_exec_on(t, h, "INSERT INTO hog.s VALUES (1)"); /* both due; neither ever ends */
+    pgt_poll_until(t, DEADLINE_MS, "1", SLEEPERS_SQL);
+    pgt_exec(t, "INSERT INTO t VALUES (1)");
+    pgt_wait_refreshes(t, "mv", 2, DEADLINE_MS);
+    pgt_poll_until(t, DEADLINE_MS, "1", "SELECT count(*) FROM mv");
+    assert_int_equal(pgt_query_ll(t, SLEEPERS_SQL), 1);
+
+    /* Woken, the hog's views refresh in turn: the second was waiting, not lost. */
+    pgt_exec_on(t, h, "UPDATE hog.flag SET asleep = false");
+    pgt_exec(t, "SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event = 'PgSleep'");
+    pgt_poll_until(t, 30000, "1", "SELECT count(*) FROM hog.h1");
+    pgt_poll_until(t, 30000, "1", "SELECT count(*) FROM hog.h2");
+    pgt_disconnect(t, h);
+}
+
 /* A view whose functions name tables without a schema relied on the session's search_path;
  * the daemon's sessions pin it to pg_catalog, pg_temp (as PostgreSQL 17 does for every
  * REFRESH), so such a view fails with a clear error until its function sets its own. */
@@ -1049,6 +1102,7 @@ int main(void)
         PGT_UNIT(test_notice_flood_is_rate_limited),
         PGT_UNIT(test_forced_loads_do_not_flood_the_log),
         PGT_UNIT(test_default_lock_timeout_bounds_a_held_refresh),
+        PGT_UNIT(test_a_role_whose_refreshes_never_end_keeps_one_worker),
         PGT_UNIT(test_view_functions_get_a_pinned_search_path),
         PGT_UNIT(test_three_roles),
         PGT_UNIT(test_maintain_is_enough),
