@@ -806,13 +806,15 @@ $fn$;
 -- a foreign key that references tbl takes ACCESS EXCLUSIVE with nothing but
 -- REFERENCES. So a TRUNCATE is recognised by what it does besides its lock:
 -- it gives tbl (or, for a partitioned tbl, each partition) a new relfilenode,
--- which writes its pg_class row in this transaction. A row version that this
--- transaction sees and whose writer is still in progress is its own (or one
--- of its subtransactions'): another's would not be visible. (Our xids, the
--- subtransactions' included, come at or after the top-level one; xmin is
--- 32 bits, so it is widened against that one before pg_xact_status().) With
--- track_counts off there are no counts, and the write-mode lock is the best
--- evidence left.
+-- writing its pg_class row in this transaction: a row whose xmin is one of
+-- the transaction ids this backend holds a lock on (its own and its
+-- subtransactions'), with a relfilenode other than the one the backstop
+-- stored last (a GRANT by a holder of a grant option writes the row too, but
+-- keeps the file). A table the backstop has not seen yet is taken on the
+-- first alone, and a tree without storage of its own (a partitioned table of
+-- foreign partitions, which a foreign key cannot reference) on the lock
+-- alone. With track_counts off there are no counts, and the write-mode lock
+-- is the best evidence left.
 CREATE OR REPLACE FUNCTION mvrefresh.wrote(tbl oid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -820,10 +822,9 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    top  pg_catalog.int8 := pg_catalog.pg_current_xact_id_if_assigned()::pg_catalog.text::pg_catalog.int8;
     tree oid[];
 BEGIN
-    IF top IS NULL THEN
+    IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN false; -- no transaction id: this transaction has written nothing
     END IF;
     tree := ARRAY(WITH RECURSIVE down(rel) AS (
@@ -850,13 +851,18 @@ BEGIN
                    WHERE l.locktype = 'relation' AND l.relation = wrote.tbl
                      AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
                      AND l.mode = 'AccessExclusiveLock')
-       AND EXISTS (SELECT 1
-                   FROM pg_catalog.pg_class c,
-                        LATERAL (SELECT ((c.xmin::pg_catalog.text::pg_catalog.int8 - top)
-                                         % 4294967296 + 4294967296) % 4294967296 AS d) AS x
-                   WHERE c.oid = ANY (tree) AND x.d < 2147483648
-                     AND pg_catalog.pg_xact_status((top + x.d)::pg_catalog.text::pg_catalog.xid8)
-                         = 'in progress');
+       AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
+                        WHERE c.oid = ANY (tree) AND c.relkind IN ('r', 'm'))
+            OR EXISTS (SELECT 1
+                       FROM pg_catalog.pg_class c
+                       LEFT JOIN mvrefresh.table_state s ON s.table_oid = c.oid
+                       WHERE c.oid = ANY (tree)
+                         AND c.xmin IN (SELECT l.transactionid FROM pg_catalog.pg_locks l
+                                        WHERE l.locktype = 'transactionid'
+                                          AND l.pid = pg_catalog.pg_backend_pid())
+                         AND (s.fingerprint IS NULL
+                              OR pg_catalog.split_part(s.fingerprint, '/', 2)
+                                 <> c.relfilenode::pg_catalog.text)));
 END
 $fn$;
 

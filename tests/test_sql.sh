@@ -463,6 +463,54 @@ f
      RESET ROLE;
      SELECT count(*) FROM mvrefresh.change_log;
      DROP SCHEMA refs CASCADE; REVOKE ALL ON t_b FROM mvr_refs; DROP ROLE mvr_refs"
+# A holder of a grant option rewrites the table's pg_class row (relacl) without
+# a new file: with the file the backstop last saw, that is no TRUNCATE.
+is "...nor for a grant-option holder who rewrote the table's catalog row and took that lock" "t
+f
+0" \
+    "DELETE FROM mvrefresh.change_log;
+     INSERT INTO mvrefresh.table_state
+     SELECT * FROM mvrefresh.table_fingerprints(ARRAY['t_b'::regclass::oid])
+     ON CONFLICT (table_oid) DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
+     CREATE ROLE mvr_grantor;
+     CREATE ROLE mvr_friend;
+     CREATE SCHEMA grantor AUTHORIZATION mvr_grantor;
+     GRANT REFERENCES ON t_b TO mvr_grantor WITH GRANT OPTION;
+     SET ROLE mvr_grantor;
+     BEGIN;
+     GRANT REFERENCES ON public.t_b TO mvr_friend;
+     CREATE TABLE grantor.fk (id int REFERENCES public.t_b);
+     DROP TABLE grantor.fk;
+     SELECT EXISTS (SELECT 1 FROM pg_class c WHERE c.oid = 't_b'::regclass
+                    AND c.xmin = pg_current_xact_id()::text::xid);
+     SELECT mvrefresh.record_change('t_b'::regclass) IS TRUE;
+     COMMIT;
+     RESET ROLE;
+     SELECT count(*) FROM mvrefresh.change_log;
+     DELETE FROM mvrefresh.table_state WHERE table_oid = 't_b'::regclass;
+     DROP SCHEMA grantor CASCADE; REVOKE ALL ON t_b FROM mvr_friend, mvr_grantor CASCADE;
+     DROP ROLE mvr_friend; DROP ROLE mvr_grantor"
+is "...but a TRUNCATE of a table the backstop has seen does" "t" \
+    "DELETE FROM mvrefresh.change_log;
+     INSERT INTO mvrefresh.table_state
+     SELECT * FROM mvrefresh.table_fingerprints(ARRAY['t_b'::regclass::oid])
+     ON CONFLICT (table_oid) DO UPDATE SET fingerprint = EXCLUDED.fingerprint;
+     BEGIN; TRUNCATE t_b; SELECT count(*) = 1 FROM mvrefresh.change_log; ROLLBACK;
+     DELETE FROM mvrefresh.table_state WHERE table_oid = 't_b'::regclass"
+# Without storage anywhere in the tree (here a partitioned table with no
+# partition yet; in life one of foreign partitions) the lock is all a TRUNCATE
+# leaves, and no foreign key can reference such a table.
+is "...and a TRUNCATE of a partitioned table without storage does" "t" \
+    "SET client_min_messages = error;
+     DELETE FROM mvrefresh.change_log;
+     CREATE TABLE pe (id int) PARTITION BY RANGE (id);
+     CREATE MATERIALIZED VIEW mv_pe AS SELECT id FROM pe;
+     DO \$\$BEGIN PERFORM mvrefresh.watch('mv_pe'); END\$\$;
+     BEGIN; TRUNCATE pe;
+     SELECT count(*) = 1 FROM mvrefresh.change_log WHERE table_oid = 'pe'::regclass; ROLLBACK;
+     DO \$\$BEGIN PERFORM mvrefresh.unwatch('mv_pe'); END\$\$;
+     DROP MATERIALIZED VIEW mv_pe; DROP TABLE pe;
+     DELETE FROM mvrefresh.change_log"
 is "the armed path resolves no operator through the writer's search_path" "0" \
     "CREATE SCHEMA evil;
      CREATE FUNCTION evil.eq(bigint, bigint) RETURNS boolean LANGUAGE plpgsql
