@@ -446,15 +446,20 @@ static void owned_by(struct fx *f, uint32_t owner)
     f->confs.items[f->confs.n - 1].owner = owner;
 }
 
+/* View oid of role owner (debounce 200 ms, max_wait 2 s), reading table 100 + oid. */
+static void owned_view(struct fx *f, uint32_t oid, uint32_t owner)
+{
+    view(f, oid, 200, 2000);
+    reads(f, 100 + oid, false);
+    owned_by(f, owner);
+}
+
 /* v1 and v2 of role 10, v3 of role 20, reading tables 101-103; two workers. */
 static void two_owners(struct fx *f)
 {
     mvr_schedule_set_workers(&f->s, 2);
-    for (uint32_t oid = 1; oid <= 3; oid++) {
-        view(f, oid, 200, 2000);
-        reads(f, 100 + oid, false);
-        owned_by(f, oid <= 2 ? 10 : 20);
-    }
+    for (uint32_t oid = 1; oid <= 3; oid++)
+        owned_view(f, oid, oid <= 2 ? 10 : 20);
     load(f, false);
 }
 
@@ -483,16 +488,10 @@ static void test_no_wait_behind_a_view_kept_back(void **state)
     struct fx *f = *state;
 
     mvr_schedule_set_workers(&f->s, 2);
-    view(f, 1, 200, 2000);
-    reads(f, 101, false);
-    owned_by(f, 10);
-    view(f, 2, 200, 2000);
-    reads(f, 102, false);
-    owned_by(f, 10);
-    view(f, 3, 200, 2000);
-    reads(f, 103, false);
+    owned_view(f, 1, 10);
+    owned_view(f, 2, 10);
+    owned_view(f, 3, 20);
     reads(f, 2, true);
-    owned_by(f, 20);
     load(f, false);
     refresh_all(f);
     change(f, 101);
@@ -510,25 +509,16 @@ static void test_one_owner_or_one_worker_takes_all(void **state)
     struct fx *f = *state;
 
     mvr_schedule_set_workers(&f->s, 2);
-    for (uint32_t oid = 1; oid <= 2; oid++) {
-        view(f, oid, 200, 2000);
-        reads(f, 100 + oid, false);
-        owned_by(f, 10);
-    }
+    owned_view(f, 1, 10);
+    owned_view(f, 2, 10);
     load(f, false);
     expect_pops(f, 1, 2);
     done(f, 1, MVR_OUTCOME_OK);
     done(f, 2, MVR_OUTCOME_OK);
     /* A reload that adds another role's view keeps the last worker from role 10 from then on. */
-    view(f, 1, 200, 2000);
-    reads(f, 101, false);
-    owned_by(f, 10);
-    view(f, 2, 200, 2000);
-    reads(f, 102, false);
-    owned_by(f, 10);
-    view(f, 3, 200, 2000);
-    reads(f, 103, false);
-    owned_by(f, 20);
+    owned_view(f, 1, 10);
+    owned_view(f, 2, 10);
+    owned_view(f, 3, 20);
     load(f, false);
     done(f, pop(f), MVR_OUTCOME_OK); /* v3, new */
     change(f, 101);
