@@ -822,7 +822,10 @@ STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
-    tree oid[];
+    tree    oid[];
+    counted boolean := pg_catalog.current_setting('track_counts')::boolean;
+    modes   text[] := ARRAY['AccessExclusiveLock'];
+    locked  boolean;
 BEGIN
     IF pg_catalog.pg_current_xact_id_if_assigned() IS NULL THEN
         RETURN false; -- no transaction id: this transaction has written nothing
@@ -840,17 +843,17 @@ BEGIN
                    + pg_catalog.pg_stat_get_xact_tuples_deleted(r) > 0) THEN
         RETURN true;
     END IF;
-    IF NOT pg_catalog.current_setting('track_counts')::boolean THEN
-        RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                       WHERE l.locktype = 'relation' AND l.relation = wrote.tbl
-                         AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-                         AND l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock',
-                                        'ExclusiveLock', 'AccessExclusiveLock'));
+    IF NOT counted THEN
+        modes := modes || ARRAY['RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock'];
     END IF;
-    RETURN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
-                   WHERE l.locktype = 'relation' AND l.relation = wrote.tbl
-                     AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
-                     AND l.mode = 'AccessExclusiveLock')
+    locked := EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                      WHERE l.locktype = 'relation' AND l.relation = wrote.tbl
+                        AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+                        AND l.mode = ANY (modes));
+    IF NOT counted THEN
+        RETURN locked; -- no row counts: the write-mode lock is the evidence left
+    END IF;
+    RETURN locked
        AND (NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c
                         WHERE c.oid = ANY (tree) AND c.relkind IN ('r', 'm'))
             OR EXISTS (SELECT 1
@@ -2094,10 +2097,10 @@ GRANT SELECT ON mvrefresh.lease TO PUBLIC;
 -- for the fenced calls, the term of its lease. The one place that matches a
 -- row to the array, the lease's and the daemon's alike (take_lease() and
 -- heartbeat() read it to write the row; the fence compares the term). A
--- single expression in
--- SQL, without SET or SECURITY DEFINER, so that the planner inlines it into
--- its callers (refresh_begin() runs it on every refresh); hence every name in
--- it qualified, whatever search_path it is inlined under.
+-- single expression in SQL, without SET or SECURITY DEFINER, so that the
+-- planner inlines it into its callers (refresh_begin() runs it on every
+-- refresh); hence every name in it qualified, whatever search_path it is
+-- inlined under.
 CREATE OR REPLACE FUNCTION mvrefresh.names_holder(host text, pid integer, started timestamptz,
                                                   holder text[])
 RETURNS boolean
@@ -3536,8 +3539,9 @@ GRANT SELECT ON mvrefresh.status TO PUBLIC;
 -- default EXECUTE: watch(), unwatch(), pause(), resume() (they run as their
 -- caller), record_change() (writers' triggers call it; it checks their locks),
 -- sources(), names_holder() (a comparison), and the helpers row security and
--- triggers call in the caller's name. Every trigger function that runs as the installer is here: EXECUTE is
--- what CREATE TRIGGER checks, and one attached to a table of the caller's own
+-- triggers call in the caller's name. Every trigger function that runs as the
+-- installer is here: EXECUTE is what CREATE TRIGGER checks, and one attached
+-- to a table of the caller's own
 -- would evaluate the caller's columns (their casts, their operators) as the
 -- installer. test_security checks that record_change() is the only SECURITY
 -- DEFINER function PUBLIC can call.
