@@ -575,7 +575,7 @@ AS $fn$ SELECT 'mvrefresh_control'::pg_catalog.text $fn$;
 -- triggers; 3 the pipelined refresh (refresh(view, NULL) after refresh_begin());
 -- 4 the lease fence (take_changes(), backstop() and refresh_begin() name the
 -- daemon that calls them and its term, which take_lease() returns:
--- check_holder()).
+-- check_holder()); 5 refresh_end() behind the fence too.
 CREATE OR REPLACE FUNCTION mvrefresh.version()
 RETURNS TABLE (version text, protocol integer, change_channel text, control_channel text)
 LANGUAGE sql
@@ -583,7 +583,7 @@ STABLE
 ROWS 1
 SET search_path = pg_catalog, pg_temp
 AS $fn$
-    SELECT '0.2.0'::pg_catalog.text, 4, mvrefresh.change_channel(), mvrefresh.control_channel();
+    SELECT '0.2.0'::pg_catalog.text, 5, mvrefresh.change_channel(), mvrefresh.control_channel();
 $fn$;
 
 COMMENT ON FUNCTION mvrefresh.version() IS
@@ -3217,19 +3217,9 @@ $fn$;
 -- the request's commit; a successful refresh serves exactly that one. (The
 -- signature grew that argument: the old one goes, or calls would be ambiguous.)
 DROP FUNCTION IF EXISTS mvrefresh.refresh_end(oid, boolean, text, text, text, double precision);
--- It used to return nothing; a function's result type cannot be replaced.
-DO $do$
-BEGIN
-    IF 'pg_catalog.void'::pg_catalog.regtype = (
-           SELECT p.prorettype FROM pg_catalog.pg_proc p
-           WHERE p.oid = pg_catalog.to_regprocedure('mvrefresh.refresh_end(oid, boolean, text, '
-                                                    'text, text, double precision, double precision)'))
-    THEN
-        DROP FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, double precision,
-                                            double precision);
-    END IF;
-END
-$do$;
+-- And it grew holder in protocol 5 (below).
+DROP FUNCTION IF EXISTS mvrefresh.refresh_end(oid, boolean, text, text, text, double precision,
+                                              double precision);
 -- Returns whether the view was marked pending since this refresh began (a
 -- take_changes() or backstop(), or a pending_view row): a change the refresh
 -- may not cover, and one the daemon may never have heard of (made by a
@@ -3242,7 +3232,8 @@ CREATE OR REPLACE FUNCTION mvrefresh.refresh_end(
     sqlstate      text,
     message       text,
     pending_since double precision,
-    request       double precision DEFAULT NULL)
+    request       double precision DEFAULT NULL,
+    holder        text[] DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
 VOLATILE
@@ -3253,6 +3244,16 @@ AS $fn$
 DECLARE
     marked boolean;
 BEGIN
+    -- The fence, as in refresh_begin(): a deposed daemon's late call would
+    -- overwrite the status row the next leader relies on (its pending_since
+    -- with this daemon's view of it). Refused, the row stays "refreshing",
+    -- which the next leader counts as pending: the view is refreshed again.
+    IF refresh_end.holder IS NOT NULL AND NOT EXISTS (
+           SELECT 1 FROM mvrefresh.lease l
+           WHERE mvrefresh.names_holder(l.host, l.pid, l.started, refresh_end.holder)
+             AND l.term = refresh_end.holder[4]::pg_catalog.int8) THEN
+        PERFORM mvrefresh.check_holder(refresh_end.holder, false);
+    END IF;
     UPDATE mvrefresh.refresh_state AS s
     SET refreshing    = false,
         last_finish   = now_.t,
@@ -3559,7 +3560,7 @@ BEGIN
         WHERE p.oid IN (
                 'mvrefresh.registry(integer)'::pg_catalog.regprocedure,
                 'mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid, text[])'::pg_catalog.regprocedure,
-                'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision)'::pg_catalog.regprocedure,
+                'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision, text[])'::pg_catalog.regprocedure,
                 'mvrefresh.mark_interrupted()'::pg_catalog.regprocedure,
                 'mvrefresh.lock_sources(oid)'::pg_catalog.regprocedure,
                 'mvrefresh.release_tables(regclass[])'::pg_catalog.regprocedure,
@@ -3607,7 +3608,8 @@ BEGIN
         GRANT EXECUTE ON FUNCTION
             mvrefresh.registry(integer),
             mvrefresh.refresh_begin(oid, double precision, integer, double precision, oid, text[]),
-            mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision),
+            mvrefresh.refresh_end(oid, boolean, text, text, text, double precision, double precision,
+                                  text[]),
             mvrefresh.mark_interrupted(),
             mvrefresh.lock_sources(oid),
             mvrefresh.rearm(oid[], boolean),

@@ -1,9 +1,10 @@
 /*
  * The lease fence as a database's connections see it (README, High availability). The calls
- * that only the lease holder may make (take_changes(), backstop(), refresh_begin()) name the
- * daemon that makes them and the term of its lease, and the server refuses them, with
- * MVR_FENCE_SQLSTATE, once that term is over: a daemon that was frozen, or whose calls the
- * network held back, cannot act on a lease that is gone, whatever its own clock says. A
+ * that only the lease holder may make (take_changes(), backstop(), refresh_begin(),
+ * refresh_end()) name the daemon that makes them and the term of its lease, and the server
+ * refuses them, with MVR_FENCE_SQLSTATE, once that term is over: a daemon that was frozen, or
+ * whose calls the network held back, cannot act on a lease that is gone, whatever its own
+ * clock says. A
  * refusal makes the daemon step down. The lease owns the fence (lease.h); its instance's
  * control connection and workers share it (mvr_conn_share_fence).
  */

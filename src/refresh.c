@@ -23,9 +23,10 @@ static const char begin_sql[] =
     "SELECT nspname, relname, concurrent_ok, reason, denied"
     " FROM mvrefresh.refresh_begin($1, $2, " MVR_STR(MVR_SQL_PROTOCOL) ", $3, $4, $5)";
 static const Oid begin_types[] = {TYPE_OID, TYPE_FLOAT8, TYPE_FLOAT8, TYPE_OID, TYPE_TEXT_ARRAY};
-static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6, $7)";
-static const Oid end_types[] = {TYPE_OID,  TYPE_BOOL,   TYPE_TEXT,  TYPE_TEXT,
-                                TYPE_TEXT, TYPE_FLOAT8, TYPE_FLOAT8};
+static const char end_sql[] = "SELECT mvrefresh.refresh_end($1, $2, $3, $4, $5, $6, $7, $8)";
+static const Oid end_types[] = {TYPE_OID,  TYPE_BOOL,   TYPE_TEXT,   TYPE_TEXT,
+                                TYPE_TEXT, TYPE_FLOAT8, TYPE_FLOAT8, TYPE_TEXT_ARRAY};
+#define NEND (sizeof end_types / sizeof end_types[0])
 
 /* Everything a view's code may have left in the session, gone before the daemon's next
  * statement: temporary objects (first, so that nothing below can resolve to them), open
@@ -172,7 +173,11 @@ static void end_done(void *arg, const PGresult *res)
         await_reconnect(w); /* record it once the connection is back */
         return;
     }
-    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+    if (mvr_fence_check(w->conn.fence, res, "refresh_end()"))
+        mvr_info(w->conn.log,
+                 "%s: outcome for %s not recorded: this daemon no longer holds the lease",
+                 w->conn.name, w->view->conf.name);
+    else if (PQresultStatus(res) != PGRES_TUPLES_OK)
         mvr_warning(w->conn.log, "%s: cannot record the outcome for %s: %s", w->conn.name,
                     w->view->conf.name, PQresultErrorMessage(res));
     else
@@ -193,7 +198,7 @@ static double pending_after(const struct mvr_worker *w)
 static void send_end(struct mvr_worker *w)
 {
     char oid[16], pending[64], request[64];
-    const char *params[7];
+    const char *params[NEND];
 
     snprintf(oid, sizeof oid, "%" PRIu32, w->view->conf.oid);
     /* %.17g: the very double registry() gave, which refresh_end() compares exactly. */
@@ -205,8 +210,9 @@ static void send_end(struct mvr_worker *w)
     params[4] = w->ok ? NULL : w->error;
     params[5] = epoch_text(pending_after(w), pending, sizeof pending);
     params[6] = w->request > 0 ? request : NULL;
+    params[7] = w->conn.fence != NULL ? w->conn.fence->holder : NULL; /* fence.h */
     set_step(w, MVR_STEP_END);
-    if (mvr_conn_send(&w->conn, end_sql, 7, end_types, params, end_done, w) != 0)
+    if (mvr_conn_send(&w->conn, end_sql, (int)NEND, end_types, params, end_done, w) != 0)
         await_reconnect(w);
 }
 

@@ -55,7 +55,7 @@ const char mvr_session_setup_sql[] =
     "     'mvrefresh.rearm_view(oid)', 'mvrefresh.take_changes(text[])',"
     "     'mvrefresh.rearm(oid[], boolean)', 'mvrefresh.backstop(oid[], text[])',"
     "     'mvrefresh.refresh_end(oid, boolean, text, text, text, double precision,"
-    "      double precision)']) AS f"
+    "      double precision, text[])']) AS f"
     "  WHERE pg_catalog.to_regprocedure(f) IS NOT NULL"
     "    AND NOT pg_catalog.has_function_privilege(f, 'EXECUTE') LIMIT 1)"
     " FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";

@@ -33,7 +33,7 @@ struct mvr_session {
 /* The SQL this daemon understands: mvrefresh.version()'s protocol, and the channels. The SQL
  * side defines the same once each (sql/mvrefresh.sql); a daemon and an installed SQL of
  * different protocols refuse each other, and the tests check that both sides agree. */
-#define MVR_SQL_PROTOCOL 4
+#define MVR_SQL_PROTOCOL 5
 #define MVR_STR_(x) #x
 #define MVR_STR(x) MVR_STR_(x)
 #define MVR_CHANNEL "mvrefresh"

@@ -536,6 +536,48 @@ PGT_TEST(test_late_refresh_of_a_deposed_leader_is_refused)
     pgt_wait_refreshes(t, "mv", before + 1, DEADLINE_MS);
 }
 
+/* (f6) A refresh that ran, recorded after its daemon was deposed: refresh_end() is refused, so
+ * the status row the next leader relies on stays as refresh_begin() left it ("refreshing",
+ * which counts as pending), and A steps down; with the lease again, A refreshes the view once
+ * more. The view's own query deposes A, so that the REFRESH commits in the old term and the
+ * refresh_end() behind it reaches the server in the next, as a call the network held back. */
+PGT_TEST(test_late_refresh_end_of_a_deposed_leader_is_refused)
+{
+    long long before;
+    char *expires;
+    long mark;
+
+    pgt_exec(t, "CREATE TABLE depose_now (id int)");
+    pgt_exec(t, "CREATE FUNCTION depose() RETURNS int VOLATILE LANGUAGE plpgsql AS $$BEGIN "
+                "IF EXISTS (SELECT FROM public.depose_now) THEN DELETE FROM public.depose_now; "
+                "UPDATE mvrefresh.lease SET host = 'elsewhere', pid = 1, "
+                "expires = clock_timestamp() + interval '1 hour'; END IF; RETURN 1; END$$");
+    pgt_exec(t, "CREATE MATERIALIZED VIEW depose_mv AS SELECT 1 AS one "
+                "WHERE (SELECT public.depose()) = 1");
+    pgt_exec(t, "SELECT mvrefresh.watch('depose_mv', debounce => '100 ms', max_wait => '1 s')");
+    start_alone(t, 3000);
+    /* Right after a renewal (the next is 3 s away), so that none comes between. */
+    expires = pgt_query_text(t, "SELECT expires FROM mvrefresh.lease");
+    pgt_poll_until(t, DEADLINE_MS, "t", "SELECT expires <> '%s' FROM mvrefresh.lease", expires);
+    free(expires);
+    before = pgt_refresh_count(t, "depose_mv");
+    mark = pgt_log_mark(t);
+    pgt_exec(t, "INSERT INTO depose_now VALUES (1)");
+    pgt_exec(t, "SELECT mvrefresh.refresh('depose_mv')");
+    pgt_log_wait_since(t, mark, DEADLINE_MS,
+                       "lease: lost; stepping down: the server refused a call: refresh_end()",
+                       NULL);
+    assert_int_equal(pgt_query_ll(t,
+                                  "SELECT count(*) FROM mvrefresh.status "
+                                  "WHERE view = 'depose_mv'::regclass AND refreshing "
+                                  "AND refresh_count = %lld",
+                                  before),
+                     1);
+    reinstate(t, mark);
+    pgt_wait_refreshes(t, "depose_mv", before + 1, DEADLINE_MS);
+    converge(t);
+}
+
 /* (f4) Only a fenced call's refusal counts: a view whose own code raises the fence's SQLSTATE
  * fails its refresh like any error (recorded, retried), and the leader keeps its lease and
  * refreshes the other views. */
@@ -618,6 +660,7 @@ int main(void)
         PGT_UNIT(test_fence_refuses_a_daemon_without_the_lease),
         PGT_UNIT(test_late_take_of_a_deposed_leader_is_refused),
         PGT_UNIT(test_late_refresh_of_a_deposed_leader_is_refused),
+        PGT_UNIT(test_late_refresh_end_of_a_deposed_leader_is_refused),
         PGT_UNIT(test_fence_sqlstate_from_a_view_is_only_an_error),
         PGT_UNIT(test_renewal_in_a_new_term_restarts_the_work),
     };

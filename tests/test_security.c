@@ -22,6 +22,8 @@ enum { DEADLINE_MS = 10000 };
 
 /* SQLSTATE insufficient_privilege */
 #define DENIED "42501"
+/* The protocol the installed SQL speaks, as its daemon passes it. */
+#define PROTOCOL "(SELECT protocol FROM mvrefresh.version())"
 
 static long long server_version(pgt_ctx *t)
 {
@@ -312,9 +314,11 @@ PGT_TEST(test_non_owner_is_refused)
     expect_denied(t, i,
                   "SELECT mvrefresh.refresh_end('" OWN_VIEW "'::regclass, true, 'plain', "
                   "NULL, NULL, NULL)");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, 4)");
+    expect_denied(t, i,
+                  "SELECT * FROM mvrefresh.refresh_begin('" OWN_VIEW "'::regclass, NULL, " PROTOCOL
+                  ")");
     expect_denied(t, i, "SELECT mvrefresh.mark_interrupted()");
-    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(4)");
+    expect_denied(t, i, "SELECT * FROM mvrefresh.registry(" PROTOCOL ")");
     expect_denied(t, i, "SELECT * FROM mvrefresh.take_changes(NULL)");
     expect_denied(t, i, "SELECT mvrefresh.rearm('{1}', true)");
     expect_denied(t, i, "SELECT * FROM mvrefresh.backstop('{1}', NULL)");
@@ -676,7 +680,7 @@ PGT_TEST(test_registration_edges_are_closed)
     pgt_exec_on(t, o,
                 "UPDATE mvrefresh.view SET debounce = '178000000 years', "
                 "max_wait = '178000000 years'");
-    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(4)"), 1);
+    assert_int_equal(pgt_query_ll(t, "SELECT count(*) FROM mvrefresh.registry(" PROTOCOL ")"), 1);
     pgt_exec_on(t, o, "UPDATE mvrefresh.view SET debounce = '50 ms', max_wait = '1 s'");
 
     /* The owner keeps its own row locked: the daemon's refresh of that view gives up after a
@@ -798,6 +802,9 @@ PGT_TEST(test_install_refuses_a_foreign_schema)
                      0);
 }
 
+#define REFRESH_END_FN                                                                             \
+    "mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8, text[])"
+
 /* Someone got to own one of the functions the daemon calls: it refuses to call any, says
  * why, keeps trying, and goes back to work once the ownership is fixed. */
 PGT_TEST(test_daemon_refuses_foreign_owned_functions)
@@ -809,10 +816,7 @@ PGT_TEST(test_daemon_refuses_foreign_owned_functions)
     pgt_exec(t, "CREATE TABLE t (id int PRIMARY KEY)");
     pgt_exec(t, "CREATE MATERIALIZED VIEW mv AS SELECT id FROM t");
     pgt_exec(t, "SELECT mvrefresh.watch('mv', '50 ms', '1 s')");
-    pgt_exec(t,
-             "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8) "
-             "OWNER TO %s",
-             evil);
+    pgt_exec(t, "ALTER FUNCTION " REFRESH_END_FN " OWNER TO %s", evil);
     mark = pgt_log_mark(t);
     pgt_daemon_start(t, NULL);
     pgt_log_wait(t, DEADLINE_MS, 1, "is owned by role");
@@ -820,9 +824,7 @@ PGT_TEST(test_daemon_refuses_foreign_owned_functions)
     assert_true(pgt_daemon_alive(t));
     assert_true(pgt_log_count_lines_since(t, mark, "refusing", "refresh_end") >= 1);
 
-    pgt_exec(t,
-             "ALTER FUNCTION mvrefresh.refresh_end(oid, boolean, text, text, text, float8, float8) "
-             "OWNER TO CURRENT_USER");
+    pgt_exec(t, "ALTER FUNCTION " REFRESH_END_FN " OWNER TO CURRENT_USER");
     /* The connections retry with backoff (at most 30 s between tries). */
     pgt_wait_refreshes(t, "mv", 1, 40000);
 

@@ -24,6 +24,8 @@ n=0
 
 # psql with the options every check uses; -X keeps ~/.psqlrc out.
 db() { psql -X -v ON_ERROR_STOP=1 -qAt -d "$DB" "$@"; }
+# The protocol the installed SQL speaks, as a daemon of it passes it.
+PROTO="(SELECT protocol FROM mvrefresh.version())"
 
 cleanup() {
     local d
@@ -395,7 +397,7 @@ else report 0 "a new quiet generation arms the table without a doorbell" "got: $
 is "...the armed write still leaves its marker, and only one" "1" "SELECT count(*) FROM mvrefresh.change_log"
 is "a quiet re-arm leaves alone the tables of a view being refreshed (its refresh rang), partitions too" "0
 3" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 4) \\g /dev/null
+    "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT mvrefresh.rearm(ARRAY['p'::regclass::oid], false);
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
      SELECT mvrefresh.rearm(ARRAY['p'::regclass::oid], false)"
@@ -552,7 +554,7 @@ if [ -z "$got" ]; then report 1 "...and no NOTIFY is sent by a write to a disarm
 else report 0 "...and no NOTIFY is sent by a write to a disarmed table" "got: $got"; fi
 is "a refresh that ends keeps a pending mark taken while it ran (the daemon may not know of it), and says so" "t
 t" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 4) \\g /dev/null
+    "SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, $PROTO) \\g /dev/null
      INSERT INTO mvrefresh.change_log (table_oid) VALUES ('p'::regclass);
      SELECT count(*) FROM mvrefresh.take_changes(NULL) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
@@ -561,7 +563,7 @@ is "...but clears one taken before it began" "f
 f" \
     "INSERT INTO mvrefresh.change_log (table_oid) VALUES ('p'::regclass);
      SELECT count(*) FROM mvrefresh.take_changes(NULL) \\g /dev/null
-     SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 4) \\g /dev/null
+     SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 is "...even after the server's clock stepped back (the old mark reads as later than the begin)" "f
@@ -569,7 +571,7 @@ f" \
     "UPDATE mvrefresh.refresh_state SET marked_at = clock_timestamp() + interval '1 hour',
                                         pending_since = clock_timestamp()
      WHERE view = 'mv_p'::regclass;
-     SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, 4) \\g /dev/null
+     SELECT * FROM mvrefresh.refresh_begin('mv_p'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_p'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'mv_p'::regclass"
 # Statistics reach other sessions with a delay (up to 10 s, and before PostgreSQL 15 until the
@@ -743,7 +745,7 @@ public.mv_p|1000|30000|t|p0|f
 public.mv_p|1000|30000|t|p1|f
 public.mv_h_only|1000|30000|t|h|f" \
     "SELECT r.name, r.debounce_ms, r.max_wait_ms, r.concurrently, r.base::regclass, r.base_is_view
-     FROM mvrefresh.registry(4) r"
+     FROM mvrefresh.registry($PROTO) r"
 is "registry(protocol) has the columns the daemon reads by name" \
     "TABLE(view oid, name text, debounce_ms bigint, max_wait_ms bigint, \"concurrently\" boolean, base oid, base_is_view boolean, pending boolean, requested double precision, paused boolean, owner oid)" \
     "SELECT pg_get_function_result('mvrefresh.registry(integer)'::regprocedure)"
@@ -791,7 +793,7 @@ esac
 is "registry() is ordered by view, base and its view column is the view's OID" "t" \
     "SELECT array_agg(r ORDER BY r.view, r.base) = array_agg(r)
             AND bool_and(r.view = r.name::regclass::oid)
-     FROM mvrefresh.registry(4) r"
+     FROM mvrefresh.registry($PROTO) r"
 # registry() must not lean on pg_class's statistics about relkind: right after a
 # script makes its materialized views, those still say there are none, and a
 # plan that trusted them looped over every view's tables once per view (the
@@ -851,7 +853,7 @@ psql -X -qAt -d "$ADMIN_DB" -c "DROP DATABASE \"$SCALE_DB\" WITH (FORCE)" >/dev/
 
 is "registry() leaves out disabled views" "0" \
     "UPDATE mvrefresh.view SET enabled = false WHERE view = 'mv_const'::regclass;
-     SELECT count(*) FROM mvrefresh.registry(4) WHERE name = 'public.mv_const'"
+     SELECT count(*) FROM mvrefresh.registry($PROTO) WHERE name = 'public.mv_const'"
 # same DESCRIPTION EXPECTED GOT
 same() {
     if [ "$3" = "$2" ]; then report 1 "$1"; else report 0 "$1" "expected: $2"$'\n'"got:      $3"; fi
@@ -861,14 +863,14 @@ same "refresh() of a paused view tells the daemon" "mvrefresh_control reload" \
 is "...and registry() brings the paused view, with the request's time" "1|t|1" \
     "SELECT count(*), bool_and(requested > 0),
             (SELECT count(*) FROM mvrefresh.refresh_request WHERE view = 'mv_const'::regclass)
-     FROM mvrefresh.registry(4) WHERE name = 'public.mv_const'"
-req=$(db -c "SELECT requested FROM mvrefresh.registry(4) WHERE name = 'public.mv_const'")
+     FROM mvrefresh.registry($PROTO) WHERE name = 'public.mv_const'"
+req=$(db -c "SELECT requested FROM mvrefresh.registry($PROTO) WHERE name = 'public.mv_const'")
 same "a second refresh() while one waits tells the daemon nothing" "" \
     "$(notifications mvrefresh_control "SET client_min_messages = error;" "SELECT mvrefresh.refresh('mv_const');")"
 is "...and keeps the first request" "$req" \
-    "SELECT requested FROM mvrefresh.registry(4) WHERE name = 'public.mv_const'"
+    "SELECT requested FROM mvrefresh.registry($PROTO) WHERE name = 'public.mv_const'"
 same "refresh_begin() tells the daemon nothing (no reload per refresh)" "" \
-    "$(notifications mvrefresh_control "SELECT * FROM mvrefresh.refresh_begin('mv_const'::regclass, NULL, 4);")"
+    "$(notifications mvrefresh_control "SELECT * FROM mvrefresh.refresh_begin('mv_const'::regclass, NULL, $PROTO);")"
 is "a failed refresh, or one begun for no or another request, does not serve it" "1" \
     "SELECT mvrefresh.refresh_end('mv_const'::regclass, false, 'plain', '55P03', 'lock timeout', NULL, $req) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL, $req - 1) \\g /dev/null
@@ -877,7 +879,7 @@ is "a failed refresh, or one begun for no or another request, does not serve it"
 same "a successful refresh begun for the request serves it, and tells the daemon" "mvrefresh_control reload" \
     "$(notifications mvrefresh_control "SELECT mvrefresh.refresh_end('mv_const'::regclass, true, 'plain', NULL, NULL, NULL, $req);")"
 is "...so the paused view leaves the registry" "0|0" \
-    "SELECT (SELECT count(*) FROM mvrefresh.registry(4) WHERE name = 'public.mv_const'),
+    "SELECT (SELECT count(*) FROM mvrefresh.registry($PROTO) WHERE name = 'public.mv_const'),
             (SELECT count(*) FROM mvrefresh.refresh_request)"
 msg=$(db -c "SELECT mvrefresh.refresh('mv_const')" 2>&1 >/dev/null || true)
 if grep -qx 'WARNING:  no mvrefreshd is working on this database: public.mv_const is refreshed when one starts' <<<"$msg"; then
@@ -899,7 +901,7 @@ got=$(db 2>&1 <<<"BEGIN;
      DROP TRIGGER mvrefresh_notify ON t_a;
      CREATE TRIGGER mvrefresh_notify AFTER INSERT OR UPDATE OR DELETE ON t_a FOR EACH STATEMENT
          EXECUTE FUNCTION mvrefresh.notify('$gen_c');
-     SELECT count(*) > 0 FROM mvrefresh.registry(4);
+     SELECT count(*) > 0 FROM mvrefresh.registry($PROTO);
      ROLLBACK") || true
 case $got in
 *"lost the trigger that names their generation"*"public.t_a (owner "*$'\n'"t") report 1 "registry() warns of a table whose trigger names another table's generation (permuted OIDs)" ;;
@@ -963,20 +965,20 @@ fails_with "refresh_begin() refuses a daemon of another protocol (0A000)" 0A000 
 fails_with "...and a daemon of protocol 1 finds no refresh_begin() it can call (42883)" 42883 \
     "SELECT * FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL::double precision)"
 is "refresh_begin() returns no row for an unknown OID" "0" \
-    "SELECT count(*) FROM mvrefresh.refresh_begin(0, NULL, 4)"
+    "SELECT count(*) FROM mvrefresh.refresh_begin(0, NULL, $PROTO)"
 is "refresh_begin() returns no row for a table or an unwatched matview" "0|0" \
-    "SELECT (SELECT count(*) FROM mvrefresh.refresh_begin('t_a'::regclass, NULL, 4)),
-            (SELECT count(*) FROM mvrefresh.refresh_begin('mv_ab'::regclass, NULL, 4))"
+    "SELECT (SELECT count(*) FROM mvrefresh.refresh_begin('t_a'::regclass, NULL, $PROTO)),
+            (SELECT count(*) FROM mvrefresh.refresh_begin('mv_ab'::regclass, NULL, $PROTO))"
 is "refresh_begin() on a WITH NO DATA matview: not populated" "public|mv_nodata|f|not populated" \
-    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_nodata'::regclass, NULL, 4)"
+    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_nodata'::regclass, NULL, $PROTO)"
 is "refresh_begin() without a usable unique index: no unique index" "public|mv_nouniq|f|no unique index" \
-    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL, 4)"
+    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL, $PROTO)"
 is "refresh_begin() with concurrently => false: concurrently disabled" "public|mv_a|f|concurrently disabled" \
-    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, 4)"
+    "SELECT nspname, relname, concurrent_ok, reason FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, $PROTO)"
 is "refresh_begin() with a unique index on a column: concurrent_ok, reason NULL" "public|mv_a|t|t" \
     "SELECT mvrefresh.watch('mv_a', '250 ms', '5 s', true) \\g /dev/null
      SELECT nspname, relname, concurrent_ok, reason IS NULL
-     FROM mvrefresh.refresh_begin('mv_a'::regclass, 1700000000.5, 4)"
+     FROM mvrefresh.refresh_begin('mv_a'::regclass, 1700000000.5, $PROTO)"
 is "refresh_begin() marks the view refreshing with start time and pending_since" \
     "t|t|2023-11-14 22:13:20.5+00" \
     "SET TimeZone = 'UTC';
@@ -990,7 +992,7 @@ is "refresh_end(ok) counts a refresh and records mode and duration" \
      FROM mvrefresh.status WHERE view = 'mv_a'::regclass"
 is "refresh_end(failure) counts a failure with error text and SQLSTATE" \
     "1|1|plain|57014|canceling statement due to statement timeout|t" \
-    "SELECT * FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, 4) \\g /dev/null
+    "SELECT * FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT mvrefresh.refresh_end('mv_a'::regclass, false, 'plain', '57014',
                                   'canceling statement due to statement timeout', 1700000000) \\g /dev/null
      SELECT refresh_count, failure_count, last_mode, last_sqlstate, last_error, staleness > interval '0'
@@ -998,30 +1000,44 @@ is "refresh_end(failure) counts a failure with error text and SQLSTATE" \
 is "a later success keeps the last error as history" "2|1|57014" \
     "SELECT mvrefresh.refresh_end('mv_a'::regclass, true, 'concurrently', NULL, NULL, NULL) \\g /dev/null
      SELECT refresh_count, failure_count, last_sqlstate FROM mvrefresh.status WHERE view = 'mv_a'::regclass"
+# refresh_end() is fenced too: a deposed daemon's late call must not overwrite
+# the status row the next leader relies on.
+db -c "SELECT held FROM mvrefresh.take_lease('{host-d,404,1700000000.75}', 60000)" >/dev/null
+DEPOSED="ARRAY['host-d', '404', '1700000000.75', ((SELECT term FROM mvrefresh.lease) - 1)::text]"
+HOLDER="ARRAY['host-d', '404', '1700000000.75', (SELECT term::text FROM mvrefresh.lease)]"
+fails_with "refresh_end() of a daemon whose term is over is refused (55MVL)" 55MVL \
+    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, $PROTO) \\g /dev/null
+     SELECT mvrefresh.refresh_end('mv_a'::regclass, true, 'plain', NULL, NULL, NULL, NULL, $DEPOSED)"
+is "...and changes nothing; the holder's own refresh_end() records the refresh" "t|2
+f|3" \
+    "SELECT refreshing, refresh_count FROM mvrefresh.status WHERE view = 'mv_a'::regclass;
+     SELECT mvrefresh.refresh_end('mv_a'::regclass, true, 'plain', NULL, NULL, NULL, NULL, $HOLDER) \\g /dev/null
+     SELECT refreshing, refresh_count FROM mvrefresh.status WHERE view = 'mv_a'::regclass;
+     SELECT mvrefresh.release_lease('{host-d,404,1700000000.75}') \\g /dev/null"
 # The daemon sends refresh(view, NULL) in one pipeline right behind refresh_begin(), before
 # it has read its answer: the call goes ahead only where that answer said go, once.
 fails_with "refresh(view, NULL) without refresh_begin() refuses to run (55000)" 55000 \
     "SELECT count(*) FROM mvrefresh.refresh('mv_a'::regclass::oid, NULL)"
 fails_with "refresh(view, NULL) after refresh_begin() of another view refuses to run (55000)" 55000 \
-    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL, 4) \\g /dev/null
+    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT count(*) FROM mvrefresh.refresh('mv_a'::regclass::oid, NULL)"
 fails_with "refresh(view, NULL) after refresh_begin() of a view that is gone refuses to run (55000)" 55000 \
-    "SELECT count(*) FROM mvrefresh.refresh_begin(0, NULL, 4) \\g /dev/null
+    "SELECT count(*) FROM mvrefresh.refresh_begin(0, NULL, $PROTO) \\g /dev/null
      SELECT count(*) FROM mvrefresh.refresh('mv_a'::regclass::oid, NULL)"
 is "refresh(view, NULL) right after refresh_begin() runs, once; RESET ALL forgets the go-ahead" \
     "true|t|
 t
 t" \
-    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, 4) \\g /dev/null
+    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT split_part(current_setting('mvrefresh.begun'), ':', 2),
             (SELECT count(*) >= 0 FROM mvrefresh.refresh('mv_a'::regclass::oid, NULL)),
             current_setting('mvrefresh.begun');
-     SELECT count(*) FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, 4) \\g /dev/null
+     SELECT count(*) FROM mvrefresh.refresh_begin('mv_a'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT current_setting('mvrefresh.begun') <> '';
      RESET ALL;
      SELECT coalesce(current_setting('mvrefresh.begun', true), '') = '';"
 is "...and a plain refresh where refresh_begin() said CONCURRENTLY is impossible" "false|t" \
-    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL, 4) \\g /dev/null
+    "SELECT count(*) FROM mvrefresh.refresh_begin('mv_nouniq'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT split_part(current_setting('mvrefresh.begun'), ':', 2),
             (SELECT count(*) >= 0 FROM mvrefresh.refresh('mv_nouniq'::regclass::oid, NULL))"
 is "status shows zero counts for a view registered by plain INSERT" "0|0|f" \
@@ -1039,8 +1055,8 @@ is "status is readable by any role, one row per view it may SELECT" "t|0|1" \
 is "a dropped matview drops out of registry() and refresh_begin() gives no row" "0|0" \
     "SELECT '$(oid_of mv_nouniq)' AS oid \\gset
      DROP MATERIALIZED VIEW mv_nouniq;
-     SELECT (SELECT count(*) FROM mvrefresh.registry(4) WHERE view = :oid),
-            (SELECT count(*) FROM mvrefresh.refresh_begin(:oid, NULL, 4))"
+     SELECT (SELECT count(*) FROM mvrefresh.registry($PROTO) WHERE view = :oid),
+            (SELECT count(*) FROM mvrefresh.refresh_begin(:oid, NULL, $PROTO))"
 is "the next watch()/unwatch() forgets it; shared triggers stay" "0|mvrefresh_notify,mvrefresh_notify_truncate" \
     "SELECT mvrefresh.unwatch('mv_outer') \\g /dev/null
      SELECT (SELECT count(*) FROM mvrefresh.view v
@@ -1073,8 +1089,8 @@ is "watch() a quoted mixed-case matview in a non-public schema" \
 is "registry() and refresh_begin() give its exact names" \
     "$odd
 My Schema|Odd \"View\"" \
-    "SELECT DISTINCT name FROM mvrefresh.registry(4) WHERE view = '$odd'::regclass;
-     SELECT nspname, relname FROM mvrefresh.refresh_begin('$odd'::regclass, NULL, 4)"
+    "SELECT DISTINCT name FROM mvrefresh.registry($PROTO) WHERE view = '$odd'::regclass;
+     SELECT nspname, relname FROM mvrefresh.refresh_begin('$odd'::regclass, NULL, $PROTO)"
 got=$(notifications mvrefresh "INSERT INTO $base VALUES (1);")
 if [ "$got" = "mvrefresh $oid_odd_base" ]; then report 1 "its base table notifies"
 else report 0 "its base table notifies" "got: $got"; fi
@@ -1130,15 +1146,15 @@ is "registry(): base_is_view is true for upstream views, false for tables" \
 c_l1|t
 c_b|t
 c_c|t" \
-    "SELECT r.base::regclass, r.base_is_view FROM mvrefresh.registry(4) r
+    "SELECT r.base::regclass, r.base_is_view FROM mvrefresh.registry($PROTO) r
      WHERE r.view IN ('c_c'::regclass, 'c_d'::regclass) ORDER BY r.view, r.base"
 # An upstream view's refresh ends while its reader's runs (whose snapshot may be older): the
 # reader's own refresh_end() keeps it pending, and says so, whatever the daemon passes.
 is "refresh_end() of an upstream view during its reader's refresh keeps the reader pending" \
     "t
 t" \
-    "SELECT count(*) FROM mvrefresh.refresh_begin('c_l2'::regclass, NULL, 4) \\g /dev/null
-     SELECT count(*) FROM mvrefresh.refresh_begin('c_l1'::regclass, NULL, 4) \\g /dev/null
+    "SELECT count(*) FROM mvrefresh.refresh_begin('c_l2'::regclass, NULL, $PROTO) \\g /dev/null
+     SELECT count(*) FROM mvrefresh.refresh_begin('c_l1'::regclass, NULL, $PROTO) \\g /dev/null
      SELECT mvrefresh.refresh_end('c_l1'::regclass, true, 'plain', NULL, NULL, NULL) \\g /dev/null
      SELECT mvrefresh.refresh_end('c_l2'::regclass, true, 'plain', NULL, NULL, NULL);
      SELECT pending_since IS NOT NULL FROM mvrefresh.refresh_state WHERE view = 'c_l2'::regclass"
@@ -1146,8 +1162,8 @@ is "registry(): a disabled upstream view is left out but stays base_is_view for 
     "0|t" \
     "BEGIN;
      UPDATE mvrefresh.view SET enabled = false WHERE view = 'c_b'::regclass;
-     SELECT (SELECT count(*) FROM mvrefresh.registry(4) WHERE view = 'c_b'::regclass),
-            (SELECT base_is_view FROM mvrefresh.registry(4)
+     SELECT (SELECT count(*) FROM mvrefresh.registry($PROTO) WHERE view = 'c_b'::regclass),
+            (SELECT base_is_view FROM mvrefresh.registry($PROTO)
              WHERE view = 'c_d'::regclass AND base = 'c_b'::regclass);
      ROLLBACK;"
 is "status.depends_on: upstream views and tables, sorted by OID; empty array without any" \
@@ -1340,7 +1356,7 @@ is "DROP SCHEMA mvrefresh CASCADE works with the event trigger, and reinstalling
 # database then, as after a restore, and partitions stopped getting their triggers.)
 db -c "SELECT mvrefresh.watch('mv_a')" -c "SELECT mvrefresh.watch('mv_p')" \
    -c "DROP TRIGGER mvrefresh_notify ON t_a" >/dev/null
-got=$(db -c "SELECT string_agg(DISTINCT name, ',' ORDER BY name) FROM mvrefresh.registry(4)" 2>&1) || true
+got=$(db -c "SELECT string_agg(DISTINCT name, ',' ORDER BY name) FROM mvrefresh.registry($PROTO)" 2>&1) || true
 case $got in
 *"lost the trigger"*"public.t_a (owner "*$'\n'"public.mv_a,public.mv_p") report 1 "registry() loads every view when one table lost its trigger, with a WARNING naming it" ;;
 *) report 0 "registry() loads every view when one table lost its trigger, with a WARNING naming it" "got: $got" ;;
@@ -1352,7 +1368,7 @@ is "...and watch() again puts the lost trigger back, as the WARNING's hint says"
 2" \
     "SELECT mvrefresh.watch('mv_a') \\g /dev/null
      SELECT mvrefresh.has_own_triggers('t_a'::regclass);
-     SELECT count(DISTINCT name) FROM mvrefresh.registry(4)"
+     SELECT count(DISTINCT name) FROM mvrefresh.registry($PROTO)"
 is "DISABLE TRIGGER on a watched table: the event trigger puts ours back at once, readers pending" "t|t|O" \
     "UPDATE mvrefresh.refresh_state SET pending_since = NULL WHERE view = 'mv_a'::regclass;
      ALTER TABLE t_a DISABLE TRIGGER USER;
@@ -1363,7 +1379,7 @@ is "DISABLE TRIGGER on a watched table: the event trigger puts ours back at once
 # also when that table is the only one watched (no restore for all that).
 got=$(db -c "ALTER EVENT TRIGGER mvrefresh_ddl_end DISABLE" -c "SELECT mvrefresh.unwatch('mv_p')" \
          -c "ALTER TABLE t_a DISABLE TRIGGER mvrefresh_notify" \
-         -c "SELECT count(DISTINCT name) FROM mvrefresh.registry(4)" 2>&1) || true
+         -c "SELECT count(DISTINCT name) FROM mvrefresh.registry($PROTO)" 2>&1) || true
 case $got in
 *"lost the trigger"*"public.t_a (owner "*$'\n'"1") report 1 "registry() warns of a table whose trigger is disabled, even the only one" ;;
 *) report 0 "registry() warns of a table whose trigger is disabled, even the only one" "got: $got" ;;
@@ -1493,7 +1509,7 @@ u_honly|00:00:01|00:00:30|t|t|0|{u_h}"
         report 0 "...keeps registrations and history; matview over matview now depends on the inner view" \
             "expected: $expected"$'\n'"got:      $got"
     fi
-    got=$(up -c "SELECT r.name, r.base::regclass, r.base_is_view FROM mvrefresh.registry(4) r;
+    got=$(up -c "SELECT r.name, r.base::regclass, r.base_is_view FROM mvrefresh.registry($PROTO) r;
                  $(triggers u_t); $(triggers u_x)" 2>&1) || true
     expected="public.u_inner|u_t|f
 public.u_outer|u_inner|t
