@@ -356,9 +356,16 @@ static void scan_uri(struct scan *sc)
         return;
     if (s[i] == '/') {
         size_t db = i + 1;
+        const char *at_in_db;
         i = db + strcspn(s + db, "?");
         if (!check_percent(sc, db, i, "in the database name", NULL))
             return;
+        /* Where a password's unencoded "/" hid the user name and password from libpq, what
+         * followed it is the database name, which a connection error quotes. */
+        at_in_db = memchr(s + db, '@', i - db);
+        if (at_in_db != NULL)
+            note(sc, &sc->unusable, (size_t)(at_in_db - s), "\"@\" in the database name", NULL,
+                 NULL, HINT_SLASH ", and \"@\" in a database name as %40");
     }
     if (s[i] == '?')
         scan_params(sc, i + 1);

@@ -207,11 +207,18 @@ static void test_accepted_but_unusable(void **state)
     (void)state;
     /* libpq: host=u port=Zq9x dbname=W7kV3jQ@h/db */
     expect_unusable("postgresql://u:Zq9x/W7kV3jQ@h/db", "Zq9x", PW,
+                    "\"@\" in the database name at byte 28; percent-encode \"/\" in a password "
+                    "as %2F");
+    expect_unusable("postgresql://u:Zq9x/W7kV3jQ/db", "Zq9x", PW,
                     "a port is not a number from 1 to 65535; percent-encode \"/\" in a password "
                     "as %2F");
     /* libpq: password=Zq9x host=W7kV3jQ@h */
     expect_unusable("postgresql://u:Zq9x@W7kV3jQ@h/db", NULL, PW,
                     "\"@\" inside a host at byte 28; percent-encode \"@\" in a password as %40");
+    /* libpq: host=u port=2024 dbname=W7kV3jQ@h/db: the port is a number. */
+    expect_unusable("postgresql://u:2024/W7kV3jQ@h/db", "2024", PW,
+                    "\"@\" in the database name at byte 28; percent-encode \"/\" in a password "
+                    "as %2F, and \"@\" in a database name as %40");
     expect_unusable("postgresql://u:" PW "@host:sec/db", "sec", PW, "a port is not a number");
     expect_unusable("host=x password=Zq9xW7 port=kV3jQ", "kV3jQ", PW, "a port is not a number");
     expect_unusable("host=x port=5432,abc", "5432,abc", PW, "a port is not a number");
@@ -240,6 +247,7 @@ static void test_valid_dsns(void **state)
     expect_valid("postgresql://u@@abstract/db", NULL);    /* host "@abstract": abstract socket */
     expect_valid("postgresql://%2Ftmp%2Fa%40b/db", NULL); /* host "/tmp/a@b": a directory */
     expect_valid("postgresql://u:p?w#x@h/db", NULL);
+    expect_valid("postgresql://h/a%40b", NULL); /* database "a@b" */
     expect_valid("postgresql://u:" PW "@h/db?application_name=a&", NULL);
 }
 
