@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,13 +211,15 @@ struct parse_state {
     char section[MVR_CONFIG_NAME_MAX + 64];
     bool section_long; /* its header did not fit in section */
     bool key_seen;     /* a key since the last header: inih reads an indented line as more of it */
+    bool continued;    /* the line inih is parsing is such an indented line */
     struct section_line *lines;
     size_t nlines, cap;
     bool oom;
     FILE *file;
-    int lineno;     /* lines handed to inih so far: inih's own line number */
-    int msg_line;   /* line of msg */
-    int long_line;  /* first line longer than inih's buffer, 0 if none */
+    int lineno;   /* lines handed to inih so far: inih's own line number */
+    int msg_line; /* line of msg */
+    int raw_line; /* first line inih would misread (raw_what), 0 if none */
+    char raw_what[96];
     int bad_header; /* line of the first header of a section we do not know, 0 if none */
     char bad_name[64];
     int read_errno; /* the read that failed, 0 if none */
@@ -271,6 +274,22 @@ static void free_lines(struct parse_state *st)
     free(st->lines);
 }
 
+/* The characters a line may hold: inih's buffer less the newline and the NUL. */
+#define LINE_CHARS_MAX (INI_MAX_LINE - 2)
+
+/* The first line of the file that inih would misread, and how. */
+static void note_raw(struct parse_state *st, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (st->raw_line != 0)
+        return;
+    st->raw_line = st->lineno;
+    va_start(ap, fmt);
+    vsnprintf(st->raw_what, sizeof st->raw_what, fmt, ap);
+    va_end(ap);
+}
+
 /* inih reports keys, not section headers: note each header as it goes by, as inih reads it
  * (an indented line right after a key is more of that key's value), and keep a
  * [database.NAME]. */
@@ -286,40 +305,80 @@ static void note_header(struct parse_state *st, const char *line)
     st->section_long = (size_t)(end - start - 1) >= sizeof st->section;
     snprintf(st->section, sizeof st->section, "%.*s", (int)(end - start - 1), start + 1);
     name = database_section(st->section);
-    if (name != NULL && !st->section_long)
+    if (name != NULL && st->section_long)
+        note_raw(st, "[" MVR_CONFIG_DATABASE_PREFIX "...]: a database name has 1 to %d bytes",
+                 MVR_CONFIG_NAME_MAX);
+    else if (name != NULL)
         keep_line(st, name, NULL, NULL);
     /* inih says nothing of a section without keys: a typo in an otherwise empty header
      * ([databse.sales]) would leave the daemon serving another database. */
-    else if (name == NULL && strcmp(st->section, MVR_CONFIG_SECTION) != 0 && st->bad_header == 0) {
+    else if (strcmp(st->section, MVR_CONFIG_SECTION) != 0 && st->bad_header == 0) {
         st->bad_header = st->lineno;
         snprintf(st->bad_name, sizeof st->bad_name, "%.60s", st->section);
     }
 }
 
-/* fgets for inih that counts lines, and flags and skips the rest of a line too long for
- * inih's buffer instead of letting inih parse it as a line of its own. */
+/* An indented line after a key, not blank nor a comment: inih hands it over as a new value of
+ * that key, which would silently replace the value on the line before. */
+static bool continues_a_value(const struct parse_state *st, const char *line)
+{
+    const char *start = line;
+
+    while (isspace((unsigned char)*start))
+        start++;
+    return st->key_seen && start > line && *start != '\0' && strchr(";#", *start) == NULL;
+}
+
+/* One line into buf as fgets would (size as inih's INI_MAX_LINE), "\r\n" read as "\n" so
+ * that the limit is the same with either. A line too long for buf is cut and flagged (its rest
+ * is not parsed as a line of its own); a NUL byte, which would end the line early for inih, is
+ * dropped and flagged. */
+static bool get_line(struct parse_state *st, char *buf, size_t size)
+{
+    size_t n = 0;
+    int c, next;
+    bool any = false;
+
+    while ((c = getc(st->file)) != EOF && c != '\n') {
+        any = true;
+        if (c == '\r') {
+            if ((next = getc(st->file)) == '\n')
+                break;
+            if (next != EOF)
+                ungetc(next, st->file);
+        }
+        if (c == '\0')
+            note_raw(st, "a NUL byte (is this a text file?)");
+        else if (n + 2 < size)
+            buf[n++] = (char)c;
+        else
+            note_raw(st, "line too long (at most %d characters)", LINE_CHARS_MAX);
+    }
+    if (!any && c == EOF)
+        return false;
+    buf[n++] = '\n';
+    buf[n] = '\0';
+    return true;
+}
+
+/* inih's reader: counts lines, drops a UTF-8 byte order mark (so that the first header is
+ * noted as inih reads it), and notes headers and continued values. */
 static char *read_line(char *buf, int size, void *user)
 {
     struct parse_state *st = user;
-    char *line = fgets(buf, size, st->file);
-    size_t len;
-    int c;
 
-    if (line == NULL) {
+    st->lineno++;
+    if (!get_line(st, buf, (size_t)size)) {
+        st->lineno--;
         if (ferror(st->file))
             st->read_errno = errno != 0 ? errno : EIO;
         return NULL;
     }
-    st->lineno++;
-    note_header(st, line);
-    len = strlen(line);
-    if (len > 0 && line[len - 1] != '\n' && !feof(st->file)) {
-        if (st->long_line == 0)
-            st->long_line = st->lineno;
-        while ((c = getc(st->file)) != EOF && c != '\n')
-            ;
-    }
-    return line;
+    if (st->lineno == 1 && strncmp(buf, "\xEF\xBB\xBF", 3) == 0)
+        memmove(buf, buf + 3, strlen(buf + 3) + 1);
+    st->continued = continues_a_value(st, buf);
+    note_header(st, buf);
+    return buf;
 }
 
 /* A key of a [database.NAME] section: only keys that can differ between databases. Its value
@@ -355,7 +414,7 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     int rc = -1;
 
     /* inih cuts a section's name (at 49 bytes): then the header we saw is the whole one. */
-    st->key_seen = true;
+    st->key_seen = name != NULL;
     if (strlen(section) >= INIH_SECTION_MAX && strncmp(st->section, section, strlen(section)) == 0)
         section = st->section;
     db = database_section(section);
@@ -365,6 +424,11 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     if (db != NULL && st->section_long)
         snprintf(msg, sizeof msg, "[%s...]: a database name has 1 to %d bytes",
                  MVR_CONFIG_DATABASE_PREFIX, MVR_CONFIG_NAME_MAX);
+    else if (st->continued)
+        snprintf(msg, sizeof msg,
+                 "an indented line continues the value of \"%s\" on the line before; a value "
+                 "is one line (remove the indentation)",
+                 name);
     else if (name == NULL)
         rc = 0;
     else if (db != NULL)
@@ -502,9 +566,8 @@ static int parse_file(struct mvr_config *cfg, const char *path, char *err, size_
     fclose(st.file);
     if (st.read_errno != 0) /* a directory, say: not an empty file of defaults */
         snprintf(err, errlen, "%s: cannot read: %s", path, strerror(st.read_errno));
-    else if (st.long_line > 0 && (line <= 0 || st.long_line <= line))
-        snprintf(err, errlen, "%s:%d: line too long (libinih reads at most %d characters a line)",
-                 path, st.long_line, INI_MAX_LINE - 1);
+    else if (st.raw_line > 0 && (line <= 0 || st.raw_line <= line))
+        snprintf(err, errlen, "%s:%d: %s", path, st.raw_line, st.raw_what);
     else if (line == -2 || st.oom)
         snprintf(err, errlen, "%s: out of memory", path);
     else if (st.bad_header > 0 && (line <= 0 || st.bad_header < line))

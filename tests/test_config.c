@@ -64,6 +64,16 @@ static void write_file(const struct fixture *fx, const char *content)
     assert_int_equal(fclose(f), 0);
 }
 
+/* write_file for content that may hold NUL bytes. */
+static void write_bytes(const struct fixture *fx, const char *content, size_t len)
+{
+    FILE *f = fopen(fx->path, "w");
+
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
 static void assert_starts_with(const char *s, const char *prefix)
 {
     if (strncmp(s, prefix, strlen(prefix)) != 0)
@@ -399,6 +409,84 @@ static void test_error_missing_file(void **state)
     assert_contains(fx->err, "cannot open");
     assert_null(fx->cfg.dsn);
     assert_null(fx->cfg.application_name);
+}
+
+/* A NUL byte would end the line early for inih, hiding the rest of it: an error at its line. */
+static void test_error_nul_byte(void **state)
+{
+    struct fixture *fx = *state;
+    static const char hidden_line[] = "[mvrefreshd]\n\0debounce = bad\n";
+    static const char hidden_rest[] = "[mvrefreshd]\ndebounce = 5s\0garbage";
+    static const char mid_file[] = "[mvrefreshd]\ndebounce = 5s\0garbage\nmax_concurrent = 3\n";
+    const struct {
+        const char *bytes;
+        size_t len;
+    } cases[] = {{hidden_line, sizeof hidden_line - 1},
+                 {hidden_rest, sizeof hidden_rest - 1},
+                 {mid_file, sizeof mid_file - 1}};
+    char prefix[600];
+
+    snprintf(prefix, sizeof prefix, "%s:2: a NUL byte", fx->path);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_bytes(fx, cases[i].bytes, cases[i].len);
+        assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), -1);
+        assert_starts_with(fx->err, prefix);
+    }
+}
+
+/* A line holds 198 characters, whatever ends it ("\n", "\r\n" or the end of the file). */
+static void test_line_length_limit(void **state)
+{
+    struct fixture *fx = *state;
+    char line[300], content[400];
+    const char *const ends[] = {"\n", "\r\n", ""};
+
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        /* "application_name = " and 179 x: 198 characters. */
+        snprintf(line, sizeof line, "application_name = %0179d", 0);
+        assert_int_equal(strlen(line), 198);
+        snprintf(content, sizeof content, "[mvrefreshd]\n%s%s", line, ends[i]);
+        write_file(fx, content);
+        assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+        assert_int_equal(strlen(fx->cfg.application_name), 179);
+        mvr_config_free(&fx->cfg);
+        snprintf(content, sizeof content, "[mvrefreshd]\n%s0%s", line, ends[i]);
+        expect_load_error(fx, content, 2, "line too long (at most 198 characters)", NULL);
+    }
+}
+
+/* inih skips a UTF-8 byte order mark: the header after it is read as inih reads it. */
+static void test_byte_order_mark(void **state)
+{
+    struct fixture *fx = *state;
+
+    write_file(fx, "\xEF\xBB\xBF[database.sales]\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_int_equal(fx->cfg.ndbs, 1);
+    assert_string_equal(fx->cfg.dbs[0].name, "sales");
+    mvr_config_free(&fx->cfg);
+    write_file(fx,
+               "\xEF\xBB\xBF[database.a_database_name_of_sixty_three_bytes_which_inih_would_cut_"
+               "short]\ndebounce = 2s\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_int_equal(strlen(fx->cfg.dbs[0].name), 63);
+    mvr_config_free(&fx->cfg);
+    expect_load_error(fx, "\xEF\xBB\xBF[bogus]\n", 1, "unknown section [bogus]", NULL);
+}
+
+/* inih reads an indented line after a key as a new value of that key: it would replace the
+ * value before it without a word. */
+static void test_error_continued_value(void **state)
+{
+    struct fixture *fx = *state;
+
+    expect_load_error(fx, "[mvrefreshd]\ndsn = host=/tmp/x\n   dbname=t2\n", 3,
+                      "continues the value of \"dsn\"", NULL);
+    expect_load_error(fx, "application_name = first\n\tsecond\n", 2, "application_name", NULL);
+    /* Indented comments and blank lines are neither. */
+    write_file(fx, "application_name = first\n   ; note\n  \t\n   # note\n");
+    assert_int_equal(mvr_config_load(&fx->cfg, fx->path, fx->err, sizeof fx->err), 0);
+    assert_string_equal(fx->cfg.application_name, "first");
 }
 
 /* fopen() opens a directory, and reading it fails: not an empty file of defaults (which a
@@ -860,6 +948,11 @@ static void test_database_long_name(void **state)
         "[database.a_database_name_of_sixty_four_bytes_which_is_one_byte_too_many__]\n"
         "debounce = 2s\n",
         2, "1 to 63 bytes", NULL);
+    /* One too long to keep, with no key under it. */
+    expect_load_error(fx,
+                      "[database.dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
+                      "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd]\n",
+                      1, "1 to 63 bytes", NULL);
 }
 
 static void test_databases_auto(void **state)
@@ -985,6 +1078,10 @@ int main(void)
         T(test_error_max_wait_below_debounce),
         T(test_error_missing_file),
         T(test_error_directory),
+        T(test_error_nul_byte),
+        T(test_line_length_limit),
+        T(test_byte_order_mark),
+        T(test_error_continued_value),
         T(test_error_message_truncated_safely),
         T(test_set_each_key),
         T(test_set_errors),
