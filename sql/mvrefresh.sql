@@ -1931,6 +1931,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF set_enabled.view IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'view must not be NULL';
+    END IF;
     PERFORM mvrefresh.require_owner(set_enabled.view, current_user, set_enabled.verb);
     UPDATE mvrefresh.view v SET enabled = set_enabled.enabled WHERE v.view = set_enabled.view;
     IF NOT FOUND THEN
@@ -2015,6 +2019,10 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $fn$
 BEGIN
+    IF refresh.view IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'null_value_not_allowed',
+            MESSAGE = 'view must not be NULL';
+    END IF;
     PERFORM mvrefresh.require_owner(refresh.view, current_user, 'refresh');
     IF NOT EXISTS (SELECT 1 FROM mvrefresh.view v
                    WHERE v.view = refresh.view AND NOT v.unwatched) THEN

@@ -49,6 +49,10 @@ static int parse_args(int argc, char **argv, struct mvr_daemon_options *opts, bo
     while ((ch = getopt_long(argc, argv, "c:d:vqtVh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'c':
+            if (optarg[0] == '\0') {
+                fprintf(stderr, "mvrefreshd: --config: the path is empty\n");
+                return EXIT_USAGE;
+            }
             opts->config_path = optarg;
             break;
         case 'd':

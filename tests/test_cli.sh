@@ -79,6 +79,9 @@ check "unknown short option exits 64" 64
 run --dsn
 check "--dsn without a value exits 64" 64
 
+run -c ''
+check "an empty config path exits 64" 64 '^mvrefreshd: --config: the path is empty' stderr
+
 run --config /nonexistent/mvrefresh.ini
 check "missing config file exits 78" 78
 
@@ -211,8 +214,10 @@ malformed "bad percent-encoding in a URI query password" "Zq9%zzW7kV3jQ" \
     'bad percent-encoding at byte 35 \(in the value of "password"\)'
 # libpq parses these, but part of the password lands in the port or the host, which its
 # connection error would quote.
-malformed "/ in a URI password (the rest lands in the port)" "Zq9x/W7kV3jQ" \
-    "postgresql://bob:Zq9x/W7kV3jQ@h/db" 'a port is not a number from 1 to 65535; .*%2F'
+malformed "/ in a URI password (the rest lands in the port and the database)" "Zq9x/W7kV3jQ" \
+    "postgresql://bob:Zq9x/W7kV3jQ@h/db" '"@" in the database name at byte 30; .*%2F'
+malformed "/ in a URI password that starts with digits (a valid port)" "2024/W7kV3jQ" \
+    "postgresql://bob:2024/W7kV3jQ@h/db" '"@" in the database name at byte 30; .*%2F'
 malformed "@ in a URI password (the rest lands in the host)" "Zq9x@W7kV3jQ" \
     "postgresql://bob:Zq9x@W7kV3jQ@h/db" '"@" inside a host at byte 30; .*%40'
 malformed "a port that is no number" "$pw" "postgresql://bob:$pw@host:sec/db" \

@@ -284,6 +284,11 @@ is "...and nothing is registered, no trigger added" "0||" \
     "SELECT (SELECT count(*) FROM mvrefresh.view WHERE view IN ('t_lone'::regclass, 'v_lone'::regclass)),
             ($(triggers t_lone)), ($(triggers v_lone))"
 
+# --- NULL for a view --------------------------------------------------------------
+for fn in watch unwatch pause resume refresh; do
+    fails_with "$fn(NULL) fails with 22004 (not 'is not watched')" 22004 "SELECT mvrefresh.$fn(NULL)"
+done
+
 # --- bad durations ------------------------------------------------------------
 fails_with "zero debounce fails with 22023" 22023 "SELECT mvrefresh.watch('mv_fresh', '0')"
 fails_with "negative debounce fails with 22023" 22023 "SELECT mvrefresh.watch('mv_fresh', '-1 s')"
