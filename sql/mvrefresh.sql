@@ -6,8 +6,8 @@
 -- so it can equally be sent as one string through PQexec.
 --
 -- How it works: statement-level triggers on the base tables of every watched
--- materialized view tell the daemon mvrefreshd of a change (quiet triggers:
--- docs/quiet-triggers.md); it debounces and runs REFRESH MATERIALIZED VIEW.
+-- materialized view send NOTIFY mvrefresh with the table's OID as payload; the
+-- daemon mvrefreshd listens, debounces and runs REFRESH MATERIALIZED VIEW.
 -- A watched view that reads another watched materialized view depends on that
 -- view rather than on its tables, so the daemon refreshes the upstream view
 -- first and its readers after it (see mvrefresh.dependency).
@@ -86,67 +86,6 @@ CREATE SCHEMA IF NOT EXISTS mvrefresh;
 
 COMMENT ON SCHEMA mvrefresh IS
     'mvrefresh: materialized views refreshed by mvrefreshd when their base tables change';
-
--- Lock tables all or none: each try takes them one by one for at most 100 ms
--- (less than deadlock_timeout), and on a lock it cannot have lets go of all
--- and tries again after a pause, until budget runs out (55P03). The install is
--- one transaction that locks tables in its own order while a running daemon's
--- calls and applications' transactions take theirs: waiting while holding
--- what it has would let PostgreSQL's deadlock check abort one of them (the
--- install, the daemon's refresh, or the application's transaction). Who waits
--- for a table the installer holds waits at most one try.
-CREATE OR REPLACE FUNCTION mvrefresh.lock_all(tables regclass[], mode text, budget interval)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $fn$
-DECLARE
-    deadline timestamptz := pg_catalog.clock_timestamp() + lock_all.budget;
-    wait_before text := pg_catalog.current_setting('lock_timeout');
-    try_ms integer := LEAST(100, pg_catalog.date_part('epoch',
-                         pg_catalog.current_setting('deadlock_timeout')::pg_catalog.interval)
-                         * 500)::integer;
-    stmt text;
-BEGIN
-    IF COALESCE(pg_catalog.cardinality(lock_all.tables), 0) = 0 THEN
-        RETURN;
-    END IF;
-    stmt := pg_catalog.format('LOCK TABLE %s IN %s MODE',
-                              (SELECT pg_catalog.string_agg(t::pg_catalog.text, ', ')
-                               FROM pg_catalog.unnest(lock_all.tables) AS t),
-                              lock_all.mode);
-    PERFORM pg_catalog.set_config('lock_timeout', GREATEST(try_ms, 1) || 'ms', true);
-    LOOP
-        BEGIN
-            EXECUTE stmt;
-            EXIT;
-        EXCEPTION WHEN lock_not_available THEN
-            IF pg_catalog.clock_timestamp() >= deadline THEN
-                RAISE EXCEPTION USING ERRCODE = 'lock_not_available',
-                    MESSAGE = pg_catalog.format('could not lock %s within %s',
-                                                pg_catalog.array_to_string(lock_all.tables, ', '),
-                                                lock_all.budget),
-                    HINT = 'A transaction holds one of them: try again when it has ended.';
-            END IF;
-            PERFORM pg_catalog.pg_sleep(0.05 + 0.05 * pg_catalog.random());
-        END;
-    END LOOP;
-    PERFORM pg_catalog.set_config('lock_timeout', wait_before, true);
-END
-$fn$;
-
--- What this install changes in place (columns, policies, triggers, views of
--- the registry) it locks ACCESS EXCLUSIVE until it commits: all of it now,
--- before a daemon's call can hold one of them and wait for another.
-DO $do$
-BEGIN
-    PERFORM mvrefresh.lock_all(ARRAY(SELECT c.oid::pg_catalog.regclass FROM pg_catalog.pg_class c
-                                     WHERE c.relnamespace = 'mvrefresh'::pg_catalog.regnamespace
-                                       AND c.relkind IN ('r', 'p', 'v')
-                                     ORDER BY c.oid),
-                               'ACCESS EXCLUSIVE', '60 s');
-END
-$do$;
 
 --------------------------------------------------------------------------------
 -- The daemon's role
@@ -1624,48 +1563,30 @@ DECLARE
     tbl      regclass;
     seq      regclass;
     trg      record;
-    stale    regclass[] := '{}';
-    drops    boolean := false;
-    wait_for text := pg_catalog.current_setting('lock_timeout');
+    replaced boolean;
 BEGIN
-    -- First the tables whose triggers are missing or of another form ...
     FOR tbl IN SELECT DISTINCT t::pg_catalog.oid::pg_catalog.regclass
                FROM pg_catalog.unnest(tables) AS t ORDER BY 1 LOOP
         seq := mvrefresh.generation_of(tbl);
-        IF (SELECT pg_catalog.count(*) FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid = tbl
-              AND t.tgname IN ('mvrefresh_notify', 'mvrefresh_notify_truncate')
-              AND t.tgnargs = 1
-              AND t.tgenabled IN ('O', 'A') -- not disabled (DISABLE TRIGGER)
-              AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
-              AND pg_catalog.encode(t.tgargs, 'escape')
-                  = seq::pg_catalog.oid::pg_catalog.text || E'\\000'
-              AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
-                                    pg_catalog.quote_literal(seq::pg_catalog.text)
-                                    || '::regclass) IS NOT NULL') > 0) < 2 THEN
-            stale := stale || tbl;
-            drops := drops OR EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
-                                      WHERE t.tgrelid = tbl
-                                        AND t.tgname IN ('mvrefresh_notify',
-                                                         'mvrefresh_notify_truncate'));
-        END IF;
-    END LOOP;
-    -- ... locked all at once (CREATE TRIGGER takes SHARE ROW EXCLUSIVE, DROP
-    -- TRIGGER ACCESS EXCLUSIVE), for the caller's lock_timeout or 60 s ...
-    PERFORM mvrefresh.lock_all(stale,
-                               CASE WHEN drops THEN 'ACCESS EXCLUSIVE' ELSE 'SHARE ROW EXCLUSIVE' END,
-                               CASE WHEN wait_for IN ('0', '') THEN interval '60 s'
-                                    ELSE wait_for::pg_catalog.interval END);
-    -- ... then given both triggers afresh, and their views marked pending.
-    FOREACH tbl IN ARRAY stale LOOP
-        seq := mvrefresh.generation_of(tbl);
+        replaced := false;
         FOR trg IN SELECT * FROM (VALUES ('mvrefresh_notify', 'INSERT OR UPDATE OR DELETE'),
                                          ('mvrefresh_notify_truncate', 'TRUNCATE')) AS v(name, events)
         LOOP
+            CONTINUE WHEN EXISTS (
+                SELECT 1 FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = tbl AND t.tgname = trg.name AND t.tgnargs = 1
+                  AND t.tgenabled IN ('O', 'A') -- not disabled (DISABLE TRIGGER)
+                  AND t.tgfoid = 'mvrefresh.notify()'::pg_catalog.regprocedure
+                  AND pg_catalog.encode(t.tgargs, 'escape')
+                      = seq::pg_catalog.oid::pg_catalog.text || E'\\000'
+                  AND pg_catalog.strpos(pg_catalog.pg_get_triggerdef(t.oid),
+                                        pg_catalog.quote_literal(seq::pg_catalog.text)
+                                        || '::regclass) IS NOT NULL') > 0);
             IF EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t
                        WHERE t.tgrelid = tbl AND t.tgname = trg.name) THEN
                 EXECUTE pg_catalog.format('DROP TRIGGER %I ON %s', trg.name, tbl);
             END IF;
+            replaced := true;
             EXECUTE pg_catalog.format(
                 'CREATE TRIGGER %I AFTER %s ON %s FOR EACH STATEMENT'
                 ' WHEN (pg_catalog.pg_sequence_last_value(%L::pg_catalog.regclass) IS NOT NULL)'
@@ -1673,11 +1594,13 @@ BEGIN
                 trg.name, trg.events, tbl, seq::pg_catalog.text,
                 seq::pg_catalog.oid::pg_catalog.text);
         END LOOP;
-        UPDATE mvrefresh.refresh_state AS s
-        SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
-            marked_at = pg_catalog.clock_timestamp()
-        FROM mvrefresh.readers(ARRAY[tbl::pg_catalog.oid]) AS r
-        WHERE s.view = r.view;
+        IF replaced THEN
+            UPDATE mvrefresh.refresh_state AS s
+            SET pending_since = COALESCE(s.pending_since, pg_catalog.clock_timestamp()),
+                marked_at = pg_catalog.clock_timestamp()
+            FROM mvrefresh.readers(ARRAY[tbl::pg_catalog.oid]) AS r
+            WHERE s.view = r.view;
+        END IF;
     END LOOP;
 END
 $fn$;
@@ -3696,7 +3619,6 @@ BEGIN
                 'mvrefresh.grant_maintain(regclass, boolean)'::pg_catalog.regprocedure,
                 'mvrefresh.forget(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.add_triggers(regclass[])'::pg_catalog.regprocedure,
-                'mvrefresh.lock_all(regclass[], text, interval)'::pg_catalog.regprocedure,
                 'mvrefresh.generation_of(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.reset_grants(regclass)'::pg_catalog.regprocedure,
                 'mvrefresh.revoke_all_but(text, aclitem[], oid)'::pg_catalog.regprocedure,

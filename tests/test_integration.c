@@ -678,28 +678,6 @@ PGT_TEST(test_daemon_refuses_sql_of_another_protocol)
     pgt_wait_refreshes(t, "mv", 1, 40000);
 }
 
-/* Reinstalling the SQL while the daemon works, as an upgrade does: every install succeeds, and
- * no call of either meets a deadlock (the install locks what it changes all at once, before a
- * daemon's call can hold one of those tables and wait for another); the views converge. */
-PGT_TEST(test_reinstall_while_the_daemon_works)
-{
-    static const char *const writes[] = {"INSERT INTO t (v) VALUES ((random() * 100)::int)"};
-    char state[6], err[1024];
-
-    simple_setup(t, "20 ms", "200 ms", 3);
-    pgt_exec(t, "CREATE MATERIALIZED VIEW mv2 AS SELECT count(*) AS n FROM mv");
-    pgt_exec(t, "CREATE UNIQUE INDEX ON mv2 (n)");
-    pgt_exec(t, "SELECT mvrefresh.watch('mv2', debounce => '20 ms', max_wait => '200 ms')");
-    pgt_writers_start(t, 2, 6000, writes, 1);
-    for (int i = 1; i <= 10; i++)
-        if (!pgt_install_on(t, t->conn, state, err, sizeof err))
-            fail_msg("reinstall %d of 10 failed (SQLSTATE %s): %s", i, state, err);
-    pgt_writers_wait(t, 30000);
-    pgt_wait_converged(t, 2 * DEADLINE_MS, "mv", "SELECT id, v FROM t");
-    pgt_wait_converged(t, 2 * DEADLINE_MS, "mv2", "SELECT count(*) AS n FROM mv");
-    assert_int_equal(pgt_log_count(t, "deadlock detected"), 0);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -718,7 +696,6 @@ int main(void)
         PGT_UNIT(test_refresh_now_survives_a_failure),
         PGT_UNIT(test_refresh_now_of_a_paused_upstream_reaches_its_readers),
         PGT_UNIT(test_unwatch),
-        PGT_UNIT(test_reinstall_while_the_daemon_works),
         PGT_UNIT(test_garbage_notifications_are_ignored),
         PGT_UNIT(test_sigterm_during_slow_refresh),
         PGT_UNIT(test_sigterm_cancels_after_shutdown_timeout),
