@@ -213,43 +213,28 @@ BEGIN
 END
 $do$;
 
--- The daemon counts in whole milliseconds of date_part('epoch'), which reads a
--- year as 365.25 days where interval comparison reads 360: '-1 year 361 days'
--- passes "> interval '0'" yet is minus four days to the daemon, and '0.4 ms' is
--- 0 ms. So a setting must also be at least 1 ms as the daemon reads it. Rows
--- from before these checks are not made to fail the install (it must not fail
--- because of one registration): the check is added NOT VALID, applies to every
--- write from now on, and the installer is told which views to retune.
-DO $do$
-DECLARE
-    chk record;
-    bad text;
-BEGIN
-    FOR chk IN
-        SELECT c.name, c.col
-        FROM (VALUES ('view_debounce_at_least_1ms', 'debounce'),
-                     ('view_max_wait_at_least_1ms', 'max_wait')) AS c(name, col)
-        WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_constraint k
-                          WHERE k.conrelid = 'mvrefresh.view'::pg_catalog.regclass
-                            AND k.conname = c.name)
-    LOOP
-        EXECUTE pg_catalog.format('ALTER TABLE mvrefresh.view ADD CONSTRAINT %I '
-                                  'CHECK (pg_catalog.date_part(''epoch'', %I) >= 0.001) NOT VALID',
-                                  chk.name, chk.col);
-        EXECUTE pg_catalog.format('SELECT pg_catalog.string_agg(v.view::pg_catalog.text, '', '') '
-                                  'FROM mvrefresh.view v '
-                                  'WHERE pg_catalog.date_part(''epoch'', v.%I) < 0.001', chk.col)
-            INTO bad;
-        IF bad IS NULL THEN
-            EXECUTE pg_catalog.format('ALTER TABLE mvrefresh.view VALIDATE CONSTRAINT %I', chk.name);
-        ELSE
-            RAISE WARNING '% of % is under 1 ms as the daemon reads it; the daemon uses 1 ms',
-                          chk.col, bad
-                USING HINT = 'Retune with mvrefresh.watch(): the new check refuses such a value.';
-        END IF;
-    END LOOP;
-END
-$do$;
+-- A duration in milliseconds as interval comparison reads it (a month is 30
+-- days, a year 360; days and hours are not folded into each other), which is
+-- how the checks above and watch() judge a setting: registry() hands the
+-- daemon this, so '-1 year 361 days', which PostgreSQL finds equal to a day,
+-- is a day to the daemon too. (date_part('epoch') reads a year as 365.25 days:
+-- that value was minus four days, which the daemon took for "the default".)
+-- No SET, so that it is inlined: its callers pin search_path.
+CREATE OR REPLACE FUNCTION mvrefresh.setting_ms(i interval)
+RETURNS double precision
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $fn$
+    SELECT ((pg_catalog.date_part('year', i) * 12 + pg_catalog.date_part('month', i)) * 30
+            * 86400 + pg_catalog.date_part('day', i) * 86400
+            + pg_catalog.date_part('hour', i) * 3600 + pg_catalog.date_part('minute', i) * 60
+            + pg_catalog.date_part('second', i)) * 1000
+$fn$;
+-- Checks of an unreleased development version; registry() reads what they
+-- guarded the same way now.
+ALTER TABLE mvrefresh.view DROP CONSTRAINT IF EXISTS view_debounce_at_least_1ms,
+                           DROP CONSTRAINT IF EXISTS view_max_wait_at_least_1ms;
 
 -- Refresh bookkeeping, written only by the daemon through refresh_begin() and
 -- refresh_end(). Kept apart from mvrefresh.view so the daemon's frequent
@@ -1843,16 +1828,14 @@ BEGIN
             MESSAGE = pg_catalog.format('"%s" is not a materialized view', watch.view),
             HINT = 'Only materialized views can be watched; plain views are always current.';
     END IF;
-    -- Positive as interval comparison and as the daemon (in whole ms of the
-    -- epoch) read it: see view_debounce_at_least_1ms.
-    IF watch.debounce <= interval '0'
-       OR pg_catalog.date_part('epoch', watch.debounce) < 0.001 THEN
+    -- The daemon counts whole milliseconds (setting_ms()): less than one would
+    -- be none.
+    IF watch.debounce <= interval '0' OR mvrefresh.setting_ms(watch.debounce) < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'debounce must be at least 1 ms',
             DETAIL = pg_catalog.format('debounce is %s.', watch.debounce);
     END IF;
-    IF watch.max_wait <= interval '0'
-       OR pg_catalog.date_part('epoch', watch.max_wait) < 0.001 THEN
+    IF watch.max_wait <= interval '0' OR mvrefresh.setting_ms(watch.max_wait) < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'max_wait must be at least 1 ms',
             DETAIL = pg_catalog.format('max_wait is %s.', watch.max_wait);
@@ -2547,13 +2530,12 @@ BEGIN
     SELECT v.view,
            v.name,
            -- At most about 31 years: one row's extreme value must not stop
-           -- the registry from loading for everyone. At least 1 ms: a row
-           -- from before view_debounce_at_least_1ms may be less (NULL alone
-           -- means the daemon's default).
-           (SELECT GREATEST(pg_catalog.round(LEAST(e, 1e9) * 1000), 1)::pg_catalog.int8
-            FROM pg_catalog.date_part('epoch', v.debounce) AS e WHERE e IS NOT NULL),
-           (SELECT GREATEST(pg_catalog.round(LEAST(e, 1e9) * 1000), 1)::pg_catalog.int8
-            FROM pg_catalog.date_part('epoch', v.max_wait) AS e WHERE e IS NOT NULL),
+           -- the registry from loading for everyone. At least 1 ms: a plain
+           -- UPDATE may store less (NULL alone means the daemon's default).
+           (SELECT GREATEST(pg_catalog.round(LEAST(ms, 1e12)), 1)::pg_catalog.int8
+            FROM mvrefresh.setting_ms(v.debounce) AS ms WHERE ms IS NOT NULL),
+           (SELECT GREATEST(pg_catalog.round(LEAST(ms, 1e12)), 1)::pg_catalog.int8
+            FROM mvrefresh.setting_ms(v.max_wait) AS ms WHERE ms IS NOT NULL),
            v.concurrently,
            b.rel,
            COALESCE(b.is_view, false),
