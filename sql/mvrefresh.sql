@@ -219,17 +219,18 @@ $do$;
 -- daemon this, so '-1 year 361 days', which PostgreSQL finds equal to a day,
 -- is a day to the daemon too. (date_part('epoch') reads a year as 365.25 days:
 -- that value was minus four days, which the daemon took for "the default".)
--- No SET, so that it is inlined: its callers pin search_path.
+-- No SET, so that it is inlined; hence every operator qualified.
 CREATE OR REPLACE FUNCTION mvrefresh.setting_ms(i interval)
 RETURNS double precision
 LANGUAGE sql
 IMMUTABLE
 PARALLEL SAFE
 AS $fn$
-    SELECT ((pg_catalog.date_part('year', i) * 12 + pg_catalog.date_part('month', i)) * 30
-            * 86400 + pg_catalog.date_part('day', i) * 86400
-            + pg_catalog.date_part('hour', i) * 3600 + pg_catalog.date_part('minute', i) * 60
-            + pg_catalog.date_part('second', i)) * 1000
+    -- The epoch less the 5.25 days (453,600 s) it counts more per year. (An
+    -- OPERATOR() has no precedence of its own: the parentheses give it.)
+    SELECT (pg_catalog.date_part('epoch', i) OPERATOR(pg_catalog.-)
+            (pg_catalog.date_part('year', i) OPERATOR(pg_catalog.*) 453600))
+           OPERATOR(pg_catalog.*) 1000
 $fn$;
 -- Checks of an unreleased development version; registry() reads what they
 -- guarded the same way now.
@@ -1830,12 +1831,12 @@ BEGIN
     END IF;
     -- The daemon counts whole milliseconds (setting_ms()): less than one would
     -- be none.
-    IF watch.debounce <= interval '0' OR mvrefresh.setting_ms(watch.debounce) < 1 THEN
+    IF mvrefresh.setting_ms(watch.debounce) < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'debounce must be at least 1 ms',
             DETAIL = pg_catalog.format('debounce is %s.', watch.debounce);
     END IF;
-    IF watch.max_wait <= interval '0' OR mvrefresh.setting_ms(watch.max_wait) < 1 THEN
+    IF mvrefresh.setting_ms(watch.max_wait) < 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value',
             MESSAGE = 'max_wait must be at least 1 ms',
             DETAIL = pg_catalog.format('max_wait is %s.', watch.max_wait);
@@ -3576,9 +3577,8 @@ GRANT SELECT ON mvrefresh.status TO PUBLIC;
 -- sources(), names_holder() (a comparison), and the helpers row security and
 -- triggers call in the caller's name. Every trigger function that runs as the
 -- installer is here: EXECUTE is what CREATE TRIGGER checks, and one attached
--- to a table of the caller's own
--- would evaluate the caller's columns (their casts, their operators) as the
--- installer. test_security checks that record_change() is the only SECURITY
+-- to a table of the caller's own would evaluate the caller's columns (their
+-- casts, their operators) as the installer. test_security checks that record_change() is the only SECURITY
 -- DEFINER function PUBLIC can call.
 DO $do$
 DECLARE

@@ -4,9 +4,8 @@
  * refresh_end()) name the daemon that makes them and the term of its lease, and the server
  * refuses them, with MVR_FENCE_SQLSTATE, once that term is over: a daemon that was frozen, or
  * whose calls the network held back, cannot act on a lease that is gone, whatever its own
- * clock says. A
- * refusal makes the daemon step down. The lease owns the fence (lease.h); its instance's
- * control connection and workers share it (mvr_conn_share_fence).
+ * clock says. A refusal makes the daemon step down. The lease owns the fence (lease.h); its
+ * instance's control connection and workers share it (mvr_conn_share_fence).
  */
 #ifndef MVR_FENCE_H
 #define MVR_FENCE_H
